@@ -1,0 +1,6 @@
+"""``python -m ckptlab`` is the ``ckptlab`` command."""
+import sys
+
+from ckptlab.cli import main
+
+sys.exit(main())
