@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,7 +35,9 @@ class Checkpoint:
     Attributes: ``path``, ``format`` (e.g. ``"torch-zip"``), ``container`` (dotted path of
     the chosen tensor mapping, ``""`` at top level), ``candidates`` (every container found),
     ``other`` (non-tensor entries), ``placeholders`` (classes the restricted unpickler stood
-    in for), ``metadata`` (string metadata of the file, e.g. safetensors' header).
+    in for), ``metadata`` (string metadata of the file, e.g. safetensors' header),
+    ``extras`` (the plain-Python values of ``other`` that can be written back: numbers,
+    strings, lists/dicts of them and tensors; never a placeholder object).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Checkpoint:
         other: tuple[OtherEntry, ...] = (),
         placeholders: tuple[str, ...] = (),
         metadata: Mapping[str, str] | None = None,
+        extras: Mapping[str, Any] | None = None,
     ):
         self._tensors = dict(tensors)
         self.path = str(path) if path is not None else None
@@ -58,18 +61,20 @@ class Checkpoint:
         self.other = tuple(other)
         self.placeholders = tuple(placeholders)
         self.metadata = dict(metadata or {})
+        self.extras = dict(extras or {})
 
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, torch.Tensor], name: str = "<memory>") -> "Checkpoint":
         """Wrap an in-memory state_dict; non-tensor values become ``other`` entries."""
-        tensors, other = {}, []
+        tensors, other, extras = {}, [], {}
         for key, value in mapping.items():
             if isinstance(value, torch.Tensor):
                 tensors[str(key)] = _eager(value)
             else:
                 other.append(OtherEntry(str(key), type(value).__name__))
-        return cls(tensors, path=None, format="memory", other=tuple(other), metadata={"name": name})
+                extras[str(key)] = value
+        return cls(tensors, format="memory", other=tuple(other), metadata={"name": name}, extras=extras)
 
     @classmethod
     def from_module(cls, module: torch.nn.Module) -> "Checkpoint":

@@ -1,0 +1,49 @@
+"""Arguments shared by the commands that take a SOURCE and a TARGET."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ckptlab.checkpoint import Checkpoint
+from ckptlab.errors import CheckpointError
+from ckptlab.sources import as_checkpoint
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """SOURCE, TARGET (files or model definitions) and how to build model definitions."""
+    parser.add_argument("source", help="source checkpoint (file, index.json, DCP folder) or model definition")
+    parser.add_argument("target", help="target checkpoint, or model definition 'pkg.module:callable'")
+    parser.add_argument("--source-container", default=None, metavar="DOTTED",
+                        help="where the tensors sit inside the source file (default: found)")
+    parser.add_argument("--target-kwargs", default=None, metavar="JSON",
+                        help="keyword arguments for a target model definition, as JSON")
+    parser.add_argument("--source-kwargs", default=None, metavar="JSON",
+                        help="keyword arguments for a source model definition, as JSON")
+    parser.add_argument("--allow-code", action="store_true",
+                        help="allow 'path/to/file.py:callable' model definitions (runs that file)")
+
+
+def parse_kwargs(text: str | None, flag: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{flag} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def allow_code(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "allow_code", False)) or os.environ.get("CKPTLAB_ALLOW_CODE") == "1"
+
+
+def resolve_pair(args: argparse.Namespace) -> tuple[Checkpoint, Checkpoint]:
+    """Open SOURCE and TARGET as Checkpoints (model definitions built on the meta device)."""
+    source = as_checkpoint(args.source, container=args.source_container, allow_code=allow_code(args),
+                           kwargs=parse_kwargs(args.source_kwargs, "--source-kwargs"))
+    target = as_checkpoint(args.target, allow_code=allow_code(args),
+                           kwargs=parse_kwargs(args.target_kwargs, "--target-kwargs"))
+    return source, target
