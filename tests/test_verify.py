@@ -1,0 +1,186 @@
+"""Load reports, function preservation and speed/memory comparison on real files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import ckptlab
+from ckptlab.errors import CheckpointError
+from ckptlab.targets import model_target
+from ckptlab.verify import (
+    compare_function,
+    compare_speed,
+    describe_misfit,
+    infer_input_shape,
+    load_report,
+    loaded_model,
+)
+from sample_ckpts import models
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
+CONVNET = "sample_ckpts.models:ConvNet"
+
+
+def _torch_load_report(sd: dict, model: torch.nn.Module) -> dict:
+    """What torch itself says (strict=False skips nothing on shape, so drop those first).
+
+    BatchNorm fills an absent ``num_batches_tracked`` silently when the state_dict's
+    version metadata does not name it (as in a re-keyed DDP file); ckptlab still lists it.
+    """
+    own = model.state_dict()
+    mismatched = sorted(k for k in sd if k in own and sd[k].shape != own[k].shape)
+    result = model.load_state_dict({k: v for k, v in sd.items() if k not in mismatched}, strict=False)
+    missing = set(result.missing_keys) | set(mismatched)
+    missing |= {k for k in own if k.endswith("num_batches_tracked") and k not in sd}
+    return {"missing": sorted(missing), "unexpected": sorted(result.unexpected_keys),
+            "mismatched": mismatched}
+
+
+@pytest.mark.parametrize("ckpt, model_kwargs", [
+    ("convnet_rgb.pt", {"in_chans": 4}),
+    ("convnet_rgb_ddp.pt", {}),
+    ("convnet_rgb.pt", {}),
+    ("classifier_10.pt", {"in_chans": 4, "num_classes": 10}),
+])
+def test_load_report_agrees_with_torch(ckpt, model_kwargs):
+    spec = CONVNET if "convnet" in ckpt else "sample_ckpts.models:Classifier"
+    report = load_report(SAMPLES / ckpt, model_target(spec, model_kwargs))
+    sd = torch.load(SAMPLES / ckpt, weights_only=True)
+    cls = models.ConvNet if "convnet" in ckpt else models.Classifier
+    expected = _torch_load_report(sd, cls(**model_kwargs))
+    assert sorted(report["unexpected"]) == expected["unexpected"]
+    assert sorted([m["key"] for m in report["mismatched"]]) == expected["mismatched"]
+    assert sorted(report["missing"] + [m["key"] for m in report["mismatched"]]) == expected["missing"]
+    for m in report["mismatched"]:
+        assert m["checkpoint_shape"] == list(sd[m["key"]].shape)
+
+
+def test_load_report_shapes_and_message():
+    report = load_report(SAMPLES / "convnet_rgb.pt", model_target(CONVNET, {"in_chans": 4}))
+    assert report == {"missing": [], "unexpected": [], "mismatched": [
+        {"key": "conv1.weight", "checkpoint_shape": [8, 3, 3, 3], "model_shape": [8, 4, 3, 3]}]}
+    assert describe_misfit(report) == ("1 mismatched (first mismatched: conv1.weight checkpoint "
+                                       "[8, 3, 3, 3] vs model [8, 4, 3, 3])")
+
+
+def test_load_report_reads_no_tensor_bytes():
+    ck = ckptlab.open(SAMPLES / "convnet_rgb.pt")
+    for key in ck.keys():
+        ck.lazy(key)._load = _fail  # any byte read would raise
+    assert load_report(ck, CONVNET) == {"missing": [], "unexpected": [], "mismatched": []}
+
+
+def _fail():
+    raise AssertionError("tensor bytes were read")
+
+
+def test_loaded_model_copies_and_refuses_a_misfit():
+    model = models.ConvNet()
+    before = model.conv1.weight.detach().clone()
+    loaded = loaded_model(model, SAMPLES / "convnet_rgb.pt")
+    assert torch.equal(model.conv1.weight, before)          # caller's module untouched
+    sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    assert torch.equal(loaded.conv1.weight, sd["conv1.weight"])
+    assert not loaded.training
+    with pytest.raises(CheckpointError, match="does not fit ConvNet: 1 mismatched"):
+        loaded_model(models.ConvNet(in_chans=4), SAMPLES / "convnet_rgb.pt")
+
+
+def test_infer_input_shape_prefers_the_first_conv():
+    assert infer_input_shape(models.ConvNet(in_chans=4), n=2) == (2, 4, 32, 32)
+    assert infer_input_shape(models.FontUNet()) == (4, 1, 32, 32)     # not its style Linear
+    assert infer_input_shape(torch.nn.Sequential(torch.nn.Linear(7, 2))) == (4, 7)
+    with pytest.raises(CheckpointError, match="cannot infer an input shape"):
+        infer_input_shape(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+def _rgba_from_rgb(zero_alpha: bool) -> dict[str, torch.Tensor]:
+    sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    w = sd["conv1.weight"]
+    alpha = torch.zeros_like(w[:, :1]) if zero_alpha else torch.full_like(w[:, :1], 0.1)
+    sd["conv1.weight"] = torch.cat([w, alpha], 1)
+    return sd
+
+
+def test_function_preserved_for_zero_padded_channel():
+    result = compare_function(CONVNET, SAMPLES / "convnet_rgb.pt",
+                              model_target(CONVNET, {"in_chans": 4}), _rgba_from_rgb(zero_alpha=True))
+    assert result.equal and result.max_abs_diff == 0.0
+    assert result.source_input_shape == (4, 3, 32, 32) and result.target_input_shape == (4, 4, 32, 32)
+    assert [f["fill"] for f in result.fills] == ["zeros", "random-0", "random-1", "random-2"]
+
+
+def test_function_check_catches_a_non_zero_alpha_channel():
+    result = compare_function(CONVNET, SAMPLES / "convnet_rgb.pt",
+                              model_target(CONVNET, {"in_chans": 4}), _rgba_from_rgb(zero_alpha=False))
+    assert not result.equal
+    zeros = next(f for f in result.fills if f["fill"] == "zeros")
+    assert zeros["max_abs_diff"] == 0.0                     # alpha 0: still equal
+    assert all(f["max_abs_diff"] > 1e-3 for f in result.fills if f["fill"] != "zeros")
+
+
+def test_function_check_catches_a_changed_weight_and_honours_channel_map():
+    sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    same = compare_function(CONVNET, sd, CONVNET, sd)
+    assert same.equal and [f["fill"] for f in same.fills] == ["none"]
+    sd2 = dict(sd, **{"fc.bias": sd["fc.bias"] + 0.5})
+    moved = compare_function(CONVNET, sd, CONVNET, sd2)
+    assert not moved.equal and moved.max_abs_diff == pytest.approx(0.5, abs=1e-5)
+    # alpha first: the source's RGB sits at target channels 1..3
+    w = sd["conv1.weight"]
+    alpha_first = dict(sd, **{"conv1.weight": torch.cat([torch.zeros_like(w[:, :1]), w], 1)})
+    target = model_target(CONVNET, {"in_chans": 4})
+    assert compare_function(CONVNET, sd, target, alpha_first, channel_map=[1, 2, 3]).equal
+    assert not compare_function(CONVNET, sd, target, alpha_first).equal
+    with pytest.raises(CheckpointError, match="channel_map"):
+        compare_function(CONVNET, sd, target, alpha_first, channel_map=[0, 0, 1])
+
+
+def test_function_check_with_given_inputs_and_different_outputs():
+    sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    x = torch.randn(2, 3, 8, 8)
+    assert compare_function(CONVNET, sd, CONVNET, sd, inputs=x).source_input_shape == (2, 3, 8, 8)
+    with pytest.raises(CheckpointError, match="outputs differ in shape"):
+        compare_function(CONVNET, sd, model_target(CONVNET, {"num_classes": 5}), None)
+
+
+def test_compare_speed_attention_swap():
+    report = compare_speed({
+        "self": model_target("sample_ckpts.models:FontUNet", {"attention": "self"}),
+        "linear": model_target("sample_ckpts.models:FontUNet", {"attention": "linear"}),
+    }, input_shape=(2, 1, 32, 32), repeats=3, warmup=1)
+    self_row, linear_row = report.row("self"), report.row("linear")
+    assert self_row.time_ratio == 1.0 and self_row.memory_ratio == 1.0
+    for row, attention in ((self_row, "self"), (linear_row, "linear")):
+        assert row.median_ms > 0
+        assert row.params == sum(p.numel() for p in models.FontUNet(attention).parameters())
+        assert row.peak_bytes > 0
+    # Self-attention holds an (hw x hw) map: 2 x 256 x 256 floats at the 16x16 level alone.
+    assert self_row.peak_bytes >= 2 * 256 * 256 * 4 > linear_row.peak_bytes
+    assert linear_row.memory_ratio == pytest.approx(linear_row.peak_bytes / self_row.peak_bytes)
+    assert report.input_shapes == {"self": (2, 1, 32, 32), "linear": (2, 1, 32, 32)}
+    assert "TorchDispatchMode" in report.memory_method
+    assert report.to_dict()["rows"][1]["name"] == "linear"
+
+
+def test_peak_memory_counts_live_tensors_not_freed_ones():
+    class TwoTemps(torch.nn.Module):
+        def forward(self, x):
+            a = x.new_ones(1000, 1000)                    # 4 MB
+            del a
+            b = x.new_ones(1000, 1000)                    # 4 MB, after a is freed
+            c = x.new_ones(500, 1000)                     # 2 MB while b lives
+            return b.sum() + c.sum()
+    report = compare_speed({"m": TwoTemps()}, inputs=torch.zeros(1), repeats=1, warmup=0)
+    assert 6_000_000 <= report.row("m").peak_bytes < 6_100_000
+
+
+def test_compare_speed_backward_and_errors():
+    report = compare_speed({"a": models.ConvNet(), "b": models.ConvNet(in_chans=4)}, repeats=2, warmup=0,
+                           backward=True)
+    assert report.input_shapes == {"a": (4, 3, 32, 32), "b": (4, 4, 32, 32)}
+    assert report.row("b").median_ms > 0
+    with pytest.raises(CheckpointError):
+        compare_speed({})
