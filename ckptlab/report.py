@@ -1,0 +1,132 @@
+"""Report: what a merge (or a warm start) did to every target key, and why.
+
+One row per target key, the source keys that fed nothing, the recipe that produced it and
+any warning. It knows nothing of files (``outputs`` is optional), so ``remap`` and
+``load_into`` share it; the CLI and the app only render it.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One target key: where its value came from (``source`` None: the target's own)."""
+
+    target: str
+    source: str | None
+    status: str
+    adapter: str = ""
+    source_dtype: str = ""
+    target_dtype: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    rows: list[ReportRow]
+    unused: list[str] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    aliases: list[list[str]] = field(default_factory=list)
+
+    # -- views ------------------------------------------------------------------------
+    def _keys(self, *statuses: str) -> list[str]:
+        return [r.target for r in self.rows if r.status in statuses]
+
+    @property
+    def loaded(self) -> list[str]:
+        """Target keys that got a source tensor as it was (exact + renamed)."""
+        return self._keys("exact", "renamed")
+
+    @property
+    def adapted(self) -> list[str]:
+        return self._keys("adapted")
+
+    @property
+    def missing(self) -> list[str]:
+        """Target keys with no source: they keep the target's own value."""
+        return self._keys("missing")
+
+    @property
+    def pretrained(self) -> list[str]:
+        """Target keys that carry source weights (loaded + adapted)."""
+        return self._keys("exact", "renamed", "adapted")
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        counts["unused"] = len(self.unused)
+        return counts
+
+    def row(self, target: str) -> ReportRow | None:
+        return next((r for r in self.rows if r.target == target), None)
+
+    # -- serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": [r.to_dict() for r in self.rows],
+            "unused": list(self.unused),
+            "summary": self.summary,
+            "recipe": self.recipe,
+            "warning": self.warning,
+            "outputs": list(self.outputs),
+            "aliases": [list(a) for a in self.aliases],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def to_frame(self):
+        """A pandas DataFrame: one row per target key, then one per unused source key."""
+        import pandas as pd
+
+        records = [r.to_dict() for r in self.rows]
+        records += [ReportRow(target="", source=key, status="unused").to_dict() for key in self.unused]
+        return pd.DataFrame.from_records(records, columns=list(ROW_FIELDS))
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The rows as CSV (written to ``path`` when given); returns the text."""
+        buf = io.StringIO()
+        self.to_frame().to_csv(buf, index=False)
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def save(self, path: str | Path) -> None:
+        """Write JSON or CSV, chosen by the file's extension."""
+        path = Path(path)
+        if path.suffix.lower() == ".csv":
+            self.to_csv(path)
+        else:
+            path.write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Report":
+        return cls(
+            rows=[ReportRow(**{k: r.get(k) for k in ROW_FIELDS}) for r in data.get("rows", [])],
+            unused=list(data.get("unused", [])),
+            recipe=dict(data.get("recipe") or {}),
+            warning=data.get("warning"),
+            outputs=list(data.get("outputs", [])),
+            aliases=[list(a) for a in data.get("aliases", [])],
+        )
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in self.summary.items() if v)
+        return f"Report({len(self.rows)} target keys: {parts})"
+
