@@ -1,0 +1,145 @@
+"""Param groups and freeze plans: real optimizers, real schedulers, real gradient steps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ckptlab.errors import RecipeError
+from ckptlab.finetune import param_groups, plan
+from sample_ckpts import models
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
+
+
+def _classifier_and_pretrained() -> tuple[nn.Module, list[str]]:
+    """Classifier(100) and the keys classifier_10.pt can fill (same name, same shape)."""
+    model = models.Classifier(100)
+    sd = torch.load(SAMPLES / "classifier_10.pt", weights_only=True)
+    own = model.state_dict()
+    fitting = [k for k in own if k in sd and sd[k].shape == own[k].shape]
+    model.load_state_dict({k: sd[k] for k in fitting}, strict=False)
+    return model, fitting
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    model.train()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    loss = model(x).logsumexp(1).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_groups_split_pretrained_and_new_with_the_multiplier():
+    model, pretrained = _classifier_and_pretrained()
+    groups = param_groups(model, pretrained, lr=0.01, new_lr_mult=10.0)
+    assert [g["name"] for g in groups] == ["pretrained", "new"]
+    assert groups[0]["lr"] == 0.01 and groups[1]["lr"] == pytest.approx(0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in groups[1]["params"]) == ["fc.bias", "fc.weight"]
+    assert sorted(names[id(p)] for p in groups[0]["params"]) == sorted(k for k in pretrained if k in
+                                                                        dict(model.named_parameters()))
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_a_report_object_with_pretrained_is_accepted():
+    model, pretrained = _classifier_and_pretrained()
+
+    class FakeReportShape:  # only the attribute param_groups reads
+        def __init__(self, keys):
+            self.pretrained = keys
+    assert [len(g["params"]) for g in param_groups(model, FakeReportShape(pretrained))] == \
+           [len(g["params"]) for g in param_groups(model, pretrained)]
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda g: torch.optim.SGD(g, momentum=0.9, weight_decay=1e-2),
+    lambda g: torch.optim.AdamW(g, weight_decay=0.1),
+    lambda g: torch.optim.Adam(g),
+])
+def test_frozen_backbone_gets_no_step_and_head_trains(make_optimizer):
+    model, pretrained = _classifier_and_pretrained()
+    groups = param_groups(model, pretrained, lr=0.05, freeze_loaded=True)
+    assert [g["name"] for g in groups] == ["new"]
+    optimizer = make_optimizer(groups)
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items() if "running" not in k
+                       and "num_batches" not in k}
+    head_before = model.fc.weight.detach().clone()
+    _train_step(model, optimizer)
+    for key, value in model.backbone.state_dict().items():
+        if key in backbone_before:
+            assert torch.equal(value, backbone_before[key]), key
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert not torch.equal(model.fc.weight, head_before)
+
+
+def test_freeze_by_regex_and_an_invalid_regex():
+    model, pretrained = _classifier_and_pretrained()
+    groups = param_groups(model, pretrained, freeze=r"^backbone\.0\.")
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ["backbone.0.weight", "backbone.0.bias"]
+    in_groups = {id(p) for g in groups for p in g["params"]}
+    assert all(id(p) not in in_groups for n, p in model.named_parameters() if n in frozen)
+    with pytest.raises(RecipeError, match="freeze pattern '\\(' is not a valid regex"):
+        param_groups(model, pretrained, freeze="(")
+
+
+@pytest.mark.parametrize("make_scheduler", [
+    lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.1),
+    lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=10),
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 0.5 ** epoch),
+])
+def test_lr_ratio_holds_under_a_scheduler(make_scheduler):
+    model, pretrained = _classifier_and_pretrained()
+    optimizer = torch.optim.SGD(param_groups(model, pretrained, lr=0.01, new_lr_mult=10.0), lr=0.01)
+    scheduler = make_scheduler(optimizer)
+    for _ in range(3):
+        _train_step(model, optimizer)
+        scheduler.step()
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["pretrained"] < 0.01                      # the schedule did act
+    assert lrs["new"] / lrs["pretrained"] == pytest.approx(10.0)
+
+
+def test_tied_parameter_appears_once_and_is_pretrained_by_either_name():
+    class TiedLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.body = nn.Linear(4, 4)
+            self.lm_head = nn.Linear(4, 10, bias=False)
+            self.lm_head.weight = self.embed.weight
+    model = TiedLM()
+    groups = param_groups(model, ["lm_head.weight"])          # only the alias name was loaded
+    by_name = {g["name"]: g["params"] for g in groups}
+    assert len(by_name["pretrained"]) == 1 and by_name["pretrained"][0] is model.embed.weight
+    assert sum(len(p) for p in by_name.values()) == 3      # embed/lm_head once, body weight + bias
+    torch.optim.Adam(groups)                                 # a duplicate would raise here
+    summary = plan(model, ["lm_head.weight"])
+    assert summary.tied == [("embed.weight", "lm_head.weight")]
+
+
+def test_plan_summary_matches_the_groups_and_changes_nothing():
+    model, pretrained = _classifier_and_pretrained()
+    summary = plan(model, pretrained, lr=1e-3, freeze_loaded=True)
+    assert all(p.requires_grad for p in model.parameters())     # plan() only describes
+    assert summary.frozen_modules == ["backbone"]
+    assert summary.frozen_params == sum(p.numel() for p in model.backbone.parameters())
+    assert summary.groups == [{"name": "new", "lr": pytest.approx(1e-2), "tensors": 2,
+                               "params": model.fc.weight.numel() + model.fc.bias.numel()}]
+    assert summary.new_names == ["fc.weight", "fc.bias"]
+    groups = param_groups(model, pretrained, lr=1e-3, freeze_loaded=True)
+    assert [(g["name"], len(g["params"])) for g in groups] == [(g["name"], g["tensors"]) for g in summary.groups]
+    assert summary.to_dict()["frozen_tensors"] == len(list(model.backbone.parameters()))
+
+
+def test_already_frozen_parameters_stay_out():
+    model, pretrained = _classifier_and_pretrained()
+    model.fc.bias.requires_grad_(False)
+    groups = param_groups(model, pretrained)
+    assert all(p is not model.fc.bias for g in groups for p in g["params"])
+    assert "fc.bias" in {n for n, p in model.named_parameters() if not p.requires_grad}
