@@ -56,9 +56,15 @@ class _Group:
 
 def write(plan: Any, out_path: str | Path, progress: Progress | None = None,
           max_shard_size: int | None = None) -> list[Path]:
-    """Write a merge plan (anything with ``outputs()``, ``metadata()`` and ``wrap``)."""
-    return write_tensors(plan.outputs(), out_path, metadata=plan.metadata(), wrap=plan.wrap,
-                         progress=progress, max_shard_size=max_shard_size)
+    """Write a merge plan (anything with ``outputs()``, ``metadata()`` and ``wrap``).
+
+    safetensors gets the plan's string metadata; .pt gets its object tree (``wrap``).
+    """
+    if Path(out_path).suffix.lower() == ".safetensors":
+        return write_tensors(plan.outputs(), out_path, metadata=plan.metadata(), progress=progress,
+                             max_shard_size=max_shard_size)
+    return write_tensors(plan.outputs(), out_path, wrap=plan.wrap, progress=progress,
+                         max_shard_size=max_shard_size)
 
 
 def write_tensors(

@@ -1,0 +1,300 @@
+"""The merge: from an Alignment, what every target key gets, and ``remap`` end to end.
+
+A plan decides per target key, reading no tensor: the mapped source tensor (exact or
+renamed), the adapted one, or the target's own value (missing, or a mismatch kept under
+``on_mismatch="keep-target"``). It refuses to exist while a conflict or an unresolved
+mismatch remains, so nothing is written for a merge the user has not fully specified.
+Tensors are made one at a time, on demand, when the writer asks for them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ckptlab import adapt
+from ckptlab.checkpoint import Checkpoint
+from ckptlab.errors import AdaptError, MergeError
+from ckptlab.info import TensorInfo, dtype_name
+from ckptlab.report import Report, ReportRow
+from ckptlab.write import OutTensor, Progress
+from ckptlab.write import write as write_plan
+
+if TYPE_CHECKING:
+    from ckptlab.align import Alignment, Row
+
+ON_MISMATCH = ("error", "keep-target")
+KEPT_TARGET = "kept target value (mismatch, --on-mismatch keep-target)"
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One target key: where its value comes from and the dtype it is written in."""
+
+    target: str
+    source: str | None  # None: the target's own value
+    status: str
+    spec: Any  # the AdaptSpec of an adapted row
+    info: TensorInfo  # what is written: the target's shape, the chosen dtype
+    note: str = ""
+
+
+class MergePlan:
+    """Every target key's entry, plus what to write around the tensors (extras, nesting)."""
+
+    def __init__(self, alignment: "Alignment", entries: list[PlanEntry], *, keep_extras: bool, nest: bool):
+        self.alignment = alignment
+        self.source: Checkpoint = alignment.source
+        self.target: Checkpoint = alignment.target
+        self.entries = {e.target: e for e in entries}
+        self.unused = [r.source for r in alignment.rows if r.status == "unused"]
+        self.keep_extras, self.nest = keep_extras, nest
+
+    # -- the tensors --------------------------------------------------------------------
+    def tensor(self, key: str) -> torch.Tensor:
+        """The merged value of one target key (read and adapted now)."""
+        try:
+            e = self.entries[key]
+        except KeyError:
+            raise MergeError(f"no target key {key!r} in the plan") from None
+        if e.source is None:
+            return _cast(self.target.tensor(key), e.info.dtype)
+        value = _cast(self.source.tensor(e.source), e.info.dtype)
+        if e.status != "adapted":
+            return value
+        needs_target = _field(e.spec, "op") == "reinit" or _field(e.spec, "fill") == "init"
+        target_value = _cast(self.target.tensor(key), e.info.dtype) if needs_target else None
+        return adapt.apply(value, e.info.shape, e.spec, target_value=target_value, key=key)
+
+    def _share(self, e: PlanEntry) -> Hashable | None:
+        """Entries that come out as the same tensor (tied weights) get the same id."""
+        if e.status == "adapted":
+            return None
+        ck, key = (self.target, e.target) if e.source is None else (self.source, e.source)
+        lazy = ck.lazy(key)
+        where = (lazy.storage_id, lazy.view) if lazy.storage_id is not None else key
+        return (id(ck), where, e.info.dtype)
+
+    def outputs(self) -> list[OutTensor]:
+        return [OutTensor(k, e.info, (lambda k=k: self.tensor(k)), self._share(e)) for k, e in self.entries.items()]
+
+    def aliases(self) -> list[list[str]]:
+        groups: dict[Hashable, list[str]] = {}
+        for key, e in self.entries.items():
+            share = self._share(e)
+            if share is not None:
+                groups.setdefault(share, []).append(key)
+        return [keys for keys in groups.values() if len(keys) > 1]
+
+    # -- what goes around them ------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        meta = {"format": "pt", "ckptlab.recipe": self.alignment.effective_recipe.to_json()}
+        if self.keep_extras:
+            meta.update(_extras_as_metadata(self.source.extras))
+        return meta
+
+    @property
+    def wrap(self) -> Callable[[dict[str, Any]], Any] | None:
+        """Builds the saved object of a .pt around the tensor mapping (extras, nesting)."""
+        if not (self.keep_extras or self.nest):
+            return None
+        extras = dict(self.source.extras) if self.keep_extras else {}
+        container = self.source.container if self.nest else ""
+
+        def build(tensors: dict[str, Any]) -> Any:
+            if not container:
+                return {**tensors, **{k: v for k, v in extras.items() if k not in tensors}}
+            root: dict[str, Any] = dict(extras)
+            node = root
+            *parents, leaf = container.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = tensors
+            return root
+
+        return build
+
+    # -- the report -----------------------------------------------------------------------
+    def report(self, outputs: list[Path] | None = None) -> Report:
+        rows = []
+        for key, e in self.entries.items():
+            src_dtype = dtype_name(self.source.info(e.source).dtype) if e.source else ""
+            rows.append(ReportRow(target=key, source=e.source, status=e.status,
+                                  adapter=adapt.describe(e.spec) if e.status == "adapted" else "",
+                                  source_dtype=src_dtype, target_dtype=dtype_name(self.target.info(key).dtype),
+                                  note=e.note))
+        safetensors = any(str(p).endswith(".safetensors") for p in outputs or [])
+        aliases = self.aliases()
+        if safetensors and aliases:
+            rows = [_with_note(r, f"tied to {_group_of(r.target, aliases)[0]!r}, written as a copy "
+                                  "(safetensors cannot share storage)")
+                    if r.target in _tied_copies(aliases) else r for r in rows]
+        return Report(rows=rows, unused=self.unused, recipe=self.alignment.effective_recipe.to_dict(),
+                      warning=self.alignment.warning, outputs=[str(p) for p in outputs or []], aliases=aliases)
+
+
+# -- building a plan ---------------------------------------------------------------------
+def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | torch.dtype | None = None,
+         keep_extras: bool = False, nest: bool = False) -> MergePlan:
+    """Decide every target key's value, or raise ``MergeError`` naming the rows at fault.
+
+    ``dtype``: None or ``"target"`` keeps each target key's dtype (casting the source);
+    ``"source"`` keeps the source tensor's; a dtype (``"float16"``, ``torch.bfloat16``)
+    is forced on every floating-point tensor (integer and bool tensors are left as they are).
+    """
+    if on_mismatch not in ON_MISMATCH:
+        raise MergeError(f"on_mismatch must be one of {', '.join(ON_MISMATCH)}, not {on_mismatch!r}")
+    choose = _dtype_policy(dtype)
+    source, target = alignment.source, alignment.target
+    entries, faults = [], []
+    for row in alignment.rows:
+        if row.target is None:  # an unused source key
+            continue
+        if row.status == "conflict":
+            faults.append(f"conflict at {row.target!r} ({', '.join(row.sources)})")
+            continue
+        t_info = target.info(row.target)
+        s_info = source.info(row.source) if row.source is not None else None
+        if row.status == "mismatch" and on_mismatch == "error":
+            faults.append(f"shape mismatch at {row.target!r} {s_info.shape} vs {t_info.shape}")
+            continue
+        if row.status in ("missing", "mismatch"):
+            out = choose(None, t_info.dtype)
+            note = KEPT_TARGET if row.status == "mismatch" else ""
+            entries.append(PlanEntry(row.target, None, row.status, None, _info(t_info.shape, out), note))
+            continue
+        if row.status == "adapted":
+            try:
+                adapt.preview_shape(s_info.shape, t_info.shape, row.adapt, key=row.target)
+            except AdaptError as exc:
+                faults.append(str(exc))
+                continue
+        out = choose(s_info.dtype, t_info.dtype)
+        entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,
+                                 _info(t_info.shape, out), cast_note(s_info.dtype, out)))
+    if faults:
+        shown = "; ".join(faults[:5]) + (f"; ... and {len(faults) - 5} more" if len(faults) > 5 else "")
+        err = MergeError(f"{len(faults)} row{'s' if len(faults) != 1 else ''} block the merge: {shown}")
+        err.faults = faults
+        raise err
+    return MergePlan(alignment, entries, keep_extras=keep_extras, nest=nest)
+
+
+def merged_tensor(plan: MergePlan, key: str) -> torch.Tensor:
+    """One target key's merged value (the app's histogram)."""
+    return plan.tensor(key)
+
+
+def remap(
+    source: Any,
+    target: Any,
+    out_path: str | Path,
+    recipe: Any = None,
+    auto: str = "high",
+    *,
+    on_mismatch: str = "error",
+    dtype: str | torch.dtype | None = None,
+    keep_extras: bool = False,
+    nest: bool = False,
+    max_shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Align ``source`` with ``target``, merge, and write ``out_path`` (.safetensors/.pt/.pth).
+
+    Nothing is written when the merge is blocked (``MergeError``) or the write fails.
+    """
+    from ckptlab.align import align
+
+    out_path = Path(out_path)
+    if nest and out_path.suffix.lower() == ".safetensors":
+        raise MergeError("nest=True needs a .pt/.pth output (safetensors holds tensors only)", out_path)
+    merge_plan = plan(align(source, target, recipe=recipe, auto=auto), on_mismatch,
+                      dtype=dtype, keep_extras=keep_extras, nest=nest)
+    written = write_plan(merge_plan, out_path, progress=progress, max_shard_size=max_shard_size)
+    return merge_plan.report(outputs=written)
+
+
+# -- dtypes ------------------------------------------------------------------------------
+def _dtype_policy(dtype: str | torch.dtype | None) -> Callable[[torch.dtype | None, torch.dtype], torch.dtype]:
+    """``choose(source_dtype, target_dtype) -> output dtype`` for the chosen policy."""
+    if dtype is None or dtype == "target":
+        return lambda src, tgt: tgt
+    if dtype == "source":
+        return lambda src, tgt: src if src is not None else tgt
+    forced = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+    if not isinstance(forced, torch.dtype):
+        raise MergeError(f"dtype must be 'target', 'source' or a torch dtype name, not {dtype!r}")
+    return lambda src, tgt: forced if (src if src is not None else tgt).is_floating_point else tgt
+
+
+def loses_precision(src: torch.dtype, dst: torch.dtype) -> bool:
+    """True when some value of ``src`` cannot survive a cast to ``dst``."""
+    if src == dst or src == torch.bool:
+        return False
+    if dst == torch.bool or (src.is_complex and not dst.is_complex):
+        return True
+    if dst.is_complex:
+        dst = torch.float32 if dst == torch.complex64 else torch.float64
+        src = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(src, src)
+    if src.is_floating_point:
+        if not dst.is_floating_point:
+            return True
+        a, b = torch.finfo(src), torch.finfo(dst)
+        return b.eps > a.eps or b.max < a.max or b.smallest_normal > a.smallest_normal
+    lo, hi = torch.iinfo(src).min, torch.iinfo(src).max
+    if dst.is_floating_point:
+        f = torch.finfo(dst)
+        exact_up_to = 2.0 / f.eps  # every integer up to 2**(mantissa bits + 1) is exact
+        return max(-lo, hi) > exact_up_to or hi > f.max
+    return lo < torch.iinfo(dst).min or hi > torch.iinfo(dst).max
+
+
+def cast_note(src: torch.dtype, dst: torch.dtype) -> str:
+    if src == dst:
+        return ""
+    text = f"cast {dtype_name(src)}->{dtype_name(dst)}"
+    return f"{text} loses precision" if loses_precision(src, dst) else text
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _info(shape: tuple[int, ...], dtype: torch.dtype) -> TensorInfo:
+    n = 1
+    for d in shape:
+        n *= d
+    return TensorInfo(tuple(shape), dtype, n * dtype.itemsize)
+
+
+def _field(spec: Any, name: str) -> Any:
+    return spec.get(name) if isinstance(spec, Mapping) else getattr(spec, name, None)
+
+
+# -- report helpers -------------------------------------------------------------------------
+def _extras_as_metadata(extras: Mapping[str, Any]) -> dict[str, str]:
+    """safetensors metadata is str -> str: strings as they are, the rest as JSON."""
+    meta = {}
+    for key, value in extras.items():
+        try:
+            meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
+        except TypeError:
+            raise MergeError(f"extra {key!r} ({type(value).__name__}) cannot go into safetensors "
+                             "metadata; write .pt to keep it") from None
+    return meta
+
+
+def _group_of(key: str, aliases: list[list[str]]) -> list[str]:
+    return next(g for g in aliases if key in g)
+
+
+def _tied_copies(aliases: list[list[str]]) -> set[str]:
+    return {k for g in aliases for k in g[1:]}
+
+
+def _with_note(row: ReportRow, note: str) -> ReportRow:
+    return ReportRow(**{**row.to_dict(), "note": f"{row.note}; {note}" if row.note else note})
