@@ -1,0 +1,105 @@
+"""``ckptlab remap SOURCE TARGET -o OUT``: write the merged checkpoint, or nothing at all.
+
+Exit 1 with the rows at fault on stderr when a conflict or an unresolved shape mismatch
+blocks the merge. ``--json`` prints the report on stdout; a progress bar goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from ckptlab.cli.common import add_pair_arguments, resolve_pair
+from ckptlab.cli.output import print_json, warn
+from ckptlab.errors import CheckpointError, MergeError
+from ckptlab.merge import ON_MISMATCH, remap
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remap", help="write SOURCE's tensors with TARGET's keys and shapes",
+                       description="Merge SOURCE into TARGET's keys and shapes and write OUT "
+                                   "(.safetensors, .pt or .pth); nothing is written if the merge is blocked.")
+    add_pair_arguments(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .safetensors, .pt or .pth")
+    p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON)")
+    p.add_argument("--auto", choices=("none", "high", "all"), default="high",
+                   help="which suggestions to apply (default: high)")
+    p.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error",
+                   help="a shape mismatch without an adapter: fail (default) or keep the target's value")
+    p.add_argument("--dtype", default=None, metavar="DTYPE",
+                   help="'target' (default: keep the target's dtypes), 'source', or a dtype for floating tensors")
+    p.add_argument("--keep-extras", action="store_true", help="copy the source's non-tensor entries")
+    p.add_argument("--nest", action="store_true", help="nest the output in the source's container (.pt only)")
+    p.add_argument("--max-shard-size", default=None, metavar="SIZE", help="split the output, e.g. 5GB or 500MiB")
+    p.add_argument("--report", default=None, metavar="FILE", help="write the report (.json or .csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def parse_size(text: str | None) -> int | None:
+    """``"5GB"`` -> 5_000_000_000, ``"500MiB"`` -> 524_288_000, ``"1024"`` -> 1024."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", text.upper())
+    if not m or m.group(2) not in _UNITS or float(m.group(1)) <= 0:
+        raise CheckpointError(f"--max-shard-size {text!r} is not a size like 5GB, 500MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def run(args: argparse.Namespace) -> int:
+    source, target = resolve_pair(args)
+    shard = parse_size(args.max_shard_size)
+    with _ProgressBar(disabled=args.no_progress) as bar:
+        try:
+            report = remap(source, target, args.output, recipe=args.recipe, auto=args.auto,
+                           on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
+                           nest=args.nest, max_shard_size=shard, progress=bar.update)
+        except MergeError as exc:
+            bar.close()
+            for fault in getattr(exc, "faults", []):
+                print(f"  {fault}", file=sys.stderr)
+            raise
+    if report.warning:
+        warn(report.warning)
+    if args.report:
+        report.save(args.report)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in report.summary.items() if n)
+        print(f"wrote {', '.join(report.outputs)} ({counts})")
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by the writer's ``progress(done, total, key)`` callback."""
+
+    def __init__(self, disabled: bool):
+        self.disabled, self.bar = disabled, None
+
+    def update(self, done: int, total: int, key: str) -> None:
+        if self.disabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc="remap", file=sys.stderr, leave=False, disable=None)
+        self.bar.update(done - self.bar.n)
+        if key:
+            self.bar.set_postfix_str(key[-40:], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
