@@ -23,12 +23,14 @@ from ckptlab.errors import (
 )
 from ckptlab.info import TensorInfo
 
+# Imported eagerly: the submodule ``ckptlab.align`` would otherwise shadow the function
+# ``ckptlab.align`` as soon as anything imports the submodule.
+from ckptlab.align import Alignment, align  # noqa: E402
+
 __version__ = "0.1.0"
 
 _LAZY = {
     "Recipe": "ckptlab.recipe",
-    "align": "ckptlab.align",
-    "Alignment": "ckptlab.align",
     "remap": "ckptlab.merge",
     "Report": "ckptlab.report",
     "load_into": "ckptlab.warmstart",

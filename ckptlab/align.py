@@ -1,0 +1,406 @@
+"""Alignment: for every target key, which source tensor feeds it, with what status and why.
+
+``align`` applies a recipe (and, per ``auto``, the suggestions of ``ckptlab.suggest``)
+to the source keys and answers row by row. Nothing here reads tensor bytes: keys,
+shapes and dtypes are enough, so aligning a 20,000-key pair stays well under a second.
+Two sources onto one target are a ``conflict`` row, never a silent overwrite; a load that
+feeds fewer than half of the target keys sets a loud ``warning``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ckptlab.checkpoint import Checkpoint
+from ckptlab.errors import AdaptError, RecipeError
+from ckptlab.info import dtype_name
+from ckptlab.recipe import AdaptSpec, Recipe, quote
+from ckptlab.sources import as_checkpoint
+
+STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
+FED_STATUSES = ("exact", "renamed", "adapted")
+AUTO_LEVELS = ("none", "high", "all")
+CONFIDENCES = ("high", "medium", "low")
+EXPLICIT = "explicit"
+
+Shape = tuple[int, ...]
+
+
+def shape_text(shape: Shape | None) -> str:
+    """``(8, 3, 3, 3)``; ``()`` for a scalar; ``""`` for no tensor."""
+    return "" if shape is None else str(tuple(shape))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One target key (or, with ``target=None``, one source key that feeds nothing)."""
+
+    target: str | None
+    source: str | None
+    status: str
+    target_shape: Shape | None
+    source_shape: Shape | None
+    target_dtype: str | None
+    source_dtype: str | None
+    reason: str
+    sources: tuple[str, ...] = ()
+    adapt: AdaptSpec | None = None
+
+    @property
+    def fed(self) -> bool:
+        return self.status in FED_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Contract's row: shapes as lists (JSON), ``None`` where there is no tensor."""
+        return {
+            "target": self.target,
+            "source": self.source,
+            "status": self.status,
+            "target_shape": None if self.target_shape is None else list(self.target_shape),
+            "source_shape": None if self.source_shape is None else list(self.source_shape),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A ready recipe fragment: a rule dict, ``{"map": ...}``, ``{"adapt": ...}`` or
+    ``{"container": ...}``; ``keys`` is how many keys it explains."""
+
+    rule: dict
+    confidence: str
+    reason: str
+    keys: int = 0
+    applied: bool = False
+
+    @property
+    def label(self) -> str:
+        """How rows name it in their reasons: ``suggested, high``."""
+        return f"suggested, {self.confidence}"
+
+    def describe(self) -> str:
+        """One line for a person: ``add_prefix 'attention_map.'``, ``adapt fc.weight: pad dim 0``."""
+        from ckptlab.recipe import Rule
+
+        rule = self.rule
+        if "container" in rule:
+            return f"container {quote(rule['container'])}"
+        if "map" in rule:
+            return ", ".join(f"map {quote(t)} <- {quote(s)}" for t, s in rule["map"].items())
+        if "adapt" in rule:
+            return ", ".join(f"adapt {quote(t)}: {AdaptSpec.from_dict(s, t).describe()}"
+                             for t, s in rule["adapt"].items())
+        return Rule.from_dict(rule).describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "confidence": self.confidence, "reason": self.reason}
+
+
+@dataclass
+class Alignment:
+    """The answer of ``align``: rows in target order, then the unused source keys."""
+
+    source: Checkpoint
+    target: Checkpoint
+    recipe: Recipe
+    effective_recipe: Recipe
+    rows: list[Row]
+    suggestions: list[Suggestion] = field(default_factory=list)
+    warning: str | None = None
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Count of rows by status; every status present, zeros included."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self.rows:
+            counts[row.status] += 1
+        return counts
+
+    @property
+    def fed(self) -> list[str]:
+        """Target keys that get a source tensor (exact + renamed + adapted)."""
+        return [row.target for row in self.rows if row.status in FED_STATUSES]
+
+    def row(self, target_key: str) -> Row:
+        for row in self.rows:
+            if row.target == target_key:
+                return row
+        raise KeyError(f"no row for target key {target_key!r}")
+
+    def by_status(self, *statuses: str) -> list[Row]:
+        return [row for row in self.rows if row.status in statuses]
+
+    def to_frame(self):
+        """A pandas DataFrame for the app: one line per row, shapes as strings."""
+        import pandas as pd
+
+        columns = ["target", "target_shape", "target_dtype", "source", "source_shape", "source_dtype",
+                   "status", "reason"]
+        records = [{
+            "target": row.target or "",
+            "target_shape": shape_text(row.target_shape),
+            "target_dtype": row.target_dtype or "",
+            "source": row.source if row.source is not None else ", ".join(row.sources),
+            "source_shape": shape_text(row.source_shape),
+            "source_dtype": row.source_dtype or "",
+            "status": row.status,
+            "reason": row.reason,
+        } for row in self.rows]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's JSON: ``{"rows", "summary", "suggestions", "warning"}``."""
+        return {
+            "rows": [row.to_dict() for row in self.rows],
+            "summary": self.summary,
+            "suggestions": [s.to_dict() for s in self.suggestions],
+            "warning": self.warning,
+        }
+
+
+# -- the engine ---------------------------------------------------------------------------
+@dataclass
+class Labels:
+    """Where each part of an effective recipe came from, for the rows' reasons.
+
+    ``rules`` maps a rule position (0-based) to e.g. ``"suggested, high"`` (default
+    ``"rule N"``); ``map``/``adapt`` map a target key to a label (default explicit).
+    """
+
+    rules: dict[int, str] = field(default_factory=dict)
+    map: dict[str, str] = field(default_factory=dict)
+    adapt: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Matching:
+    """Which source keys land on which target keys under a recipe (no rows yet).
+
+    ``candidates``: target key -> [(source key, why)]; ``renamed``: source key ->
+    (new key or None, why); ``mapped``: target keys fed by the explicit map.
+    """
+
+    candidates: dict[str, list[tuple[str, str]]]
+    renamed: dict[str, tuple[str | None, str]]
+    mapped: dict[str, str]
+    map_missing: dict[str, str]
+
+
+def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Recipe,
+          labels: Labels | None = None) -> Matching:
+    """Apply the recipe's rules and map; group the source keys by the target key they hit."""
+    labels = labels or Labels()
+    source_keys = list(source_keys)
+    renamed = recipe.rename(source_keys, labels.rules)
+    candidates: dict[str, list[tuple[str, str]]] = {}
+    mapped: dict[str, str] = {}
+    map_missing: dict[str, str] = {}
+    known = renamed  # source keys, for the explicit map
+    for tkey, skey in recipe.map.items():
+        if tkey not in target:
+            continue
+        if skey in known:
+            mapped[tkey] = skey
+        else:
+            map_missing[tkey] = skey
+    for skey, (new, why) in renamed.items():
+        if new is None or new not in target or new in mapped or new in map_missing:
+            continue
+        candidates.setdefault(new, []).append((skey, why))
+    for tkey, skey in mapped.items():
+        tag = labels.map.get(tkey, EXPLICIT)
+        candidates[tkey] = [(skey, f"map ({tag})")]
+    return Matching(candidates, renamed, mapped, map_missing)
+
+
+def _preview(source_shape: Shape, target_shape: Shape, spec: AdaptSpec, key: str) -> str | None:
+    """None when ``spec`` turns ``source_shape`` into ``target_shape``; else why not."""
+    try:
+        from ckptlab.adapt import preview_shape
+    except ImportError:  # pragma: no cover - the adapt module is built in parallel
+        return None if _plausible(source_shape, target_shape, spec) else "cannot produce the target shape"
+    try:
+        got = tuple(preview_shape(tuple(source_shape), tuple(target_shape), spec, key=key))
+    except AdaptError as exc:
+        return exc.message
+    return None if got == tuple(target_shape) else f"gives {shape_text(got)}"
+
+
+def _plausible(source_shape: Shape, target_shape: Shape, spec: AdaptSpec) -> bool:
+    if spec.op == "reinit":
+        return True
+    if len(source_shape) != len(target_shape):
+        return False
+    differ = [d for d, (s, t) in enumerate(zip(source_shape, target_shape)) if s != t]
+    if spec.op == "resize":
+        return True
+    if len(differ) != 1 or (spec.dim is not None and spec.dim % max(len(target_shape), 1) != differ[0]):
+        return False
+    s, t = source_shape[differ[0]], target_shape[differ[0]]
+    return {"pad": t > s, "truncate": t < s, "sum": t > 0 and s % t == 0}[spec.op]
+
+
+def shape_difference(source_shape: Shape, target_shape: Shape) -> str:
+    """``shape (10, 3, 3, 3) vs (10, 4, 3, 3): dim 1 differs``."""
+    head = f"shape {shape_text(source_shape)} vs {shape_text(target_shape)}"
+    if len(source_shape) != len(target_shape):
+        return f"{head}: rank {len(source_shape)} vs {len(target_shape)}"
+    differ = [str(d) for d, (s, t) in enumerate(zip(source_shape, target_shape)) if s != t]
+    return f"{head}: dim {differ[0]} differs" if len(differ) == 1 else f"{head}: dims {', '.join(differ)} differ"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: Labels | None = None) -> list[Row]:
+    """Every target key in target order, then every source key that feeds nothing."""
+    labels = labels or Labels()
+    m = match(source.keys(), target, recipe, labels)
+    rows: list[Row] = []
+    feeding: set[str] = set()
+    s_info = {key: source.info(key) for key in source.keys()}
+    for tkey in target.keys():
+        t = target.info(tkey)
+        t_shape, t_dtype = tuple(t.shape), dtype_name(t.dtype)
+        cands = m.candidates.get(tkey, [])
+        if not cands:
+            rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
+            continue
+        if len(cands) > 1:
+            listed = ", ".join(f"{quote(s)} ({why or 'same key'})" for s, why in cands)
+            sources = tuple(s for s, _ in cands)
+            feeding.update(sources)
+            rows.append(Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
+                            f"{len(cands)} source keys map here: {listed}", sources=sources))
+            continue
+        skey, why = cands[0]
+        feeding.add(skey)
+        s = s_info[skey]
+        s_shape, s_dtype = tuple(s.shape), dtype_name(s.dtype)
+        dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
+        spec = recipe.adapt.get(tkey)
+        if s_shape == t_shape and not (spec is not None and spec.op == "reinit"):
+            status = "exact" if skey == tkey else "renamed"
+            reason = _join(why if status == "renamed" else "same key and shape", dtype_note)
+            rows.append(Row(tkey, skey, status, t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
+            continue
+        if spec is None:
+            reason = _join(why, shape_difference(s_shape, t_shape), dtype_note)
+            rows.append(Row(tkey, skey, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
+            continue
+        tag = labels.adapt.get(tkey, EXPLICIT)
+        problem = _preview(s_shape, t_shape, spec, tkey)
+        if problem is None:
+            adapt_why = f"adapt {spec.describe()}: {shape_text(s_shape)} -> {shape_text(t_shape)} ({tag})"
+            rows.append(Row(tkey, skey, "adapted", t_shape, s_shape, t_dtype, s_dtype,
+                            _join(why, adapt_why, dtype_note), (skey,), spec))
+        else:
+            reason = _join(why, shape_difference(s_shape, t_shape), f"adapt {spec.describe()} does not fit: {problem}")
+            rows.append(Row(tkey, skey, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, (skey,), spec))
+    for skey in source.keys():
+        if skey in feeding:
+            continue
+        s = s_info[skey]
+        rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, dtype_name(s.dtype),
+                        _unused_reason(skey, m, target, labels), (skey,)))
+    return rows
+
+
+def _missing_reason(tkey: str, m: Matching) -> str:
+    if tkey in m.map_missing:
+        return f"map names {quote(m.map_missing[tkey])}, which the source does not have"
+    if tkey in m.renamed:  # the source has this very key, but the rules sent it elsewhere
+        new, why = m.renamed[tkey]
+        if new is None:
+            return f"no source key maps here (the source's {quote(tkey)} was {why})"
+        return f"no source key maps here (the source's {quote(tkey)} was renamed to {quote(new)})"
+    return "no source key maps here"
+
+
+def _unused_reason(skey: str, m: Matching, target: Checkpoint, labels: Labels) -> str:
+    new, why = m.renamed[skey]
+    if new is None:
+        return why
+    if new in m.mapped:
+        return f"{quote(new)} is fed by map ({labels.map.get(new, EXPLICIT)}) instead"
+    if new != skey:
+        return f"renamed to {quote(new)}, which the target does not have ({why})"
+    return "the target has no such key"
+
+
+# -- align --------------------------------------------------------------------------------
+def _open_source(source: Any, container: str | None) -> Checkpoint:
+    """The source as a Checkpoint, in ``container`` when the recipe names one."""
+    if container is None:
+        return as_checkpoint(source)
+    if isinstance(source, (str, Path)):
+        return as_checkpoint(source, container=container)
+    if isinstance(source, Checkpoint) and source.path and source.container != container:
+        from ckptlab.checkpoint import open as open_checkpoint
+
+        return open_checkpoint(source.path, container=container)
+    return as_checkpoint(source)
+
+
+def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) -> tuple[Recipe, Labels, list[Suggestion]]:
+    """The recipe with the suggestions ``auto`` accepts, the labels for the rows' reasons,
+    and the suggestions marked ``applied``."""
+    if auto not in AUTO_LEVELS:
+        raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
+    accept = {"none": (), "high": ("high",), "all": CONFIDENCES}[auto]
+    labels, marked, effective = Labels(), [], recipe
+    for s in suggestions:
+        take = s.applied or s.confidence in accept
+        if take and not s.applied:
+            if "container" not in s.rule:
+                before = len(effective.rules)
+                effective = effective.merged(s.rule)
+                labels.rules.update({i: s.label for i in range(before, len(effective.rules))})
+            else:
+                effective = effective.merged(s.rule)
+            for key in s.rule.get("map", {}):
+                labels.map[key] = s.label
+            for key in s.rule.get("adapt", {}):
+                labels.adapt[key] = s.label
+        elif take and "container" in s.rule and effective.container is None:
+            effective = effective.with_container(s.rule["container"])
+        marked.append(Suggestion(s.rule, s.confidence, s.reason, s.keys, bool(take)))
+    return effective, labels, marked
+
+
+def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
+    """A loud one-liner when fewer than half of the target keys are fed (always when none)."""
+    fed = sum(row.status in FED_STATUSES for row in rows)
+    if n_target == 0 or (fed > 0 and 2 * fed >= n_target):
+        return None
+    text = f"only {fed} of {n_target} target keys are fed by the source"
+    pending = [s for s in suggestions if not s.applied]
+    if pending:
+        best = min(pending, key=lambda s: (CONFIDENCES.index(s.confidence), -s.keys))
+        return f"{text}; best fix: {best.describe()} ({best.confidence}, explains {best.keys} keys)"
+    return f"{text}; no suggestion explains the rest"
+
+
+def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> Alignment:
+    """Say for every target key what will feed it, and why; see the module docstring.
+
+    ``source``/``target``: a path, Checkpoint, mapping of tensors, nn.Module or model
+    spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
+    """
+    if auto not in AUTO_LEVELS:
+        raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
+    given = Recipe.coerce(recipe)
+    src = _open_source(source, given.container)
+    tgt = as_checkpoint(target)
+    from ckptlab.suggest import suggest
+
+    suggestions = suggest(src, tgt, given)
+    effective, labels, suggestions = apply_suggestions(given, suggestions, auto)
+    if effective.container is not None and effective.container != src.container:
+        src = _open_source(src, effective.container)
+    rows = build_rows(src, tgt, effective, labels)
+    warning = fed_warning(rows, len(tgt), suggestions)
+    return Alignment(src, tgt, given, effective, rows, suggestions, warning)

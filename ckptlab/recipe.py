@@ -1,0 +1,402 @@
+"""Recipes: the ordered rename rules, explicit map and shape adapters that turn a source
+checkpoint's keys into a target's.
+
+A recipe is data, not code: it is what the web app edits, what the CLI reads from
+``--recipe``, and what a training script replays. So it validates strictly on the way in
+(one-line ``RecipeError`` naming the rule's position) and serialises to YAML/JSON that
+round-trips exactly: ``Recipe.from_dict(r.to_dict()) == r`` and the same YAML text.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ckptlab.errors import RecipeError
+
+RULE_KINDS = ("strip_prefix", "add_prefix", "replace", "drop", "keep")
+ADAPT_OPS = ("pad", "truncate", "resize", "sum", "reinit")
+ADAPT_FILLS = ("zeros", "mean", "init", "repeat")
+TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container")
+_REGEX_KINDS = ("replace", "drop", "keep")
+
+
+def _compile(pattern: str, where: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise RecipeError(f"{where}: bad regex {quote(pattern)}: {exc}") from None
+
+
+def _check_template(replacement: str, regex: re.Pattern) -> None:
+    """Parse a ``re.sub`` template against its pattern (bad escapes, unknown groups)."""
+    parser = getattr(re, "_parser", None)
+    if parser is not None and hasattr(parser, "parse_template"):
+        parser.parse_template(replacement, regex)
+    else:  # pragma: no cover - other Pythons: expanding on an empty match still checks escapes
+        regex.sub(replacement, "")
+
+
+def quote(text: str) -> str:
+    """Quote a key or pattern for a message as the user typed it (no doubled backslashes)."""
+    return f"'{text}'"
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rename step, applied to every source key in recipe order.
+
+    ``pattern`` is the prefix (strip_prefix/add_prefix) or the regex (replace/drop/keep);
+    ``replacement`` is the ``re.sub`` replacement of a ``replace`` rule.
+    """
+
+    kind: str
+    pattern: str
+    replacement: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, index: int | None = None) -> None:
+        where = f"rule {index} ({self.kind})" if index is not None else f"rule ({self.kind})"
+        if self.kind not in RULE_KINDS:
+            where = f"rule {index}" if index is not None else "rule"
+            raise RecipeError(f"{where}: unknown rule kind {self.kind!r} (expected {', '.join(RULE_KINDS)})")
+        if not isinstance(self.pattern, str):
+            raise RecipeError(f"{where}: expected a string, got {_type_name(self.pattern)}")
+        if self.kind in ("strip_prefix", "add_prefix") and not self.pattern:
+            raise RecipeError(f"{where}: empty prefix")
+        if self.kind == "replace":
+            if not isinstance(self.replacement, str):
+                raise RecipeError(f"{where}: 'with' must be a string, got {_type_name(self.replacement)}")
+        elif self.replacement is not None:
+            raise RecipeError(f"{where}: takes no replacement")
+        if self.kind in _REGEX_KINDS:
+            regex = _compile(self.pattern, where)
+            if self.kind == "replace":
+                try:  # a bad group reference would otherwise show only when a key matches
+                    _check_template(self.replacement, regex)
+                except re.error as exc:
+                    raise RecipeError(f"{where}: bad replacement {self.replacement!r}: {exc}") from None
+
+    # -- applying ----------------------------------------------------------------------
+    def apply(self, key: str) -> str | None:
+        """The key after this rule; ``None`` when the rule drops it."""
+        kind = self.kind
+        if kind == "strip_prefix":
+            return key[len(self.pattern):] if key.startswith(self.pattern) else key
+        if kind == "add_prefix":
+            return self.pattern + key
+        regex = _compile(self.pattern, "rule")  # re caches compiled patterns
+        if kind == "replace":
+            return regex.sub(self.replacement, key)
+        if kind == "drop":
+            return None if regex.search(key) else key
+        return key if regex.search(key) else None  # keep
+
+    def describe(self) -> str:
+        """``add_prefix 'attention_map.'``, ``replace '^conv1\\.' -> 'backbone_conv.'``."""
+        if self.kind == "replace":
+            return f"replace {quote(self.pattern)} -> {quote(self.replacement)}"
+        return f"{self.kind} {quote(self.pattern)}"
+
+    # -- (de)serialising ---------------------------------------------------------------
+    def to_dict(self) -> dict:
+        if self.kind == "replace":
+            return {"replace": {"pattern": self.pattern, "with": self.replacement}}
+        return {self.kind: self.pattern}
+
+    @classmethod
+    def from_dict(cls, data: Any, index: int = 1) -> "Rule":
+        if isinstance(data, Rule):
+            return data
+        if not isinstance(data, dict) or len(data) != 1:
+            shape = f"{len(data)} keys" if isinstance(data, dict) else _type_name(data)
+            raise RecipeError(f"rule {index}: expected one 'kind: argument' pair, got {shape}")
+        (kind, arg), = data.items()
+        if kind not in RULE_KINDS:
+            raise RecipeError(f"rule {index}: unknown rule kind {kind!r} (expected {', '.join(RULE_KINDS)})")
+        where = f"rule {index} ({kind})"
+        if kind == "replace":
+            if not isinstance(arg, dict):
+                raise RecipeError(f"{where}: expected {{pattern: ..., with: ...}}, got {_type_name(arg)}")
+            extra = sorted(set(map(str, arg)) - {"pattern", "with"})
+            if extra:
+                raise RecipeError(f"{where}: unknown field {extra[0]!r} (expected pattern, with)")
+            if "pattern" not in arg or "with" not in arg:
+                raise RecipeError(f"{where}: needs both 'pattern' and 'with'")
+            pattern, replacement = arg["pattern"], arg["with"]
+            if not isinstance(pattern, str):
+                raise RecipeError(f"{where}: 'pattern' must be a string, got {_type_name(pattern)}")
+        else:
+            pattern, replacement = arg, None
+        rule = object.__new__(cls)
+        object.__setattr__(rule, "kind", kind)
+        object.__setattr__(rule, "pattern", pattern)
+        object.__setattr__(rule, "replacement", replacement)
+        rule.validate(index)
+        return rule
+
+
+@dataclass(frozen=True)
+class AdaptSpec:
+    """How a source tensor of another shape is fitted to a target key (applied by merge)."""
+
+    op: str
+    dim: int | None = None
+    fill: str = "zeros"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, key: str | None = None) -> None:
+        where = f"adapt {key!r}" if key is not None else "adapt"
+        if self.op not in ADAPT_OPS:
+            raise RecipeError(f"{where}: unknown op {self.op!r} (expected {', '.join(ADAPT_OPS)})")
+        if self.fill not in ADAPT_FILLS:
+            raise RecipeError(f"{where}: unknown fill {self.fill!r} (expected {', '.join(ADAPT_FILLS)})")
+        if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, int)):
+            raise RecipeError(f"{where}: dim must be an integer, got {_type_name(self.dim)}")
+
+    def describe(self) -> str:
+        """``pad dim 1 (fill zeros)``, ``truncate``, ``reinit``."""
+        text = self.op + (f" dim {self.dim}" if self.dim is not None else "")
+        return text + (f" (fill {self.fill})" if self.op in ("pad", "resize") else "")
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"op": self.op}
+        if self.dim is not None:
+            out["dim"] = self.dim
+        if self.fill != "zeros":
+            out["fill"] = self.fill
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, key: str | None = None) -> "AdaptSpec":
+        if isinstance(data, AdaptSpec):
+            return data
+        where = f"adapt {key!r}" if key is not None else "adapt"
+        if not isinstance(data, dict):
+            raise RecipeError(f"{where}: expected {{op: ..., dim: ..., fill: ...}}, got {_type_name(data)}")
+        extra = sorted(set(map(str, data)) - {"op", "dim", "fill"})
+        if extra:
+            raise RecipeError(f"{where}: unknown field {extra[0]!r} (expected op, dim, fill)")
+        if "op" not in data:
+            raise RecipeError(f"{where}: needs an 'op' ({', '.join(ADAPT_OPS)})")
+        spec = object.__new__(cls)
+        object.__setattr__(spec, "op", data["op"])
+        object.__setattr__(spec, "dim", data.get("dim"))
+        object.__setattr__(spec, "fill", data.get("fill", "zeros"))
+        spec.validate(key)
+        return spec
+
+
+@dataclass
+class Recipe:
+    """Ordered rules, an explicit ``map`` (target_key: source_key, wins over the rules),
+    per-target-key ``adapt`` specs, and optionally the source ``container`` to use.
+
+    Treat it as a value: the ``with_*`` methods return copies.
+    """
+
+    rules: list[Rule] = field(default_factory=list)
+    map: dict[str, str] = field(default_factory=dict)
+    adapt: dict[str, AdaptSpec] = field(default_factory=dict)
+    container: str | None = None
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def coerce(cls, recipe: "Recipe | dict | str | os.PathLike | None") -> "Recipe":
+        """None, a Recipe, a dict (the YAML form) or a path to a YAML/JSON file."""
+        if recipe is None:
+            return cls()
+        if isinstance(recipe, Recipe):
+            return recipe
+        if isinstance(recipe, dict):
+            return cls.from_dict(recipe)
+        if isinstance(recipe, (str, os.PathLike)):
+            return cls.load(recipe)
+        raise RecipeError(f"recipe: expected a Recipe, a dict or a path, got {_type_name(recipe)}")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Recipe":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise RecipeError(f"cannot read recipe: {reason}", path) from None
+        try:
+            return cls.from_text(text)
+        except RecipeError as exc:
+            raise RecipeError(exc.message, path) from None
+
+    @classmethod
+    def from_text(cls, text: str) -> "Recipe":
+        """YAML or JSON (JSON is tried first when the text starts with ``{``)."""
+        stripped = text.lstrip()
+        if stripped.startswith("{"):
+            try:
+                return cls.from_dict(json.loads(text))
+            except json.JSONDecodeError:
+                pass  # maybe YAML flow style; let the YAML parser say what is wrong
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise RecipeError(f"recipe: not valid YAML{where}: {problem}") from None
+        return cls.from_dict({} if data is None else data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Recipe":
+        if not isinstance(data, dict):
+            raise RecipeError(f"recipe: expected a mapping at the top level, got {_type_name(data)}")
+        for key in data:
+            if key not in TOP_LEVEL_KEYS:
+                raise RecipeError(f"recipe: unknown key {key!r} (expected {', '.join(TOP_LEVEL_KEYS)})")
+        rules_in = data.get("rules") or []
+        if not isinstance(rules_in, list):
+            raise RecipeError(f"recipe: 'rules' must be a list, got {_type_name(rules_in)}")
+        rules = [Rule.from_dict(item, index) for index, item in enumerate(rules_in, start=1)]
+        map_in = data.get("map") or {}
+        if not isinstance(map_in, dict):
+            raise RecipeError(f"recipe: 'map' must be a mapping target_key: source_key, got {_type_name(map_in)}")
+        for target, source in map_in.items():
+            if not isinstance(target, str) or not isinstance(source, str):
+                raise RecipeError(f"map: {target!r}: {source!r} is not str -> str")
+        adapt_in = data.get("adapt") or {}
+        if not isinstance(adapt_in, dict):
+            raise RecipeError(f"recipe: 'adapt' must be a mapping target_key: spec, got {_type_name(adapt_in)}")
+        adapt = {}
+        for target, spec in adapt_in.items():
+            if not isinstance(target, str):
+                raise RecipeError(f"adapt: key {target!r} is not a string")
+            adapt[target] = AdaptSpec.from_dict(spec, target)
+        container = data.get("container")
+        if container is not None and not isinstance(container, str):
+            raise RecipeError(f"recipe: 'container' must be a string, got {_type_name(container)}")
+        return cls(rules, dict(map_in), adapt, container)
+
+    # -- serialising -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The YAML/JSON form: ``rules`` always, the other sections when set."""
+        out: dict[str, Any] = {"rules": [rule.to_dict() for rule in self.rules]}
+        if self.map:
+            out["map"] = dict(self.map)
+        if self.adapt:
+            out["adapt"] = {key: spec.to_dict() for key, spec in self.adapt.items()}
+        if self.container is not None:
+            out["container"] = self.container
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write YAML (or JSON for a ``.json`` path) atomically: temp file, then rename."""
+        path = Path(path)
+        text = self.to_json() if path.suffix.lower() == ".json" else self.to_yaml()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    # -- copies with one more thing ----------------------------------------------------
+    def with_rule(self, rule: "Rule | dict") -> "Recipe":
+        new_rule = Rule.from_dict(rule, len(self.rules) + 1)
+        return Recipe([*self.rules, new_rule], dict(self.map), dict(self.adapt), self.container)
+
+    def with_map(self, target: str, source: str) -> "Recipe":
+        if not isinstance(target, str) or not isinstance(source, str):
+            raise RecipeError(f"map: {target!r}: {source!r} is not str -> str")
+        return Recipe(list(self.rules), {**self.map, target: source}, dict(self.adapt), self.container)
+
+    def with_adapt(self, target: str, spec: "AdaptSpec | dict") -> "Recipe":
+        spec = AdaptSpec.from_dict(spec, target)
+        return Recipe(list(self.rules), dict(self.map), {**self.adapt, target: spec}, self.container)
+
+    def with_container(self, container: str | None) -> "Recipe":
+        return Recipe(list(self.rules), dict(self.map), dict(self.adapt), container)
+
+    def merged(self, fragment: dict) -> "Recipe":
+        """This recipe plus one suggestion fragment (a rule dict, ``map``, ``adapt`` or
+        ``container``): how an accepted suggestion joins the recipe."""
+        if not isinstance(fragment, dict) or not fragment:
+            raise RecipeError(f"fragment: expected a non-empty mapping, got {_type_name(fragment)}")
+        recipe = self
+        if "map" in fragment or "adapt" in fragment or "container" in fragment:
+            for key, value in fragment.items():
+                if key == "map":
+                    for target, source in (value or {}).items():
+                        recipe = recipe.with_map(target, source)
+                elif key == "adapt":
+                    for target, spec in (value or {}).items():
+                        recipe = recipe.with_adapt(target, spec)
+                elif key == "container":
+                    recipe = recipe.with_container(value)
+                else:
+                    raise RecipeError(f"fragment: unknown key {key!r} beside map/adapt/container")
+            return recipe
+        return recipe.with_rule(fragment)
+
+    # -- applying ----------------------------------------------------------------------
+    def rename(self, source_keys, labels: dict[int, str] | None = None) -> dict[str, tuple[str | None, str]]:
+        """Apply the rules in order to each source key.
+
+        Returns ``{source_key: (new_key or None when dropped, reason)}``; the reason lists
+        the rules that changed the key ("add_prefix 'x.' (rule 1)") and is ``""`` when none
+        did. ``labels`` overrides "rule N" for some rule positions (0-based), e.g. with
+        "suggested, high".
+        """
+        labels = labels or {}
+        tags = [labels.get(i, f"rule {i + 1}") for i in range(len(self.rules))]
+        compiled = [(rule, _compile(rule.pattern, f"rule {i + 1} ({rule.kind})") if rule.kind in _REGEX_KINDS else None)
+                    for i, rule in enumerate(self.rules)]
+        out: dict[str, tuple[str | None, str]] = {}
+        for key in source_keys:
+            current: str | None = key
+            why: list[str] = []
+            for (rule, regex), tag in zip(compiled, tags):
+                kind = rule.kind
+                if kind == "strip_prefix":
+                    if current.startswith(rule.pattern):
+                        current = current[len(rule.pattern):]
+                        why.append(f"{rule.describe()} ({tag})")
+                elif kind == "add_prefix":
+                    current = rule.pattern + current
+                    why.append(f"{rule.describe()} ({tag})")
+                elif kind == "replace":
+                    new = regex.sub(rule.replacement, current)
+                    if new != current:
+                        current = new
+                        why.append(f"{rule.describe()} ({tag})")
+                elif kind == "drop":
+                    if regex.search(current):
+                        why = [f"dropped by {tag} ({rule.describe()})"]
+                        current = None
+                        break
+                elif not regex.search(current):  # keep
+                    why = [f"not kept by {tag} ({rule.describe()})"]
+                    current = None
+                    break
+            out[key] = (current, "; ".join(why))
+        return out
