@@ -36,11 +36,16 @@ class PlanEntry:
     """One target key: where its value comes from and the dtype it is written in."""
 
     target: str
-    source: str | None  # None: the target's own value
+    source: str | None
     status: str
     spec: Any  # the AdaptSpec of an adapted row
     info: TensorInfo  # what is written: the target's shape, the chosen dtype
     note: str = ""
+
+    @property
+    def keeps_target(self) -> bool:
+        """Missing, or a mismatch kept under keep-target: the value is the target's own."""
+        return self.status in ("missing", "mismatch")
 
 
 class MergePlan:
@@ -61,7 +66,7 @@ class MergePlan:
             e = self.entries[key]
         except KeyError:
             raise MergeError(f"no target key {key!r} in the plan") from None
-        if e.source is None:
+        if e.keeps_target:
             return _cast(self.target.tensor(key), e.info.dtype)
         value = _cast(self.source.tensor(e.source), e.info.dtype)
         if e.status != "adapted":
@@ -74,7 +79,7 @@ class MergePlan:
         """Entries that come out as the same tensor (tied weights) get the same id."""
         if e.status == "adapted":
             return None
-        ck, key = (self.target, e.target) if e.source is None else (self.source, e.source)
+        ck, key = (self.target, e.target) if e.keeps_target else (self.source, e.source)
         lazy = ck.lazy(key)
         where = (lazy.storage_id, lazy.view) if lazy.storage_id is not None else key
         return (id(ck), where, e.info.dtype)
@@ -165,7 +170,7 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
         if row.status in ("missing", "mismatch"):
             out = choose(None, t_info.dtype)
             note = KEPT_TARGET if row.status == "mismatch" else ""
-            entries.append(PlanEntry(row.target, None, row.status, None, _info(t_info.shape, out), note))
+            entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out), note))
             continue
         if row.status == "adapted":
             try:

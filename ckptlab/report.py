@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
 ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
 
 
@@ -66,7 +67,8 @@ class Report:
 
     @property
     def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+        """Every status -> how many keys have it (unused: source keys)."""
+        counts = dict.fromkeys(STATUSES, 0)
         for r in self.rows:
             counts[r.status] = counts.get(r.status, 0) + 1
         counts["unused"] = len(self.unused)
