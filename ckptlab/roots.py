@@ -1,0 +1,59 @@
+"""Which server-side paths the web app may read.
+
+A web page that opens any path the visitor types is a file-disclosure hole, so the app
+only reads files under a few allowed roots: the bundled samples, the folder the app was
+started in, and whatever ``CKPTLAB_ROOTS`` adds (``os.pathsep``-separated). Paths are
+resolved (symlinks followed) before the check, so neither ``..`` nor a link that points
+out of a root gets through.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ckptlab.errors import PathNotAllowedError, UnreadableFileError
+
+ROOTS_ENV = "CKPTLAB_ROOTS"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "sample_ckpts"
+
+
+def allowed_roots(start_dir: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """The resolved roots, samples first, without duplicates; missing folders are left out."""
+    env = os.environ if env is None else env
+    candidates: list[Path] = [SAMPLES_DIR, Path(start_dir) if start_dir is not None else Path.cwd()]
+    candidates += [Path(part) for part in env.get(ROOTS_ENV, "").split(os.pathsep) if part.strip()]
+    roots: list[Path] = []
+    for candidate in candidates:
+        root = candidate.expanduser().resolve()
+        if root.is_dir() and root not in roots:
+            roots.append(root)
+    return roots
+
+
+def check_path(path: str | Path, roots: Iterable[Path]) -> Path:
+    """The resolved path if it lies under one of ``roots``, else ``PathNotAllowedError``.
+
+    Relative paths are taken from the first root that holds them. The containment check
+    comes before the existence check, so the answer never tells whether a file outside the
+    roots exists.
+    """
+    roots = [Path(r).resolve() for r in roots]
+    text = str(path).strip()
+    if not text:
+        raise PathNotAllowedError("no path given")
+    raw = Path(text).expanduser()
+    if ".." in raw.parts:
+        raise PathNotAllowedError(f"'..' is not allowed in server paths: {text}")
+    candidates = [raw] if raw.is_absolute() else [root / raw for root in roots]
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            continue
+        if resolved.exists() or candidate is candidates[-1]:
+            if not resolved.exists():
+                raise UnreadableFileError("no such file or folder", text)
+            return resolved
+    raise PathNotAllowedError(
+        f"{text} is outside the allowed folders ({', '.join(str(r) for r in roots)}); "
+        f"add a folder with {ROOTS_ENV}")

@@ -1,0 +1,175 @@
+"""Sidebar: pick the source and the target (sample, upload, server path, model definition).
+
+Each side ends as a ``Side``: the opened Checkpoint (or None with the error shown right
+where the input was given) and, when known, the model definition that made it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import ckptlab
+from ckptlab.checkpoint import Checkpoint
+from ckptlab.roots import allowed_roots, check_path
+from ckptlab.targets import ALLOW_CODE_ENV, code_allowed, model_target, parse_kwargs
+from ckptlab.ui import state
+from ckptlab.ui.samples import PAIRS, SamplePair
+
+SAMPLE, UPLOAD, PATH, MODEL = "Sample", "Upload", "Server path", "Model definition"
+UPLOAD_TYPES = ["pt", "pth", "bin", "ckpt", "safetensors", "tar", "pkl", "pickle"]
+_START_DIR = Path.cwd()      # the folder the app started in (an allowed root)
+
+
+@dataclass
+class Side:
+    role: str
+    label: str = ""
+    ckpt: Checkpoint | None = None
+    model: str | None = None           # model definition that made it, when known
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    identity: tuple = ()
+
+
+def sidebar() -> tuple[SamplePair, Side, Side]:
+    """Draw the sidebar; return the chosen demo pair and both sides."""
+    bar = st.sidebar
+    bar.header("Checkpoints")
+    titles = [p.title for p in PAIRS]
+    title = bar.selectbox("Demo pair (used by 'Sample')", titles, key="pair")
+    pair = PAIRS[titles.index(title)]
+    bar.caption("Upload limit 2 GB: for bigger files use **Server path** "
+                f"(allowed folders: {', '.join(str(r) for r in allowed_roots(_START_DIR))}).")
+    source = _side(bar, "source", pair)
+    target = _side(bar, "target", pair)
+    bar.divider()
+    bar.selectbox("Apply suggestions automatically", ["none", "high", "all"], key="auto",
+                  help="'high' applies only sure fixes (a prefix explaining many keys); 'all' also applies "
+                       "guesses. With 'none' you accept each suggestion yourself.")
+    return pair, source, target
+
+
+def _side(bar: Any, role: str, pair: SamplePair) -> Side:
+    bar.subheader(role.capitalize())
+    modes = [SAMPLE, UPLOAD, PATH] + ([MODEL] if role == "target" else [])
+    mode = bar.radio(f"{role} from", modes, key=f"{role}_mode", horizontal=True, label_visibility="collapsed")
+    slot = bar.container()
+    sample = getattr(pair, role)
+    side = Side(role)
+    if mode == SAMPLE:
+        side.model, side.kwargs = sample.model, dict(sample.kwargs)
+        return _open_file(slot, side, sample.path, label=sample.file)
+    if mode == UPLOAD:
+        uploaded = slot.file_uploader(f"Drop the {role} checkpoint", type=UPLOAD_TYPES, key=f"{role}_upload")
+        path = _keep_upload(role, uploaded)
+        if path is None:
+            slot.info(f"Drop a {role} checkpoint above.")
+            return side
+        return _open_file(slot, side, str(path), label=uploaded.name)
+    if mode == PATH:
+        text = slot.text_input(f"{role} path on the server", key=f"{role}_path",
+                               placeholder="sample_ckpts/convnet_rgb.pt")
+        if not text.strip():
+            return side
+        resolved = state.guarded(slot, lambda: check_path(text, allowed_roots(_START_DIR)))
+        if resolved is None:
+            return side
+        return _open_file(slot, side, str(resolved), label=text)
+    return _open_model(slot, side, sample)
+
+
+def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
+    """Open ``path`` with the container the visitor picked (if any) and show the choice."""
+    stat = Path(path).stat() if Path(path).exists() else None
+    base = ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    choice_key = f"{side.role}_container_{abs(hash(base))}"
+    container = st.session_state.get(choice_key)
+    ck = state.guarded(slot, lambda: state.cached(base + (container,), lambda: ckptlab.open(path, container)),
+                       what=f"{label}: ")
+    side.label, side.identity = label, base
+    if ck is None:
+        return side
+    side.ckpt = ck
+    _container_picker(slot, ck, choice_key)
+    slot.caption(_describe(ck))
+    return side
+
+
+def _container_picker(slot: Any, ck: Checkpoint, choice_key: str) -> None:
+    options = [c.path for c in ck.candidates] or [ck.container]
+    if len(options) < 2:
+        return
+    sizes = {c.path: c for c in ck.candidates}
+    slot.selectbox("container (where the tensors sit)", options, index=options.index(ck.container),
+                   key=choice_key,
+                   format_func=lambda p: f"{p or '(top level)'}: {sizes[p].tensors} tensors" if p in sizes else p)
+
+
+def _describe(ck: Checkpoint) -> str:
+    where = f" under `{ck.container}`" if ck.container else ""
+    text = f"{len(ck)} tensors{where}, {ck.total_params:,} parameters, {ck.format}"
+    if ck.other:
+        text += "; also in the file: " + ", ".join(o.key for o in ck.other[:6]) + ("..." if len(ck.other) > 6 else "")
+    if ck.placeholders:
+        text += "; stood in for classes: " + ", ".join(ck.placeholders)
+    return text
+
+
+def _keep_upload(role: str, uploaded: Any) -> Path | None:
+    """Write the upload into this session's folder; delete the file it replaces."""
+    key = f"_{role}_upload_file"
+    previous = st.session_state.get(key)
+    if uploaded is None:
+        if previous:
+            Path(previous[1]).unlink(missing_ok=True)
+            st.session_state[key] = None
+        return None
+    if previous and previous[0] == uploaded.file_id:
+        return Path(previous[1])
+    if previous:
+        Path(previous[1]).unlink(missing_ok=True)
+    folder = state.session_dir() / role
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe_name(uploaded.name)
+    path.write_bytes(uploaded.getbuffer())
+    st.session_state[key] = (uploaded.file_id, str(path))
+    return path
+
+
+def safe_name(name: str) -> str:
+    """A file name without folders or odd characters (uploads name their own files)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".")
+    return cleaned or "upload.bin"
+
+
+def _open_model(slot: Any, side: Side, sample: Any) -> Side:
+    spec = slot.text_input("model (package.module:callable)", value=sample.model, key="target_spec")
+    kwargs_text = slot.text_input("kwargs (JSON)", value=_json(sample.kwargs), key="target_kwargs")
+    if code_allowed(None):
+        code = slot.file_uploader("or a model .py file (runs its code)", type=["py"], key="target_code")
+        name = slot.text_input("callable in that file", value="Model", key="target_code_callable")
+        path = _keep_upload("target_code", code)
+        if path is not None:
+            spec = f"{path}:{name}"
+    else:
+        slot.caption(f"A .py model file runs code, so uploading one is off. Start the app with "
+                     f"`{ALLOW_CODE_ENV}=1` to allow it.")
+    kwargs = state.guarded(slot, lambda: parse_kwargs(kwargs_text))
+    if kwargs is None or not spec.strip():
+        return side
+    key = ("model", spec, _json(kwargs))
+    ck = state.guarded(slot, lambda: state.cached(key, lambda: model_target(spec, kwargs)))
+    side.label, side.identity, side.model, side.kwargs = spec, key, spec, kwargs
+    if ck is not None:
+        side.ckpt = ck
+        slot.caption(_describe(ck))
+    return side
+
+
+def _json(value: dict) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,123 @@
+"""Per-session state: the session's private temp folder, opened checkpoints, the recipe.
+
+Two visitors of one server never share anything: uploads and built files live in a temp
+folder owned by the session (removed when the session ends), and opened checkpoints are
+cached in ``st.session_state``, which Streamlit keeps per session.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from ckptlab.errors import CheckpointError
+
+T = TypeVar("T")
+_OPENED = "_ckptlab_opened"
+_OPENED_MAX = 6          # a few pairs; each Checkpoint is lazy, so this is cheap
+
+
+def _remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@st.cache_resource(scope="session", on_release=_remove_dir, show_spinner=False)
+def session_dir() -> Path:
+    """This session's private folder for uploads and built files."""
+    return Path(tempfile.mkdtemp(prefix="ckptlab-session-"))
+
+
+def cached(key: tuple, build: Callable[[], T]) -> T:
+    """``build()`` once per ``key`` in this session (small LRU); errors are not cached."""
+    store: OrderedDict = st.session_state.setdefault(_OPENED, OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = build()
+    store[key] = value
+    while len(store) > _OPENED_MAX:
+        store.popitem(last=False)
+    return value
+
+
+def guarded(where: Any, action: Callable[[], T], what: str = "") -> T | None:
+    """Run ``action``; a CheckpointError (or any other failure) becomes one ``st.error``
+    line in ``where`` and ``None`` is returned, so the rest of the page keeps working."""
+    try:
+        return action()
+    except CheckpointError as exc:
+        where.error(f"{what}{exc}" if what else str(exc), icon="🚫")
+    except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where.error(f"{what}{type(exc).__name__}: {first}", icon="🚫")
+    return None
+
+
+def get(name: str, default: Any = None) -> Any:
+    return st.session_state.get(name, default)
+
+
+def put(name: str, value: Any) -> None:
+    st.session_state[name] = value
+
+
+# -- the recipe and the alignment -----------------------------------------------------
+RECIPE = "recipe"
+_PAIR = "_pair_identity"
+_ALIGNED = "_ckptlab_alignment"
+
+
+def recipe():
+    """This session's recipe (empty at first)."""
+    from ckptlab.recipe import Recipe
+
+    if st.session_state.get(RECIPE) is None:
+        st.session_state[RECIPE] = Recipe()
+    return st.session_state[RECIPE]
+
+
+EDITOR_VERSION = "_editor_version"
+
+
+def set_recipe(new_recipe: Any, from_editor: bool = False) -> None:
+    """Replace the recipe. A change from anywhere but the grids themselves rebuilds the
+    grids from the recipe (a new widget key drops their pending edits)."""
+    st.session_state[RECIPE] = new_recipe
+    if not from_editor:
+        st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
+
+
+def start_pair(identity: tuple) -> bool:
+    """Forget the recipe when the visitor picks another pair; True when it changed."""
+    if st.session_state.get(_PAIR) == identity:
+        return False
+    st.session_state[_PAIR] = identity
+    st.session_state[RECIPE] = None
+    st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
+    st.session_state["module_filter"] = None
+    st.session_state.pop("_built", None)
+    return True
+
+
+def alignment(source: Any, target: Any, auto: str) -> Any:
+    """``ckptlab.align`` for this pair and recipe, recomputed only when one of them changes."""
+    from ckptlab.align import align
+
+    current = recipe()
+    key = (id(source), id(target), current.to_yaml(), auto)
+    saved = st.session_state.get(_ALIGNED)
+    if saved is not None and saved[0] == key:
+        return saved[1]
+    result = align(source, target, current, auto=auto)
+    st.session_state[_ALIGNED] = (key, result)
+    return result
+
+
+def panel(draw: Callable[..., Any], *args: Any) -> Any:
+    """Draw one panel; if it fails, say so in one line and let the next panels draw."""
+    return guarded(st, lambda: draw(*args), what=f"{getattr(draw, '__module__', '').rsplit('.', 1)[-1]}: ")
