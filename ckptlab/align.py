@@ -380,7 +380,11 @@ def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -
     pending = [s for s in suggestions if not s.applied]
     if pending:
         best = min(pending, key=lambda s: (CONFIDENCES.index(s.confidence), -s.keys))
-        return f"{text}; best fix: {best.describe()} ({best.confidence}, explains {best.keys} keys)"
+        fix = best.describe()
+        if "container" in best.rule:  # a container alone renames nothing: name the rule it enables
+            follow = [s for s in pending if s is not best and s.confidence == "high"]
+            fix = " + ".join([fix, *(s.describe() for s in follow[:1])])
+        return f"{text}; best fix: {fix} ({best.confidence}, explains {best.keys} keys)"
     return f"{text}; no suggestion explains the rest"
 
 
