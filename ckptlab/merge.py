@@ -21,7 +21,7 @@ from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import AdaptError, MergeError
 from ckptlab.info import TensorInfo, dtype_name
 from ckptlab.report import Report, ReportRow
-from ckptlab.write import OutTensor, Progress
+from ckptlab.write import FileSpan, OutTensor, Progress
 from ckptlab.write import write as write_plan
 
 if TYPE_CHECKING:
@@ -84,8 +84,25 @@ class MergePlan:
         where = (lazy.storage_id, lazy.view) if lazy.storage_id is not None else key
         return (id(ck), where, e.info.dtype)
 
+    def _span(self, e: PlanEntry) -> FileSpan | None:
+        """Where an unchanged source tensor's bytes lie on disk, if its reader says so.
+
+        A reader may give a ``LazyTensor`` a ``file_span`` ``(path, offset, nbytes)`` for a
+        tensor stored contiguously, in C order, in its own dtype; the writer then copies those
+        bytes file to file (in the kernel for safetensors) instead of loading the tensor.
+        """
+        if e.status not in ("exact", "renamed"):
+            return None
+        lazy = self.source.lazy(e.source)
+        span = getattr(lazy, "file_span", None)
+        if span is None or lazy.info.dtype != e.info.dtype:
+            return None
+        span = span if isinstance(span, FileSpan) else FileSpan(*span)
+        return span if span.nbytes == e.info.nbytes else None
+
     def outputs(self) -> list[OutTensor]:
-        return [OutTensor(k, e.info, (lambda k=k: self.tensor(k)), self._share(e)) for k, e in self.entries.items()]
+        return [OutTensor(k, e.info, (lambda k=k: self.tensor(k)), self._share(e), self._span(e))
+                for k, e in self.entries.items()]
 
     def aliases(self) -> list[list[str]]:
         groups: dict[Hashable, list[str]] = {}

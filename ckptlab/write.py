@@ -12,6 +12,7 @@ exactly the keys asked for) and the groups are recorded in ``__metadata__`` unde
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -20,7 +21,7 @@ import struct
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,16 @@ class OutTensor:
     info: TensorInfo
     produce: Callable[[], torch.Tensor]
     share: Hashable | None = None  # entries with equal ``share`` are one tied tensor
+    span: "FileSpan | None" = None  # the output bytes lie as they are in a file: copy them there
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """``nbytes`` bytes at ``offset`` of ``path`` that are exactly a tensor's bytes (C order)."""
+
+    path: str
+    offset: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class _Group:
     keys: tuple[str, ...]
     info: TensorInfo
     produce: Callable[[], torch.Tensor]
+    span: FileSpan | None = None
 
 
 def write(plan: Any, out_path: str | Path, progress: Progress | None = None,
@@ -128,7 +140,8 @@ def _groups(tensors: Sequence[OutTensor], safetensors: bool) -> list[_Group]:
         if t.share is not None:
             by_share[t.share] = members
         order.append(members)
-    groups = [_Group(tuple(m.key for m in members), members[0].info, members[0].produce) for members in order]
+    groups = [_Group(tuple(m.key for m in members), members[0].info, members[0].produce, members[0].span)
+              for members in order]
     if safetensors:
         groups.sort(key=lambda g: -g.info.dtype.itemsize)  # stable: key order within a size
     return groups
@@ -269,11 +282,42 @@ def _write_safetensors(f: BinaryIO, groups: list[_Group], metadata: Mapping[str,
     f.write(len(text).to_bytes(8, "little"))
     f.write(text)
     for g in groups:
+        if g.span is not None and g.span.nbytes == g.info.nbytes:
+            for key in g.keys:
+                _copy_span(g.span, f)
+                bar.advance(g.info.nbytes, key)
+            continue
         data = _raw(_tensor_of(g))
         for key in g.keys:
             f.write(data)
             bar.advance(g.info.nbytes, key)
         del data
+
+
+def _copy_span(span: FileSpan, f: BinaryIO) -> None:
+    """Copy a file span into ``f`` in the kernel (as ``cp`` does), else through a buffer."""
+    f.flush()
+    out = f.fileno()
+    with open(span.path, "rb", buffering=0) as src:
+        offset, left = span.offset, span.nbytes
+        try:
+            while left:
+                n = os.copy_file_range(src.fileno(), out, left, offset)
+                if n == 0:
+                    raise MergeError(f"file ends inside tensor data at offset {offset}", span.path)
+                offset, left = offset + n, left - n
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
+                                                              errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            src.seek(offset)
+            while left:
+                chunk = src.read(min(left, _CHUNK))
+                if not chunk:
+                    raise MergeError(f"file ends inside tensor data at offset {offset}", span.path) from None
+                os.write(out, chunk)
+                offset, left = offset + len(chunk), left - len(chunk)
+    f.seek(0, os.SEEK_END)
 
 
 # -- torch zip (.pt / .pth) ------------------------------------------------------------
@@ -299,7 +343,8 @@ def _write_torch_zip(f: BinaryIO, groups: list[_Group], wrap: Callable | None, a
     prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in archive) or "archive"
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         def record(name: str, data: memoryview | bytes) -> None:
-            _aligned_record(zf, f, f"{prefix}/{name}", memoryview(data).cast("B"))
+            data = memoryview(data).cast("B")
+            _aligned_record(zf, f, f"{prefix}/{name}", len(data), _slices(data))
 
         buf = io.BytesIO()
         _RefPickler(buf, protocol=2).dump(tree)
@@ -307,8 +352,13 @@ def _write_torch_zip(f: BinaryIO, groups: list[_Group], wrap: Callable | None, a
         record(".format_version", b"1")
         record(".storage_alignment", b"64")
         record("byteorder", b"little")
+        buffer = bytearray()
         for n, g in enumerate(groups):
-            record(f"data/{n}", _raw(_tensor_of(g)))
+            if g.span is not None and g.span.nbytes == g.info.nbytes:
+                buffer = buffer or bytearray(min(_CHUNK, g.info.nbytes))
+                _aligned_record(zf, f, f"{prefix}/data/{n}", g.info.nbytes, _span_chunks(g.span, buffer))
+            else:
+                record(f"data/{n}", _raw(_tensor_of(g)))
             bar.advance(g.info.nbytes, g.keys[-1])
         for n, t in enumerate(extras, start=len(groups)):
             record(f"data/{n}", _raw(t))
@@ -365,18 +415,37 @@ def _swap_tensors(obj: Any, extras: list[torch.Tensor], first: int) -> Any:
     return obj
 
 
-def _aligned_record(zf: zipfile.ZipFile, f: BinaryIO, name: str, data: memoryview) -> None:
+def _slices(data: memoryview) -> Iterator[memoryview]:
+    for start in range(0, len(data), _CHUNK):
+        yield data[start:start + _CHUNK]
+
+
+def _span_chunks(span: FileSpan, buffer: bytearray) -> Iterator[memoryview]:
+    """A file span in chunks, read into one reused buffer (no fresh memory per tensor)."""
+    view = memoryview(buffer)
+    with open(span.path, "rb", buffering=0) as src:
+        src.seek(span.offset)
+        left = span.nbytes
+        while left:
+            n = src.readinto(view[:min(left, len(view))])
+            if not n:
+                raise MergeError(f"file ends inside tensor data at offset {span.offset}", span.path)
+            left -= n
+            yield view[:n]
+
+
+def _aligned_record(zf: zipfile.ZipFile, f: BinaryIO, name: str, nbytes: int, chunks: Iterable[memoryview]) -> None:
     """One stored zip record whose data starts on a 64-byte boundary (as torch.save's do)."""
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED
-    info.file_size = len(data)
-    zip64 = len(data) * 1.05 > zipfile.ZIP64_LIMIT
+    info.file_size = nbytes
+    zip64 = nbytes * 1.05 > zipfile.ZIP64_LIMIT
     fixed = 30 + len(name.encode("utf-8")) + (20 if zip64 else 0)
     pad = -(f.tell() + fixed + 4) % 64  # a padding extra field: 4-byte head + pad bytes
     info.extra = struct.pack("<HH", 0x4246, pad) + b"\0" * pad  # id 'FB', as torch.save pads
     with zf.open(info, "w", force_zip64=zip64) as out:
-        for start in range(0, len(data), _CHUNK):
-            out.write(data[start:start + _CHUNK])
+        for chunk in chunks:
+            out.write(chunk)
 
 
 _CHUNK = 64 << 20

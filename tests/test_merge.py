@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 
 import ckptlab
+import ckptlab.formats.base
 from ckptlab.align import align
 from ckptlab.errors import MergeError
 from ckptlab.merge import KEPT_TARGET, cast_note, loses_precision, merged_tensor, plan, remap
@@ -219,3 +220,34 @@ def test_report_serialises_to_json_and_csv(tmp_path):
     assert list(frame.columns) == ["target", "source", "status", "adapter", "source_dtype", "target_dtype", "note"]
     assert sorted(frame["status"]) == ["exact", "missing", "unused"]
     assert frame.loc[frame["status"] == "unused", "source"].tolist() == ["old"]
+
+
+class SpannedLazy(ckptlab.formats.base.LazyTensor):
+    """A reader's LazyTensor that also says where its bytes lie on disk."""
+
+    __slots__ = ("file_span",)
+
+
+def test_unchanged_tensors_with_a_file_span_are_copied_without_loading(tmp_path):
+    from ckptlab.checkpoint import Checkpoint
+    from ckptlab.info import TensorInfo
+
+    w = random_bits((64, 3), torch.float32, 9)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"pad" + bits(w))
+    loads = []
+
+    def lazy() -> SpannedLazy:
+        ref = SpannedLazy(TensorInfo.of(w), lambda: loads.append(1) or w.clone())
+        ref.file_span = (str(raw), 3, w.nbytes)
+        return ref
+
+    source = Checkpoint({"w": lazy(), "v": lazy()})
+    target = {"w": torch.zeros(64, 3), "v": torch.zeros(64, 3, dtype=torch.float16)}
+    for suffix in (".safetensors", ".pt"):
+        loads.clear()
+        remap(source, target, tmp_path / f"out{suffix}", auto="none")
+        back = read_back(tmp_path / f"out{suffix}")
+        assert bits(back["w"]) == bits(w)
+        assert torch.equal(back["v"], w.half())
+        assert loads == [1]  # only the tensor that needed a cast was loaded

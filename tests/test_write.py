@@ -169,3 +169,34 @@ def test_wrap_nests_the_tensors_and_extras_keep_their_tensors(tmp_path):
 def test_an_unknown_suffix_is_refused(tmp_path):
     with pytest.raises(MergeError, match="must end in"):
         write_tensors(outs({"a": torch.zeros(1)}), tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_a_file_span_is_copied_file_to_file_without_loading_the_tensor(tmp_path, suffix):
+    from ckptlab.write import FileSpan
+
+    a, b = random_bits((300, 7), torch.float32, 5), random_bits((9,), torch.int16, 6)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"header!" + bits(a) + b"tail")
+
+    def never():
+        raise AssertionError("the tensor was loaded although its bytes could be copied")
+
+    entries = [OutTensor("a", TensorInfo.of(a), never, span=FileSpan(str(raw), 7, a.nbytes)),
+               OutTensor("b", TensorInfo.of(b), lambda: b),
+               OutTensor("a2", TensorInfo.of(a), never, share=None, span=FileSpan(str(raw), 7, a.nbytes))]
+    write_tensors(entries, tmp_path / f"m{suffix}")
+    back = read_back(tmp_path / f"m{suffix}")
+    assert bits(back["a"]) == bits(a) == bits(back["a2"]) and bits(back["b"]) == bits(b)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_a_span_past_the_end_of_its_file_fails_cleanly(tmp_path, suffix):
+    from ckptlab.write import FileSpan
+
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"\0" * 10)
+    entry = OutTensor("a", TensorInfo((8,), torch.float32, 32), lambda: torch.zeros(8), span=FileSpan(str(raw), 0, 32))
+    with pytest.raises(MergeError, match="file ends inside tensor data"):
+        write_tensors([entry], tmp_path / f"m{suffix}")
+    assert os.listdir(tmp_path) == ["raw.bin"]
