@@ -10,7 +10,8 @@ renamed ``layers.N.*`` -> ``model.layers.N.*``):
 4. a naive ``torch.load`` + rename + ``torch.save`` (.pt), the same way.
 Times are reported as ratios to ``cp``. Targets (DESIGN.md): safetensors <= 1.5x cp with
 peak RSS <= 512 MB; .pt <= 2.5x. Everything lives in a temp dir, deleted at the end. The
-source is freshly written, so all runs read it from the page cache alike.
+source is freshly written, so all runs read it from the page cache alike; ``sync`` runs
+(untimed) before each job so no job pays for the previous one's writeback.
 """
 from __future__ import annotations
 
@@ -112,7 +113,10 @@ def main() -> None:
         results: dict[str, dict] = {}
 
         def best(name: str, fn) -> None:
-            runs = [fn() for _ in range(args.repeats)]
+            runs = []
+            for _ in range(args.repeats):
+                os.sync()  # start each job with no dirty pages left over from the one before
+                runs.append(fn())
             results[name] = min(runs, key=lambda r: r["seconds"])
 
         def cp_job() -> dict:
