@@ -106,6 +106,8 @@ def write_tensors(
     if aliases:
         metadata["ckptlab.aliases"] = json.dumps(aliases)
     shards = _split(groups, max_shard_size)
+    if wrap is not None and len(shards) > 1:
+        raise MergeError("a nested output or kept extras cannot be split into shards; drop max_shard_size", out_path)
     names = _shard_names(out_path, len(shards))
     bar = _Bar(progress, sum(g.info.nbytes * _copies(g, suffix) for g in groups))
     with _Atomic([out_path.with_name(n) for n in names] + ([_index_path(out_path)] if len(shards) > 1 else [])) as tmp:

@@ -200,3 +200,10 @@ def test_a_span_past_the_end_of_its_file_fails_cleanly(tmp_path, suffix):
     with pytest.raises(MergeError, match="file ends inside tensor data"):
         write_tensors([entry], tmp_path / f"m{suffix}")
     assert os.listdir(tmp_path) == ["raw.bin"]
+
+
+def test_a_wrapped_output_cannot_be_sharded(tmp_path):
+    tensors = {f"w{i}": random_bits((256,), torch.float32, i) for i in range(3)}
+    with pytest.raises(MergeError, match="cannot be split into shards"):
+        write_tensors(outs(tensors), tmp_path / "m.pt", wrap=lambda sd: {"state_dict": sd}, max_shard_size=1500)
+    assert os.listdir(tmp_path) == []
