@@ -142,12 +142,13 @@ class MergePlan:
 
     # -- the report -----------------------------------------------------------------------
     def report(self, outputs: list[Path] | None = None) -> Report:
+        """One row per target key; ``target_dtype`` is the dtype written, casts in the note."""
         rows = []
         for key, e in self.entries.items():
             src_dtype = dtype_name(self.source.info(e.source).dtype) if e.source else ""
             rows.append(ReportRow(target=key, source=e.source, status=e.status,
                                   adapter=adapt.describe(e.spec) if e.status == "adapted" else "",
-                                  source_dtype=src_dtype, target_dtype=dtype_name(self.target.info(key).dtype),
+                                  source_dtype=src_dtype, target_dtype=dtype_name(e.info.dtype),
                                   note=e.note))
         safetensors = any(str(p).endswith(".safetensors") for p in outputs or [])
         aliases = self.aliases()
@@ -186,7 +187,8 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
             continue
         if row.status in ("missing", "mismatch"):
             out = choose(None, t_info.dtype)
-            note = KEPT_TARGET if row.status == "mismatch" else ""
+            note = "; ".join(n for n in (KEPT_TARGET if row.status == "mismatch" else "",
+                                          cast_note(t_info.dtype, out)) if n)
             entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out), note))
             continue
         if row.status == "adapted":
