@@ -1,38 +1,56 @@
-"""Format readers: sniff a path and parse its headers into a ``Loaded`` tree.
+"""Format readers: sniff a path by content and parse its headers into a ``Loaded`` tree.
 
-TEMPORARY: this bootstrap reads everything with ``torch.load(weights_only=True, mmap=True)``
-so the rest of the package can be built; the lazy, restricted readers replace it.
+``read(path)`` is the only entry point. Every reader is lazy (tensor bytes stay on disk
+until ``LazyTensor.load()``) and safe (every pickle goes through the restricted unpickler).
+Format names: ``torch-zip``, ``torch-legacy``, ``torchscript``, ``safetensors``,
+``sharded-safetensors``, ``sharded-torch``, ``dcp`` and ``pickle`` (a plain pickle).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ckptlab.errors import UnreadableFileError
+from ckptlab.errors import UnsupportedFormatError
+from ckptlab.formats import sniff as _sniff
 from ckptlab.formats.base import LazyTensor, Loaded
-from ckptlab.info import TensorInfo
+from ckptlab.formats.region import Region
 
-
-def _wrap(obj):
-    if isinstance(obj, torch.Tensor):
-        t = obj
-        return LazyTensor(TensorInfo.of(t), lambda: t.clone())
-    if isinstance(obj, dict):
-        return type(obj)((k, _wrap(v)) for k, v in obj.items()) if not isinstance(obj, type(None)) else obj
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_wrap(v) for v in obj)
-    return obj
+__all__ = ["read", "Loaded", "LazyTensor"]
 
 
 def read(path: str | Path) -> Loaded:
+    """Parse the checkpoint at ``path`` (file, ``*.index.json`` or DCP folder), headers only."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if path.is_dir() and not (path / ".metadata").is_file() and _sniff.index_in(path) is not None:
+        path = _sniff.index_in(path)
+    kind = _sniff.sniff(path)
+    if kind == _sniff.ZIP:
+        from ckptlab.formats.torch_zip import read_torch_zip
 
-        return Loaded("safetensors", _wrap(load_file(path)))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # bootstrap only
-        raise UnreadableFileError(str(exc).splitlines()[0], path) from None
-    return Loaded("torch-zip", _wrap(obj))
+        return read_torch_zip(Region(path), path)
+    if kind == _sniff.PICKLE:
+        return _read_pickle(path)
+    if kind == _sniff.SAFETENSORS:
+        from ckptlab.formats.safetensors_fmt import read_safetensors
+
+        return read_safetensors(path)
+    if kind == _sniff.INDEX:
+        from ckptlab.formats.sharded import read_index
+
+        return read_index(path, read)
+    if kind == _sniff.DCP:
+        from ckptlab.formats.dcp import read_dcp
+
+        return read_dcp(path)
+    raise UnsupportedFormatError("tar-format checkpoints (torch < 0.4) are not supported", path)
+
+
+def _read_pickle(path: Path) -> Loaded:
+    """A legacy torch file starts with a pickled magic number; anything else is a plain pickle."""
+    from ckptlab.formats.torch_legacy import is_legacy_magic, read_legacy
+    from ckptlab.formats.unpickler import restricted_load
+
+    with open(path, "rb") as f:
+        first, placeholders = restricted_load(f, path)
+        if is_legacy_magic(first):
+            return read_legacy(f, path)
+    return Loaded("pickle", first, tuple(sorted(placeholders)))

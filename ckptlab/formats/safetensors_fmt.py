@@ -1,0 +1,83 @@
+"""safetensors files: the header says everything; tensor bytes are read one span at a time.
+
+The ``safetensors`` library validates the file (header size cap, offsets that tile the data
+area, dtype/shape agreement) and gives keys, shapes, dtypes and metadata without reading
+data. Its ``get_tensor`` would map the whole file, so ``load()`` instead reads the
+tensor's ``data_offsets`` span with seek + readinto.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from math import prod
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
+from ckptlab.formats.base import LazyTensor, Loaded
+from ckptlab.formats.region import Region
+from ckptlab.info import TensorInfo
+
+MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors format itself sets
+
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
+}
+if hasattr(torch, "float8_e8m0fnu"):
+    DTYPES["F8_E8M0"] = torch.float8_e8m0fnu
+
+
+def header_length(path: Path) -> int:
+    """The 8-byte little-endian header length, checked against the cap and the file size."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise UnreadableFileError("truncated safetensors file (no 8-byte header length)", path)
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER_BYTES:
+        raise UnreadableFileError(f"safetensors header of {n} bytes exceeds the {MAX_HEADER_BYTES} byte limit", path)
+    if 8 + n > size:
+        raise UnreadableFileError(f"truncated safetensors file: header needs {n} bytes, file has {size - 8}", path)
+    return n
+
+
+def read_safetensors(path: Path) -> Loaded:
+    n = header_length(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            described = {key: (f.get_slice(key).get_dtype(), tuple(f.get_slice(key).get_shape())) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UnreadableFileError(f"invalid safetensors file ({str(exc).splitlines()[0]})", path) from None
+    header = json.loads(Region(path).read(8, n))
+    region = Region(path, 8 + n)
+    root: dict[str, LazyTensor] = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        code, shape = described[key]
+        dtype = DTYPES.get(code)
+        if dtype is None:
+            raise UnsupportedFormatError(f"safetensors dtype {code} of {key!r} is not supported", path)
+        begin, end = entry["data_offsets"]
+        nbytes = prod(shape) * dtype.itemsize
+        if end - begin != nbytes:
+            raise UnreadableFileError(f"bad offsets for {key!r}: {end - begin} bytes for {nbytes}", path)
+        root[key] = _lazy(region, key, begin, shape, dtype)
+    return Loaded("safetensors", root, (), metadata)
+
+
+def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: torch.dtype) -> LazyTensor:
+    info = TensorInfo(shape, dtype, prod(shape) * dtype.itemsize)
+
+    def load() -> torch.Tensor:
+        raw = region.read_into_tensor(begin, info.nbytes)
+        return (raw.view(dtype) if dtype != torch.uint8 else raw).reshape(shape)
+
+    return LazyTensor(info, load, (str(region.path), begin), (begin, shape, dtype))

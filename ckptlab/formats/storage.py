@@ -1,0 +1,84 @@
+"""Storages and tensor views as the pickles describe them, turned into ``LazyTensor``s.
+
+A torch pickle names a *storage* (a flat run of elements of one dtype somewhere in the
+file) and then rebuilds each tensor as a view into it (offset, shape, stride). We keep
+that description and read, on ``load()``, only the bytes the view covers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from math import prod
+
+import torch
+
+from ckptlab.errors import UnreadableFileError
+from ckptlab.formats.base import LazyTensor
+from ckptlab.info import TensorInfo
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """A storage in a file: ``numel`` elements of ``dtype`` that ``read(offset, nbytes)`` fetches.
+
+    ``read`` takes a byte offset relative to the storage and returns a fresh uint8 tensor.
+    ``ident`` is unique per storage within one file (for tied-weight detection).
+    """
+
+    ident: Hashable
+    dtype: torch.dtype
+    numel: int
+    read: Callable[[int, int], torch.Tensor]
+    where: str = ""
+
+
+def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int]:
+    """(first element, element count) of the storage that a strided view touches."""
+    if any(s == 0 for s in shape):
+        return offset, 0
+    last = sum((s - 1) * st for s, st in zip(shape, stride))
+    return offset, last + 1
+
+
+def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
+    """A LazyTensor for ``storage[offset:]`` viewed with ``shape``/``stride``."""
+    shape = tuple(int(s) for s in shape)
+    stride = tuple(int(s) for s in stride)
+    offset = int(offset)
+    dtype = storage.dtype
+    if len(shape) != len(stride) or any(s < 0 for s in shape) or any(s < 0 for s in stride) or offset < 0:
+        raise UnreadableFileError(f"invalid tensor view (shape {shape}, stride {stride}, offset {offset})",
+                                  storage.where or None)
+    first, count = view_span(offset, shape, stride)
+    if count and first + count > storage.numel:
+        raise UnreadableFileError(
+            f"tensor view (shape {shape}, offset {offset}) reaches past its storage of {storage.numel} elements",
+            storage.where or None)
+    itemsize = dtype.itemsize
+
+    def load() -> torch.Tensor:
+        if count == 0:
+            return torch.empty_strided(shape, stride, dtype=dtype)
+        raw = storage.read(first * itemsize, count * itemsize)
+        flat = raw.view(dtype) if dtype != torch.uint8 else raw
+        return flat.as_strided(shape, stride, 0)
+
+    info = TensorInfo(shape, dtype, prod(shape) * itemsize)
+    return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype))
+
+
+def lazy_from_chunks(info: TensorInfo, chunks: list[tuple[tuple[int, ...], LazyTensor]],
+                     ident: Hashable) -> LazyTensor:
+    """A tensor assembled from pieces ``(offsets, piece)`` (a sharded distributed checkpoint)."""
+    if len(chunks) == 1 and chunks[0][1].info.shape == info.shape:
+        piece = chunks[0][1]
+        return LazyTensor(info, piece.load, ident, ("whole", info.shape, info.dtype))
+
+    def load() -> torch.Tensor:
+        out = torch.empty(info.shape, dtype=info.dtype)
+        for offsets, piece in chunks:
+            index = tuple(slice(o, o + s) for o, s in zip(offsets, piece.info.shape))
+            out[index] = piece.load()
+        return out
+
+    return LazyTensor(info, load, ident, ("whole", info.shape, info.dtype))

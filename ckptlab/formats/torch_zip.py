@@ -1,0 +1,153 @@
+"""``torch.save`` zip archives (torch >= 1.6) and their TorchScript cousins, header-only.
+
+An archive holds ``<name>/data.pkl`` (the object tree, tensors as persistent ids naming
+storages) and one member ``<name>/data/<key>`` per storage, stored uncompressed. We parse
+``data.pkl`` with the restricted unpickler and, for each storage, remember where its member
+lies; ``LazyTensor.load`` later reads only the span of that member the tensor covers.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
+from ckptlab.formats.allowlist import StorageType
+from ckptlab.formats.base import Loaded
+from ckptlab.formats.region import Region
+from ckptlab.formats.storage import StorageRef
+from ckptlab.formats.unpickler import restricted_load
+
+MAX_PICKLE_BYTES = 512 * 2**20  # a data.pkl this large would describe millions of tensors
+MAX_DEFLATE_RATIO = 100  # a pickle compresses well, but not 100x: beyond that, a zip bomb
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+
+
+@dataclass
+class _Members:
+    """Where each storage member's bytes start (found on first use from its local header)."""
+
+    region: Region
+    infos: dict[str, zipfile.ZipInfo]
+    starts: dict[str, int] = field(default_factory=dict)
+
+    def read(self, name: str, offset: int, nbytes: int) -> torch.Tensor:
+        info = self.infos[name]
+        if offset + nbytes > info.file_size:
+            raise UnreadableFileError(f"truncated: {name} holds {info.file_size} bytes, a tensor needs "
+                                      f"{offset + nbytes}", self.region.path)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self._read_compressed(info, offset, nbytes)
+        start = self.starts.get(name)
+        if start is None:
+            sig, name_len, extra_len = _LOCAL_HEADER.unpack(self.region.read(info.header_offset, 30))
+            if sig != b"PK\x03\x04":
+                raise UnreadableFileError(f"corrupt zip: bad local header for {name}", self.region.path)
+            start = self.starts[name] = info.header_offset + 30 + name_len + extra_len
+        return self.region.read_into_tensor(start + offset, nbytes)
+
+    def _read_compressed(self, info: zipfile.ZipInfo, offset: int, nbytes: int) -> torch.Tensor:
+        """Re-zipped archives deflate their members: inflate just up to the span we need."""
+        with self.region.open() as fp, zipfile.ZipFile(fp) as zf, zf.open(info) as member:
+            member.read(offset)
+            data = member.read(nbytes)
+        if len(data) != nbytes:
+            raise UnreadableFileError(f"truncated member {info.filename}", self.region.path)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
+
+
+class ZipArchive:
+    """The members of one torch archive, by name relative to its top folder."""
+
+    def __init__(self, region: Region, path: Path):
+        self.region, self.path = region, path
+        try:
+            with region.open() as fp, zipfile.ZipFile(fp) as zf:
+                infos = zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+            raise UnreadableFileError(f"truncated or corrupt zip archive ({str(exc).splitlines()[0]})",
+                                      path) from None
+        pkls = sorted((i.filename for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")),
+                      key=len)
+        if not pkls:
+            raise UnreadableFileError("zip archive is not a PyTorch checkpoint (it has no data.pkl)", path)
+        self.prefix = pkls[0][: -len("data.pkl")]
+        self.infos = {i.filename[len(self.prefix):]: i for i in infos if i.filename.startswith(self.prefix)}
+        self.members = _Members(region, {n: i for n, i in self.infos.items() if n.startswith("data/")})
+
+    @property
+    def is_torchscript(self) -> bool:
+        return "constants.pkl" in self.infos or any(n.startswith("code/") for n in self.infos)
+
+    def read_small(self, name: str) -> bytes:
+        """A metadata member (data.pkl, byteorder), refusing zip bombs."""
+        info = self.infos[name]
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise UnreadableFileError(f"{name} declares {info.file_size} bytes (limit {MAX_PICKLE_BYTES})", self.path)
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            raise UnreadableFileError(f"{name} inflates {info.file_size // max(info.compress_size, 1)}x "
+                                      "(a zip bomb?); refusing to inflate it", self.path)
+        try:
+            with self.region.open() as fp, zipfile.ZipFile(fp) as zf, zf.open(info) as member:
+                data = member.read(MAX_PICKLE_BYTES + 1)
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+            raise UnreadableFileError(f"cannot read {name} ({str(exc).splitlines()[0]})", self.path) from None
+        if len(data) > MAX_PICKLE_BYTES:
+            raise UnreadableFileError(f"{name} inflates past {MAX_PICKLE_BYTES} bytes; refusing", self.path)
+        return data
+
+    def check_byteorder(self) -> None:
+        if "byteorder" in self.infos and self.read_small("byteorder").strip() == b"big":
+            raise UnsupportedFormatError("big-endian checkpoints are not supported", self.path)
+
+    def load_pickle(self, name: str = "data.pkl") -> tuple[Any, set[str]]:
+        """Unpickle ``name`` with storages resolved to lazy references into ``data/``."""
+        storages: dict[str, StorageRef] = {}
+
+        def persistent_load(pid: Any) -> StorageRef:
+            if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+                raise UnreadableFileError(f"unexpected persistent id in {name}", self.path)
+            _, storage_type, key, _location, numel = pid[:5]
+            key = str(key)
+            if key not in storages:
+                storages[key] = self._storage(key, storage_type, int(numel))
+            return storages[key]
+
+        return restricted_load(io.BytesIO(self.read_small(name)), self.path, name, persistent_load)
+
+    def _storage(self, key: str, storage_type: Any, numel: int) -> StorageRef:
+        dtype = storage_type.dtype if isinstance(storage_type, StorageType) else storage_type
+        if not isinstance(dtype, torch.dtype):
+            raise UnsupportedFormatError(f"storage {key} has an unknown storage type {storage_type!r}", self.path)
+        member = f"data/{key}"
+        info = self.members.infos.get(member)
+        if info is None:
+            raise UnreadableFileError(f"archive lacks {member}, which data.pkl refers to", self.path)
+        if info.file_size < numel * dtype.itemsize:
+            raise UnreadableFileError(f"truncated: {member} holds {info.file_size} bytes, needs "
+                                      f"{numel * dtype.itemsize}", self.path)
+        members = self.members
+
+        def read(offset: int, nbytes: int) -> torch.Tensor:
+            return members.read(member, offset, nbytes)
+
+        ident = (str(self.region.path), self.region.start, key)
+        return StorageRef(ident, dtype, numel, read, str(self.path))
+
+
+def read_torch_zip(region: Region, path: Path) -> Loaded:
+    """A ``torch.save`` archive (or TorchScript, see ``torchscript.py``) as a Loaded tree."""
+    archive = ZipArchive(region, path)
+    archive.check_byteorder()
+    if archive.is_torchscript:
+        from ckptlab.formats.torchscript import read_torchscript
+
+        return read_torchscript(archive)
+    root, placeholders = archive.load_pickle()
+    return Loaded("torch-zip", root, tuple(sorted(placeholders)))
+
