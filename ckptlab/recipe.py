@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ class Rule:
                     raise RecipeError(f"{where}: bad replacement {self.replacement!r}: {exc}") from None
 
     # -- applying ----------------------------------------------------------------------
+    @cached_property
+    def regex(self) -> re.Pattern | None:
+        """The compiled pattern of a replace/drop/keep rule (compiled once per rule)."""
+        return _compile(self.pattern, f"rule ({self.kind})") if self.kind in _REGEX_KINDS else None
+
     def apply(self, key: str) -> str | None:
         """The key after this rule; ``None`` when the rule drops it."""
         kind = self.kind
@@ -97,7 +103,7 @@ class Rule:
             return key[len(self.pattern):] if key.startswith(self.pattern) else key
         if kind == "add_prefix":
             return self.pattern + key
-        regex = _compile(self.pattern, "rule")  # re caches compiled patterns
+        regex = self.regex
         if kind == "replace":
             return regex.sub(self.replacement, key)
         if kind == "drop":
@@ -369,8 +375,7 @@ class Recipe:
         """
         labels = labels or {}
         tags = [labels.get(i, f"rule {i + 1}") for i in range(len(self.rules))]
-        compiled = [(rule, _compile(rule.pattern, f"rule {i + 1} ({rule.kind})") if rule.kind in _REGEX_KINDS else None)
-                    for i, rule in enumerate(self.rules)]
+        compiled = [(rule, rule.regex) for rule in self.rules]
         out: dict[str, tuple[str | None, str]] = {}
         for key in source_keys:
             current: str | None = key

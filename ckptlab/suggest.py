@@ -18,9 +18,10 @@ Everything is hashed (prefix/suffix components, shape signatures): no all-pairs 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from ckptlab.align import Suggestion, shape_text
@@ -33,6 +34,7 @@ MAX_PREFIX_DEPTH = 4      # components a prefix may have on either side
 MAX_BUCKET = 4            # a suffix shared by more target keys than this is not evidence
 MAX_PREFIX_ROUNDS = 6     # successive high prefix suggestions
 EVALUATE_TOP = 4          # prefix candidates simulated per round
+COUNT_SAMPLE = 4096       # source names sampled to rank prefix candidates
 WRAPPERS = {
     "module.": "a DataParallel/DDP wrapper",
     "_orig_mod.": "a torch.compile wrapper",
@@ -50,6 +52,7 @@ class State:
     target_shapes: dict[str, Shape]
     target_order: list[str]
     mapped: dict[str, str]                # target key -> source key, from the explicit map
+    _candidates: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, source: Checkpoint, target: Checkpoint, recipe: Recipe) -> "State":
@@ -72,6 +75,11 @@ class State:
 
     def candidates(self) -> dict[str, list[str]]:
         """Target key -> source keys whose current name is that key (the map wins)."""
+        if self._candidates is None:
+            self._candidates = self._find_candidates()
+        return self._candidates
+
+    def _find_candidates(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for skey, new in self.names.items():
             if new is not None and new in self.target_shapes and new not in self.mapped:
@@ -175,9 +183,12 @@ def _best_feed(state: State) -> int:
 # -- stage 1: prefixes --------------------------------------------------------------------
 def _splits(name: str) -> Iterable[tuple[str, str, int]]:
     """(prefix, rest, components of rest) for 0..MAX_PREFIX_DEPTH leading components."""
-    parts = name.split(".")
-    for i in range(min(MAX_PREFIX_DEPTH, len(parts) - 1) + 1):
-        yield ".".join(parts[:i]) + "." if i else "", ".".join(parts[i:]), len(parts) - i
+    components = name.count(".") + 1
+    yield "", name, components
+    cut = -1
+    for i in range(1, min(MAX_PREFIX_DEPTH, components - 1) + 1):
+        cut = name.index(".", cut + 1)
+        yield name[:cut + 1], name[cut + 1:], components - i
 
 
 def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> Counter:
@@ -192,18 +203,30 @@ def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> 
         for prefix, rest, _ in _splits(tkey):
             index[rest].append((prefix, tkey))
     counts: Counter = Counter()
-    for name, skey in sources.items():
+    names = list(sources)
+    step = max(1, len(names) // COUNT_SAMPLE)  # counts only rank candidates; grading is exact
+    for name in names[::step]:
+        skey = sources[name]
         shape = state.source_shapes[skey]
         for a, rest, depth in _splits(name):
             hits = index.get(rest)
             if not hits or len(hits) > MAX_BUCKET:
                 continue
             for b, tkey in hits:
-                if a == b or (depth < 2 and a and b):
+                if a == b or (depth < 2 and a and b) or _sibling_rename(a, b):
                     continue
                 if state.target_shapes[tkey] == shape:
                     counts[(a, b)] += 1
     return counts
+
+
+def _sibling_rename(a: str, b: str) -> bool:
+    """``x.y.mlp.`` -> ``x.y.feed_forward.``: one module renamed inside its parent. That is
+    the rename stage's business (medium at most), not a wrapper prefix."""
+    if not a or not b:
+        return False
+    pa, pb = a[:-1].rpartition(".")[0], b[:-1].rpartition(".")[0]
+    return pa == pb and pa != ""
 
 
 def _prefix_rule(a: str, b: str) -> dict:
@@ -247,9 +270,13 @@ def _best_prefix(state: State) -> Suggestion | None:
     counts = _prefix_counts(sources, targets, state)
     base = state.stats()
     best: tuple | None = None
-    for (a, b), n in counts.most_common(EVALUATE_TOP):
+    # strongest first; on a tie the shorter rule ('module.' rather than 'module.model.')
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], len(item[0][0]) + len(item[0][1])))
+    for (a, b), n in ranked[:EVALUATE_TOP]:
         if n < 2 and not (n == 1 and len(sources) == 1):
             continue
+        if best is not None and n <= best[1]:
+            break  # cannot explain more than the one already graded
         graded = _grade(state, base, sources, targets, a, b)
         if graded is not None and (best is None or graded[:2] > best[:2]):
             best = graded
@@ -309,17 +336,17 @@ def _parent(path: str) -> str:
 def _maximal_modules(names: Iterable[str], all_names: Iterable[str]) -> dict[str, list[str]]:
     """Largest modules (never the root) whose every key is in ``names``: path -> keys."""
     names = list(names)
-    total: Counter = Counter()
-    for name in all_names:
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            total[".".join(parts[:i])] += 1
     inside: Counter = Counter()
     for name in names:
         parts = name.split(".")
         for i in range(1, len(parts)):
             inside[".".join(parts[:i])] += 1
-    complete = {path for path, n in inside.items() if total[path] == n}
+    ordered = sorted(all_names)  # keys under a path form one run of the sorted names
+
+    def total(path: str) -> int:
+        return bisect_left(ordered, path + ".\U0010ffff") - bisect_left(ordered, path + ".")
+
+    complete = {path for path, n in inside.items() if total(path) == n}
     modules: dict[str, list[str]] = {}
     for name in names:
         parts = name.split(".")
