@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +20,26 @@ from ckptlab.errors import CheckpointError
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
+_SESSION_DIR = "_ckptlab_session_dir"
 _OPENED_MAX = 6          # a few pairs; each Checkpoint is lazy, so this is cheap
 
 
-def _remove_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+class _SessionDir:
+    """A temp folder owned by one session's state: removed when that state is dropped
+    (the visitor left) or, at the latest, when the server exits."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="ckptlab-session-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
 
 
-@st.cache_resource(scope="session", on_release=_remove_dir, show_spinner=False)
 def session_dir() -> Path:
     """This session's private folder for uploads and built files."""
-    return Path(tempfile.mkdtemp(prefix="ckptlab-session-"))
+    holder = st.session_state.get(_SESSION_DIR)
+    if holder is None or not holder.path.is_dir():
+        holder = _SessionDir()
+        st.session_state[_SESSION_DIR] = holder
+    return holder.path
 
 
 def cached(key: tuple, build: Callable[[], T]) -> T:

@@ -57,8 +57,7 @@ def filter_frame(frame: pd.DataFrame, statuses: Iterable[str], search: str = "",
 def show(alignment: Any, frame: pd.DataFrame) -> None:
     st.subheader("Alignment")
     left, right = st.columns([3, 2])
-    present = [s for s in STATUS_ORDER if alignment.summary.get(s, 0)]
-    statuses = left.multiselect("Show statuses", STATUS_ORDER, default=present, key="status_filter",
+    statuses = left.multiselect("Show statuses", STATUS_ORDER, default=list(STATUS_ORDER), key="status_filter",
                                 format_func=lambda s: f"{STATUS_ICONS[s]} {s}")
     search = right.text_input("Search keys", key="key_search", placeholder="e.g. conv1 or attn")
     module = st.session_state.get(MODULE_FILTER)

@@ -1,0 +1,223 @@
+"""The web app through Streamlit's AppTest: demo on first open, uploads, suggestions,
+shape fixes, downloads, hostile files and paths, sessions kept apart."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from streamlit.testing.v1 import AppTest
+
+import ckptlab
+from ckptlab import editing
+from ckptlab.recipe import Recipe
+from ckptlab.ui.samples import PAIRS
+
+from .conftest import SAMPLES, download_bytes, new_app
+
+PT = "application/octet-stream"
+
+
+def table(at: AppTest):
+    return at.dataframe[0].value
+
+
+def counts(at: AppTest) -> dict[str, int]:
+    return {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
+
+
+def no_failure(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def pick_pair(at: AppTest, index: int) -> AppTest:
+    at.sidebar.selectbox(key="pair").set_value(PAIRS[index].title).run()
+    no_failure(at)
+    return at
+
+
+def upload(at: AppTest, role: str, name: str, data: bytes) -> AppTest:
+    at.sidebar.radio(key=f"{role}_mode").set_value("Upload").run()
+    at.sidebar.file_uploader(key=f"{role}_upload").set_value((name, data, PT)).run()
+    no_failure(at)
+    return at
+
+
+def accept(at: AppTest, fragment: dict) -> AppTest:
+    at.button(key=f"accept_{editing.fragment_id(fragment)}").click().run()
+    no_failure(at)
+    return at
+
+
+def test_first_open_shows_the_demo_pair(app: AppTest) -> None:
+    pair = PAIRS[0]
+    expected = ckptlab.align(pair.source.path, pair.target.path, Recipe(), auto="none")
+    frame = table(app)
+    assert len(frame) == len(expected.rows)
+    assert set(frame["target"]) - {""} == set(ckptlab.open(pair.target.path).keys())
+    assert counts(app) == {k: v for k, v in expected.summary.items()}
+    assert any("target keys are fed" in e.value for e in app.error)        # the loud warning
+    assert any("Each row below is one tensor" in m.value for m in app.markdown)
+
+
+def test_uploading_both_files_gives_the_expected_counts() -> None:
+    at = new_app()
+    upload(at, "source", "convnet_rgb.pt", (SAMPLES / "convnet_rgb.pt").read_bytes())
+    upload(at, "target", "convnet_rgba.pt", (SAMPLES / "convnet_rgba.pt").read_bytes())
+    expected = ckptlab.align(str(SAMPLES / "convnet_rgb.pt"), str(SAMPLES / "convnet_rgba.pt"), auto="none")
+    assert counts(at) == expected.summary
+    assert counts(at)["mismatch"] == 1 and counts(at)["exact"] == len(expected.rows) - 1
+    frame = table(at)
+    assert frame.loc[frame["target"] == "conv1.weight", "status"].item().endswith("mismatch")
+
+
+def test_accepting_the_prefix_suggestion_renames_every_attention_map_row(app: AppTest) -> None:
+    first = ckptlab.align(PAIRS[0].source.path, PAIRS[0].target.path, Recipe(), auto="none")
+    container = [s.rule for s in first.suggestions if "container" in s.rule and not s.applied]
+    for fragment in container:              # a reader that picks another container first
+        accept(app, fragment)
+    accept(app, {"add_prefix": "attention_map."})
+    frame = table(app)
+    wrapped = frame[frame["target"].str.startswith("attention_map.")]
+    assert len(wrapped) == len(torch.load(PAIRS[0].source.path, weights_only=True)["net"])
+    assert wrapped["status"].str.endswith("renamed").all()
+    assert not any("target keys are fed by the source.**" in e.value for e in app.error)
+    assert any("add_prefix: attention_map." in c.value for c in app.code)     # the recipe YAML
+
+
+def test_shape_fix_then_download_loads_with_torch(downloads: dict[str, bytes]) -> None:
+    at = pick_pair(new_app(), 2)                              # RGB -> RGBA
+    assert any("refused" in e.value for e in at.error)         # mismatch blocks the merge
+    at.selectbox(key="fix_op_conv1.weight").set_value("pad")
+    at.selectbox(key="fix_dim_conv1.weight").set_value(1)
+    at.selectbox(key="fix_fill_conv1.weight").set_value("zeros").run()
+    at.button(key="fix_apply_conv1.weight").click().run()
+    no_failure(at)
+    assert counts(at)["adapted"] == 1 and counts(at)["mismatch"] == 0
+    source = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    target_keys = list(torch.load(SAMPLES / "convnet_rgba.pt", weights_only=True))
+    for suffix in (".pt", ".safetensors"):
+        at.radio(key="out_format").set_value(suffix).run()
+        at.button(key="build_merged").click().run()
+        no_failure(at)
+        data = download_bytes(at, "download_merged", downloads)
+        if suffix == ".pt":
+            merged = torch.load(io.BytesIO(data), weights_only=True)
+        else:
+            merged = safetensors.torch.load(data)
+        assert sorted(merged) == sorted(target_keys)
+        for key, value in source.items():
+            if key == "conv1.weight":
+                assert torch.equal(merged[key][:, :3], value) and not merged[key][:, 3].any()
+            else:
+                assert torch.equal(merged[key], value), key
+
+
+def test_report_and_recipe_downloads(downloads: dict[str, bytes]) -> None:
+    at = pick_pair(new_app(), 5)                              # warm start: rows missing/unused
+    report = download_bytes(at, "download_report_json", downloads).decode()
+    import json
+
+    data = json.loads(report)
+    expected = ckptlab.align(PAIRS[5].source.path, PAIRS[5].target.path, Recipe(), auto="none")
+    assert {r["target"] for r in data["rows"]} == {r.target for r in expected.rows if r.target}
+    recipe_text = download_bytes(at, "download_recipe", downloads).decode()
+    assert Recipe.from_text(recipe_text) == expected.effective_recipe
+
+
+class Hostile:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch-zip"])
+def test_hostile_pickle_upload_is_refused_and_the_page_keeps_working(tmp_path: Path, kind: str) -> None:
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    if kind == "pickle":
+        pickle.dump({"weight": Hostile(marker)}, buffer)
+    else:
+        torch.save({"weight": torch.zeros(2), "evil": Hostile(marker)}, buffer)
+    at = upload(new_app(), "source", "evil.pt", buffer.getvalue())
+    assert at.sidebar.error, "the error is shown where the file was dropped"
+    assert "evil.pt" in at.sidebar.error[0].value and "\n" not in at.sidebar.error[0].value
+    assert not marker.exists()
+    assert not at.dataframe                      # no alignment without a source...
+    at.sidebar.radio(key="source_mode").set_value("Sample").run()
+    no_failure(at)                               # ...and the page works again at once
+    assert len(table(at)) > 0 and not marker.exists()
+
+
+def test_not_a_checkpoint_and_truncated_uploads_show_one_line(tmp_path: Path) -> None:
+    good = (SAMPLES / "convnet_rgb.pt").read_bytes()
+    for name, data in (("random.pt", os.urandom(4096)), ("cut.pt", good[: len(good) // 2]), ("empty.pt", b"")):
+        at = upload(new_app(), "target", name, data)
+        assert at.sidebar.error and name in at.sidebar.error[0].value
+        assert "Traceback" not in at.sidebar.error[0].value
+
+
+@pytest.mark.parametrize("text", ["/etc/passwd", "../../etc/passwd", "sample_ckpts/../app.py"])
+def test_server_path_outside_the_roots_is_refused(text: str) -> None:
+    at = new_app()
+    at.sidebar.radio(key="source_mode").set_value("Server path").run()
+    at.sidebar.text_input(key="source_path").input(text).run()
+    no_failure(at)
+    assert at.sidebar.error and ("outside the allowed folders" in at.sidebar.error[0].value
+                                 or "'..'" in at.sidebar.error[0].value)
+    assert not at.dataframe
+
+
+def test_server_path_inside_a_root_opens() -> None:
+    at = new_app()
+    at.sidebar.radio(key="source_mode").set_value("Server path").run()
+    at.sidebar.text_input(key="source_path").input(str(SAMPLES / "convnet_rgb_ddp.pt")).run()
+    no_failure(at)
+    assert not at.sidebar.error
+    assert set(table(at)["source"]) - {""} == set(ckptlab.open(SAMPLES / "convnet_rgb_ddp.pt").keys())
+
+
+def test_target_from_a_model_definition_and_code_upload_is_off() -> None:
+    at = pick_pair(new_app(), 2)
+    at.sidebar.radio(key="target_mode").set_value("Model definition").run()
+    no_failure(at)
+    assert any("CKPTLAB_ALLOW_CODE=1" in c.value for c in at.sidebar.caption)
+    assert not [u for u in at.sidebar.get("file_uploader") if u.proto.id.endswith("target_code")]
+    assert counts(at)["mismatch"] == 1               # ConvNet(in_chans=4) from the sample's definition
+    at.sidebar.text_input(key="target_kwargs").input('{"in_chans": 3}').run()
+    assert counts(at)["exact"] == len(table(at)) and counts(at)["mismatch"] == 0
+    at.sidebar.text_input(key="target_kwargs").input("{not json").run()
+    no_failure(at)
+    assert any("JSON" in e.value for e in at.sidebar.error)
+
+
+def test_verification_of_the_rgba_fix() -> None:
+    at = pick_pair(new_app(), 2)
+    at.button(key="fix_apply_conv1.weight").click().run()
+    at.button(key="verify_load").click().run()
+    at.button(key="verify_function").click().run()
+    no_failure(at)
+    texts = [s.value for s in at.success]
+    assert any("no missing, unexpected or mismatched" in t for t in texts)
+    assert any(t.startswith("Function preservation: bit for bit equal") for t in texts)
+
+
+def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> None:
+    one, two = new_app(), new_app()
+    upload(one, "source", "a.pt", (SAMPLES / "smallnet.pt").read_bytes())
+    first = Path(one.session_state["_source_upload_file"][1])
+    assert first.exists()
+    upload(two, "source", "a.pt", (SAMPLES / "convnet_rgb.pt").read_bytes())
+    other = Path(two.session_state["_source_upload_file"][1])
+    assert other.parent != first.parent and first.read_bytes() != other.read_bytes()
+    one.sidebar.file_uploader(key="source_upload").set_value(
+        ("b.pt", (SAMPLES / "classifier_10.pt").read_bytes(), PT)).run()
+    replaced = Path(one.session_state["_source_upload_file"][1])
+    assert replaced.exists() and not first.exists()
+    assert set(table(one)["source"]) - {""} == set(ckptlab.open(SAMPLES / "classifier_10.pt").keys())
