@@ -1,0 +1,104 @@
+"""``ckptlab align SOURCE TARGET``: what feeds every target key, and what would fix the rest."""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from ckptlab.align import AUTO_LEVELS, STATUSES, Alignment, Row, align, shape_text
+from ckptlab.cli.common import add_pair_arguments, resolve_pair
+from ckptlab.cli.output import print_json, warn
+from ckptlab.keyfold import fold_keys, fold_pattern
+
+STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "mismatch": "bold red",
+                "missing": "yellow", "unused": "magenta", "conflict": "bold red"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "align", help="show for every target key which source key feeds it, and why",
+        description="Align SOURCE with TARGET: one row per target key (exact, renamed, adapted, "
+                    "mismatch, missing, conflict) and per unused source key, with suggestions. "
+                    "Exit status: 0; 2 with --strict when few or no target keys are fed; 1 on an error.")
+    add_pair_arguments(p)
+    p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
+    p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
+                   help="apply suggestions automatically: none, only high-confidence ones (default), or all")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 when fewer than half of the target keys are fed")
+    p.add_argument("--json", action="store_true",
+                   help='print {"rows","summary","suggestions","warning"} as one JSON object')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    source, target = resolve_pair(args)
+    alignment = align(source, target, recipe=args.recipe, auto=args.auto)
+    if args.json:
+        print_json(alignment.to_dict())
+    else:
+        print_table(alignment)
+    if alignment.warning:
+        warn(alignment.warning)
+        if args.strict:
+            return 2
+    return 0
+
+
+# -- the readable table -------------------------------------------------------------------
+def _module(row: Row) -> str:
+    key = row.target if row.target is not None else row.source
+    return key.split(".", 1)[0] if "." in key else "(top level)"
+
+
+def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
+    """(target pattern, source pattern, first row, count): rows alike but for a layer index
+    become one line."""
+    alike: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        alike[(row.status, row.target_shape, row.source_shape, row.reason, row.target is None)].append(row)
+    lines = []
+    for group in alike.values():
+        by_target = {row.target if row.target is not None else row.source: row for row in group}
+        for folded in fold_keys(by_target):
+            members = [by_target[k] for k in folded.keys]
+            first = members[0]
+            if first.target is None:
+                lines.append(("", folded.pattern, first, len(members)))
+                continue
+            sources = [s for row in members for s in (row.sources or ((row.source,) if row.source else ()))]
+            source = fold_pattern(sources) if len(members) > 1 and sources else ", ".join(sources)
+            lines.append((folded.pattern, source, first, len(members)))
+    order = {id(row): i for i, row in enumerate(rows)}
+    return sorted(lines, key=lambda line: order[id(line[2])])
+
+
+def print_table(alignment: Alignment) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.width = max(console.width, 160)  # a pipe reports 80 columns: keys would wrap mid-name
+    table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)
+    for name in ("target", "shape", "source", "shape", "status", "reason"):
+        table.add_column(name, overflow="fold", no_wrap=name in ("shape", "status"))
+    modules: dict[str, list[Row]] = defaultdict(list)
+    for row in alignment.rows:
+        modules[_module(row)].append(row)
+    for i, (module, rows) in enumerate(modules.items()):
+        if i:
+            table.add_section()
+        table.add_row(f"[bold]{module}[/bold]", "", "", "", "", "")
+        for target, source, row, count in folded_rows(rows):
+            style = STATUS_STYLE[row.status]
+            status = row.status + (f" x{count}" if count > 1 else "")
+            source = "=" if source == target and row.status == "exact" else source
+            table.add_row(target, shape_text(row.target_shape), source, shape_text(row.source_shape),
+                          f"[{style}]{status}[/{style}]", row.reason)
+    console.print(table)
+    summary = alignment.summary
+    console.print("summary: " + ", ".join(
+        f"[{STATUS_STYLE[s]}]{s} {summary[s]}[/{STATUS_STYLE[s]}]" for s in STATUSES)
+        + f"; {len(alignment.fed)} of {len(alignment.target)} target keys fed")
+    for s in alignment.suggestions:
+        mark = "applied" if s.applied else "suggested"
+        console.print(f"{mark} ({s.confidence}): {s.describe()}: {s.reason}", markup=False, highlight=False)
