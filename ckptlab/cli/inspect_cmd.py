@@ -1,0 +1,71 @@
+"""``ckptlab inspect PATH``: what a checkpoint holds, read from its headers only."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ckptlab.checkpoint import Checkpoint
+from ckptlab.checkpoint import open as open_checkpoint
+from ckptlab.cli.output import human_bytes, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect", help="list a checkpoint's tensors (keys, shapes, dtypes) without loading them",
+        description="Open a checkpoint lazily and safely (no code from the file runs) and list its "
+                    "tensors, where they sit in the file, and everything else the file holds.")
+    p.add_argument("path", metavar="PATH", help="checkpoint file, *.index.json, or distributed-checkpoint folder")
+    p.add_argument("--container", default=None, metavar="DOTTED",
+                   help="where the tensors sit inside the file, e.g. 'net' or 'state_dict' (default: found)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the documented contract)")
+    p.set_defaults(func=run)
+
+
+def to_json(ck: Checkpoint) -> dict[str, Any]:
+    """The contract's object, plus ``candidates``, ``placeholders`` and ``total_bytes``."""
+    return {
+        "format": ck.format,
+        "container": ck.container,
+        "tensors": [{"key": key, "shape": list(info.shape), "dtype": info.dtype_name, "nbytes": info.nbytes}
+                    for key, info in ((k, ck.info(k)) for k in ck.keys())],
+        "total_params": ck.total_params,
+        "other": [{"key": e.key, "type": e.type} for e in ck.other],
+        "total_bytes": ck.total_bytes,
+        "candidates": [{"path": c.path, "tensors": c.tensors, "nbytes": c.nbytes} for c in ck.candidates],
+        "placeholders": list(ck.placeholders),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    ck = open_checkpoint(args.path, container=args.container)
+    if args.json:
+        print_json(to_json(ck))
+    else:
+        _print_table(ck)
+    return 0
+
+
+def _print_table(ck: Checkpoint) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    where = repr(ck.container) if ck.container else "top level"
+    table = Table(title=f"{ck.name} ({ck.format}, tensors at {where})", title_justify="left")
+    for column, justify in (("key", "left"), ("shape", "left"), ("dtype", "left"), ("size", "right")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for key in ck.keys():
+        info = ck.info(key)
+        table.add_row(key, str(tuple(info.shape)), info.dtype_name, human_bytes(info.nbytes))
+    console.print(table)
+    console.print(f"{len(ck)} tensors, {ck.total_params:,} parameters, {human_bytes(ck.total_bytes)}")
+    others = [c for c in ck.candidates if c.path != ck.container]
+    if others:
+        listed = ", ".join(f"{c.path or '<top level>'!s} ({c.tensors} tensors)" for c in others[:8])
+        more = f" and {len(others) - 8} more" if len(others) > 8 else ""
+        console.print(f"other containers (--container): {listed}{more}")
+    if ck.other:
+        console.print("also in the file: " + ", ".join(f"{e.key} ({e.type})" for e in ck.other[:20])
+                      + (f" and {len(ck.other) - 20} more" if len(ck.other) > 20 else ""))
+    if ck.placeholders:
+        console.print("classes stood in for (never imported): " + ", ".join(ck.placeholders))
