@@ -1,6 +1,6 @@
 """Remap speed and memory: a big checkpoint with every key renamed, beside ``cp`` and a naive rewrite.
 
-    python bench/bench_remap.py [--size-gb 2.5] [--tensor-mb 64] [--dir DIR] [--repeats 1]
+    python bench/bench_remap.py [--size-gb 2.5] [--tensor-mb 64] [--dir DIR] [--repeats 3]
 
 In ONE run, on the same source file (a torch.save zip of float32 tensors, every key to be
 renamed ``layers.N.*`` -> ``model.layers.N.*``):
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=2.5, help="source size in GB (default 2.5)")
     parser.add_argument("--tensor-mb", type=float, default=64, help="size of each big tensor (default 64)")
     parser.add_argument("--dir", default=None, help="where the temp dir goes (default: the system's)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each job; the best time is kept")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each job's best is kept")
     args = parser.parse_args()
 
     import torch
@@ -110,15 +110,6 @@ def main() -> None:
         print(f"source: {size / 1e9:.2f} GB torch zip, {args.tensor_mb:g} MB tensors, "
               f"made in {time.perf_counter() - t0:.1f} s; temp dir {work}")
 
-        results: dict[str, dict] = {}
-
-        def best(name: str, fn) -> None:
-            runs = []
-            for _ in range(args.repeats):
-                os.sync()  # start each job with no dirty pages left over from the one before
-                runs.append(fn())
-            results[name] = min(runs, key=lambda r: r["seconds"])
-
         def cp_job() -> dict:
             dst = work / "copy.pt"
             seconds = time_cp(src, dst)
@@ -128,18 +119,26 @@ def main() -> None:
         def job(code: str, out_name: str) -> dict:
             out = work / out_name
             res = run_job(code, str(src), str(out))
-            res["out_gb"] = sum(p.stat().st_size for p in work.glob(out.stem + "*")) / 1e9
             for p in work.glob(out.stem + "*"):
                 p.unlink()
             return res
 
-        best("cp", cp_job)
-        best("remap -> .safetensors", lambda: job(REMAP, "out.safetensors"))
-        best("remap -> .pt", lambda: job(REMAP, "out.pt"))
-        best("naive load+rename+save", lambda: job(NAIVE, "naive.pt"))
-        best("cp (again)", cp_job)
+        jobs = {
+            "cp": cp_job,
+            "remap -> .safetensors": lambda: job(REMAP, "out.safetensors"),
+            "remap -> .pt": lambda: job(REMAP, "out.pt"),
+            "naive load+rename+save": lambda: job(NAIVE, "naive.pt"),
+        }
+        runs: dict[str, list[dict]] = {name: [] for name in jobs}
+        for _ in range(args.repeats):  # interleaved, so slow spells of a shared disk hit every job
+            for name, fn in jobs.items():
+                os.sync()  # start each job with no dirty pages left over from the one before
+                runs[name].append(fn())
+        results = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in runs.items()}
+        print(f"best of {args.repeats} interleaved rounds; every round's seconds: "
+              + "; ".join(f"{name} " + " ".join(f"{r['seconds']:.2f}" for r in rs) for name, rs in runs.items()))
 
-        floor = min(results["cp"]["seconds"], results["cp (again)"]["seconds"])
+        floor = results["cp"]["seconds"]
         print(f"\n{'job':<26} {'seconds':>8} {'x cp':>6} {'GB/s':>6} {'peak RSS MB':>12} {'RSS after imports MB':>21}")
         for name, r in results.items():
             rss = f"{r['peak_rss_mb']:>12.0f} {r['rss_start_mb']:>21.0f}" if "peak_rss_mb" in r else f"{'':>12} {'':>21}"
