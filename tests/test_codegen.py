@@ -63,21 +63,31 @@ def _assert_same_state(got: dict, expected: dict, ordered: bool = True) -> None:
         assert torch.equal(got[key], value), key
 
 
-@pytest.mark.parametrize("name, source, target, kwargs, recipe, auto", CASES, ids=[c[0] for c in CASES])
-def test_snippet_reproduces_remap_bit_for_bit(tmp_path, name, source, target, kwargs, recipe, auto):
-    alignment = ckptlab.align(SAMPLES / source, _target(target, kwargs), recipe=recipe, auto=auto)
+@pytest.fixture(scope="module")
+def story_runs(tmp_path_factory):
+    """Every case's snippet, started at once (each in its own python), and remap's file."""
+    runs = {}
+    for name, source, target, kwargs, recipe, auto in CASES:
+        folder = tmp_path_factory.mktemp(name)
+        alignment = ckptlab.align(SAMPLES / source, _target(target, kwargs), recipe=recipe, auto=auto)
+        ckptlab.remap(SAMPLES / source, _target(target, kwargs), folder / "expected.pt",
+                      recipe=alignment.effective_recipe, auto="none")
+        script = folder / "remap_checkpoint.py"
+        script.write_text(snippet(alignment, out=str(folder / "got.pt")))
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        runs[name] = (alignment, folder, proc)
+    yield {name: (alignment, folder, proc.communicate(timeout=300), proc.returncode)
+           for name, (alignment, folder, proc) in runs.items()}
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_snippet_reproduces_remap_bit_for_bit(story_runs, name):
+    alignment, folder, (_, stderr), returncode = story_runs[name]
     assert alignment.summary["mismatch"] == 0 and alignment.summary["conflict"] == 0
-    expected_path = tmp_path / "expected.pt"
-    ckptlab.remap(SAMPLES / source, _target(target, kwargs), expected_path, recipe=alignment.effective_recipe,
-                  auto="none")
-    script = tmp_path / "remap_checkpoint.py"
-    script.write_text(snippet(alignment, out=str(tmp_path / "got.pt")))
-    # run from an empty folder with a python that has no ckptlab on its path
-    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    got = torch.load(tmp_path / "got.pt", weights_only=True)
-    _assert_same_state(got, torch.load(expected_path, weights_only=True))
+    assert returncode == 0, stderr
+    got = torch.load(folder / "got.pt", weights_only=True)
+    _assert_same_state(got, torch.load(folder / "expected.pt", weights_only=True))
     if alignment.summary["adapted"] or alignment.summary["renamed"]:
         assert any(not torch.equal(got[k], alignment.target.tensor(k)) for k in alignment.fed)
 
