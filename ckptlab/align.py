@@ -223,8 +223,8 @@ def _preview(source_shape: Shape, target_shape: Shape, spec: AdaptSpec, key: str
         return None if _plausible(source_shape, target_shape, spec) else "cannot produce the target shape"
     try:
         got = tuple(preview_shape(tuple(source_shape), tuple(target_shape), spec, key=key))
-    except AdaptError as exc:
-        return exc.message
+    except AdaptError as exc:  # "cannot adapt 'k' from S to T with op: why": the row has the rest
+        return exc.message.rsplit(": ", 1)[-1]
     return None if got == tuple(target_shape) else f"gives {shape_text(got)}"
 
 
