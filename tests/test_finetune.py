@@ -45,14 +45,15 @@ def test_groups_split_pretrained_and_new_with_the_multiplier():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-def test_a_report_object_with_pretrained_is_accepted():
-    model, pretrained = _classifier_and_pretrained()
+def test_a_report_from_load_into_gives_the_same_groups():
+    import ckptlab
 
-    class FakeReportShape:  # only the attribute param_groups reads
-        def __init__(self, keys):
-            self.pretrained = keys
-    assert [len(g["params"]) for g in param_groups(model, FakeReportShape(pretrained))] == \
-           [len(g["params"]) for g in param_groups(model, pretrained)]
+    _, pretrained = _classifier_and_pretrained()
+    model = models.Classifier(100)
+    report = ckptlab.load_into(model, SAMPLES / "classifier_10.pt", recipe={"rules": [{"drop": "^fc"}]})
+    assert sorted(report.pretrained) == sorted(pretrained)
+    assert [(g["name"], len(g["params"])) for g in param_groups(model, report)] == \
+           [(g["name"], len(g["params"])) for g in param_groups(model, pretrained)]
 
 
 @pytest.mark.parametrize("make_optimizer", [
