@@ -48,19 +48,33 @@ def _position(row: Mapping[str, Any], fallback: float) -> float:
         raise RecipeError(f"rule position {value!r} is not a number") from None
 
 
+def _complete(row: Mapping[str, Any]) -> bool:
+    """A grid line counts once it has a kind and a pattern (a line being typed does not)."""
+    return not _blank(row.get("kind")) and not _blank(row.get("pattern"))
+
+
+def incomplete_rows(rows: Iterable[Mapping[str, Any]]) -> list[int]:
+    """1-based grid lines that are partly filled (a kind without a pattern, or the reverse):
+    not applied yet, and the page says so instead of raising while the visitor types."""
+    out = []
+    for line, row in enumerate(rows, start=1):
+        filled = [not _blank(row.get(c)) for c in ("kind", "pattern", "replacement")]
+        if any(filled) and not _complete(row):
+            out.append(line)
+    return out
+
+
 def rows_to_rules(rows: Iterable[Mapping[str, Any]]) -> list[Rule]:
     """Grid rows -> rules, ordered by ``position`` (rows without one keep their place after
-    the numbered ones). Wholly empty rows (a freshly added grid line) are skipped; a
-    ``replacement`` typed beside a kind that takes none is ignored, so switching a row's
-    kind never makes it invalid by itself."""
+    the numbered ones). Lines without both a kind and a pattern are skipped (see
+    ``incomplete_rows``); a ``replacement`` typed beside a kind that takes none is ignored,
+    so switching a row's kind never makes it invalid by itself."""
     rows = [dict(r) for r in rows]
-    filled = [(i, r) for i, r in enumerate(rows) if not (_blank(r.get("kind")) and _blank(r.get("pattern")))]
+    filled = [(i, r) for i, r in enumerate(rows) if _complete(r)]
     ordered = sorted(filled, key=lambda item: (_position(item[1], math.inf), item[0]))
     rules = []
     for index, (_, row) in enumerate(ordered, start=1):
         kind = _text(row.get("kind"))
-        if not kind:
-            raise RecipeError(f"rule {index}: choose a kind ({', '.join(RULE_KINDS)})")
         pattern = _text(row.get("pattern"))
         if kind == "replace":
             data = {"replace": {"pattern": pattern, "with": _text(row.get("replacement"))}}

@@ -65,6 +65,13 @@ def test_blank_and_unnumbered_rows() -> None:
     assert editing.rows_to_rules(grid) == [Rule("drop", "^fc"), Rule("strip_prefix", "a."), Rule("add_prefix", "z.")]
 
 
+def test_lines_being_typed_are_skipped_and_reported() -> None:
+    grid = rows((1, "strip_prefix", None, None), (2, None, "module.", None), (3, "add_prefix", "a.", None),
+                (None, None, None, None), (4, None, None, "x"))
+    assert editing.rows_to_rules(grid) == [Rule("add_prefix", "a.")]
+    assert editing.incomplete_rows(grid) == [1, 2, 5]
+
+
 def test_replacement_beside_other_kind_is_ignored() -> None:
     assert editing.rows_to_rules(rows((1, "strip_prefix", "module.", "leftover"))) == [Rule("strip_prefix", "module.")]
 
@@ -77,8 +84,6 @@ def test_replace_rule_from_grid() -> None:
 
 @pytest.mark.parametrize("grid, match", [
     (rows((1, "add_prefix", "a.", ""), (2, "replace", "(", "x")), r"^rule 2 \(replace\): bad regex"),
-    (rows((1, None, "module.", "")), r"^rule 1: choose a kind"),
-    (rows((1, "strip_prefix", "", ""), (2, "add_prefix", "", "")), r"^rule 1 \(strip_prefix\): empty prefix"),
     (rows((1, "unknown", "x", "")), r"^rule 1: unknown rule kind"),
     (rows(("first", "drop", "x", "")), r"position 'first' is not a number"),
 ])

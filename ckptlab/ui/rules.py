@@ -61,7 +61,11 @@ def edit(slot: Any) -> Any:
                 "pattern": st.column_config.TextColumn("pattern / prefix", width="medium"),
                 "replacement": st.column_config.TextColumn("replacement (replace only)", width="medium"),
             })
-        _apply(lambda: editing.with_rule_rows(state.recipe(), edited.to_dict("records")))
+        records = edited.to_dict("records")
+        _apply(lambda: editing.with_rule_rows(state.recipe(), records))
+        waiting = editing.incomplete_rows(records)
+        if waiting:
+            st.caption(f"Line {', '.join(map(str, waiting))}: not applied until it has a kind and a pattern.")
 
         st.markdown("**Explicit mappings** (target key <- source key; they win over the rules)")
         mapped = st.data_editor(

@@ -26,6 +26,6 @@ def counts(alignment: Any) -> None:
     total = len(alignment.target)
     fed = len(alignment.fed)
     if alignment.warning:
-        st.error(f"**{fed} of {total} target keys are fed by the source.** {alignment.warning}", icon="🚨")
+        st.error(f"**Nearly nothing would load:** {alignment.warning}", icon="🚨")
     else:
         st.success(f"{fed} of {total} target keys are fed by the source.", icon="✅")

@@ -74,13 +74,13 @@ def show(alignment: Any, frame: pd.DataFrame) -> None:
     st.dataframe(
         shown, hide_index=True, key="alignment_table", height=min(600, 38 + 35 * max(1, len(shown))),
         column_config={
-            "target": st.column_config.TextColumn("target key", width="large"),
-            "target_shape": st.column_config.TextColumn("shape"),
-            "target_dtype": st.column_config.TextColumn("dtype"),
-            "source": st.column_config.TextColumn("source key", width="large"),
-            "source_shape": st.column_config.TextColumn("shape "),
-            "source_dtype": st.column_config.TextColumn("dtype "),
-            "status": st.column_config.TextColumn("status"),
+            "target": st.column_config.TextColumn("target key", width="medium"),
+            "target_shape": st.column_config.TextColumn("shape", width="small"),
+            "target_dtype": st.column_config.TextColumn("dtype", width="small"),
+            "source": st.column_config.TextColumn("source key", width="medium"),
+            "source_shape": st.column_config.TextColumn("shape ", width="small"),
+            "source_dtype": st.column_config.TextColumn("dtype ", width="small"),
+            "status": st.column_config.TextColumn("status", width="small"),
             "reason": st.column_config.TextColumn("reason", width="large"),
         },
     )
