@@ -291,7 +291,9 @@ def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str]
     rule = _prefix_rule(a, b)
     after = state.with_rule(Rule.from_dict(rule)).stats()
     lost = base.fed - after.fed
-    if lost:  # it would break keys that load now: limit it to the modules it explains
+    if lost and not after.conflict - base.conflict:
+        # it would move keys that load now elsewhere: limit it to the modules it explains.
+        # (Not when it makes two sources meet: that ambiguity is the user's to settle.)
         heads = {name[len(a):].split(".", 1)[0] for name in sources if name.startswith(a)
                  and b + name[len(a):] in targets}
         if not heads:
