@@ -142,7 +142,9 @@ def _call(factory: Callable[..., Any], spec: str, kwargs: Mapping[str, Any]) -> 
     try:
         model = factory(**kwargs)
     except Exception as exc:
-        raise ModelSpecError(f"model spec {spec!r}: building the model raised {_one_line(exc)}") from exc
+        error = ModelSpecError(f"model spec {spec!r}: building the model raised {_one_line(exc)}")
+        error.during_call = True  # the factory itself failed (model_target may retry off the meta device)
+        raise error from exc
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"model spec {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -197,25 +199,29 @@ class ModelCheckpoint(Checkpoint):
     """
 
     def __init__(self, spec: str, kwargs: Mapping[str, Any], allow_code: bool | None, seed: int,
-                 meta_model: nn.Module):
+                 meta_model: nn.Module, real_model: nn.Module | None = None):
         self.spec = spec
         self.kwargs = dict(kwargs)
         self.allow_code = allow_code
         self.seed = seed
         self._materialiser = _Materialiser(spec, self.kwargs, allow_code, seed)
+        if real_model is not None:  # built for real already (no meta build possible): keep its values
+            self._materialiser._state = {k: v.detach() for k, v in real_model.state_dict(keep_vars=True).items()}
         tensors = {}
         for key, value in meta_model.state_dict(keep_vars=True).items():
             # id() of the (meta) tensor object: tied parameters are the same object twice.
             tensors[key] = LazyTensor(TensorInfo.of(value), self._materialiser.loader(key),
                                       storage_id=("model", id(value)), view=(tuple(value.shape), value.dtype))
         metadata = {"name": spec, "spec": spec, "kwargs": json.dumps(self.kwargs, sort_keys=True),
-                    "seed": str(seed), "class": type(meta_model).__name__}
+                    "seed": str(seed), "class": type(meta_model).__name__,
+                    "built_on": "cpu" if real_model is not None else "meta"}
         super().__init__(tensors, format="model", metadata=metadata)
         self._meta_model = meta_model
 
     @property
     def meta_model(self) -> nn.Module:
-        """The model on the meta device (structure only, no values)."""
+        """The model's structure: on the meta device (no values), or the real model when its
+        constructor cannot run there (``metadata["built_on"] == "cpu"``)."""
         return self._meta_model
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
@@ -231,10 +237,18 @@ def model_target(
 ) -> ModelCheckpoint:
     """The target checkpoint of a model definition (keys/shapes now, values on first need).
 
-    ``kwargs`` is a mapping or a JSON object text.
+    ``kwargs`` is a mapping or a JSON object text. A constructor that cannot run on the
+    meta device (e.g. ``torch.linspace(...)[i].item()``, as timm computes drop-path rates)
+    is built once for real instead, seeded; ``metadata["built_on"]`` says which happened.
     """
     kwargs = parse_kwargs(kwargs)
-    meta_model = build_model(spec, kwargs, allow_code, device="meta")
+    try:
+        meta_model = build_model(spec, kwargs, allow_code, device="meta")
+    except ModelSpecError as exc:
+        if not getattr(exc, "during_call", False):
+            raise
+        real = build_model(spec, kwargs, allow_code, device="cpu", seed=seed)
+        return ModelCheckpoint(spec, kwargs, allow_code, seed, real, real_model=real)
     return ModelCheckpoint(spec, kwargs, allow_code, seed, meta_model)
 
 

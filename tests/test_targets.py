@@ -169,6 +169,31 @@ def test_file_that_fails_at_import_gives_one_line(tmp_path):
         model_target(f"{tmp_path / 'absent.py'}:Net", allow_code=True)
 
 
+def test_constructor_that_cannot_run_on_meta_is_built_for_real_once(tmp_path, monkeypatch):
+    (tmp_path / "itemnet.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        BUILDS = []
+        class ItemNet(nn.Module):
+            def __init__(self, depth=3):
+                super().__init__()
+                BUILDS.append(1)
+                rates = [x.item() for x in torch.linspace(0, 0.1, depth)]   # fails on meta
+                self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in rates)
+    """))
+    monkeypatch.chdir(tmp_path)
+    ck = model_target("itemnet:ItemNet", {"depth": 2}, seed=3)
+    import itemnet
+    assert ck.metadata["built_on"] == "cpu"
+    assert ck.keys() == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias"]
+    builds = len(itemnet.BUILDS)
+    torch.manual_seed(3)
+    expected = itemnet.ItemNet(depth=2).state_dict()
+    assert all(torch.equal(ck.tensor(k), v) for k, v in expected.items())
+    assert len(itemnet.BUILDS) == builds + 1              # only the reference build above: values cached
+    assert model_target(CONVNET).metadata["built_on"] == "meta"
+
+
 def test_spec_parse():
     assert ModelSpec.parse("a.b:C") == ModelSpec("a.b:C", "a.b", "C", False)
     assert ModelSpec.parse("dir/m.py:Factory.build").is_file
