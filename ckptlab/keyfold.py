@@ -47,7 +47,7 @@ def _templates(key: str) -> list[tuple[tuple[str, int], int]]:
     parts = key.split(".")
     out = []
     for pos, part in enumerate(parts):
-        if part.isdigit() and (part == "0" or not part.startswith("0")):
+        if part.isascii() and part.isdigit() and (part == "0" or not part.startswith("0")):
             template = ".".join(parts[:pos] + ["\0"] + parts[pos + 1:])
             out.append(((template, pos), int(part)))
     return out

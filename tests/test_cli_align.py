@@ -1,0 +1,62 @@
+"""``ckptlab align`` in a subprocess: JSON on stdout only, warning on stderr, exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ckptlab.align import STATUSES, align
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_ckpts"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ckptlab", "align", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_json_is_the_contract_and_matches_the_api():
+    proc = run(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # stdout holds the one object and nothing else
+    assert set(data) == {"rows", "summary", "suggestions", "warning"}
+    for row in data["rows"]:
+        assert set(row) == {"target", "source", "status", "target_shape", "source_shape", "reason"}
+    for s in data["suggestions"]:
+        assert set(s) == {"rule", "confidence", "reason"}
+    assert list(data["summary"]) == list(STATUSES)
+    expected = align(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt").to_dict()
+    assert data == json.loads(json.dumps(expected))
+    assert proc.stderr == ""
+
+
+def test_empty_load_warns_on_stderr_and_strict_exits_2():
+    args = (SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", "--auto", "none", "--json")
+    proc = run(*args, "--strict")
+    assert proc.returncode == 2
+    data = json.loads(proc.stdout)
+    assert data["summary"]["missing"] == len(data["rows"]) - data["summary"]["unused"]
+    assert "only 0 of 27 target keys are fed" in proc.stderr
+    assert "add_prefix 'attention_map.'" in proc.stderr
+    assert proc.stderr.strip() == f"ckptlab: warning: {data['warning']}"
+    fixed = run(SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", "--json", "--strict")
+    assert fixed.returncode == 0 and fixed.stderr == ""
+    assert json.loads(fixed.stdout)["summary"]["renamed"] == 23
+
+
+def test_recipe_file_and_readable_table(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rules:\n  - replace: {pattern: '^conv1\\.', with: 'backbone_conv.'}\n")
+    proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", recipe, "--auto", "none")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "backbone_conv.weight" in out and "renamed" in out
+    assert "replace '^conv1\\.' -> 'backbone_conv.' (rule 1)" in out
+    assert "summary: exact 12, renamed 2, adapted 0, mismatch 0, missing 2, unused 2, conflict 0" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - drop: '('\n")
+    proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", bad, "--json")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "rule 1 (drop): bad regex '('" in proc.stderr
