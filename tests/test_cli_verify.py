@@ -90,3 +90,20 @@ def test_verify_help_documents_the_exit_status():
     proc = subprocess.run([sys.executable, "-m", "ckptlab", "verify", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert "0 when all three are empty, 1 otherwise" in " ".join(proc.stdout.split())
+
+
+def test_align_target_model_file_needs_allow_code_too(tmp_path):
+    """The same refusal where align/remap take a model definition as TARGET."""
+    model_file = tmp_path / "m.py"
+    model_file.write_text("import pathlib\npathlib.Path(__file__).with_name('marker').touch()\n"
+                          "from sample_ckpts.models import ConvNet\n")
+    env = {k: v for k, v in os.environ.items() if k != "CKPTLAB_ALLOW_CODE"}
+    args = [sys.executable, "-m", "ckptlab", "align", str(SAMPLES / "convnet_rgb.pt"), f"{model_file}:ConvNet",
+            "--target-kwargs", '{"in_chans": 3}', "--json"]
+    refused = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "--allow-code" in refused.stderr and refused.stdout == ""
+    assert not (tmp_path / "marker").exists()
+    allowed = subprocess.run(args + ["--allow-code"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["summary"]["exact"] == 16
+    assert (tmp_path / "marker").exists()
