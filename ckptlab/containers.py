@@ -79,16 +79,16 @@ def _children(node: Any) -> list[tuple[Any, Any]]:
     return []
 
 
-def _tensor_tree(node: Any) -> dict[str, LazyTensor] | None:
+def _tensor_tree(node: Any, depth: int = 0) -> dict[str, LazyTensor] | None:
     """A dict of only tensors and such dicts, with string keys, flattened to dotted keys."""
-    if not isinstance(node, dict) or not node or not all(isinstance(k, str) for k in node):
+    if depth > MAX_DEPTH or not isinstance(node, dict) or not node or not all(isinstance(k, str) for k in node):
         return None
     out: dict[str, LazyTensor] = {}
     for key, value in node.items():
         if isinstance(value, LazyTensor):
             out[key] = value
             continue
-        sub = _tensor_tree(value)
+        sub = _tensor_tree(value, depth + 1)
         if sub is None:
             return None
         out.update({f"{key}.{k}": v for k, v in sub.items()})

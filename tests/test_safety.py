@@ -158,3 +158,16 @@ def test_a_tensor_view_beyond_its_storage(tmp_path):
     _torch_zip_with_pickle(path, forged, payload)
     with pytest.raises(UnreadableFileError, match="reaches past its storage"):
         ckptlab.open(path)
+
+
+def _deeply_nested_pickle(depth: int, leaf: bytes = b"N") -> bytes:
+    """{'a': {'a': ... leaf}} ``depth`` levels deep, written opcode by opcode (pickle itself would recurse)."""
+    return b"\x80\x02" + b"}X\x01\x00\x00\x00a" * depth + leaf + b"s" * depth + b"."
+
+
+@pytest.mark.parametrize("depth", [100, 50_000])
+def test_deep_nesting_gets_an_error_not_a_recursion_crash(tmp_path, depth):
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(_deeply_nested_pickle(depth))
+    with pytest.raises(ContainerError, match="no tensors found"):
+        ckptlab.open(path)

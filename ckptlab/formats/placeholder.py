@@ -14,6 +14,9 @@ from ckptlab.errors import UnsafePickleError
 from ckptlab.formats.base import LazyTensor
 
 
+MAX_MODULE_DEPTH = 64  # a deeper module tree is a hostile file, not a model
+
+
 class _PlaceholderMeta(type):
     """Calling a placeholder class (pickle's REDUCE) records the call instead of running it."""
 
@@ -103,7 +106,7 @@ def submodules(obj: Placeholder) -> list[tuple[str, Placeholder]]:
 
 def module_state_dict(obj: Placeholder, prefix: str = "", _seen: frozenset[int] = frozenset()) -> dict[str, LazyTensor]:
     """What ``module.state_dict()`` would have returned, from the pickled attributes."""
-    if id(obj) in _seen:
+    if id(obj) in _seen or len(_seen) > MAX_MODULE_DEPTH:
         return {}
     attrs = obj.attributes()
     out: dict[str, LazyTensor] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ckptlab.errors import UnsupportedFormatError
 from ckptlab.formats.base import LazyTensor, Loaded
-from ckptlab.formats.placeholder import Placeholder
+from ckptlab.formats.placeholder import MAX_MODULE_DEPTH, Placeholder
 
 SCRIPT_NAMESPACE = "__torch__"
 _CLASS = re.compile(r"^class (\w+)\(")
@@ -46,7 +46,7 @@ def script_tensors(obj: Any, declared: dict[str, set[str]], prefix: str = "",
     A class without a declaration we could read keeps all its tensor attributes.
     """
     out: dict[str, LazyTensor] = {}
-    if not isinstance(obj, Placeholder) or id(obj) in _seen:
+    if not isinstance(obj, Placeholder) or id(obj) in _seen or len(_seen) > MAX_MODULE_DEPTH:
         return out
     keep = declared.get(obj.qualname)
     for name, value in obj.attributes().items():

@@ -52,3 +52,14 @@ def test_a_folder_without_metadata_is_refused(tmp_path):
     (tmp_path / "__0_0.distcp").write_bytes(b"x")
     with pytest.raises(ckptlab.UnreadableFileError, match="no .metadata"):
         ckptlab.open(tmp_path)
+
+
+def test_a_tensor_split_into_chunks_is_assembled():
+    from ckptlab.formats.storage import lazy_from_chunks
+    from ckptlab.info import TensorInfo
+
+    whole = torch.arange(24.0).reshape(4, 6)
+    pieces = [((0, 0), whole[:2]), ((2, 0), whole[2:, :4]), ((2, 4), whole[2:, 4:])]
+    lazies = [(off, ckptlab.Checkpoint.from_mapping({"p": p.clone()}).lazy("p")) for off, p in pieces]
+    lazy = lazy_from_chunks(TensorInfo((4, 6), torch.float32, 96), lazies, "w")
+    assert torch.equal(lazy.load(), whole)
