@@ -171,3 +171,16 @@ def test_deep_nesting_gets_an_error_not_a_recursion_crash(tmp_path, depth):
     path.write_bytes(_deeply_nested_pickle(depth))
     with pytest.raises(ContainerError, match="no tensors found"):
         ckptlab.open(path)
+
+
+def test_a_safetensors_header_length_that_looks_like_a_pickle_opcode(tmp_path):
+    from safetensors.torch import save_file
+
+    # pad the metadata so the 8-byte header length is 0x0580: its first bytes read b"\x80\x05"
+    path = tmp_path / "padded.safetensors"
+    for pad in range(1200, 1500):
+        save_file({"w": torch.ones(3)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:2] == b"\x80\x05":
+            break
+    assert path.read_bytes()[:2] == b"\x80\x05"
+    assert torch.equal(ckptlab.open(path).tensor("w"), torch.ones(3))

@@ -29,11 +29,14 @@ def sniff(path: Path) -> str:
         head = f.read(512)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return ZIP
-    # safetensors before pickle: a header length of 0x5_80 starts with b"\x80\x05".
-    if len(head) >= 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] <= size - 8:
+    json_header = len(head) >= 9 and head[8:9] == b"{"
+    # A plausible safetensors header wins over pickle: a header length of 0x580 starts b"\x80\x05".
+    if json_header and 0 < struct.unpack("<Q", head[:8])[0] <= size - 8:
         return SAFETENSORS
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return PICKLE
+    if json_header:  # a truncated or oversized safetensors header: its reader says which
+        return SAFETENSORS
     if len(head) >= 262 and head[257:262] == b"ustar":
         return TAR
     if path.suffix == ".safetensors":
