@@ -71,3 +71,16 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
     return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+
+
+def assert_matches_torch_load(path, tensors: dict[str, torch.Tensor]) -> None:
+    """ckptlab's values equal what was saved, byte for byte, with torch.load's strides."""
+    import ckptlab
+
+    ck = ckptlab.open(path)
+    reference = torch.load(path, weights_only=True)
+    for key, t in tensors.items():
+        got = ck.tensor(key)
+        assert same_bytes(got, t), key
+        assert got.stride() == reference[key].stride(), key
+        assert got.device.type == "cpu"
