@@ -262,9 +262,16 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
     rows: list[Row] = []
     feeding: set[str] = set()
     s_info = {key: source.info(key) for key in source.keys()}
+    names: dict = {}  # dtype -> "float32", computed once per dtype
+
+    def name_of(dtype) -> str:
+        if dtype not in names:
+            names[dtype] = dtype_name(dtype)
+        return names[dtype]
+
     for tkey in target.keys():
         t = target.info(tkey)
-        t_shape, t_dtype = tuple(t.shape), dtype_name(t.dtype)
+        t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
         cands = m.candidates.get(tkey, [])
         if not cands:
             rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
@@ -279,7 +286,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         skey, why = cands[0]
         feeding.add(skey)
         s = s_info[skey]
-        s_shape, s_dtype = tuple(s.shape), dtype_name(s.dtype)
+        s_shape, s_dtype = tuple(s.shape), name_of(s.dtype)
         dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
         spec = recipe.adapt.get(tkey)
         if s_shape == t_shape and not (spec is not None and spec.op == "reinit"):
@@ -304,7 +311,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         if skey in feeding:
             continue
         s = s_info[skey]
-        rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, dtype_name(s.dtype),
+        rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, name_of(s.dtype),
                         _unused_reason(skey, m, target, labels), (skey,)))
     return rows
 

@@ -126,11 +126,8 @@ def suggest(source: Checkpoint, target: Checkpoint, recipe: Recipe) -> list[Sugg
     container, source = _container_suggestion(source, target, recipe)
     if container is not None:
         out.append(container)
-    state = State.of(source, target, recipe)
-    for s in prefix_suggestions(state):
-        out.append(s)
-        if s.confidence == "high":
-            state = state.with_fragment(s.rule)
+    prefixes, state = prefix_suggestions(State.of(source, target, recipe))
+    out.extend(prefixes)
     for s in rename_suggestions(state):
         out.append(s)
         state = state.with_fragment(s.rule)
@@ -173,11 +170,7 @@ def _container_suggestion(source: Checkpoint, target: Checkpoint, recipe: Recipe
 
 def _best_feed(state: State) -> int:
     """Target keys fed once the high prefix suggestions are applied."""
-    for s in prefix_suggestions(state):
-        if s.confidence != "high":
-            break
-        state = state.with_fragment(s.rule)
-    return len(state.stats().fed)
+    return len(prefix_suggestions(state)[1].stats().fed)
 
 
 # -- stage 1: prefixes --------------------------------------------------------------------
@@ -249,47 +242,55 @@ def _restricted_rule(a: str, b: str, heads: set[str]) -> dict:
     return {"replace": {"pattern": "^" + re.escape(a) + f"((?:{group})\\.)", "with": _literal(b) + "\\1"}}
 
 
-def prefix_suggestions(state: State) -> list[Suggestion]:
-    """Successive prefix fixes: every high one found, then at most one weaker one."""
+def prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
+    """Successive prefix fixes: every high one found, then at most one weaker one; and the
+    state once the high ones are applied."""
     out: list[Suggestion] = []
     for _ in range(MAX_PREFIX_ROUNDS):
         found = _best_prefix(state)
         if found is None:
             break
-        out.append(found)
-        if found.confidence != "high":
+        out.append(found.suggestion)
+        if found.suggestion.confidence != "high":
             break
-        state = state.with_fragment(found.rule)
-    return out
+        state = found.state
+    return out, state
 
 
-def _best_prefix(state: State) -> Suggestion | None:
+@dataclass
+class Graded:
+    """A simulated prefix fix: how it ranks, what it says, and the names it leaves."""
+
+    rank: tuple[int, int]
+    suggestion: Suggestion
+    state: State
+
+
+def _best_prefix(state: State) -> Graded | None:
     sources, targets = state.unexplained()
     if not sources or not targets:
         return None
     counts = _prefix_counts(sources, targets, state)
     base = state.stats()
-    best: tuple | None = None
+    best: Graded | None = None
     # strongest first; on a tie the shorter rule ('module.' rather than 'module.model.')
     ranked = sorted(counts.items(), key=lambda item: (-item[1], len(item[0][0]) + len(item[0][1])))
     for (a, b), n in ranked[:EVALUATE_TOP]:
         if n < 2 and not (n == 1 and len(sources) == 1):
             continue
-        if best is not None and n <= best[1]:
+        if best is not None and n <= best.suggestion.keys:
             break  # cannot explain more than the one already graded
         graded = _grade(state, base, sources, targets, a, b)
-        if graded is not None and (best is None or graded[:2] > best[:2]):
+        if graded is not None and (best is None or graded.rank > best.rank):
             best = graded
-    if best is None:
-        return None
-    _, _, rule, confidence, reason, gain = best
-    return Suggestion(rule, confidence, reason, gain)
+    return best
 
 
-def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str], a: str, b: str):
-    """Simulate the prefix change; return (rank, gain, rule, confidence, reason, gain) or None."""
+def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str], a: str, b: str) -> Graded | None:
+    """Simulate the prefix change ``a`` -> ``b`` and judge it (None: it feeds nothing more)."""
     rule = _prefix_rule(a, b)
-    after = state.with_rule(Rule.from_dict(rule)).stats()
+    moved = state.with_rule(Rule.from_dict(rule))
+    after = moved.stats()
     lost = base.fed - after.fed
     if lost and not after.conflict - base.conflict:
         # it would move keys that load now elsewhere: limit it to the modules it explains.
@@ -299,7 +300,8 @@ def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str]
         if not heads:
             return None
         rule = _restricted_rule(a, b, heads)
-        after = state.with_rule(Rule.from_dict(rule)).stats()
+        moved = state.with_rule(Rule.from_dict(rule))
+        after = moved.stats()
         lost = base.fed - after.fed
     gain = len(after.fed) - len(base.fed)
     if gain <= 0:
@@ -327,7 +329,7 @@ def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str]
     if lost:
         reason += f"; {len(lost)} keys that load now would be lost"
     rank = (("low", "medium", "high").index(confidence), gain)
-    return rank, gain, rule, confidence, reason, gain
+    return Graded(rank, Suggestion(rule, confidence, reason, gain), moved)
 
 
 # -- stage 2: module renames --------------------------------------------------------------
@@ -340,9 +342,7 @@ def _maximal_modules(names: Iterable[str], all_names: Iterable[str]) -> dict[str
     names = list(names)
     inside: Counter = Counter()
     for name in names:
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            inside[".".join(parts[:i])] += 1
+        inside.update(_module_paths(name))
     ordered = sorted(all_names)  # keys under a path form one run of the sorted names
 
     def total(path: str) -> int:
@@ -351,13 +351,20 @@ def _maximal_modules(names: Iterable[str], all_names: Iterable[str]) -> dict[str
     complete = {path for path, n in inside.items() if total(path) == n}
     modules: dict[str, list[str]] = {}
     for name in names:
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            path = ".".join(parts[:i])
+        for path in _module_paths(name):
             if path in complete:
                 modules.setdefault(path, []).append(name)
                 break
     return modules
+
+
+def _module_paths(name: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b"]``: the modules a key sits in, outermost first."""
+    out, cut = [], name.find(".")
+    while cut != -1:
+        out.append(name[:cut])
+        cut = name.find(".", cut + 1)
+    return out
 
 
 def _signature(path: str, keys: list[str], shapes) -> tuple:
