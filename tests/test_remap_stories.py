@@ -2,6 +2,7 @@
 adapter keeps the promise it makes about the model's behaviour."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,33 @@ def test_head_10_to_100_with_init_keeps_the_source_rows_and_the_targets_new_rows
     assert all(torch.equal(merged[k], src[k]) for k in backbone)
     assert sorted(report.pretrained) == sorted(src)
     model_with(Classifier, merged, num_classes=100)
+
+
+def test_lightning_file_nested_back_with_its_extras(tmp_path):
+    """A Lightning .ckpt remapped onto the plain model, written back in Lightning's layout."""
+    out = tmp_path / "fixed.ckpt"
+    report = remap(SAMPLES / "convnet_rgb_lightning.ckpt", SAMPLES / "convnet_rgb.pt", out,
+                   nest=True, keep_extras=True)
+    original = torch.load(SAMPLES / "convnet_rgb_lightning.ckpt", weights_only=True)
+    written = torch.load(out, weights_only=True)
+    assert set(written) >= {"state_dict", "epoch", "global_step", "hyper_parameters"}
+    for key in ("epoch", "global_step", "hyper_parameters"):
+        assert written[key] == original[key]
+    model_with(ConvNet, written["state_dict"], in_chans=3)
+    assert all(torch.equal(written["state_dict"][r.target], original["state_dict"][r.source])
+               for r in report.rows if r.status in ("exact", "renamed"))
+
+
+def test_extras_go_into_safetensors_metadata_and_nesting_needs_pt(tmp_path):
+    from safetensors import safe_open
+
+    from ckptlab.errors import MergeError
+
+    out = tmp_path / "fixed.safetensors"
+    remap(SAMPLES / "convnet_rgb_lightning.ckpt", SAMPLES / "convnet_rgb.pt", out, keep_extras=True)
+    with safe_open(out, "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["epoch"]) == 7 and json.loads(meta["hyper_parameters"])["in_chans"] == 3
+    with pytest.raises(MergeError, match="nest=True needs a .pt"):
+        remap(SAMPLES / "convnet_rgb_lightning.ckpt", SAMPLES / "convnet_rgb.pt", tmp_path / "x.safetensors", nest=True)
+    assert not (tmp_path / "x.safetensors").exists()
