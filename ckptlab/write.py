@@ -97,7 +97,7 @@ def write_tensors(
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise MergeError(f"output must end in .safetensors, .pt or .pth, not {suffix or 'nothing'!r}", out_path)
+        raise MergeError(f"output must end in {', '.join(SUFFIXES)}, not {suffix or 'nothing'!r}", out_path)
     if sys.byteorder != "little":
         raise MergeError("writing needs a little-endian machine", out_path)
     groups = _groups(tensors, safetensors=suffix == ".safetensors")
