@@ -9,17 +9,17 @@ from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import CheckpointError
 
 
-def test_totals_match_the_saved_tensors():
-    ck = ckptlab.open("sample_ckpts/font_unet_self_attention.pt")
-    sd = torch.load("sample_ckpts/font_unet_self_attention.pt", weights_only=True)
+def test_totals_match_the_saved_tensors(sample):
+    ck = ckptlab.open(sample("font_unet_self_attention.pt"))
+    sd = torch.load(sample("font_unet_self_attention.pt"), weights_only=True)
     assert len(ck) == len(sd) and list(ck) == list(sd)
     assert ck.total_params == sum(t.numel() for t in sd.values())
     assert ck.total_bytes == sum(t.numel() * t.element_size() for t in sd.values())
     assert all(key in ck for key in sd) and "nope" not in ck
 
 
-def test_unknown_key_names_the_key_and_file():
-    ck = ckptlab.open("sample_ckpts/smallnet.pt")
+def test_unknown_key_names_the_key_and_file(sample):
+    ck = ckptlab.open(sample("smallnet.pt"))
     with pytest.raises(CheckpointError, match=r"smallnet.pt: no tensor named 'fc9.weight'"):
         ck.tensor("fc9.weight")
 
@@ -33,8 +33,8 @@ def test_tied_weights_survive_a_round_trip_through_a_file(tmp_path):
     assert opened.aliases() == [("0.weight", "1.weight")] == Checkpoint.from_module(model).aliases()
 
 
-def test_lazy_handles_and_repr():
-    ck = ckptlab.open("sample_ckpts/attention_net_ckpt.pt")
+def test_lazy_handles_and_repr(sample):
+    ck = ckptlab.open(sample("attention_net_ckpt.pt"))
     handle = ck.lazy("conv1.weight")
     assert handle.info == ck.info("conv1.weight")
     assert torch.equal(handle.load(), ck.tensor("conv1.weight"))

@@ -4,57 +4,60 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 import ckptlab
 from ckptlab.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
+
 CONTRACT = {"format", "container", "tensors", "total_params", "other"}
 
 
 def _inspect(capsys, *argv) -> tuple[int, str, str]:
-    code = main(["inspect", *argv])
+    code = main(["inspect", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_json_follows_the_contract(capsys):
-    code, out, err = _inspect(capsys, "sample_ckpts/attention_net_ckpt.pt", "--json")
+def test_json_follows_the_contract(capsys, sample):
+    code, out, err = _inspect(capsys, sample("attention_net_ckpt.pt"), "--json")
     assert code == 0 and err == ""
     data = json.loads(out)
     assert CONTRACT <= set(data)
-    ck = ckptlab.open("sample_ckpts/attention_net_ckpt.pt")
+    ck = ckptlab.open(sample("attention_net_ckpt.pt"))
     assert data["format"] == "torch-zip" and data["container"] == "net"
     assert data["tensors"] == [{"key": k, "shape": list(ck.info(k).shape), "dtype": ck.info(k).dtype_name,
                                 "nbytes": ck.info(k).nbytes} for k in ck.keys()]
     assert data["tensors"][0] == {"key": "conv1.weight", "shape": [8, 3, 3, 3], "dtype": "float32", "nbytes": 864}
     assert data["total_params"] == sum(t.numel() for t in torch.load(
-        "sample_ckpts/attention_net_ckpt.pt", weights_only=True)["net"].values())
+        sample("attention_net_ckpt.pt"), weights_only=True)["net"].values())
     assert {"key": "epoch", "type": "int"} in data["other"]
     assert data["candidates"][0]["path"] == "net"
 
 
-def test_top_level_container_is_empty_string(capsys):
-    _, out, _ = _inspect(capsys, "sample_ckpts/convnet_rgb.safetensors", "--json")
+def test_top_level_container_is_empty_string(capsys, sample):
+    _, out, _ = _inspect(capsys, sample("convnet_rgb.safetensors"), "--json")
     data = json.loads(out)
     assert data["container"] == "" and data["format"] == "safetensors" and data["other"] == []
 
 
-def test_container_option(capsys):
-    _, out, _ = _inspect(capsys, "sample_ckpts/attention_net_ckpt.pt", "--container", "optimizer.state.0", "--json")
+def test_container_option(capsys, sample):
+    _, out, _ = _inspect(capsys, sample("attention_net_ckpt.pt"), "--container", "optimizer.state.0", "--json")
     data = json.loads(out)
     assert data["container"] == "optimizer.state.0"
     assert sorted(t["key"] for t in data["tensors"]) == ["exp_avg", "exp_avg_sq", "step"]
 
 
-def test_errors_are_one_line_on_stderr(capsys, tmp_path):
+def test_errors_are_one_line_on_stderr(capsys, tmp_path, sample):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 64)
     code, out, err = _inspect(capsys, str(bad), "--json")
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "bad.pt" in err and "not a checkpoint format" in err
-    code, out, err = _inspect(capsys, "sample_ckpts/attention_net_ckpt.pt", "--container", "nope")
+    code, out, err = _inspect(capsys, sample("attention_net_ckpt.pt"), "--container", "nope")
     assert code == 1 and "candidates: 'net'" in err
 
 
@@ -70,8 +73,8 @@ def test_table_shows_keys_totals_container_and_placeholders(capsys, tmp_path):
     assert "'state_dict'" in out and "argparse.Namespace" in out
 
 
-def test_the_installed_command_prints_one_json_object():
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", "sample_ckpts/convnet_rgb_lightning.ckpt",
+def test_the_installed_command_prints_one_json_object(sample):
+    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", sample("convnet_rgb_lightning.ckpt"),
                            "--json"], capture_output=True, text=True, check=True)
     lines = proc.stdout.splitlines()
     assert len(lines) == 1

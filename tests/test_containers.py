@@ -23,8 +23,8 @@ def _open(tmp_path, obj, **kw):
     return ckptlab.open(path, **kw)
 
 
-def test_model_weights_win_over_bigger_optimizer_state():
-    ck = ckptlab.open("sample_ckpts/attention_net_ckpt.pt")
+def test_model_weights_win_over_bigger_optimizer_state(sample):
+    ck = ckptlab.open(sample("attention_net_ckpt.pt"))
     assert ck.container == "net" and len(ck) == 23
     paths = [c.path for c in ck.candidates]
     assert paths[0] == "net" and "optimizer.state.8" in paths
@@ -35,21 +35,21 @@ def test_model_weights_win_over_bigger_optimizer_state():
     assert "optimizer" not in ck.extras  # holds tensors: not a plain value
 
 
-def test_another_candidate_can_be_chosen():
-    ck = ckptlab.open("sample_ckpts/attention_net_ckpt.pt", container="optimizer.state.8")
+def test_another_candidate_can_be_chosen(sample):
+    ck = ckptlab.open(sample("attention_net_ckpt.pt"), container="optimizer.state.8")
     assert ck.container == "optimizer.state.8"
     assert sorted(ck.keys()) == ["exp_avg", "exp_avg_sq", "step"]
     assert ck.info("exp_avg").shape == (16, 16, 3, 3)
 
 
-def test_an_unknown_container_lists_the_candidates():
+def test_an_unknown_container_lists_the_candidates(sample):
     with pytest.raises(ContainerError, match=r"no tensor mapping at 'model'; candidates: 'net', 'optimizer"):
-        ckptlab.open("sample_ckpts/attention_net_ckpt.pt", container="model")
+        ckptlab.open(sample("attention_net_ckpt.pt"), container="model")
 
 
-def test_lightning_checkpoint():
-    ck = ckptlab.open("sample_ckpts/convnet_rgb_lightning.ckpt")
-    plain = ckptlab.open("sample_ckpts/convnet_rgb.pt")
+def test_lightning_checkpoint(sample):
+    ck = ckptlab.open(sample("convnet_rgb_lightning.ckpt"))
+    plain = ckptlab.open(sample("convnet_rgb.pt"))
     assert ck.container == "state_dict"
     assert ck.keys() == [f"model.{k}" for k in plain.keys()]
     assert ck.extras["hyper_parameters"] == {"in_chans": 3, "num_classes": 10, "lr": 0.01}
@@ -89,8 +89,8 @@ def test_tensors_in_lists(tmp_path):
     assert ck.container == "models.1" and len(ck) == 4
 
 
-def test_ddp_prefix_is_kept_as_is():
-    ck = ckptlab.open("sample_ckpts/convnet_rgb_ddp.pt")
+def test_ddp_prefix_is_kept_as_is(sample):
+    ck = ckptlab.open(sample("convnet_rgb_ddp.pt"))
     assert ck.container == "" and all(k.startswith("module.") for k in ck.keys())
 
 
@@ -161,3 +161,17 @@ def test_hyper_parameters_of_foreign_classes_become_placeholders(tmp_path, ghost
     assert ("hyper_parameters", "dict") in {(e.key, e.type) for e in ck.other}
     assert "hyper_parameters" not in ck.extras  # holds placeholders: never written back
     assert ck.extras == {"epoch": 2}
+
+
+def test_old_pickle_protocols_and_numpy_values(tmp_path):
+    import numpy as np
+
+    obj = {"w": torch.arange(4.0), "args": argparse.Namespace(lr=0.5), "hist": np.arange(3.0),
+           "best": np.float64(0.25)}
+    path = tmp_path / "p1.pt"
+    torch.save(obj, path, pickle_protocol=1)  # user classes go through copyreg._reconstructor
+    ck = ckptlab.open(path)
+    assert torch.equal(ck.tensor("w"), obj["w"])
+    assert ck.placeholders == ("argparse.Namespace",)
+    assert {(e.key, e.type) for e in ck.other} == {("args", "argparse.Namespace"), ("hist", "ndarray"),
+                                                   ("best", "float64")}

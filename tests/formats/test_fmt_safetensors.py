@@ -40,9 +40,9 @@ def test_values_are_byte_exact_and_read_span_by_span(saved, reads):
                                                           if t.numel())
 
 
-def test_the_bundled_sample_matches_its_torch_twin():
-    st = ckptlab.open("sample_ckpts/convnet_rgb.safetensors")
-    pt = ckptlab.open("sample_ckpts/convnet_rgb.pt")
+def test_the_bundled_sample_matches_its_torch_twin(sample):
+    st = ckptlab.open(sample("convnet_rgb.safetensors"))
+    pt = ckptlab.open(sample("convnet_rgb.pt"))
     assert sorted(st.keys()) == sorted(pt.keys())
     for key in pt.keys():
         assert torch.equal(st.tensor(key), pt.tensor(key))
