@@ -75,7 +75,7 @@ def test_table_shows_keys_totals_container_and_placeholders(capsys, tmp_path):
 
 def test_the_installed_command_prints_one_json_object(sample):
     proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", sample("convnet_rgb_lightning.ckpt"),
-                           "--json"], capture_output=True, text=True, check=True)
+                           "--json"], capture_output=True, text=True, check=True, cwd=REPO)
     lines = proc.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["container"] == "state_dict"
