@@ -7,6 +7,9 @@ The public API (see README.md)::
     rep = ckptlab.remap(source, target, out_path, recipe=None, auto="high")
     rep = ckptlab.load_into(model, source, recipe=None, auto="high")
     groups = ckptlab.param_groups(model, rep, lr=1e-3, new_lr_mult=10.0)
+
+Note: ``ckptlab.align`` is the function; the module it lives in is imported as
+``from ckptlab.align import ...`` (``import ckptlab.align as m`` gives the function).
 """
 from ckptlab.checkpoint import Checkpoint, OtherEntry, open
 from ckptlab.errors import (
@@ -22,36 +25,21 @@ from ckptlab.errors import (
     UnsupportedFormatError,
 )
 from ckptlab.info import TensorInfo
+from ckptlab.recipe import AdaptSpec, Recipe, Rule
 
-# Imported eagerly: the submodule ``ckptlab.align`` would otherwise shadow the function
-# ``ckptlab.align`` as soon as anything imports the submodule.
+# Bound after the submodule ``ckptlab.align`` is imported, so the function wins the name.
 from ckptlab.align import Alignment, align  # noqa: E402
+from ckptlab.report import Report  # noqa: E402
+from ckptlab.merge import remap  # noqa: E402
+from ckptlab.warmstart import CkptlabWarning, load_into  # noqa: E402
+from ckptlab.finetune import param_groups  # noqa: E402
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "Recipe": "ckptlab.recipe",
-    "remap": "ckptlab.merge",
-    "Report": "ckptlab.report",
-    "load_into": "ckptlab.warmstart",
-    "param_groups": "ckptlab.finetune",
-}
-
-
-def __getattr__(name: str):
-    """Import the heavier parts on first use, so ``import ckptlab`` stays quick."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ckptlab' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
 __all__ = [
     "open", "align", "remap", "load_into", "param_groups",
-    "Checkpoint", "TensorInfo", "OtherEntry", "Recipe", "Alignment", "Report",
+    "Checkpoint", "TensorInfo", "OtherEntry", "Recipe", "Rule", "AdaptSpec", "Alignment", "Report",
     "CheckpointError", "UnreadableFileError", "UnsafePickleError", "ContainerError",
     "UnsupportedFormatError", "RecipeError", "AdaptError", "MergeError", "ModelSpecError",
-    "PathNotAllowedError",
+    "PathNotAllowedError", "CkptlabWarning",
 ]

@@ -21,7 +21,8 @@ def is_model_spec(text: str) -> bool:
     if Path(text).exists():
         return False
     head, sep, tail = text.rpartition(":")
-    return bool(sep and head and tail.isidentifier() and not head.endswith(("/", "\\")))
+    dotted = all(part.isidentifier() for part in tail.split("."))  # ``pkg:Class.build``
+    return bool(sep and head and dotted and not head.endswith(("/", "\\")))
 
 
 def as_checkpoint(
