@@ -15,6 +15,7 @@ from typing import Any
 
 from ckptlab.checkpoint import Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
+from ckptlab.formats import paused_gc
 from ckptlab.formats.base import LazyTensor, Loaded
 from ckptlab.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
@@ -171,7 +172,8 @@ def _extras(root: Any, chosen: _Found) -> dict[str, Any]:
 
 def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None) -> Checkpoint:
     """Wrap the chosen container of ``loaded`` (``None``: the best candidate) as a Checkpoint."""
-    found = find(loaded.root)
+    with paused_gc():
+        found = find(loaded.root)
     if not found:
         raise ContainerError(f"no tensors found (the file holds a {type_name(loaded.root)})", path)
     if container is None:

@@ -66,19 +66,33 @@ class ZipArchive:
 
     def __init__(self, region: Region, path: Path):
         self.region, self.path = region, path
+        self._fp = region.open()
         try:
-            with region.open() as fp, zipfile.ZipFile(fp) as zf:
-                infos = zf.infolist()
+            self._zip = zipfile.ZipFile(self._fp)
+            infos = self._zip.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+            self._fp.close()
             raise UnreadableFileError(f"truncated or corrupt zip archive ({str(exc).splitlines()[0]})",
                                       path) from None
         pkls = sorted((i.filename for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")),
                       key=len)
         if not pkls:
+            self.close()
             raise UnreadableFileError("zip archive is not a PyTorch checkpoint (it has no data.pkl)", path)
         self.prefix = pkls[0][: -len("data.pkl")]
         self.infos = {i.filename[len(self.prefix):]: i for i in infos if i.filename.startswith(self.prefix)}
         self.members = _Members(region, {n: i for n, i in self.infos.items() if n.startswith("data/")})
+
+    def close(self) -> None:
+        """Parsing is done: lazy tensors reopen the file themselves, one span at a time."""
+        self._zip.close()
+        self._fp.close()
+
+    def __enter__(self) -> "ZipArchive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def is_torchscript(self) -> bool:
@@ -93,7 +107,7 @@ class ZipArchive:
             raise UnreadableFileError(f"{name} inflates {info.file_size // max(info.compress_size, 1)}x "
                                       "(a zip bomb?); refusing to inflate it", self.path)
         try:
-            with self.region.open() as fp, zipfile.ZipFile(fp) as zf, zf.open(info) as member:
+            with self._zip.open(info) as member:
                 data = member.read(MAX_PICKLE_BYTES + 1)
         except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
             raise UnreadableFileError(f"cannot read {name} ({str(exc).splitlines()[0]})", self.path) from None
@@ -142,12 +156,12 @@ class ZipArchive:
 
 def read_torch_zip(region: Region, path: Path) -> Loaded:
     """A ``torch.save`` archive (or TorchScript, see ``torchscript.py``) as a Loaded tree."""
-    archive = ZipArchive(region, path)
-    archive.check_byteorder()
-    if archive.is_torchscript:
-        from ckptlab.formats.torchscript import read_torchscript
+    with ZipArchive(region, path) as archive:
+        archive.check_byteorder()
+        if archive.is_torchscript:
+            from ckptlab.formats.torchscript import read_torchscript
 
-        return read_torchscript(archive)
-    root, placeholders = archive.load_pickle()
+            return read_torchscript(archive)
+        root, placeholders = archive.load_pickle()
     return Loaded("torch-zip", root, tuple(sorted(placeholders)))
 
