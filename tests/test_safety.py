@@ -184,3 +184,20 @@ def test_a_safetensors_header_length_that_looks_like_a_pickle_opcode(tmp_path):
             break
     assert path.read_bytes()[:2] == b"\x80\x05"
     assert torch.equal(ckptlab.open(path).tensor("w"), torch.ones(3))
+
+
+def test_tensor_classes_cannot_be_called_to_allocate(tmp_path):
+    # GLOBAL torch.FloatTensor, (10**12,), REDUCE: torch would try to allocate 4 TB
+    path = tmp_path / "alloc.pkl"
+    path.write_bytes(b"\x80\x02ctorch\nFloatTensor\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R.")
+    with pytest.raises(UnreadableFileError, match="corrupt pickle"):
+        ckptlab.open(path)
+
+
+def test_meta_tensors_list_but_have_no_values(tmp_path):
+    path = tmp_path / "meta.pt"
+    torch.save({"w": torch.empty(3, 4, device="meta")}, path)
+    ck = ckptlab.open(path)
+    assert ck.info("w").shape == (3, 4)
+    with pytest.raises(ckptlab.CheckpointError, match="meta device"):
+        ck.tensor("w")

@@ -13,13 +13,15 @@ from __future__ import annotations
 import codecs
 import collections
 import datetime
+from math import prod
 from typing import Any
 
 import torch
 
-from ckptlab.errors import UnsupportedFormatError
+from ckptlab.errors import CheckpointError, UnsupportedFormatError
 from ckptlab.formats.base import LazyTensor
 from ckptlab.formats.storage import StorageRef, lazy_view
+from ckptlab.info import TensorInfo
 
 # Modules whose every global is refused when called: they reach the OS, the interpreter or
 # other pickles. (Placeholders for their classes would be inert too, but no checkpoint has a
@@ -60,6 +62,16 @@ class StorageType:
         return f"StorageType({self.name})"
 
 
+class TypeMarker:
+    """A class named as a value only; not callable."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 def _values() -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {}
     for name, dtype in _LEGACY_STORAGES.items():
@@ -72,10 +84,12 @@ def _values() -> dict[tuple[str, str], Any]:
     for name in ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
                  "per_channel_symmetric", "per_channel_affine_float_qparams"):
         out[("torch", name)] = getattr(torch, name)
+    # Tensor classes appear as the ``new_type`` of a rebuild, never to be called (``torch.Tensor(n)``
+    # would allocate n elements): inert markers.
     for name in ("Tensor", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor",
                  "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"):
-        out[("torch", name)] = torch.Tensor
-    out[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
+        out[("torch", name)] = TypeMarker(f"torch.{name}")
+    out[("torch.nn.parameter", "Parameter")] = TypeMarker("torch.nn.Parameter")
     out[("builtins", "object")] = object
     return out
 
@@ -117,16 +131,11 @@ def _unsupported(what: str):
 
 
 def _meta_tensor(dtype, size, stride, *_ignored) -> LazyTensor:
-    from ckptlab.errors import CheckpointError
-    from ckptlab.info import TensorInfo
-
     def load():
         raise CheckpointError("tensor was saved on the meta device and has no values")
-    shape = tuple(size)
-    n = 1
-    for s in shape:
-        n *= s
-    return LazyTensor(TensorInfo(shape, dtype, n * dtype.itemsize), load)
+
+    shape = tuple(int(s) for s in size)
+    return LazyTensor(TensorInfo(shape, dtype, prod(shape) * dtype.itemsize), load)
 
 
 def _ordered_dict(*args) -> collections.OrderedDict:
