@@ -187,10 +187,10 @@ def test_a_safetensors_header_length_that_looks_like_a_pickle_opcode(tmp_path):
 
 
 def test_tensor_classes_cannot_be_called_to_allocate(tmp_path):
-    # GLOBAL torch.FloatTensor, (10**12,), REDUCE: torch would try to allocate 4 TB
+    # GLOBAL torch.FloatTensor, (1000,), REDUCE: with a bigger number torch would allocate terabytes
     path = tmp_path / "alloc.pkl"
-    path.write_bytes(b"\x80\x02ctorch\nFloatTensor\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R.")
-    with pytest.raises(UnreadableFileError, match="corrupt pickle"):
+    path.write_bytes(b"\x80\x02ctorch\nFloatTensor\nM\xe8\x03\x85R.")
+    with pytest.raises(UnreadableFileError, match="corrupt pickle .*not callable"):
         ckptlab.open(path)
 
 
