@@ -1,0 +1,111 @@
+"""What a visitor does on the page, as Playwright steps (shared by the e2e tests and
+bench/bench_app.py). Widgets are found by the ``st-key-<key>`` class Streamlit gives
+keyed elements; the data grids are canvases, so cells are reached by coordinates."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import wait_idle
+
+HEADER_PX = 36        # glide grid header row
+ROW_PX = 35           # glide grid data row
+
+
+def key(page, widget_key: str):
+    """The element Streamlit marks with the widget's key (odd characters become '-')."""
+    return page.locator(".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", widget_key.strip()))
+
+
+def metrics(page) -> dict[str, int]:
+    out = {}
+    for text in page.locator("[data-testid='stMetric']").all_inner_texts():
+        label, _, value = text.strip().partition("\n")
+        out[label.split()[-1]] = int(value.strip().replace(",", ""))
+    return out
+
+
+def wait_for_metrics(page, timeout: float = 30.0, **expected: int) -> dict[str, int]:
+    """Poll until every expected status count is shown (or fail with what is shown)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            seen = metrics(page)
+        except ValueError:
+            seen = {}
+        if seen and all(seen.get(k) == v for k, v in expected.items()):
+            return seen
+        page.wait_for_timeout(100)
+    raise AssertionError(f"expected counts {expected}, the page shows {seen}")
+
+
+def choose_option(page, widget_key: str, option: str, exact: bool = False) -> None:
+    key(page, widget_key).get_by_role("combobox").click()
+    page.keyboard.press("ArrowDown")      # opens the list with every option (clicks alone may not)
+    page.get_by_role("option", name=option, exact=exact).first.click()
+    wait_idle(page)
+
+
+def pick_pair(page, title_start: str) -> None:
+    choose_option(page, "pair", title_start)
+
+
+def choose_radio(page, widget_key: str, label: str) -> None:
+    key(page, widget_key).get_by_text(label, exact=True).click()
+    wait_idle(page)
+
+
+def upload_with_chooser(page, widget_key: str, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        key(page, widget_key).get_by_test_id("stFileUploaderDropzone").click()
+    chooser.value.set_files(str(path))
+    wait_idle(page)
+
+
+def drop_file(page, widget_key: str, path: Path) -> None:
+    """A real drag-and-drop: dragenter/dragover/drop events carrying the file."""
+    transfer = page.evaluate_handle(
+        "([name, bytes]) => { const dt = new DataTransfer();"
+        " dt.items.add(new File([new Uint8Array(bytes)], name)); return dt; }",
+        [path.name, list(path.read_bytes())])
+    zone = key(page, widget_key).get_by_test_id("stFileUploaderDropzone")
+    for event in ("dragenter", "dragover", "drop"):
+        zone.dispatch_event(event, {"dataTransfer": transfer})
+    wait_idle(page)
+
+
+def grid_cell_point(page, grid_key_prefix: str, row: int, x_offset: float) -> tuple[float, float]:
+    grid = page.locator(f"[class*='st-key-{grid_key_prefix}']").get_by_test_id("stDataFrame")
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    return box["x"] + x_offset, box["y"] + HEADER_PX + ROW_PX * row + ROW_PX / 2
+
+
+def add_rule(page, kind: str, pattern: str, row: int) -> None:
+    """Add a grid line and fill kind + pattern with the keyboard: select the new line's
+    first cell by coordinates, move right, open the kind dropdown, type, Enter."""
+    holder = page.locator("[class*='st-key-rules_grid_']")
+    holder.scroll_into_view_if_needed()
+    holder.hover()
+    holder.get_by_role("button", name="Add row").click()
+    page.wait_for_timeout(200)
+    x, y = grid_cell_point(page, "rules_grid_", row, 60)
+    page.mouse.click(x, y)
+    page.wait_for_timeout(150)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")          # opens the dropdown editor
+    page.wait_for_timeout(300)
+    page.keyboard.type(kind)
+    page.wait_for_timeout(150)
+    page.keyboard.press("Enter")          # choose it; the selection moves down a line
+    wait_idle(page)
+    page.mouse.click(x, y)                # back to the line, then to its pattern cell
+    page.wait_for_timeout(150)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.type(pattern)
+    page.wait_for_timeout(150)
+    page.keyboard.press("Enter")
+    wait_idle(page)

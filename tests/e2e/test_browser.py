@@ -1,0 +1,87 @@
+"""The app in a real browser: uploads, the rule grid, a shape fix, the merged download."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import ckptlab
+from tests.e2e import appdriver as drive
+from tests.e2e.conftest import ROOT, screenshot, wait_idle
+
+SAMPLES = ROOT / "sample_ckpts"
+pytestmark = pytest.mark.e2e
+
+
+def test_first_open_shows_the_demo_with_the_loud_warning(page) -> None:
+    pair = ckptlab.align(SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", auto="none")
+    drive.wait_for_metrics(page, missing=pair.summary["missing"], renamed=0)
+    assert page.get_by_text("Nearly nothing would load").is_visible()
+    screenshot(page, "01-first-open")
+    page.locator(f".st-key-accept_{_fid({'add_prefix': 'attention_map.'})} button").click()
+    wait_idle(page)
+    drive.wait_for_metrics(page, renamed=len(torch.load(SAMPLES / "attention_net_ckpt.pt", weights_only=True)["net"]))
+    assert page.get_by_text("Nearly nothing would load").count() == 0
+    screenshot(page, "02-suggestion-accepted")
+
+
+def test_upload_both_checkpoints_chooser_and_drop(page) -> None:
+    drive.choose_radio(page, "source_mode", "Upload")
+    drive.upload_with_chooser(page, "source_upload", SAMPLES / "convnet_rgb.pt")
+    drive.choose_radio(page, "target_mode", "Upload")
+    drive.drop_file(page, "target_upload", SAMPLES / "convnet_rgba.pt")
+    expected = ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt", auto="none").summary
+    drive.wait_for_metrics(page, **expected)
+    assert page.get_by_test_id("stDataFrame").first.is_visible()
+    assert page.get_by_text(f"{sum(expected.values())} of {sum(expected.values())} rows").is_visible()
+    screenshot(page, "03-uploaded-pair")
+
+
+def test_rule_added_in_the_grid_changes_the_table(page) -> None:
+    drive.pick_pair(page, "DDP checkpoint")
+    keys = len(ckptlab.open(SAMPLES / "convnet_rgb.pt"))
+    drive.wait_for_metrics(page, renamed=0, missing=keys, unused=keys)
+    drive.add_rule(page, "strip_prefix", "module.", row=0)
+    drive.wait_for_metrics(page, renamed=keys, missing=0, unused=0)
+    screenshot(page, "04-rule-added")
+    drive.add_rule(page, "drop", "[", row=1)       # an invalid rule: error beside the grid, table kept
+    assert page.get_by_text("rule 2 (drop): bad regex").is_visible()
+    drive.wait_for_metrics(page, renamed=keys, missing=0)
+    screenshot(page, "05-invalid-rule")
+
+
+def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
+    drive.pick_pair(page, "RGB -> RGBA")
+    drive.wait_for_metrics(page, mismatch=1, adapted=0)
+    assert page.get_by_text("Merged checkpoint refused").is_visible()
+    drive.choose_option(page, "fix_op_conv1.weight", "truncate", exact=True)
+    assert page.get_by_text("truncate cannot grow dim 1").is_visible()     # previewed, not applied
+    assert drive.key(page, "fix_apply_conv1.weight").locator("button").is_disabled()
+    drive.choose_option(page, "fix_op_conv1.weight", "pad", exact=True)
+    drive.choose_option(page, "fix_fill_conv1.weight", "zeros", exact=True)
+    assert drive.key(page, "fix_apply_conv1.weight").locator("button").is_enabled()
+    drive.key(page, "fix_apply_conv1.weight").locator("button").click()
+    wait_idle(page)
+    drive.wait_for_metrics(page, mismatch=0, adapted=1)
+    screenshot(page, "06-shape-fixed")
+    drive.choose_radio(page, "out_format", ".pt")
+    drive.key(page, "build_merged").locator("button").click()
+    wait_idle(page)
+    with page.expect_download() as download:
+        drive.key(page, "download_merged").locator("button").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    merged = torch.load(saved, weights_only=True)
+    source = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
+    assert sorted(merged) == sorted(torch.load(SAMPLES / "convnet_rgba.pt", weights_only=True))
+    assert torch.equal(merged["conv1.weight"][:, :3], source["conv1.weight"])
+    assert not merged["conv1.weight"][:, 3].any()
+    assert all(torch.equal(merged[k], v) for k, v in source.items() if k != "conv1.weight")
+    screenshot(page, "07-downloaded")
+
+
+def _fid(fragment: dict) -> str:
+    from ckptlab.editing import fragment_id
+
+    return fragment_id(fragment)
