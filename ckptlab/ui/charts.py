@@ -16,6 +16,7 @@ from ckptlab.ui import table
 TREEMAP = "treemap"
 _LAST_CLICK = "_treemap_last_click"
 _SAMPLE = 200_000        # values drawn per histogram (a fixed, evenly spaced subset)
+TREEMAP_NODES = 600      # more is unreadable and slow to draw: big checkpoints show modules only
 
 
 def take_click() -> None:
@@ -41,7 +42,7 @@ def show(alignment: Any) -> None:
 
 
 def _treemap(alignment: Any) -> None:
-    nodes = modtree.module_frame(alignment.rows)
+    nodes = modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES)
     if nodes.empty:
         return
     fig = go.Figure(go.Treemap(
@@ -66,7 +67,9 @@ def _colour_name(status: str) -> str:
 def _histogram(alignment: Any) -> None:
     from ckptlab import merge
 
-    keys = [r.target for r in alignment.rows if r.status in ("exact", "renamed", "adapted")]
+    order = {"adapted": 0, "renamed": 1, "exact": 2}     # the changed tensors first
+    fed = sorted((r for r in alignment.rows if r.status in order), key=lambda r: order[r.status])
+    keys = [r.target for r in fed]
     if not keys:
         st.caption("No target key is fed yet: the histogram compares a source tensor with its merged value.")
         return
