@@ -10,6 +10,8 @@ Three kinds of global:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import codecs
 import collections
 import datetime
@@ -106,7 +108,7 @@ def _rebuild_tensor_v3(storage: StorageRef, offset, size, stride, requires_grad,
     """v3 names the dtype itself; the storage may be untyped bytes."""
     if isinstance(storage, StorageRef) and isinstance(dtype, torch.dtype) and dtype != storage.dtype:
         numel = storage.numel * storage.dtype.itemsize // dtype.itemsize
-        storage = StorageRef(storage.ident, dtype, numel, storage.read, storage.where)
+        storage = dataclasses.replace(storage, dtype=dtype, numel=numel)
     return _rebuild_tensor(storage, offset, size, stride)
 
 

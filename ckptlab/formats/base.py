@@ -13,15 +13,18 @@ import torch
 
 from ckptlab.info import TensorInfo
 
+FileSpan = tuple[str, int, int]
+
 
 class LazyTensor:
     """A tensor in a file: its metadata now, its bytes on demand.
 
     ``storage_id`` identifies the underlying storage (and ``view`` the offset, shape and
     stride into it) so that tied or shared tensors can be recognised without reading them.
+    ``span`` (optional) says where the bytes lie on disk; see ``file_span``.
     """
 
-    __slots__ = ("info", "_load", "storage_id", "view")
+    __slots__ = ("info", "_load", "storage_id", "view", "_span")
 
     def __init__(
         self,
@@ -29,11 +32,20 @@ class LazyTensor:
         load: Callable[[], torch.Tensor],
         storage_id: Hashable | None = None,
         view: tuple | None = None,
+        span: Callable[[], FileSpan | None] | None = None,
     ):
         self.info = info
         self._load = load
         self.storage_id = storage_id
         self.view = view
+        self._span = span
+
+    @property
+    def file_span(self) -> FileSpan | None:
+        """``(path, offset, nbytes)`` when the tensor's bytes lie in one file contiguously,
+        in C order and little-endian, exactly as ``load()`` would return them: a writer may
+        then copy them file to file instead of loading the tensor. ``None`` otherwise."""
+        return self._span() if self._span is not None else None
 
     def load(self) -> torch.Tensor:
         """Read the bytes and return a CPU tensor that owns its memory."""

@@ -80,4 +80,7 @@ def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: t
         raw = region.read_into_tensor(begin, info.nbytes)
         return (raw.view(dtype) if dtype != torch.uint8 else raw).reshape(shape)
 
-    return LazyTensor(info, load, (str(region.path), begin), (begin, shape, dtype))
+    def span() -> tuple[str, int, int] | None:
+        return (str(region.path), region.start + begin, info.nbytes) if info.nbytes else None
+
+    return LazyTensor(info, load, (str(region.path), begin), (begin, shape, dtype), span)

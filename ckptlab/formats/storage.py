@@ -13,7 +13,7 @@ from math import prod
 import torch
 
 from ckptlab.errors import UnreadableFileError
-from ckptlab.formats.base import LazyTensor
+from ckptlab.formats.base import FileSpan, LazyTensor
 from ckptlab.info import TensorInfo
 
 
@@ -23,6 +23,8 @@ class StorageRef:
 
     ``read`` takes a byte offset relative to the storage and returns a fresh uint8 tensor.
     ``ident`` is unique per storage within one file (for tied-weight detection).
+    ``locate`` (optional) gives ``(path, absolute offset)`` of the storage's first byte when
+    its bytes lie uncompressed in a plain file, so contiguous views can offer a file span.
     """
 
     ident: Hashable
@@ -30,6 +32,7 @@ class StorageRef:
     numel: int
     read: Callable[[int, int], torch.Tensor]
     where: str = ""
+    locate: Callable[[], tuple[str, int] | None] | None = None
 
 
 def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int]:
@@ -63,8 +66,23 @@ def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
         flat = raw.view(dtype) if dtype != torch.uint8 else raw
         return flat.as_strided(shape, stride, 0)
 
+    def span() -> FileSpan | None:
+        where = storage.locate() if storage.locate is not None else None
+        if where is None or count == 0 or stride != _c_strides(shape):
+            return None
+        return where[0], where[1] + first * itemsize, count * itemsize
+
     info = TensorInfo(shape, dtype, prod(shape) * itemsize)
-    return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype))
+    return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype), span)
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a C-contiguous tensor of ``shape`` (dims of size 1 as torch sets them)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def lazy_from_chunks(info: TensorInfo, chunks: list[tuple[tuple[int, ...], LazyTensor]],

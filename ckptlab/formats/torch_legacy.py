@@ -70,7 +70,10 @@ def _storage(region: Region, starts: dict[str, int], key: str, dtype: torch.dtyp
     def read(offset: int, nbytes: int) -> torch.Tensor:
         return region.read_into_tensor(starts[key] + base * dtype.itemsize + offset, nbytes)
 
-    return StorageRef((str(region.path), key, base), dtype, numel, read, str(region.path))
+    def locate() -> tuple[str, int]:
+        return str(region.path), region.start + starts[key] + base * dtype.itemsize
+
+    return StorageRef((str(region.path), key, base), dtype, numel, read, str(region.path), locate)
 
 
 def _locate_storages(f: IO[bytes], path: Path, keys: list[str], roots: dict[str, tuple[torch.dtype, int]],

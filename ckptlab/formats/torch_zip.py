@@ -43,13 +43,24 @@ class _Members:
                                       f"{offset + nbytes}", self.region.path)
         if info.compress_type != zipfile.ZIP_STORED:
             return self._read_compressed(info, offset, nbytes)
+        return self.region.read_into_tensor(self.start(name) + offset, nbytes)
+
+    def start(self, name: str) -> int:
+        """Offset of a stored member's bytes in the region (read from its local header once)."""
         start = self.starts.get(name)
         if start is None:
+            info = self.infos[name]
             sig, name_len, extra_len = _LOCAL_HEADER.unpack(self.region.read(info.header_offset, 30))
             if sig != b"PK\x03\x04":
                 raise UnreadableFileError(f"corrupt zip: bad local header for {name}", self.region.path)
             start = self.starts[name] = info.header_offset + 30 + name_len + extra_len
-        return self.region.read_into_tensor(start + offset, nbytes)
+        return start
+
+    def locate(self, name: str) -> tuple[str, int] | None:
+        """``(path, absolute offset)`` of a stored member's bytes; None when compressed."""
+        if self.infos[name].compress_type != zipfile.ZIP_STORED:
+            return None
+        return str(self.region.path), self.region.start + self.start(name)
 
     def _read_compressed(self, info: zipfile.ZipInfo, offset: int, nbytes: int) -> torch.Tensor:
         """Re-zipped archives deflate their members: inflate just up to the span we need."""
@@ -151,7 +162,7 @@ class ZipArchive:
             return members.read(member, offset, nbytes)
 
         ident = (str(self.region.path), self.region.start, key)
-        return StorageRef(ident, dtype, numel, read, str(self.path))
+        return StorageRef(ident, dtype, numel, read, str(self.path), lambda: members.locate(member))
 
 
 def read_torch_zip(region: Region, path: Path) -> Loaded:
