@@ -28,7 +28,7 @@ with top:
     state.panel(summary.counts, alignment)
     state.panel(suggestions.show, alignment)
     charts.take_click()
-    frame = state.panel(table.rows_frame, alignment.rows)
+    frame = state.panel(table.frame_of, alignment)
     if frame is not None:
         state.panel(table.show, alignment, frame)
 with bottom:

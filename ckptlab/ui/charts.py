@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from ckptlab import modtree
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import table
+from ckptlab.ui import state, table
 
 TREEMAP = "treemap"
 _LAST_CLICK = "_treemap_last_click"
@@ -42,7 +42,7 @@ def show(alignment: Any) -> None:
 
 
 def _treemap(alignment: Any) -> None:
-    nodes = modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES)
+    nodes = state.derived("treemap", lambda: modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES))
     if nodes.empty:
         return
     fig = go.Figure(go.Treemap(

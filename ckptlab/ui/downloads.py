@@ -14,10 +14,6 @@ FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
 
 
-def _build_key(alignment: Any, suffix: str) -> tuple:
-    return (id(alignment.source), id(alignment.target), alignment.effective_recipe.to_yaml(), suffix)
-
-
 def show(alignment: Any) -> None:
     from ckptlab import merge
 
@@ -39,7 +35,7 @@ def _merged(plan: Any, alignment: Any) -> None:
     from ckptlab import write
 
     suffix = st.radio("Merged checkpoint format", FORMATS, horizontal=True, key="out_format")
-    key = _build_key(alignment, suffix)
+    key = (state.alignment_key(), suffix)
     if st.button("Build merged checkpoint", key="build_merged", disabled=plan is None, type="primary"):
         folder = state.session_dir() / "merged"
         folder.mkdir(parents=True, exist_ok=True)
@@ -71,14 +67,18 @@ def _merged(plan: Any, alignment: Any) -> None:
 def _others(plan: Any, alignment: Any) -> None:
     from ckptlab import merge
 
-    report = plan.report() if plan is not None else state.guarded(
-        st, lambda: merge.plan(alignment, on_mismatch="keep-target").report(), what="report: ")
-    if report is not None:
+    if plan is None:
+        plan = state.guarded(st, lambda: merge.plan(alignment, on_mismatch="keep-target"), what="report: ")
+    if plan is not None:
+        # Deferred: a 10,000-row report is built only when its button is clicked.
         a, b = st.columns(2)
-        a.download_button("Report (CSV)", data=report.to_csv(), file_name="ckptlab-report.csv", mime="text/csv",
-                          key="download_report_csv", on_click="ignore")
-        b.download_button("Report (JSON)", data=report.to_json(), file_name="ckptlab-report.json",
+        a.download_button("Report (CSV)", data=lambda: plan.report().to_csv(), file_name="ckptlab-report.csv",
+                          mime="text/csv", key="download_report_csv", on_click="ignore")
+        b.download_button("Report (JSON)", data=lambda: plan.report().to_json(), file_name="ckptlab-report.json",
                           mime="application/json", key="download_report_json", on_click="ignore")
+    recipe = alignment.effective_recipe
+    st.download_button("Recipe (YAML)", data=recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
+                       key="download_recipe", on_click="ignore")
     snippet = state.guarded(st, lambda: _snippet(alignment), what="snippet: ")
     if snippet:
         st.download_button("PyTorch snippet (remap.py)", data=snippet, file_name="remap.py", mime="text/x-python",

@@ -100,9 +100,7 @@ def effective(where: Any, alignment: Any) -> None:
     """The recipe as YAML (the one that produced the table, auto-applied suggestions included)."""
     with where:
         recipe = alignment.effective_recipe
-        st.markdown("**Recipe** (YAML: copy it, download it, or load it back above)")
+        st.markdown("**Recipe** (YAML: copy it, load it back above, download it below)")
         if recipe != state.recipe():
             st.caption("Includes the suggestions applied automatically.")
         st.code(recipe.to_yaml(), language="yaml")
-        st.download_button("Download recipe.yaml", data=recipe.to_yaml(), file_name="recipe.yaml",
-                           mime="application/x-yaml", key="download_recipe", on_click="ignore")

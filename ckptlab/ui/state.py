@@ -115,17 +115,39 @@ def start_pair(identity: tuple) -> bool:
 
 
 def alignment(source: Any, target: Any, auto: str) -> Any:
-    """``ckptlab.align`` for this pair and recipe, recomputed only when one of them changes."""
+    """``ckptlab.align`` for this pair and recipe, recomputed only when one of them changes.
+
+    The cache key is the pair's identity (paths, sizes, mtimes, containers, model specs),
+    the recipe's YAML and ``auto``: content, never ``id()`` of objects that may be freed.
+    """
     from ckptlab.align import align
 
     current = recipe()
-    key = (id(source), id(target), current.to_yaml(), auto)
+    containers = (getattr(source, "container", None), getattr(target, "container", None))
+    key = (st.session_state.get(_PAIR), containers, current.to_yaml(), auto)
     saved = st.session_state.get(_ALIGNED)
     if saved is not None and saved[0] == key:
         return saved[1]
     result = align(source, target, current, auto=auto)
-    st.session_state[_ALIGNED] = (key, result)
+    st.session_state[_ALIGNED] = (key, result, {})
     return result
+
+
+def alignment_key() -> tuple:
+    """Identifies the alignment on the page (for results that belong to it)."""
+    saved = st.session_state.get(_ALIGNED)
+    return saved[0] if saved is not None else ()
+
+
+def derived(name: str, build: Callable[[], T]) -> T:
+    """A value computed from the current alignment, kept until the alignment changes."""
+    saved = st.session_state.get(_ALIGNED)
+    if saved is None:
+        return build()
+    store = saved[2]
+    if name not in store:
+        store[name] = build()
+    return store[name]
 
 
 def panel(draw: Callable[..., Any], *args: Any) -> Any:

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ckptlab import modtree
+from ckptlab.ui import state
 from ckptlab.ui.icons import STATUS_ICONS, STATUS_ORDER
 
 COLUMNS = ("target", "target_shape", "target_dtype", "source", "source_shape", "source_dtype", "status", "reason")
@@ -32,6 +33,11 @@ def rows_frame(rows: Iterable[Any]) -> pd.DataFrame:
         records.append((r.target or "", _shape(r.target_shape), _dtype(r.target_dtype), source or "",
                         _shape(r.source_shape), _dtype(r.source_dtype), r.status, r.reason or ""))
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def frame_of(alignment: Any) -> pd.DataFrame:
+    """``rows_frame`` once per alignment (reruns that only filter reuse it)."""
+    return state.derived("frame", lambda: rows_frame(alignment.rows))
 
 
 def filter_frame(frame: pd.DataFrame, statuses: Iterable[str], search: str = "",

@@ -24,9 +24,7 @@ def merged_tensors(alignment: Any) -> dict:
     """The merged checkpoint in memory (the same plan the download writes)."""
     from ckptlab import merge
 
-    plan = merge.plan(alignment)
-    key = ("merged", id(alignment.source), id(alignment.target), alignment.effective_recipe.to_yaml())
-    return state.cached(key, lambda: {o.key: o.produce() for o in plan.outputs()})
+    return state.derived("merged", lambda: {o.key: o.produce() for o in merge.plan(alignment).outputs()})
 
 
 def show(alignment: Any, source: Any, target: Any) -> None:
@@ -42,7 +40,7 @@ def show(alignment: Any, source: Any, target: Any) -> None:
     src_kwargs_text = kwargs_col.text_input("Source model kwargs (JSON)", value=json.dumps(source.kwargs or {}),
                                             key=f"verify_src_kwargs_{source.model}")
     results = st.session_state.setdefault(RESULTS, {})
-    run_key = (id(alignment.source), id(alignment.target), alignment.effective_recipe.to_yaml())
+    run_key = state.alignment_key()
     load_col, func_col, speed_col = st.columns(3)
     if load_col.button("Load report (strict)", key="verify_load"):
         results[("load", run_key)] = state.guarded(st, lambda: _load(alignment, target))

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -25,11 +27,18 @@ def app() -> AppTest:
 
 
 @pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
-    """file id -> bytes of every file the app hands to Streamlit's media storage (download
-    buttons); the download button's proto URL names the file id."""
-    seen: dict[str, bytes] = {}
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """file id -> what a download button serves: the bytes the app handed to Streamlit's
+    media storage (the button's URL names the id), or the callable of a deferred button
+    (the browser's click runs exactly that callable)."""
+    seen: dict[str, Any] = {}
     original = MemoryMediaFileStorage.load_and_get_id
+    original_deferred = MediaFileManager.add_deferred
+
+    def deferring(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = original_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+        seen[file_id] = data_callable
+        return file_id
 
     def recording(self, path_or_data, mimetype, kind, filename=None):
         file_id = original(self, path_or_data, mimetype, kind, filename)
@@ -38,11 +47,14 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
         return file_id
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", deferring)
     return seen
 
 
-def download_bytes(at: AppTest, key: str, seen: dict[str, bytes]) -> bytes:
+def download_bytes(at: AppTest, key: str, seen: dict[str, Any]) -> bytes:
     button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
-    url = button.proto.url
-    file_id = url.rsplit("/", 1)[-1].split(".", 1)[0]
+    if button.proto.deferred_file_id:
+        data = seen[button.proto.deferred_file_id]()
+        return data.encode() if isinstance(data, str) else data
+    file_id = button.proto.url.rsplit("/", 1)[-1].split(".", 1)[0]
     return seen[file_id]
