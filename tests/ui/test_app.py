@@ -221,3 +221,41 @@ def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> No
     replaced = Path(one.session_state["_source_upload_file"][1])
     assert replaced.exists() and not first.exists()
     assert set(table(one)["source"]) - {""} == set(ckptlab.open(SAMPLES / "classifier_10.pt").keys())
+
+
+def test_recipe_upload_applies_and_a_bad_one_says_why() -> None:
+    at = pick_pair(new_app(), 5)                              # warm start: conv1 -> backbone_conv
+    text = "rules:\n- replace: {pattern: '^conv1\\.', with: 'backbone_conv.'}\n"
+    at.file_uploader(key="recipe_upload").set_value(("recipe.yaml", text.encode(), "application/x-yaml")).run()
+    no_failure(at)
+    expected = ckptlab.align(PAIRS[5].source.path, PAIRS[5].target.path, Recipe.from_text(text), auto="none")
+    assert counts(at) == expected.summary and counts(at)["renamed"] == 2
+    assert any("backbone_conv." in c.value for c in at.code)
+    at.file_uploader(key="recipe_upload").set_value(("bad.yaml", b"rules:\n- drop: '('\n", "text/yaml")).run()
+    no_failure(at)
+    assert any(e.value.startswith("bad.yaml: rule 1 (drop): bad regex") for e in at.error)
+    assert counts(at) == expected.summary                   # the last good recipe stays in force
+
+
+def test_status_filter_and_key_search() -> None:
+    at = pick_pair(new_app(), 1)                              # attention swap
+    expected = ckptlab.align(PAIRS[1].source.path, PAIRS[1].target.path, Recipe(), auto="none")
+    at.multiselect(key="status_filter").set_value(["missing"]).run()
+    frame = table(at)
+    assert set(frame["target"]) == {r.target for r in expected.rows if r.status == "missing"}
+    at.multiselect(key="status_filter").set_value(["exact", "missing", "unused"]).run()
+    at.text_input(key="key_search").input("ATTN").run()       # case-insensitive, either side
+    frame = table(at)
+    keys = {r.target or r.source for r in expected.rows if "attn" in (r.target or "") + (r.source or "")}
+    assert set(frame["target"].where(frame["target"] != "", frame["source"])) == keys
+
+
+def test_finetune_plan_and_code_for_the_head_story() -> None:
+    at = pick_pair(new_app(), 3)              # 10 -> 100 classes; the head stays new (mismatch, not adapted)
+    at.checkbox(key="ft_freeze_loaded").check().run()
+    no_failure(at)
+    groups = next(d.value for d in at.dataframe if "lr" in d.value.columns)
+    head = torch.load(PAIRS[3].target.path, weights_only=True)
+    assert list(groups["name"]) == ["new"] and groups["lr"].item() == pytest.approx(1e-3 * 10)
+    assert groups["params"].item() == head["fc.weight"].numel() + head["fc.bias"].numel()
+    assert any("param_groups" in c.value or "requires_grad" in c.value for c in at.code)
