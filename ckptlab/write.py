@@ -112,7 +112,7 @@ def write_tensors(
     bar = _Bar(progress, sum(g.info.nbytes * _copies(g, suffix) for g in groups))
     with _Atomic([out_path.with_name(n) for n in names] + ([_index_path(out_path)] if len(shards) > 1 else [])) as tmp:
         for shard, tmp_path in zip(shards, tmp.paths):
-            with open(tmp_path, "wb") as f:
+            with open(tmp_path, "r+b") as f:  # mkstemp made it empty; "wb" would truncate, and ext4 then flushes on close
                 if suffix == ".safetensors":
                     _write_safetensors(f, shard, metadata, bar)
                 else:
