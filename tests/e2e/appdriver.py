@@ -109,3 +109,18 @@ def add_rule(page, kind: str, pattern: str, row: int) -> None:
     page.wait_for_timeout(150)
     page.keyboard.press("Enter")
     wait_idle(page)
+
+
+def click_treemap_module(page, label: str) -> None:
+    """Click the header band of the treemap box labelled ``label`` (its centre belongs to
+    its children)."""
+    chart = key(page, "treemap")
+    chart.scroll_into_view_if_needed()
+    slices = chart.locator("g.slice")
+    for i in range(slices.count()):
+        text = (slices.nth(i).locator("text").first.text_content() or "").strip()
+        if text.split("\n")[0].startswith(label) and not text[len(label):len(label) + 1].isalnum():
+            slices.nth(i).locator("path.surface").first.click(position={"x": 6, "y": 6}, force=True)
+            wait_idle(page)
+            return
+    raise AssertionError(f"no treemap box labelled {label!r}")

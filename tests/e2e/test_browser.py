@@ -85,3 +85,16 @@ def _fid(fragment: dict) -> str:
     from ckptlab.editing import fragment_id
 
     return fragment_id(fragment)
+
+
+def test_clicking_a_module_in_the_treemap_filters_the_table(page) -> None:
+    drive.pick_pair(page, "RGB -> RGBA")
+    total = len(ckptlab.open(SAMPLES / "convnet_rgba.pt"))
+    conv1 = [k for k in ckptlab.open(SAMPLES / "convnet_rgba.pt").keys() if k.startswith("conv1.")]
+    drive.click_treemap_module(page, "conv1")
+    page.get_by_text("Showing only module conv1").wait_for()
+    assert page.get_by_text(f"{len(conv1)} of {total} rows").is_visible()
+    screenshot(page, "08-treemap-filter")
+    drive.key(page, "clear_module").locator("button").click()
+    wait_idle(page)
+    assert page.get_by_text(f"{total} of {total} rows").is_visible()
