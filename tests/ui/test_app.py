@@ -104,6 +104,7 @@ def test_shape_fix_then_download_loads_with_torch(downloads: dict[str, bytes]) -
         at.radio(key="out_format").set_value(suffix).run()
         at.button(key="build_merged").click().run()
         no_failure(at)
+        assert at.get("progress")[-1].proto.value == 100
         data = download_bytes(at, "download_merged", downloads)
         if suffix == ".pt":
             merged = torch.load(io.BytesIO(data), weights_only=True)
@@ -202,10 +203,14 @@ def test_verification_of_the_rgba_fix() -> None:
     at.button(key="fix_apply_conv1.weight").click().run()
     at.button(key="verify_load").click().run()
     at.button(key="verify_function").click().run()
+    at.button(key="verify_speed").click().run()
     no_failure(at)
     texts = [s.value for s in at.success]
     assert any("no missing, unexpected or mismatched" in t for t in texts)
     assert any(t.startswith("Function preservation: bit for bit equal") for t in texts)
+    speed = next(d.value for d in at.dataframe if "median ms" in d.value.columns)
+    assert list(speed["model"]) == ["source", "target"] and (speed["median ms"] > 0).all()
+    assert speed["time vs source"][0] == 1.0
 
 
 def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> None:
@@ -259,3 +264,29 @@ def test_finetune_plan_and_code_for_the_head_story() -> None:
     assert list(groups["name"]) == ["new"] and groups["lr"].item() == pytest.approx(1e-3 * 10)
     assert groups["params"].item() == head["fc.weight"].numel() + head["fc.bias"].numel()
     assert any("param_groups" in c.value or "requires_grad" in c.value for c in at.code)
+
+
+def test_container_choice_is_shown_and_can_be_changed() -> None:
+    at = new_app()                                            # attention_net_ckpt.pt: 'net' and optimizer state
+    ck = ckptlab.open(PAIRS[0].source.path)
+    picker = next(s for s in at.sidebar.selectbox if s.key and s.key.startswith("source_container_"))
+    assert picker.value == ck.container and len(picker.options) == len(ck.candidates)
+    other = next(c.path for c in ck.candidates if c.path != ck.container)
+    picker.set_value(other).run()
+    no_failure(at)
+    expected = ckptlab.align(ckptlab.open(PAIRS[0].source.path, container=other), PAIRS[0].target.path,
+                             auto="none")
+    assert set(table(at)["source"]) - {""} == {r.source for r in expected.rows if r.source}
+    assert any(f"under `{other}`" in c.value for c in at.sidebar.caption)
+
+
+def test_model_file_upload_when_code_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CKPTLAB_ALLOW_CODE", "1")
+    code = b"import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n" \
+           b"        super().__init__()\n        self.fc = torch.nn.Linear(3, 2)\n"
+    at = new_app()
+    at.sidebar.radio(key="target_mode").set_value("Model definition").run()
+    at.sidebar.text_input(key="target_code_callable").input("Net").run()
+    at.sidebar.file_uploader(key="target_code").set_value(("net.py", code, "text/x-python")).run()
+    no_failure(at)
+    assert set(table(at)["target"]) - {""} == {"fc.weight", "fc.bias"}
