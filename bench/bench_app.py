@@ -87,27 +87,7 @@ def time_upload(page, source: Path, target: Path) -> float:
 
 def time_rule_edit(page) -> float:
     """Type 'strip_prefix module.' into the grid; time only the final commit."""
-    holder = page.locator("[class*='st-key-rules_grid_']")
-    holder.scroll_into_view_if_needed()
-    holder.hover()
-    holder.get_by_role("button", name="Add row").click()
-    page.wait_for_timeout(200)
-    x, y = drive.grid_cell_point(page, "rules_grid_", 0, 60)
-    page.mouse.click(x, y)
-    page.wait_for_timeout(150)
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(300)
-    page.keyboard.type("strip_prefix")
-    page.wait_for_timeout(150)
-    page.keyboard.press("Enter")
-    wait_idle(page)
-    page.mouse.click(x, y)
-    page.wait_for_timeout(150)
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    page.keyboard.type("module.")
-    page.wait_for_timeout(150)
+    drive.type_rule(page, "strip_prefix", "module.", row=0)
     page.keyboard.press("Enter")
     return until(page, shows(renamed=KEYS, missing=0, unused=0))
 

@@ -83,9 +83,10 @@ def grid_cell_point(page, grid_key_prefix: str, row: int, x_offset: float) -> tu
     return box["x"] + x_offset, box["y"] + HEADER_PX + ROW_PX * row + ROW_PX / 2
 
 
-def add_rule(page, kind: str, pattern: str, row: int) -> None:
-    """Add a grid line and fill kind + pattern with the keyboard: select the new line's
-    first cell by coordinates, move right, open the kind dropdown, type, Enter."""
+def type_rule(page, kind: str, pattern: str, row: int) -> None:
+    """Add a grid line and fill kind + pattern with the keyboard, stopping before the
+    final Enter: select the new line's first cell by coordinates, move right, open the
+    kind dropdown, type, Enter; then move to the pattern cell and type it."""
     holder = page.locator("[class*='st-key-rules_grid_']")
     holder.scroll_into_view_if_needed()
     holder.hover()
@@ -107,6 +108,11 @@ def add_rule(page, kind: str, pattern: str, row: int) -> None:
     page.keyboard.press("ArrowRight")
     page.keyboard.type(pattern)
     page.wait_for_timeout(150)
+
+
+def add_rule(page, kind: str, pattern: str, row: int) -> None:
+    """A whole new rule line, committed (the page reruns with it)."""
+    type_rule(page, kind, pattern, row)
     page.keyboard.press("Enter")
     wait_idle(page)
 
