@@ -77,7 +77,7 @@ def test_verify_model_file_needs_allow_code(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--model", "sample_ckpts.models:Nope"], "has no attribute 'Nope'"),
-    (["--model", "sample_ckpts.models:ConvNet", "--model-kwargs", "{bad"], "--model-kwargs is not valid JSON"),
+    (["--model", "sample_ckpts.models:ConvNet", "--model-kwargs", "{bad"], "--model-kwargs: model kwargs are not valid JSON"),
 ])
 def test_verify_errors_are_one_line(capsys, extra, message):
     code = main(["verify", str(SAMPLES / "convnet_rgb.pt"), *extra, "--json"])

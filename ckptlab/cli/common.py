@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from ckptlab.checkpoint import Checkpoint
-from ckptlab.errors import CheckpointError
+from ckptlab import targets
+from ckptlab.errors import ModelSpecError
 from ckptlab.sources import as_checkpoint
 
 
@@ -25,15 +25,11 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_kwargs(text: str | None, flag: str) -> dict:
-    if not text:
-        return {}
+    """A ``--*-kwargs`` JSON object (the error names the flag)."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{flag} must be a JSON object, got {type(value).__name__}")
-    return value
+        return targets.parse_kwargs(text)
+    except ModelSpecError as exc:
+        raise ModelSpecError(f"{flag}: {exc.message}") from None
 
 
 def allow_code(args: argparse.Namespace) -> bool:
