@@ -11,7 +11,7 @@ Generated text is data: every literal goes through ``repr``, never into code unq
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -371,9 +371,12 @@ def snippet(
     *,
     out: str = "merged.pt",
     script: str = "remap_checkpoint.py",
+    pretrained: Iterable[str] | None = None,
 ) -> str:
     """The script's text. Given an ``Alignment``, paths, container and target come from it;
-    given a ``Recipe`` (or its dict/path), SOURCE/TARGET are left for the command line."""
+    given a ``Recipe`` (or its dict/path), SOURCE/TARGET are left for the command line.
+    ``pretrained``: the keys the param groups treat as pretrained (default: every fed
+    target key; the app leaves out a grown head the user wants trained at lr x mult)."""
     from ckptlab import __version__
 
     alignment = alignment_or_recipe if hasattr(alignment_or_recipe, "effective_recipe") else None
@@ -399,8 +402,9 @@ def snippet(
     parts.extend(_adapter_code(adapt))
     parts.append(_REMAP)
     parts.append(_SAVE_MAIN.replace("__LOAD_TARGET__", "load_target()" if model_code else "None"))
-    pretrained = [r.target for r in alignment.rows if r.fed] if alignment else []
-    parts.append(_FINETUNE.format(pretrained=_py_set(pretrained), lr=1e-3 if lr is None else lr,
+    if pretrained is None:
+        pretrained = [r.target for r in alignment.rows if r.fed] if alignment else []
+    parts.append(_FINETUNE.format(pretrained=_py_set(list(pretrained)), lr=1e-3 if lr is None else lr,
                                   new_lr_mult=10.0 if new_lr_mult is None else new_lr_mult,
                                   freeze_loaded=freeze_loaded, freeze=freeze))
     return "".join(parts)

@@ -186,3 +186,19 @@ def with_shape_fix(recipe: Recipe, target_key: str, source_shape: Sequence[int],
 def without_shape_fix(recipe: Recipe, target_key: str) -> Recipe:
     adapt = {k: v for k, v in recipe.adapt.items() if k != target_key}
     return Recipe(list(recipe.rules), dict(recipe.map), adapt, recipe.container)
+
+
+# -- fine-tune plan -------------------------------------------------------------------
+def pretrained_keys(fed_keys: Iterable[str], train_as_new: str | None) -> list[str]:
+    """The fed target keys the param groups treat as pretrained: all but those matching
+    ``train_as_new`` (a regex, searched), which train at lr x mult like new ones (a head
+    grown from 10 to 100 classes is fed, yet the user wants it trained fast)."""
+    import re
+
+    if _blank(train_as_new):
+        return list(fed_keys)
+    try:
+        pattern = re.compile(str(train_as_new))
+    except re.error as exc:
+        raise RecipeError(f"train-as-new pattern {train_as_new!r} is not a valid regex: {exc}") from None
+    return [key for key in fed_keys if not pattern.search(key)]

@@ -203,3 +203,24 @@ def test_differing_dims() -> None:
     assert editing.differing_dims((2, 2), (3, 3)) == [0, 1]
     assert editing.differing_dims((2,), (2, 1)) == [0, 1]
     assert editing.differing_dims((1,), (1,)) == []
+
+
+def test_pretrained_keys_leave_out_what_trains_as_new() -> None:
+    """A grown head is fed (adapted) yet trains at lr x mult: the param groups agree."""
+    from ckptlab.finetune import param_groups
+    from sample_ckpts.models import Classifier
+
+    recipe = {"rules": [{"strip_prefix": "classifier."}],
+              "adapt": {"fc.weight": {"op": "pad", "dim": 0, "fill": "init"}, "fc.bias": {"op": "pad", "fill": "init"}}}
+    alignment = ckptlab.align(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", recipe, auto="none")
+    assert {"fc.weight", "fc.bias"} <= set(alignment.fed)
+    assert editing.pretrained_keys(alignment.fed, "") == alignment.fed
+    kept = editing.pretrained_keys(alignment.fed, r"^fc\.")
+    assert kept == [k for k in alignment.fed if not k.startswith("fc.")]
+    model = Classifier(100)
+    groups = {g["name"]: g for g in param_groups(model, kept, lr=0.01, new_lr_mult=10.0)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in groups["new"]["params"]) == ["fc.bias", "fc.weight"]
+    assert groups["new"]["lr"] == pytest.approx(0.1)
+    with pytest.raises(RecipeError, match=r"train-as-new pattern '\(' is not a valid regex"):
+        editing.pretrained_keys(alignment.fed, "(")

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from ckptlab import modtree
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import state, table
+from ckptlab.ui import icons, state, table
 
 TREEMAP = "treemap"
 _LAST_CLICK = "_treemap_last_click"
@@ -56,32 +56,38 @@ def _treemap(alignment: Any) -> None:
     fig.update_layout(margin={"t": 30, "l": 0, "r": 0, "b": 0}, height=420,
                       title="Parameters by module (colour: worst status inside; click to filter the table)")
     st.plotly_chart(fig, key=TREEMAP, on_select="rerun", selection_mode="points")
-    st.caption(" ".join(f":{_colour_name(s)}[■] {s}" for s in modtree.SEVERITY[::-1]))
+    st.caption(icons.legend(modtree.SEVERITY[::-1]))
 
 
-def _colour_name(status: str) -> str:
-    return {"exact": "green", "renamed": "green", "adapted": "blue", "mismatch": "orange", "missing": "red",
-            "unused": "gray", "conflict": "violet"}[status]
+CHANGED_FIRST = {"adapted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
+
+
+def changed_first(rows: Any) -> list[str]:
+    """Target keys a histogram can show, the tensors a fix changes first: adapted, then
+    mismatched (still to fix: merged shows the target's own value), renamed, exact."""
+    shown = [r for r in rows if r.status in CHANGED_FIRST and r.target is not None and r.source is not None]
+    return [r.target for r in sorted(shown, key=lambda r: CHANGED_FIRST[r.status])]
 
 
 def _histogram(alignment: Any) -> None:
     from ckptlab import merge
 
-    order = {"adapted": 0, "renamed": 1, "exact": 2}     # the changed tensors first
-    fed = sorted((r for r in alignment.rows if r.status in order), key=lambda r: order[r.status])
-    keys = [r.target for r in fed]
+    keys = changed_first(alignment.rows)
     if not keys:
         st.caption("No target key is fed yet: the histogram compares a source tensor with its merged value.")
         return
-    key = st.selectbox("Tensor values: source vs merged", keys, key="histogram_key")
+    key = st.selectbox("Tensor values: source vs merged (changed tensors first)", keys, key="histogram_key")
     row = alignment.row(key)
     source = alignment.source.tensor(row.source)
     try:
-        merged = merge.merged_tensor(merge.plan(alignment, on_mismatch="keep-target"), key)
+        plan = state.derived("plan_keep_target", lambda: merge.plan(alignment, on_mismatch="keep-target"))
+        merged = merge.merged_tensor(plan, key)
     except CheckpointError as exc:   # conflicts elsewhere block the plan: show the source alone
         st.caption(f"Merged value not available yet: {exc}")
         merged = None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"source: {row.source}", f"merged: {key}"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"source: {row.source}", f"merged: {key}" + (" (target's own value until fixed)"
+                                                    if row.status == "mismatch" else "")))
     for col, values in ((1, source), (2, merged)):
         if values is None:
             continue

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import state
+from ckptlab.ui import icons, state
 
 FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
@@ -23,7 +23,7 @@ def show(alignment: Any) -> None:
     except CheckpointError as exc:
         plan = None
         st.error(f"Merged checkpoint refused: {exc}. Resolve these rows (rules, explicit map, shape fixes) first.",
-                 icon="⛔")
+                 icon=icons.ERROR)
     merged_col, other_col = st.columns(2)
     with merged_col:
         _merged(plan, alignment)

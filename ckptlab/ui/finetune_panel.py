@@ -7,41 +7,58 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from ckptlab import editing
 from ckptlab.ui import state
 from ckptlab.ui.verify_panel import model_of
 
+FINETUNE_MARK = "# -- Fine-tune plan"
+
 
 def show(alignment: Any, target: Any) -> None:
-    from ckptlab import finetune, merge
+    from ckptlab import finetune
 
     if not target.model:
         return
     st.subheader("Fine-tune plan")
-    report = merge.plan(alignment, on_mismatch="keep-target").report()
+    st.caption("Pretrained parameters (fed by the source) train at the learning rate, new ones at lr x the "
+               "multiplier; frozen ones get requires_grad=False and stay out of the optimizer. A scheduler "
+               "scales every group alike, so the ratio holds.")
     model = model_of(target.model, target.kwargs).meta_model
-    a, b, c, d = st.columns([1.4, 2, 1, 1])
+    a, b, c = st.columns([1.2, 2, 2])
     freeze_loaded = a.checkbox("Freeze the pretrained parameters", key="ft_freeze_loaded")
     freeze = b.text_input("Also freeze parameters matching (regex)", key="ft_freeze", placeholder="^backbone\\.")
-    lr = c.number_input("learning rate", min_value=0.0, value=1e-3, format="%g", key="ft_lr")
-    mult = d.number_input("new params lr x", min_value=0.0, value=10.0, format="%g", key="ft_mult")
-    plan = state.guarded(st, lambda: finetune.plan(model, report, lr=lr, new_lr_mult=mult,
+    as_new = c.text_input("Train at lr x multiplier too (regex; e.g. a grown head)", key="ft_as_new",
+                          placeholder="^fc\\.")
+    d, e, _ = st.columns([1, 1, 2.2])
+    lr = d.number_input("learning rate", min_value=0.0, value=1e-3, format="%g", key="ft_lr")
+    mult = e.number_input("new params lr x", min_value=0.0, value=10.0, format="%g", key="ft_mult")
+    pretrained = state.guarded(st, lambda: editing.pretrained_keys(alignment.fed, as_new))
+    if pretrained is None:
+        return
+    plan = state.guarded(st, lambda: finetune.plan(model, pretrained, lr=lr, new_lr_mult=mult,
                                                    freeze_loaded=freeze_loaded, freeze=freeze or None))
     if plan is None:
         return
     groups = pd.DataFrame(plan.groups, columns=["name", "lr", "tensors", "params"])
-    st.dataframe(groups, hide_index=True)
+    st.dataframe(groups, hide_index=True, key="ft_groups")
     frozen = ", ".join(f"`{m or '(whole model)'}`" for m in plan.frozen_modules[:20]) or "none"
+    new = plan.new_names
     st.caption(f"Frozen: {plan.frozen_tensors} tensors ({plan.frozen_params:,} parameters); modules: {frozen}. "
-               f"New (not pretrained): {len(plan.new_names)} tensors.")
-    code = state.guarded(st, lambda: _code(alignment, lr, mult, freeze_loaded, freeze), what="code: ")
+               f"New or trained as new: {len(new)} tensors"
+               + (f" ({', '.join(f'`{n}`' for n in new[:8])}{'...' if len(new) > 8 else ''})" if new else "") + ".")
+    code = state.guarded(st, lambda: _code(alignment, lr, mult, freeze_loaded, freeze, pretrained), what="code: ")
     if code:
+        st.markdown("**The plan as code** (paste into your training script; the whole remap script is under "
+                    "Download)")
         st.code(code, language="python")
 
 
-def _code(alignment: Any, lr: float, mult: float, freeze_loaded: bool, freeze: str) -> str:
-    try:
-        from ckptlab import codegen
-    except ImportError:
-        return ""
-    return codegen.snippet(alignment, lr=lr, new_lr_mult=mult, freeze_loaded=freeze_loaded,
-                           freeze=freeze or None)
+def _code(alignment: Any, lr: float, mult: float, freeze_loaded: bool, freeze: str, pretrained: list[str]) -> str:
+    from ckptlab import codegen
+
+    script = codegen.snippet(alignment, lr=lr, new_lr_mult=mult, freeze_loaded=freeze_loaded,
+                             freeze=freeze or None, pretrained=pretrained)
+    start = script.find(FINETUNE_MARK)          # only the fine-tune part; the whole script if not found
+    if start < 0:
+        return script
+    return "import re\n\n" + script[start:].replace('\n\nif __name__ == "__main__":\n    main()\n', "\n")

@@ -11,8 +11,7 @@ import streamlit as st
 
 from ckptlab import editing
 from ckptlab.recipe import ADAPT_FILLS, ADAPT_OPS, AdaptSpec
-from ckptlab.ui import state
-from ckptlab.ui.icons import STATUS_ICONS
+from ckptlab.ui import icons, state
 
 MAX_ROWS = 40
 AUTO = "auto"
@@ -62,7 +61,7 @@ def _fix_row(alignment: Any, row: Any) -> None:
     with st.container(border=True):
         name, op_col, dim_col, fill_col, result, action = st.columns([4, 1.4, 1, 1.4, 3, 1.4],
                                                                      vertical_alignment="bottom")
-        name.markdown(f"{STATUS_ICONS[row.status]} `{key}`  \n`{src}` -> `{dst}`")
+        name.markdown(f"{icons.mark(row.status)} `{key}`  \n`{src}` -> `{dst}`")
         op = op_col.selectbox("op", ADAPT_OPS, index=ADAPT_OPS.index(start.op), key=f"fix_op_{key}")
         dims = [AUTO, *range(len(dst))]
         dim = dim_col.selectbox("dim", dims, index=dims.index(start.dim if start.dim is not None else AUTO),
@@ -71,7 +70,7 @@ def _fix_row(alignment: Any, row: Any) -> None:
                                   disabled=op not in ("pad", "resize"))
         try:
             _, shape = editing.shape_fix(src, dst, op, None if dim == AUTO else int(dim), fill, key=key)
-            result.markdown(f"-> `{shape}` ✅")
+            result.markdown(f"-> `{shape}` :green[fits]")
             fits = True
         except Exception as exc:  # noqa: BLE001 - the preview says why it does not fit
             result.markdown(f":red[{str(exc).splitlines()[0]}]")
@@ -82,4 +81,4 @@ def _fix_row(alignment: Any, row: Any) -> None:
             action.button("Remove", key=f"fix_remove_{key}", on_click=_remove, args=(key,))
         error = st.session_state.get(f"_fix_error_{key}")
         if error:
-            st.error(error, icon="🚫")
+            st.error(error, icon=icons.ERROR)

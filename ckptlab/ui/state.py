@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
+from ckptlab.ui import icons
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -61,10 +62,10 @@ def guarded(where: Any, action: Callable[[], T], what: str = "") -> T | None:
     try:
         return action()
     except CheckpointError as exc:
-        where.error(f"{what}{exc}" if what else str(exc), icon="🚫")
+        where.error(f"{what}{exc}" if what else str(exc), icon=icons.ERROR)
     except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        where.error(f"{what}{type(exc).__name__}: {first}", icon="🚫")
+        where.error(f"{what}{type(exc).__name__}: {first}", icon=icons.ERROR)
     return None
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import streamlit as st
 
 from ckptlab import editing
-from ckptlab.ui import state
+from ckptlab.ui import icons, state
 
 CONFIDENCE_BADGE = {"high": ":green-badge[high]", "medium": ":orange-badge[medium]", "low": ":gray-badge[low]"}
 _ERROR = "_suggestion_error"
@@ -24,7 +24,7 @@ def _accept(fragment: dict) -> None:
 def show(alignment: Any) -> None:
     st.subheader("Suggestions")
     if st.session_state.get(_ERROR):
-        st.error(st.session_state[_ERROR], icon="🚫")
+        st.error(st.session_state[_ERROR], icon=icons.ERROR)
     if not alignment.suggestions:
         st.caption("No suggestions: nothing obvious would feed more target keys.")
         return

@@ -5,7 +5,8 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui.icons import STATUS_ICONS, STATUS_ORDER
+from ckptlab.ui import icons
+from ckptlab.ui.icons import STATUS_ORDER
 
 
 def intro(pair: Any, using_sample_pair: bool) -> None:
@@ -22,10 +23,10 @@ def counts(alignment: Any) -> None:
     summary = alignment.summary
     columns = st.columns(len(STATUS_ORDER))
     for column, status in zip(columns, STATUS_ORDER):
-        column.metric(f"{STATUS_ICONS[status]} {status}", summary.get(status, 0))
+        column.metric(icons.label(status), summary.get(status, 0), help=icons.STATUS_HELP[status])
     total = len(alignment.target)
     fed = len(alignment.fed)
     if alignment.warning:
-        st.error(f"**Nearly nothing would load:** {alignment.warning}", icon="🚨")
+        st.error(f"**Nearly nothing would load:** {alignment.warning}", icon=icons.LOUD)
     else:
-        st.success(f"{fed} of {total} target keys are fed by the source.", icon="✅")
+        st.success(f"{fed} of {total} target keys are fed by the source.", icon=icons.OK)

@@ -1,6 +1,6 @@
 """The side-by-side alignment table: filterable by status, searchable by key, and by the
 module clicked in the treemap. Built as one plain DataFrame (no Styler: it is slow at
-10,000+ rows); the status carries its colour as an emoji."""
+10,000+ rows); the status shows as a coloured label (``icons.pill_column``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -11,7 +11,8 @@ import streamlit as st
 
 from ckptlab import modtree
 from ckptlab.ui import state
-from ckptlab.ui.icons import STATUS_ICONS, STATUS_ORDER
+from ckptlab.ui import icons
+from ckptlab.ui.icons import STATUS_ORDER
 
 COLUMNS = ("target", "target_shape", "target_dtype", "source", "source_shape", "source_dtype", "status", "reason")
 MODULE_FILTER = "module_filter"
@@ -63,8 +64,7 @@ def filter_frame(frame: pd.DataFrame, statuses: Iterable[str], search: str = "",
 def show(alignment: Any, frame: pd.DataFrame) -> None:
     st.subheader("Alignment")
     left, right = st.columns([3, 2])
-    statuses = left.multiselect("Show statuses", STATUS_ORDER, default=list(STATUS_ORDER), key="status_filter",
-                                format_func=lambda s: f"{STATUS_ICONS[s]} {s}")
+    statuses = left.multiselect("Show statuses", STATUS_ORDER, default=list(STATUS_ORDER), key="status_filter")
     search = right.text_input("Search keys", key="key_search", placeholder="e.g. conv1 or attn")
     module = st.session_state.get(MODULE_FILTER)
     if module is not None:
@@ -75,7 +75,7 @@ def show(alignment: Any, frame: pd.DataFrame) -> None:
             st.session_state[MODULE_FILTER] = None
             st.rerun()
     shown = filter_frame(frame, statuses, search, module)
-    shown = shown.assign(status=shown["status"].map(lambda s: f"{STATUS_ICONS.get(s, '')} {s}"))
+    shown = shown.assign(status=shown["status"].map(lambda s: [s]))     # one coloured label per row
     st.caption(f"{len(shown):,} of {len(frame):,} rows")
     st.dataframe(
         shown, hide_index=True, key="alignment_table", height=min(600, 38 + 35 * max(1, len(shown))),
@@ -86,7 +86,7 @@ def show(alignment: Any, frame: pd.DataFrame) -> None:
             "source": st.column_config.TextColumn("source key", width="medium"),
             "source_shape": st.column_config.TextColumn("shape ", width="small"),
             "source_dtype": st.column_config.TextColumn("dtype ", width="small"),
-            "status": st.column_config.TextColumn("status", width="small"),
+            "status": icons.pill_column(),
             "reason": st.column_config.TextColumn("reason", width="large"),
         },
     )

@@ -72,7 +72,7 @@ def test_uploading_both_files_gives_the_expected_counts() -> None:
     assert counts(at) == expected.summary
     assert counts(at)["mismatch"] == 1 and counts(at)["exact"] == len(expected.rows) - 1
     frame = table(at)
-    assert frame.loc[frame["target"] == "conv1.weight", "status"].item().endswith("mismatch")
+    assert list(frame.loc[frame["target"] == "conv1.weight", "status"].item()) == ["mismatch"]   # a coloured label
 
 
 def test_accepting_the_prefix_suggestion_renames_every_attention_map_row(app: AppTest) -> None:
@@ -84,7 +84,7 @@ def test_accepting_the_prefix_suggestion_renames_every_attention_map_row(app: Ap
     frame = table(app)
     wrapped = frame[frame["target"].str.startswith("attention_map.")]
     assert len(wrapped) == len(torch.load(PAIRS[0].source.path, weights_only=True)["net"])
-    assert wrapped["status"].str.endswith("renamed").all()
+    assert all(list(s) == ["renamed"] for s in wrapped["status"])
     assert not any("Nearly nothing would load" in e.value for e in app.error)
     assert any("add_prefix: attention_map." in c.value for c in app.code)     # the recipe YAML
 
@@ -207,10 +207,45 @@ def test_verification_of_the_rgba_fix() -> None:
     no_failure(at)
     texts = [s.value for s in at.success]
     assert any("no missing, unexpected or mismatched" in t for t in texts)
-    assert any(t.startswith("Function preservation: bit for bit equal") for t in texts)
+    assert any(t.startswith("Function preservation: outputs bit for bit equal") for t in texts)
     speed = next(d.value for d in at.dataframe if "median ms" in d.value.columns)
     assert list(speed["model"]) == ["source", "target"] and (speed["median ms"] > 0).all()
     assert speed["time vs source"][0] == 1.0
+
+
+def test_function_check_uses_the_source_under_its_own_model_keys() -> None:
+    """A DDP source ('module.' keys) does not load strictly into its own model: the check
+    strips the prefix for the source model (a sure fix) and says so."""
+    pair = next(i for i, p in enumerate(PAIRS) if p.title.startswith("DDP"))
+    at = pick_pair(new_app(), pair)
+    accept(at, {"strip_prefix": "module."})
+    at.button(key="verify_function").click().run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("Function preservation: outputs bit for bit equal") for s in at.success)
+    assert any("strip_prefix 'module.'" in c.value for c in at.caption)
+
+
+def test_function_check_refuses_a_source_model_that_does_not_fit() -> None:
+    at = pick_pair(new_app(), 2)                              # RGB -> RGBA
+    at.button(key="fix_apply_conv1.weight").click().run()
+    at.text_input(key=f"verify_src_kwargs_{PAIRS[2].source.model}").input('{"in_chans": 3, "num_classes": 7}').run()
+    at.button(key="verify_function").click().run()
+    no_failure(at)
+    assert any(e.value.startswith("the source checkpoint does not fit the source model") for e in at.error)
+
+
+def test_warm_start_report_lists_missing_and_unexpected_keys() -> None:
+    at = pick_pair(new_app(), 5)                              # smallnet -> WarmStartNet
+    accept(at, {"replace": {"pattern": "^conv1\\.", "with": "backbone_conv."}})
+    report = ckptlab.load_into(ckptlab.targets.build_model(PAIRS[5].target.model), PAIRS[5].source.path,
+                               recipe={"rules": [{"replace": {"pattern": "^conv1\\.", "with": "backbone_conv."}}]})
+    text = next(m.value for m in at.markdown if m.value.startswith("**Warm-start report**"))
+    missing = text.split("**Missing keys**")[1].split("**Unexpected keys**")[0]
+    unexpected = text.split("**Unexpected keys**")[1]
+    assert report.missing and report.unused
+    assert all(f"`{k}`" in missing for k in report.missing) and f": {len(report.missing)}:" in missing
+    assert all(f"`{k}`" in unexpected for k in report.unused) and f": {len(report.unused)}:" in unexpected
 
 
 def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> None:
@@ -290,3 +325,39 @@ def test_model_file_upload_when_code_is_allowed(monkeypatch: pytest.MonkeyPatch)
     at.sidebar.file_uploader(key="target_code").set_value(("net.py", code, "text/x-python")).run()
     no_failure(at)
     assert set(table(at)["target"]) - {""} == {"fc.weight", "fc.bias"}
+
+
+def test_grown_head_trains_at_the_multiplier_and_the_code_agrees() -> None:
+    pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
+    at = pick_pair(new_app(), pair)
+    accept(at, {"strip_prefix": "classifier."})
+    head = next(s.rule for s in ckptlab.align(PAIRS[pair].source.path, PAIRS[pair].target.path,
+                                              {"rules": [{"strip_prefix": "classifier."}]}, auto="none").suggestions
+                if "adapt" in s.rule)
+    accept(at, head)
+    assert counts(at)["adapted"] == 2
+    at.text_input(key="ft_freeze").input(r"^backbone\.").run()
+    at.text_input(key="ft_as_new").input(r"^fc\.").run()
+    no_failure(at)
+    groups = next(d.value for d in at.dataframe if "lr" in d.value.columns)
+    target = torch.load(PAIRS[pair].target.path, weights_only=True)
+    assert list(groups["name"]) == ["new"] and groups["lr"].item() == pytest.approx(1e-2)
+    assert groups["params"].item() == target["fc.weight"].numel() + target["fc.bias"].numel()
+    code = next(c.value for c in at.code if "def param_groups" in c.value)
+    namespace: dict = {}
+    exec(compile(code, "plan.py", "exec"), namespace)       # the shown code, run as the user would
+    from sample_ckpts.models import Classifier
+
+    model = Classifier(100)
+    got = namespace["param_groups"](model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [(g["name"], g["lr"], sorted(names[id(p)] for p in g["params"])) for g in got] == \
+           [("new", pytest.approx(1e-2), ["fc.bias", "fc.weight"])]
+    assert not model.backbone[0].weight.requires_grad
+
+
+def test_histogram_offers_the_changed_tensor_first() -> None:
+    at = pick_pair(new_app(), 2)                              # RGB -> RGBA: conv1.weight mismatched
+    assert at.selectbox(key="histogram_key").value == "conv1.weight"
+    at.button(key="fix_apply_conv1.weight").click().run()
+    assert at.selectbox(key="histogram_key").options[0] == "conv1.weight"
