@@ -21,7 +21,8 @@ from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import AdaptError, MergeError
 from ckptlab.info import TensorInfo, dtype_name
 from ckptlab.report import Report, ReportRow
-from ckptlab.write import FileSpan, OutTensor, Progress
+from ckptlab.textfile import check_writable
+from ckptlab.write import SUFFIXES, FileSpan, OutTensor, Progress
 from ckptlab.write import write as write_plan
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ def remap(
     """
     from ckptlab.align import align
 
-    out_path = Path(out_path)
+    out_path = check_writable(out_path, "output", SUFFIXES, MergeError)
     if nest and out_path.suffix.lower() == ".safetensors":
         raise MergeError("nest=True needs a .pt/.pth output (safetensors holds tensors only)", out_path)
     merge_plan = plan(align(source, target, recipe=recipe, auto=auto), on_mismatch,

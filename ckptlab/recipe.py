@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -314,17 +313,11 @@ class Recipe:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write YAML (or JSON for a ``.json`` path) atomically: temp file, then rename."""
+        from ckptlab.textfile import write_text_atomic
+
         path = Path(path)
         text = self.to_json() if path.suffix.lower() == ".json" else self.to_yaml()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text_atomic(path, text, "recipe")
 
     # -- copies with one more thing ----------------------------------------------------
     def with_rule(self, rule: "Rule | dict") -> "Recipe":

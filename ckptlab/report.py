@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckptlab.textfile import check_writable, write_text_atomic
+
+REPORT_SUFFIXES = (".json", ".csv")
 STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
 ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
 
@@ -106,16 +109,14 @@ class Report:
         self.to_frame().to_csv(buf, index=False)
         text = buf.getvalue()
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            write_text_atomic(path, text, "report")
         return text
 
     def save(self, path: str | Path) -> None:
-        """Write JSON or CSV, chosen by the file's extension."""
-        path = Path(path)
-        if path.suffix.lower() == ".csv":
-            self.to_csv(path)
-        else:
-            path.write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write JSON or CSV, chosen by the file's extension, whole or not at all."""
+        path = check_report_path(path)
+        text = self.to_csv() if path.suffix.lower() == ".csv" else self.to_json() + "\n"
+        write_text_atomic(path, text, "report")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Report":
@@ -132,3 +133,7 @@ class Report:
         parts = ", ".join(f"{k}={v}" for k, v in self.summary.items() if v)
         return f"Report({len(self.rows)} target keys: {parts})"
 
+
+def check_report_path(path: str | Path) -> Path:
+    """A report path that ``Report.save`` can write (.json or .csv in an existing folder)."""
+    return check_writable(path, "report", REPORT_SUFFIXES)

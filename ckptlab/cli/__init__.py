@@ -43,6 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ckptlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ckptlab inspect x.pt | head`: the reader left, which is no error
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush cannot raise again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

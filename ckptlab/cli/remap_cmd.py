@@ -13,6 +13,7 @@ from ckptlab.cli.common import add_pair_arguments, resolve_pair
 from ckptlab.cli.output import print_json, warn
 from ckptlab.errors import CheckpointError, MergeError
 from ckptlab.merge import ON_MISMATCH, remap
+from ckptlab.report import check_report_path
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -51,8 +52,10 @@ def parse_size(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source, target = resolve_pair(args)
+    if args.report:  # refuse before writing a checkpoint the report would then not describe
+        check_report_path(args.report)
     shard = parse_size(args.max_shard_size)
+    source, target = resolve_pair(args)
     with _ProgressBar(disabled=args.no_progress) as bar:
         try:
             report = remap(source, target, args.output, recipe=args.recipe, auto=args.auto,
