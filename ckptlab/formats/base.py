@@ -13,7 +13,8 @@ import torch
 
 from ckptlab.info import TensorInfo
 
-FileSpan = tuple[str, int, int]
+# (path, offset, nbytes), plus the CRC-32 of those bytes when the reader knows it for free
+FileSpan = tuple[str, int, int] | tuple[str, int, int, int]
 
 
 class LazyTensor:
@@ -44,7 +45,9 @@ class LazyTensor:
     def file_span(self) -> FileSpan | None:
         """``(path, offset, nbytes)`` when the tensor's bytes lie in one file contiguously,
         in C order and little-endian, exactly as ``load()`` would return them: a writer may
-        then copy them file to file instead of loading the tensor. ``None`` otherwise."""
+        then copy them file to file instead of loading the tensor. ``None`` otherwise.
+        A fourth item, when present, is the bytes' CRC-32 (a whole stored zip member's, from
+        the archive's directory), so a zip writer need not read them to hash them."""
         return self._span() if self._span is not None else None
 
     def load(self) -> torch.Tensor:

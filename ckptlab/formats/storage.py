@@ -24,7 +24,9 @@ class StorageRef:
     ``read`` takes a byte offset relative to the storage and returns a fresh uint8 tensor.
     ``ident`` is unique per storage within one file (for tied-weight detection).
     ``locate`` (optional) gives ``(path, absolute offset)`` of the storage's first byte when
-    its bytes lie uncompressed in a plain file, so contiguous views can offer a file span.
+    its bytes lie uncompressed in a plain file, so contiguous views can offer a file span;
+    or ``(path, offset, nbytes, crc)`` when the storage is a zip member whose size and CRC-32
+    are known, passed on in the span of a view that covers the whole member.
     """
 
     ident: Hashable
@@ -32,7 +34,7 @@ class StorageRef:
     numel: int
     read: Callable[[int, int], torch.Tensor]
     where: str = ""
-    locate: Callable[[], tuple[str, int] | None] | None = None
+    locate: Callable[[], tuple[str, int] | tuple[str, int, int, int] | None] | None = None
 
 
 def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int]:
@@ -70,7 +72,9 @@ def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
         where = storage.locate() if storage.locate is not None else None
         if where is None or count == 0 or stride != _c_strides(shape):
             return None
-        return where[0], where[1] + first * itemsize, count * itemsize
+        span = (where[0], where[1] + first * itemsize, count * itemsize)
+        whole_member = len(where) == 4 and first == 0 and count * itemsize == where[2]
+        return span + (where[3],) if whole_member else span
 
     info = TensorInfo(shape, dtype, prod(shape) * itemsize)
     return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype), span)

@@ -56,11 +56,13 @@ class _Members:
             start = self.starts[name] = info.header_offset + 30 + name_len + extra_len
         return start
 
-    def locate(self, name: str) -> tuple[str, int] | None:
-        """``(path, absolute offset)`` of a stored member's bytes; None when compressed."""
-        if self.infos[name].compress_type != zipfile.ZIP_STORED:
+    def locate(self, name: str) -> tuple[str, int, int, int] | None:
+        """``(path, absolute offset, nbytes, CRC-32)`` of a stored member's bytes (size and CRC
+        from the central directory); None when compressed."""
+        info = self.infos[name]
+        if info.compress_type != zipfile.ZIP_STORED:
             return None
-        return str(self.region.path), self.region.start + self.start(name)
+        return str(self.region.path), self.region.start + self.start(name), info.file_size, info.CRC
 
     def _read_compressed(self, info: zipfile.ZipInfo, offset: int, nbytes: int) -> torch.Tensor:
         """Re-zipped archives deflate their members: inflate just up to the span we need."""

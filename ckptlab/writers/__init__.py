@@ -5,8 +5,9 @@ first and the tensors follow one at a time: memory holds one tensor, never the c
 Output goes to temporary files renamed into place at the end (``atomic``). Tensors whose
 bytes already lie in a file (``FileSpan``) are copied file to file, never loaded.
 
-Modules: ``entries`` (what to write), ``atomic``, ``progress``, ``shards``, ``spans``
-(file-to-file copies), ``safetensors``, ``torchzip`` + ``torch_pickle`` (.pt/.pth).
+Modules: ``entries`` (what to write), ``atomic``, ``progress``, ``shards``, ``sink``
+(positional writes and file-to-file copies), ``safetensors``, ``torchzip`` + ``zipout`` +
+``torch_pickle`` (.pt/.pth).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import torch
 from ckptlab.errors import MergeError
 from ckptlab.writers.entries import Group, raw_bytes
 from ckptlab.writers.progress import ByteProgress
-from ckptlab.writers.spans import copy_span
+from ckptlab.writers.sink import Sink
 
 SAFETENSORS_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -28,20 +28,18 @@ SAFETENSORS_DTYPES = {
 
 def write_safetensors(f: BinaryIO, groups: list[Group], metadata: Mapping[str, str], bar: ByteProgress) -> None:
     """The header (padded to 8 bytes with spaces) first, then the bytes in header order."""
-    f.write(_header(groups, metadata))
+    sink = Sink(f)
+    sink.write(_header(groups, metadata))
     for g in groups:
         span = g.copyable_span
-        if span is not None:
-            for key in g.keys:
-                copy_span(span, f)
-                bar.advance(g.info.nbytes, key)
-            continue
-        data = raw_bytes(g.tensor())
+        data = raw_bytes(g.tensor()) if span is None else None
         for key in g.keys:
-            f.write(data)
+            if data is None:
+                sink.copy(span)
+            else:
+                sink.write(data)
             bar.advance(g.info.nbytes, key)
         del data
-
 
 def _header(groups: list[Group], metadata: Mapping[str, str]) -> bytes:
     header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}

@@ -1,0 +1,91 @@
+"""An output file written by position: plain writes, kernel copies from other files, patches.
+
+Writers track where every byte goes (headers are sized before data), so the file's own
+position and Python's buffering never matter; large tensors go out in one ``os.write``
+loop without a copy, and bytes that already lie in a file (``FileSpan``) are copied by
+``copy_file_range`` (in the kernel, as ``cp`` does) or, where that is refused, through
+one reused buffer.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import zlib
+from typing import BinaryIO
+
+from ckptlab.errors import MergeError
+from ckptlab.writers.entries import FileSpan
+
+CHUNK = 64 << 20  # large enough to amortise syscalls, small enough to keep memory flat
+_IOV_MAX = 64
+_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+
+
+class Sink:
+    """Appends to ``f`` through its descriptor at ``pos`` (every write names its offset, as
+    ``copy_file_range`` with an offset leaves the descriptor's own position behind)."""
+
+    def __init__(self, f: BinaryIO):
+        f.flush()
+        self.fd = f.fileno()
+        self.pos = f.tell()
+        self._buffer: bytearray | None = None
+
+    def write(self, *parts: bytes | memoryview) -> None:
+        """Append ``parts`` in order (one syscall for small ones, no copy of large ones)."""
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        while views:
+            n = os.pwritev(self.fd, views[:_IOV_MAX], self.pos) if len(views) > 1 else os.pwrite(self.fd, views[0], self.pos)
+            self.pos += n
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if views and n:
+                views[0] = views[0][n:]
+
+    def patch(self, at: int, data: bytes) -> None:
+        """Overwrite bytes already written (a header field known only after the data)."""
+        if os.pwrite(self.fd, data, at) != len(data):
+            raise OSError(errno.EIO, "short write while patching the output")
+
+    def copy(self, span: FileSpan) -> None:
+        """Append a file span, in the kernel when it can be."""
+        with open(span.path, "rb", buffering=0) as src:
+            done = 0
+            try:
+                while done < span.nbytes:
+                    n = os.copy_file_range(src.fileno(), self.fd, span.nbytes - done,
+                                           span.offset + done, self.pos)
+                    if n == 0:
+                        raise _ends_early(span, span.offset + done)
+                    done += n
+                    self.pos += n
+            except (AttributeError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                self._copy_through_buffer(src, span, done)
+
+    def copy_with_crc(self, span: FileSpan) -> int:
+        """Append a file span through one reused buffer; returns the CRC-32 of its bytes."""
+        with open(span.path, "rb", buffering=0) as src:
+            return self._copy_through_buffer(src, span, 0)
+
+    def _copy_through_buffer(self, src, span: FileSpan, done: int) -> int:
+        if self._buffer is None:
+            self._buffer = bytearray(min(CHUNK, max(span.nbytes, 1)))
+        elif len(self._buffer) < min(CHUNK, span.nbytes):
+            self._buffer = bytearray(min(CHUNK, span.nbytes))  # grows to CHUNK at most, once
+        view = memoryview(self._buffer)
+        crc = 0
+        src.seek(span.offset + done)
+        while done < span.nbytes:
+            n = src.readinto(view[:min(span.nbytes - done, len(view))])
+            if not n:
+                raise _ends_early(span, span.offset + done)
+            crc = zlib.crc32(view[:n], crc)
+            self.write(view[:n])
+            done += n
+        return crc
+
+
+def _ends_early(span: FileSpan, offset: int) -> MergeError:
+    return MergeError(f"file ends inside tensor data at offset {offset}", span.path)
