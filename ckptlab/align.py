@@ -179,13 +179,16 @@ class Matching:
     """Which source keys land on which target keys under a recipe (no rows yet).
 
     ``candidates``: target key -> [(source key, why)]; ``renamed``: source key ->
-    (new key or None, why); ``mapped``: target keys fed by the explicit map.
+    (new key or None, why); ``mapped``: target keys fed by the explicit map;
+    ``map_missing``: target key -> a source key the map names but the source lacks;
+    ``map_unknown``: source key -> a target key the map names but the target lacks.
     """
 
     candidates: dict[str, list[tuple[str, str]]]
     renamed: dict[str, tuple[str | None, str]]
     mapped: dict[str, str]
     map_missing: dict[str, str]
+    map_unknown: dict[str, str] = field(default_factory=dict)
 
 
 def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Recipe,
@@ -198,8 +201,10 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
     mapped: dict[str, str] = {}
     map_missing: dict[str, str] = {}
     known = renamed  # source keys, for the explicit map
+    map_unknown: dict[str, str] = {}  # source key -> target key the map names but the target lacks
     for tkey, skey in recipe.map.items():
         if tkey not in target:
+            map_unknown.setdefault(skey, tkey)
             continue
         if skey in known:
             mapped[tkey] = skey
@@ -212,7 +217,7 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
     for tkey, skey in mapped.items():
         tag = labels.map.get(tkey, EXPLICIT)
         candidates[tkey] = [(skey, f"map ({tag})")]
-    return Matching(candidates, renamed, mapped, map_missing)
+    return Matching(candidates, renamed, mapped, map_missing, map_unknown)
 
 
 def _preview(source_shape: Shape, target_shape: Shape, spec: AdaptSpec, key: str) -> str | None:
@@ -333,6 +338,10 @@ def _unused_reason(skey: str, m: Matching, target: Checkpoint, labels: Labels) -
         return why
     if new in m.mapped:
         return f"{quote(new)} is fed by map ({labels.map.get(new, EXPLICIT)}) instead"
+    if new in m.map_missing:
+        return f"the map feeds {quote(new)} from {quote(m.map_missing[new])} instead (the source has no such key)"
+    if skey in m.map_unknown:
+        return f"the map sends it to {quote(m.map_unknown[skey])}, which the target does not have"
     if new != skey:
         return f"renamed to {quote(new)}, which the target does not have ({why})"
     return "the target has no such key"

@@ -12,6 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+
+def unknown(what: str, name: Any, choices: tuple[str, ...]) -> str:
+    """``unknown op 'padd' (did you mean 'pad'? expected pad, truncate, ...)``: a typo is named."""
+    close = get_close_matches(str(name), choices, n=1, cutoff=0.6) if isinstance(name, str) else []
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} {name!r} ({hint}expected {', '.join(choices)})"
+
 @dataclass(frozen=True)
 class Rule:
     """One rename step, applied to every source key in recipe order.
@@ -71,7 +79,7 @@ class Rule:
         where = f"rule {index} ({self.kind})" if index is not None else f"rule ({self.kind})"
         if self.kind not in RULE_KINDS:
             where = f"rule {index}" if index is not None else "rule"
-            raise RecipeError(f"{where}: unknown rule kind {self.kind!r} (expected {', '.join(RULE_KINDS)})")
+            raise RecipeError(f"{where}: {unknown('rule kind', self.kind, RULE_KINDS)}")
         if not isinstance(self.pattern, str):
             raise RecipeError(f"{where}: expected a string, got {_type_name(self.pattern)}")
         if self.kind in ("strip_prefix", "add_prefix") and not self.pattern:
@@ -130,14 +138,14 @@ class Rule:
             raise RecipeError(f"rule {index}: expected one 'kind: argument' pair, got {shape}")
         (kind, arg), = data.items()
         if kind not in RULE_KINDS:
-            raise RecipeError(f"rule {index}: unknown rule kind {kind!r} (expected {', '.join(RULE_KINDS)})")
+            raise RecipeError(f"rule {index}: {unknown('rule kind', kind, RULE_KINDS)}")
         where = f"rule {index} ({kind})"
         if kind == "replace":
             if not isinstance(arg, dict):
                 raise RecipeError(f"{where}: expected {{pattern: ..., with: ...}}, got {_type_name(arg)}")
             extra = sorted(set(map(str, arg)) - {"pattern", "with"})
             if extra:
-                raise RecipeError(f"{where}: unknown field {extra[0]!r} (expected pattern, with)")
+                raise RecipeError(f"{where}: {unknown('field', extra[0], ('pattern', 'with'))}")
             if "pattern" not in arg or "with" not in arg:
                 raise RecipeError(f"{where}: needs both 'pattern' and 'with'")
             pattern, replacement = arg["pattern"], arg["with"]
@@ -167,9 +175,9 @@ class AdaptSpec:
     def validate(self, key: str | None = None) -> None:
         where = f"adapt {key!r}" if key is not None else "adapt"
         if self.op not in ADAPT_OPS:
-            raise RecipeError(f"{where}: unknown op {self.op!r} (expected {', '.join(ADAPT_OPS)})")
+            raise RecipeError(f"{where}: {unknown('op', self.op, ADAPT_OPS)}")
         if self.fill not in ADAPT_FILLS:
-            raise RecipeError(f"{where}: unknown fill {self.fill!r} (expected {', '.join(ADAPT_FILLS)})")
+            raise RecipeError(f"{where}: {unknown('fill', self.fill, ADAPT_FILLS)}")
         if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, int)):
             raise RecipeError(f"{where}: dim must be an integer, got {_type_name(self.dim)}")
 
@@ -195,7 +203,7 @@ class AdaptSpec:
             raise RecipeError(f"{where}: expected {{op: ..., dim: ..., fill: ...}}, got {_type_name(data)}")
         extra = sorted(set(map(str, data)) - {"op", "dim", "fill"})
         if extra:
-            raise RecipeError(f"{where}: unknown field {extra[0]!r} (expected op, dim, fill)")
+            raise RecipeError(f"{where}: {unknown('field', extra[0], ('op', 'dim', 'fill'))}")
         if "op" not in data:
             raise RecipeError(f"{where}: needs an 'op' ({', '.join(ADAPT_OPS)})")
         spec = object.__new__(cls)
@@ -269,7 +277,7 @@ class Recipe:
             raise RecipeError(f"recipe: expected a mapping at the top level, got {_type_name(data)}")
         for key in data:
             if key not in TOP_LEVEL_KEYS:
-                raise RecipeError(f"recipe: unknown key {key!r} (expected {', '.join(TOP_LEVEL_KEYS)})")
+                raise RecipeError(f"recipe: {unknown('key', key, TOP_LEVEL_KEYS)}")
         rules_in = data.get("rules") or []
         if not isinstance(rules_in, list):
             raise RecipeError(f"recipe: 'rules' must be a list, got {_type_name(rules_in)}")

@@ -202,3 +202,20 @@ def test_no_key_is_lost_or_duplicated(source_names, target_names, rules, auto, d
     assert again.rows == al.rows and again.suggestions == al.suggestions
     assert isinstance(al.rows[0], Row)
     assert al.effective_recipe.rules[: len(rules)] == Recipe.from_dict({"rules": rules}).rules
+
+
+def test_unused_reasons_name_the_map_entry_that_took_the_key_away(tmp_path):
+    """A map typo must not read as 'the target has no such key' for a key the target has."""
+    source = {"conv1.weight": t(8, 3), "fc.weight": t(2, 8)}
+    target = {"conv1.weight": t(8, 3), "fc.weight": t(2, 8)}
+    recipe = {"map": {"conv1.weight": "conv9.weight", "fc.wieght": "fc.weight"}}
+    al = align(source, target, recipe=recipe, auto="none")
+    assert al.row("conv1.weight").status == "missing"
+    assert al.row("conv1.weight").reason == "map names 'conv9.weight', which the source does not have"
+    unused = {row.source: row.reason for row in al.by_status("unused")}
+    assert unused == {
+        "conv1.weight": "the map feeds 'conv1.weight' from 'conv9.weight' instead (the source has no such key)"}
+    # fc.weight still feeds its own name: the map entry to a non-existent target changes nothing
+    assert al.row("fc.weight").status == "exact"
+    al = align({"head.w": t(2)}, {"w": t(2)}, recipe={"map": {"hed.w": "head.w"}}, auto="none")
+    assert al.by_status("unused")[0].reason == "the map sends it to 'hed.w', which the target does not have"

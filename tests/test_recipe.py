@@ -239,3 +239,25 @@ def test_rename_is_deterministic_and_keeps_every_key(rules, keys):
         assert (new is None) == why.startswith(("dropped by", "not kept by"))
         assert bool(why) or new == key
     assert all(re.fullmatch(r"(.*\(rule \d+\)(; )?)*", why) or new is None for new, why in first.values())
+
+
+@pytest.mark.parametrize("data, hint", [
+    ({"rules": [{"strip_prefx": "module."}]}, "unknown rule kind 'strip_prefx' (did you mean 'strip_prefix'?"),
+    ({"rule": [{"strip_prefix": "module."}]}, "unknown key 'rule' (did you mean 'rules'?"),
+    ({"adapt": {"fc.weight": {"op": "padd"}}}, "unknown op 'padd' (did you mean 'pad'?"),
+    ({"adapt": {"fc.weight": {"op": "pad", "fill": "zero"}}}, "unknown fill 'zero' (did you mean 'zeros'?"),
+    ({"rules": [{"replace": {"pattern": "a", "width": "b"}}]}, "unknown field 'width' (did you mean 'with'?"),
+])
+def test_a_typo_is_named_with_its_likely_fix(tmp_path, data, hint):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError) as info:
+        Recipe.load(path)
+    message = str(info.value)
+    assert hint in message and "recipe.yaml" in message and "\n" not in message
+
+
+def test_an_unrelated_word_gets_no_guess():
+    with pytest.raises(RecipeError) as info:
+        Recipe.from_dict({"rules": [{"frobnicate": "x"}]})
+    assert "did you mean" not in str(info.value) and "expected strip_prefix" in str(info.value)
