@@ -484,11 +484,17 @@ def _head(module: str, keys: dict[str, tuple[Shape, Shape]]) -> Suggestion | Non
     adapt = {weight: _resize_spec(ws[0], wt[0], 0, "init")}
     if bias in keys:
         adapt[bias] = _resize_spec(ws[0], wt[0], 0, "init")
-    verb = "pad" if wt[0] > ws[0] else "truncate"
-    fill = "; the new rows keep the target's initialisation" if verb == "pad" else ""
-    return Suggestion({"adapt": adapt}, "medium",
-                      f"head {quote(module)} has {wt[0]} outputs instead of {ws[0]}: {verb} dim 0 of "
-                      f"{' and '.join(k.rpartition('.')[2] for k in adapt)}{fill}", len(adapt))
+    grow = wt[0] > ws[0]
+    parts = " and ".join(k.rpartition(".")[2] for k in adapt)
+    if grow:
+        how = (f"pad dim 0 of {parts}: rows 0..{ws[0] - 1} keep the old outputs, the new rows keep the "
+               f"target's initialisation (right when the new classes extend the old ones in order)")
+    else:  # dropping trained classes is rarely what a new label set means: never medium
+        how = (f"truncate dim 0 of {parts} keeps the first {wt[0]} rows: right only if the new classes are the "
+               f"old first {wt[0]} in order (a background class stored last is lost); otherwise keep the "
+               f"target's initialisation (on-mismatch keep-target)")
+    return Suggestion({"adapt": adapt}, "medium" if grow else "low",
+                      f"head {quote(module)} has {wt[0]} outputs instead of {ws[0]}: {how}", len(adapt))
 
 
 def _input_conv(keys: dict[str, tuple[Shape, Shape]], first_conv: str | None) -> Suggestion | None:
@@ -511,6 +517,8 @@ def _input_conv(keys: dict[str, tuple[Shape, Shape]], first_conv: str | None) ->
            "sum": "sum the input channels (as timm does for grayscale)", "truncate": "truncate dim 1"}
     op = next(iter(adapt.values()))["op"]
     confidence = "medium" if first_conv in adapt else "low"
+    if op == "pad" and all(t[1] % s[1] == 0 for s, t in keys.values()):
+        how["pad"] += "; or fill: repeat to spread the trained weights over every channel (as timm does)"
     return Suggestion({"adapt": adapt}, confidence, f"{'; '.join(notes)}: {how[op]}", len(adapt))
 
 

@@ -163,13 +163,43 @@ def test_similar_names():
 
 
 # -- shape adapters -----------------------------------------------------------------------
-def test_head_with_fewer_classes_is_truncated():
+def test_head_with_fewer_classes_is_truncated_only_as_a_low_guess():
+    """Fewer classes rarely means 'the first N of the old ones' (detectron2 keeps background
+    last): the truncation is offered low, with the caveat and the alternative in its reason."""
     target = {**NET, "fc.weight": (4, 8), "fc.bias": (4,)}
     al = align(sd(NET), sd(target))
     [s] = al.suggestions
     assert s.rule == {"adapt": {"fc.weight": {"op": "truncate", "dim": 0}, "fc.bias": {"op": "truncate", "dim": 0}}}
-    assert s.confidence == "medium"
+    assert s.confidence == "low"
+    assert "right only if the new classes are the old first 4" in s.reason and "keep-target" in s.reason
     assert align(sd(NET), sd(target), auto="all").summary["adapted"] == 2
+
+
+def test_detection_heads_81_to_21_classes_are_never_medium():
+    source = {"backbone.res2.weight": (8, 3, 3, 3), "roi_heads.box_predictor.cls_score.weight": (81, 8),
+              "roi_heads.box_predictor.cls_score.bias": (81,), "roi_heads.box_predictor.bbox_pred.weight": (320, 8),
+              "roi_heads.box_predictor.bbox_pred.bias": (320,)}
+    target = {**source, "roi_heads.box_predictor.cls_score.weight": (21, 8),
+              "roi_heads.box_predictor.cls_score.bias": (21,), "roi_heads.box_predictor.bbox_pred.weight": (80, 8),
+              "roi_heads.box_predictor.bbox_pred.bias": (80,)}
+    suggestions = align(sd(source), sd(target)).suggestions
+    assert len(suggestions) == 2 and {s.confidence for s in suggestions} == {"low"}
+
+
+def test_head_with_more_classes_pads_and_says_which_rows_are_old():
+    target = {**NET, "fc.weight": (12, 8), "fc.bias": (12,)}
+    [s] = align(sd(NET), sd(target)).suggestions
+    assert s.confidence == "medium" and s.rule["adapt"]["fc.bias"] == {"op": "pad", "dim": 0, "fill": "init"}
+    old = NET["fc.bias"][0]
+    assert f"rows 0..{old - 1} keep the old outputs" in s.reason
+
+
+def test_more_input_channels_by_a_whole_multiple_mention_repeat():
+    six = {**NET, "conv1.weight": (8, 6, 3, 3)}
+    [s] = align(sd(NET), sd(six)).suggestions
+    assert s.rule == {"adapt": {"conv1.weight": {"op": "pad", "dim": 1}}} and "fill: repeat" in s.reason
+    [s] = align(sd(NET), sd({**NET, "conv1.weight": (8, 4, 3, 3)})).suggestions
+    assert "repeat" not in s.reason
 
 
 def test_grayscale_input_sums_channels_and_a_deeper_conv_is_low():
