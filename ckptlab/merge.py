@@ -184,7 +184,7 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
         t_info = target.info(row.target)
         s_info = source.info(row.source) if row.source is not None else None
         if row.status == "mismatch" and on_mismatch == "error":
-            faults.append(f"shape mismatch at {row.target!r} {s_info.shape} vs {t_info.shape}")
+            faults.append(f"shape mismatch at {row.target!r}: source {s_info.shape} vs target {t_info.shape}")
             continue
         if row.status in ("missing", "mismatch"):
             out = choose(None, t_info.dtype)
@@ -203,7 +203,8 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
                                  _info(t_info.shape, out), cast_note(s_info.dtype, out)))
     if faults:
         shown = "; ".join(faults[:5]) + (f"; ... and {len(faults) - 5} more" if len(faults) > 5 else "")
-        err = MergeError(f"{len(faults)} row{'s' if len(faults) != 1 else ''} block the merge: {shown}")
+        err = MergeError(f"{len(faults)} row{'s' if len(faults) != 1 else ''} block the merge: {shown}"
+                         f" ({_how_to_go_on(faults)})")
         err.faults = faults
         raise err
     return MergePlan(alignment, entries, keep_extras=keep_extras, nest=nest)
@@ -311,6 +312,17 @@ def _extras_as_metadata(extras: Mapping[str, Any]) -> dict[str, str]:
             raise MergeError(f"extra {key!r} ({type(value).__name__}) cannot go into safetensors "
                              "metadata; write .pt to keep it") from None
     return meta
+
+
+def _how_to_go_on(faults: list[str]) -> str:
+    """The ways out of a blocked merge, for the kinds of fault present."""
+    ways = []
+    if any(f.startswith("conflict") for f in faults):
+        ways.append("make the rules send one source key to each target key, or map it explicitly")
+    if any(f.startswith("shape mismatch") for f in faults):
+        ways.append("give each mismatched key an adapter (align suggests some) or keep the target's "
+                    "values with on-mismatch keep-target")
+    return "to go on: " + "; ".join(ways) if ways else "fix the adapters named"
 
 
 def _group_of(key: str, aliases: list[list[str]]) -> list[str]:

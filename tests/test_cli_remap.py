@@ -86,7 +86,7 @@ def test_a_mismatch_exits_1_writes_nothing_and_names_the_row(tmp_path, capsys):
     code, out, err = cli(capsys, SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt",
                          "-o", tmp_path / "out.pt", "--auto", "none")
     assert code == 1 and out == ""
-    assert "shape mismatch at 'conv1.weight' (8, 3, 3, 3) vs (8, 4, 3, 3)" in err
+    assert "shape mismatch at 'conv1.weight': source (8, 3, 3, 3) vs target (8, 4, 3, 3)" in err
     assert os.listdir(tmp_path) == []
 
 
@@ -142,3 +142,22 @@ def test_parse_size():
     assert parse_size("1.5 gb") == 1_500_000_000 and parse_size(None) is None
     with pytest.raises(CheckpointError, match="not a size"):
         parse_size("lots")
+
+
+def test_a_blocked_merge_is_one_line_with_the_way_out_and_lists_long_fault_lists(tmp_path, capsys):
+    torch.save({"head.weight": torch.zeros(2, 4), "head.bias": torch.zeros(2)}, tmp_path / "s.pt")
+    torch.save({"head.weight": torch.zeros(5, 4), "head.bias": torch.zeros(5)}, tmp_path / "t.pt")
+    code, out, err = cli(capsys, tmp_path / "s.pt", tmp_path / "t.pt", "-o", tmp_path / "o.pt")
+    assert code == 1 and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("ckptlab: error: 2 rows block the merge: shape mismatch at 'head.weight': source (2, 4)")
+    assert line.endswith("keep the target's values with on-mismatch keep-target)")
+    many = {f"layers.{i}.w": torch.zeros(3) for i in range(7)}
+    torch.save(many, tmp_path / "s7.pt")
+    torch.save({k: torch.zeros(4) for k in many}, tmp_path / "t7.pt")
+    code, _, err = cli(capsys, tmp_path / "s7.pt", tmp_path / "t7.pt", "-o", tmp_path / "o.pt", "--auto", "none")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 8 and "... and 2 more" in lines[-1]
+    assert [ln.strip() for ln in lines[:7]] == [
+        f"shape mismatch at 'layers.{i}.w': source (3,) vs target (4,)" for i in range(7)]
+    assert sorted(os.listdir(tmp_path)) == ["s.pt", "s7.pt", "t.pt", "t7.pt"]

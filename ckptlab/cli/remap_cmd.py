@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
                            nest=args.nest, max_shard_size=shard, progress=bar.update)
         except MergeError as exc:
             bar.close()
-            for fault in getattr(exc, "faults", []):
-                print(f"  {fault}", file=sys.stderr)
+            faults = getattr(exc, "faults", [])
+            if len(faults) > 5:  # the error line names the first five; list them all above it
+                for fault in faults:
+                    print(f"  {fault}", file=sys.stderr)
             raise
     if report.warning:
         warn(report.warning)
