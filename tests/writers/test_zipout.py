@@ -2,11 +2,15 @@
 so we do), known CRCs trusted and copied in the kernel, zip64 records readable by torch."""
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
 import zipfile
 import zlib
+from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 import ckptlab
@@ -128,3 +132,35 @@ def test_a_non_ascii_file_name_makes_a_utf8_archive_torch_reads(tmp_path):
     with zipfile.ZipFile(out) as zf:
         assert zf.infolist()[0].filename.startswith("modèle/") and zf.testzip() is None
     assert {k: raw(v) for k, v in torch.load(out, weights_only=True).items()} == {k: raw(v) for k, v in src.items()}
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_span_on_another_filesystem_is_copied_through_a_buffer(tmp_path, suffix):
+    """copy_file_range refuses to cross filesystems (EXDEV): the bytes still arrive, CRC and all."""
+    t = torch.randn(70_000)
+    elsewhere = tmp_path / "raw.bin"
+    if os.path.isdir("/dev/shm"):
+        elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm")) / "raw.bin"
+    try:
+        elsewhere.write_bytes(b"x" * 3 + raw(t))
+        out = tmp_path / f"m{suffix}"
+        write_tensors([OutTensor("w", TensorInfo.of(t), _never, span=FileSpan(str(elsewhere), 3, t.nbytes))], out)
+    finally:
+        elsewhere.unlink()
+        if elsewhere.parent != tmp_path:
+            elsewhere.parent.rmdir()
+    if suffix == ".pt":
+        with zipfile.ZipFile(out) as zf:
+            assert zf.testzip() is None
+    back = torch.load(out, weights_only=True) if suffix == ".pt" else safetensors.torch.load_file(out)
+    assert raw(back["w"]) == raw(t)
+
+
+@pytest.mark.parametrize("crc", [None, 123])
+def test_a_pt_span_past_the_end_of_its_file_fails_cleanly_with_or_without_a_crc(tmp_path, crc):
+    raw_file = tmp_path / "raw.bin"
+    raw_file.write_bytes(b"\0" * 10)
+    entry = OutTensor("a", TensorInfo((8,), torch.float32, 32), _never, span=FileSpan(str(raw_file), 0, 32, crc))
+    with pytest.raises(ckptlab.MergeError, match="file ends inside tensor data"):
+        write_tensors([entry], tmp_path / "m.pt")
+    assert sorted(os.listdir(tmp_path)) == ["raw.bin"]
