@@ -9,7 +9,7 @@ feeds fewer than half of the target keys sets a loud ``warning``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -274,10 +274,14 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
             names[dtype] = dtype_name(dtype)
         return names[dtype]
 
+    ties = _tie_partners(target)
     for tkey in target.keys():
         t = target.info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
         cands = m.candidates.get(tkey, [])
+        spec = recipe.adapt.get(tkey)
+        if not cands and tkey in ties:
+            cands, spec = _fed_through_tie(tkey, ties[tkey], m, recipe, spec)
         if not cands:
             rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
             continue
@@ -293,7 +297,6 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         s = s_info[skey]
         s_shape, s_dtype = tuple(s.shape), name_of(s.dtype)
         dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
-        spec = recipe.adapt.get(tkey)
         if s_shape == t_shape and not (spec is not None and spec.op == "reinit"):
             status = "exact" if skey == tkey else "renamed"
             reason = _join(why if status == "renamed" else "same key and shape", dtype_note)
@@ -318,7 +321,47 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         s = s_info[skey]
         rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, name_of(s.dtype),
                         _unused_reason(skey, m, target, labels), (skey,)))
-    return rows
+    return _note_split_ties(rows, target, source) if ties else rows
+
+
+def _note_split_ties(rows: list[Row], target: Checkpoint, source: Checkpoint) -> list[Row]:
+    """Names of one tied target tensor fed by different source tensors: loading both into
+    the model keeps only the one loaded last, so each such row says so."""
+    same_in_source = {key: i for i, group in enumerate(source.aliases()) for key in group}
+    by_target = {row.target: i for i, row in enumerate(rows) if row.target is not None}
+    out = list(rows)
+    for group in target.aliases():
+        fed = [rows[by_target[k]] for k in group if k in by_target and rows[by_target[k]].fed]
+        origins = {same_in_source.get(r.source, r.source) for r in fed}
+        if len(origins) < 2:
+            continue
+        for row in fed:
+            others = ", ".join(f"{quote(r.target)} <- {quote(r.source)}" for r in fed if r is not row)
+            note = f"tied in the target to {others}: a model that ties them keeps whichever loads last"
+            out[by_target[row.target]] = replace(row, reason=_join(row.reason, note))
+    return out
+
+
+def _tie_partners(target: Checkpoint) -> dict[str, tuple[str, ...]]:
+    """Target key -> the other names of the same tensor (tied weights such as lm_head and
+    embed_tokens): loading one name into the model sets them all."""
+    return {key: tuple(k for k in group if k != key) for group in target.aliases() for key in group}
+
+
+def _fed_through_tie(tkey: str, partners: tuple[str, ...], m: Matching, recipe: Recipe,
+                     spec: AdaptSpec | None) -> tuple[list[tuple[str, str]], AdaptSpec | None]:
+    """A target key no source names, tied to one that is fed, takes that source too.
+
+    Left missing it would keep the target's own (random) value, and a model that ties the
+    two would load that value last and overwrite the pretrained one: checkpoints saved
+    without the duplicate (safetensors, transformers) must feed both names.
+    """
+    fed = [(p, m.candidates[p][0][0]) for p in partners if len(m.candidates.get(p, ())) == 1]
+    if len({skey for _, skey in fed}) != 1:
+        return [], spec
+    partner, skey = fed[0]
+    return [(skey, f"tied to {quote(partner)} in the target, which {quote(skey)} feeds")], (
+        spec if spec is not None else recipe.adapt.get(partner))
 
 
 def _missing_reason(tkey: str, m: Matching) -> str:
