@@ -73,3 +73,37 @@ def test_two_source_tensors_for_one_tied_tensor_are_named(tmp_path):
     # a source that ties them too gives one tensor: nothing to say
     al = align(tmp_path / "tied.pt", tmp_path / "tied.pt")
     assert all("tied" not in row.reason for row in al.rows)
+
+
+def test_tie_survives_pt_to_safetensors_to_pt_and_inspect_shows_it(tmp_path, capsys):
+    from ckptlab.cli import main
+
+    torch.manual_seed(0)
+    model = TiedLM()
+    torch.save(model.state_dict(), tmp_path / "tied.pt")
+    ckptlab.remap(tmp_path / "tied.pt", tmp_path / "tied.pt", tmp_path / "tied.safetensors")
+    assert ckptlab.open(tmp_path / "tied.safetensors").aliases() == [("embed_tokens.weight", "lm_head.weight")]
+    ckptlab.remap(tmp_path / "tied.safetensors", tmp_path / "tied.pt", tmp_path / "back.pt")
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    assert back["lm_head.weight"].data_ptr() == back["embed_tokens.weight"].data_ptr()
+    assert torch.equal(back["lm_head.weight"], model.embed_tokens.weight)
+
+    assert main(["inspect", str(tmp_path / "tied.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "tied: embed_tokens.weight = lm_head.weight (one tensor under 2 names" in out
+    assert main(["inspect", str(tmp_path / "tied.safetensors"), "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["aliases"] == [["embed_tokens.weight", "lm_head.weight"]]
+
+
+def test_alias_metadata_that_does_not_fit_is_ignored(tmp_path):
+    """Groups naming absent keys or tensors of another shape never tie anything."""
+    import json
+
+    tensors = {"a": torch.zeros(2), "b": torch.ones(3), "c": torch.ones(2)}
+    save_file(tensors, tmp_path / "x.safetensors",
+              metadata={"ckptlab.aliases": json.dumps([["a", "b"], ["a", "zz"], "c"])})
+    assert ckptlab.open(tmp_path / "x.safetensors").aliases() == []
+    save_file(tensors, tmp_path / "y.safetensors", metadata={"ckptlab.aliases": "not json"})
+    assert ckptlab.open(tmp_path / "y.safetensors").aliases() == []

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def to_json(ck: Checkpoint) -> dict[str, Any]:
-    """The contract's object, plus ``candidates``, ``placeholders`` and ``total_bytes``."""
+    """The contract's object, plus ``candidates``, ``placeholders``, ``total_bytes`` and
+    ``aliases`` (groups of keys that are one tensor: tied weights)."""
     return {
         "format": ck.format,
         "container": ck.container,
@@ -33,6 +34,7 @@ def to_json(ck: Checkpoint) -> dict[str, Any]:
         "total_bytes": ck.total_bytes,
         "candidates": [{"path": c.path, "tensors": c.tensors, "nbytes": c.nbytes} for c in ck.candidates],
         "placeholders": list(ck.placeholders),
+        "aliases": [list(group) for group in ck.aliases()],
     }
 
 
@@ -67,5 +69,7 @@ def _print_table(ck: Checkpoint) -> None:
     if ck.other:
         console.print("also in the file: " + ", ".join(f"{e.key} ({e.type})" for e in ck.other[:20])
                       + (f" and {len(ck.other) - 20} more" if len(ck.other) > 20 else ""))
+    for group in ck.aliases():
+        console.print(f"tied: {' = '.join(group)} (one tensor under {len(group)} names; the totals count each name)")
     if ck.placeholders:
         console.print("classes stood in for (never imported): " + ", ".join(ck.placeholders))

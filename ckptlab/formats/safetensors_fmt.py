@@ -70,7 +70,24 @@ def read_safetensors(path: Path) -> Loaded:
         if end - begin != nbytes:
             raise UnreadableFileError(f"bad offsets for {key!r}: {end - begin} bytes for {nbytes}", path)
         root[key] = _lazy(region, key, begin, shape, dtype)
+    _restore_ties(root, metadata)
     return Loaded("safetensors", root, (), metadata)
+
+
+def _restore_ties(root: dict[str, LazyTensor], metadata: dict[str, str]) -> None:
+    """safetensors cannot share storage, so ckptlab's writer stores each tied name as a copy
+    and lists the groups under ``ckptlab.aliases``; reading them back as one tensor lets a
+    .pt written from this file tie them again. Groups that do not fit are ignored."""
+    try:
+        groups = json.loads(metadata.get("ckptlab.aliases", "[]"))
+    except ValueError:
+        return
+    for group in groups if isinstance(groups, list) else []:
+        members = [root.get(k) for k in group] if isinstance(group, list) and len(group) > 1 else [None]
+        if any(not isinstance(m, LazyTensor) for m in members) or len({m.info for m in members}) != 1:
+            continue
+        for member in members[1:]:
+            member.storage_id, member.view = members[0].storage_id, members[0].view
 
 
 def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: torch.dtype) -> LazyTensor:
