@@ -1,14 +1,18 @@
 """Remap speed and memory: a big checkpoint with every key renamed, beside ``cp`` and a naive rewrite.
 
     python bench/bench_remap.py [--size-gb 2.5] [--tensor-mb 64] [--dir DIR] [--repeats 3]
+                                [--source pt|safetensors]
 
-In ONE run, on the same source file (a torch.save zip of float32 tensors, every key to be
-renamed ``layers.N.*`` -> ``model.layers.N.*``):
+In ONE run, on the same source file (a torch.save zip of float32 tensors, or with
+``--source safetensors`` a .safetensors file, every key to be renamed ``layers.N.*`` ->
+``model.layers.N.*``):
 1. ``cp --reflink=never`` of the file (the floor: read + write the same bytes);
 2. ``ckptlab.remap`` -> .safetensors and 3. -> .pt, each in a fresh subprocess (wall time of
    the call, peak RSS of that process, and its RSS right after ``import torch`` + ckptlab);
 4. a naive ``torch.load`` + rename + ``torch.save`` (.pt), the same way.
-Times are reported as ratios to ``cp``. Targets (DESIGN.md): safetensors <= 1.5x cp with
+Times are reported as ratios to ``cp``. A torch zip source lets a .pt output take each
+member's CRC from the source's directory and copy it in the kernel; a safetensors source
+makes the .pt writer hash every byte (the slower path). Targets (DESIGN.md): safetensors <= 1.5x cp with
 peak RSS <= 512 MB; .pt <= 2.5x. Everything lives in a temp dir, deleted at the end. The
 source is freshly written, so all runs read it from the page cache alike; ``sync`` runs
 (untimed) before each job so no job pays for the previous one's writeback.
@@ -38,7 +42,11 @@ while total < size:
     sd[f"layers.{i}.bias"] = torch.arange(1024, dtype=torch.float32)
     total += sd[f"layers.{i}.weight"].nbytes + 4096
     i += 1
-torch.save(sd, path)
+if path.endswith(".safetensors"):
+    from safetensors.torch import save_file
+    save_file(sd, path)
+else:
+    torch.save(sd, path)
 """
 
 # Each job prints {"seconds": ..., "rss_start_mb": ...}; peak RSS comes from wait4.
@@ -63,7 +71,11 @@ import json, sys, time, resource, torch
 src, out = sys.argv[1], sys.argv[2]
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
-sd = torch.load(src, map_location="cpu", weights_only=True)
+if src.endswith(".safetensors"):
+    from safetensors.torch import load_file
+    sd = load_file(src)
+else:
+    sd = torch.load(src, map_location="cpu", weights_only=True)
 torch.save({"model." + k: v for k, v in sd.items()}, out)
 print(json.dumps({"seconds": time.perf_counter() - t0, "rss_start_mb": rss0}))
 """
@@ -94,24 +106,27 @@ def main() -> None:
     parser.add_argument("--tensor-mb", type=float, default=64, help="size of each big tensor (default 64)")
     parser.add_argument("--dir", default=None, help="where the temp dir goes (default: the system's)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each job's best is kept")
+    parser.add_argument("--source", choices=("pt", "safetensors"), default="pt",
+                        help="source format (default pt: a torch.save zip)")
     args = parser.parse_args()
 
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="ckptlab-bench-", dir=args.dir))
     try:
-        src = work / "source.pt"
+        src = work / f"source.{args.source}"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", MAKE_SOURCE, str(src), str(int(args.size_gb * 1e9)),
                         str(int(args.tensor_mb * 1e6))], check=True)
         size = src.stat().st_size
         print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} cpus, "
               f"python {platform.python_version()}, torch {torch.__version__}")
-        print(f"source: {size / 1e9:.2f} GB torch zip, {args.tensor_mb:g} MB tensors, "
+        print(f"source: {size / 1e9:.2f} GB {'torch zip' if args.source == 'pt' else 'safetensors'}, "
+              f"{args.tensor_mb:g} MB tensors, "
               f"made in {time.perf_counter() - t0:.1f} s; temp dir {work}")
 
         def cp_job() -> dict:
-            dst = work / "copy.pt"
+            dst = work / f"copy.{args.source}"
             seconds = time_cp(src, dst)
             dst.unlink()
             return {"seconds": seconds}
