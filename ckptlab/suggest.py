@@ -142,8 +142,8 @@ def _container_suggestion(source: Checkpoint, target: Checkpoint, recipe: Recipe
     if recipe.container is not None or not source.path:
         return None, source
     chosen = Suggestion({"container": source.container}, "high",
-                        f"the tensors sit under {quote(source.container)} (chosen when opening)",
-                        len(source), applied=True) if source.container else None
+                        f"the tensors sit under {quote(source.container)} (chosen when opening)"
+                        + _twins(source), len(source), applied=True) if source.container else None
     others = [c for c in source.candidates if c.path != source.container and c.tensors >= 2]
     if not others:
         return chosen, source
@@ -166,6 +166,18 @@ def _container_suggestion(source: Checkpoint, target: Checkpoint, recipe: Recipe
     where = f" (the chosen {quote(source.container)} feeds {current})" if source.container else ""
     return Suggestion({"container": best}, "high",
                       f"the tensors under {quote(best)} feed {best_fed} target keys{where}", best_fed), best_ck
+
+
+def _twins(source: Checkpoint) -> str:
+    """Other containers holding as many tensors (an EMA copy beside the raw weights): the
+    user must know there was a choice, since timm, for one, loads the EMA by default."""
+    mine = source.container
+    twins = [c.path for c in source.candidates if c.path != mine and c.tensors == len(source)
+             and not c.path.startswith(f"{mine}.") and not mine.startswith(f"{c.path}.")]
+    if not twins:
+        return ""
+    return f"; also in the file with {len(source)} tensors: " + ", ".join(quote(t) for t in twins[:3]) + (
+        " (choose it as the container to load it instead)")
 
 
 def _best_feed(state: State) -> int:

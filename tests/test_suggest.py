@@ -223,3 +223,16 @@ def test_suggestion_views():
     assert s.to_dict() == {"rule": {"strip_prefix": "module."}, "confidence": "high", "reason": s.reason}
     assert s.describe() == "strip_prefix 'module.'"
     assert "DataParallel" in s.reason
+
+
+def test_an_ema_copy_beside_the_chosen_weights_is_named(tmp_path):
+    weights = {"model.conv.weight": torch.ones(2, 2), "model.conv.bias": torch.ones(2)}
+    torch.save({"state_dict": weights, "state_dict_ema": {k: v / 2 for k, v in weights.items()}, "epoch": 3},
+               tmp_path / "lightning.ckpt")
+    target = {"conv.weight": torch.zeros(2, 2), "conv.bias": torch.zeros(2)}
+    container = align(tmp_path / "lightning.ckpt", target).suggestions[0]
+    assert container.rule == {"container": "state_dict"} and container.applied
+    assert container.reason.endswith("also in the file with 2 tensors: 'state_dict_ema' "
+                                     "(choose it as the container to load it instead)")
+    torch.save({"net": weights, "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}}, tmp_path / "plain.pt")
+    assert align(tmp_path / "plain.pt", target).suggestions[0].reason == "the tensors sit under 'net' (chosen when opening)"
