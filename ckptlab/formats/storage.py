@@ -70,7 +70,7 @@ def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
 
     def span() -> FileSpan | None:
         where = storage.locate() if storage.locate is not None else None
-        if where is None or count == 0 or stride != _c_strides(shape):
+        if where is None or count == 0 or stride != c_strides(shape):
             return None
         span = (where[0], where[1] + first * itemsize, count * itemsize)
         whole_member = len(where) == 4 and first == 0 and count * itemsize == where[2]
@@ -80,7 +80,7 @@ def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
     return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype), span)
 
 
-def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The strides of a C-contiguous tensor of ``shape`` (dims of size 1 as torch sets them)."""
     strides, step = [], 1
     for size in reversed(shape):

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ckptlab.formats.storage import c_strides
 from ckptlab.info import TensorInfo
 
 # dtypes that torch pickles through a typed storage class; the rest use UntypedStorage.
@@ -32,7 +33,7 @@ class TensorRef:
 
     def __reduce_ex__(self, protocol: int):
         shape = self.info.shape
-        args = (_StorageRef(self.key, self.info), 0, shape, _strides(shape), False, OrderedDict())
+        args = (_StorageRef(self.key, self.info), 0, shape, c_strides(shape), False, OrderedDict())
         if self.info.dtype in _LEGACY_STORAGE:
             return torch._utils._rebuild_tensor_v2, args
         return torch._utils._rebuild_tensor_v3, args + (self.info.dtype,)
@@ -72,10 +73,3 @@ def swap_tensors(obj: Any, extras: list[torch.Tensor], first: int) -> Any:
         return type(obj)(swap_tensors(v, extras, first) for v in obj)
     return obj
 
-
-def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
