@@ -78,7 +78,10 @@ def drop_file(page, widget_key: str, path: Path) -> None:
 
 def grid_cell_point(page, grid_key_prefix: str, row: int, x_offset: float) -> tuple[float, float]:
     grid = page.locator(f"[class*='st-key-{grid_key_prefix}']").get_by_test_id("stDataFrame")
-    grid.scroll_into_view_if_needed()
+    # Centre it: scrolled just into view it may sit under the page's sticky header, which
+    # then takes the click.
+    grid.evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(100)
     box = grid.bounding_box()
     return box["x"] + x_offset, box["y"] + HEADER_PX + ROW_PX * row + ROW_PX / 2
 
@@ -130,3 +133,71 @@ def click_treemap_module(page, label: str) -> None:
             wait_idle(page)
             return
     raise AssertionError(f"no treemap box labelled {label!r}")
+
+
+def click(page, widget_key: str) -> None:
+    """Click the button with this key and wait for the rerun."""
+    key(page, widget_key).locator("button").click()
+    wait_idle(page)
+
+
+def type_text(page, widget_key: str, text: str) -> None:
+    """Replace a text input's content, as typed, and commit it with Enter."""
+    field = key(page, widget_key).locator("input, textarea").first
+    field.click()
+    field.press("Control+A")
+    field.press_sequentially(text)
+    field.press("Enter")
+    wait_idle(page)
+
+
+def accept(page, fragment: dict) -> None:
+    """Click the Accept button of the suggestion made of ``fragment``."""
+    from ckptlab.editing import fragment_id
+
+    click(page, f"accept_{fragment_id(fragment)}")
+
+
+def download(page, widget_key: str, folder: Path) -> Path:
+    """Click a download button; return where the browser's file was saved."""
+    with page.expect_download() as event:
+        key(page, widget_key).locator("button").click()
+    path = folder / event.value.suggested_filename
+    event.value.save_as(path)
+    return path
+
+
+def text_of(page, widget_key: str) -> str:
+    return key(page, widget_key).inner_text()
+
+
+def grid_cell_text(page, grid_key_prefix: str, row: int, column: int) -> str:
+    """A data grid cell's text, from the grid's accessibility table (``column`` 0 is the
+    first data column)."""
+    holder = page.locator(f"[class*='st-key-{grid_key_prefix}']")
+    return holder.locator(f"[id='glide-cell-{column + 1}-{row}']").text_content() or ""
+
+
+def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str) -> None:
+    """Overwrite one cell of a data editor (``column`` 0 is the first data column): select
+    it by coordinates once the grid stopped moving, type (typing replaces the value), Enter."""
+    x, y = grid_cell_point(page, grid_key_prefix, row, 60)
+    page.mouse.click(x, y)                # the first click gives the grid the keyboard back...
+    page.wait_for_timeout(400)
+    page.mouse.click(x, y)                # ...the second selects the cell the keys start from
+    page.wait_for_timeout(150)
+    for _ in range(column):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.type(text)
+    page.wait_for_timeout(150)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    got = grid_cell_text(page, grid_key_prefix, row, column)
+    if got != text:
+        raise AssertionError(f"grid {grid_key_prefix} cell ({row}, {column}) shows {got!r} after typing {text!r}")
+
+
+def toggle(page, widget_key: str) -> None:
+    """Tick or untick a checkbox (its label is what a visitor clicks)."""
+    key(page, widget_key).locator("label").click()
+    wait_idle(page)

@@ -84,14 +84,25 @@ def browser() -> Iterator:
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (the page fixture screenshots failures)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser, app_url: str):
+def page(browser, app_url: str, request):
     context = browser.new_context(viewport={"width": 1600, "height": 1200}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(app_url)
     wait_idle(page)
     yield page
+    failed = getattr(request.node, "report_call", None)
+    if failed is not None and failed.failed:
+        screenshot(page, f"FAILED-{request.node.name}")
     context.close()
 
 
