@@ -60,3 +60,19 @@ def test_recipe_file_and_readable_table(tmp_path):
     proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", bad, "--json")
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "rule 1 (drop): bad regex '('" in proc.stderr
+
+
+def test_piped_table_keeps_every_key_and_reason_on_one_line(tmp_path):
+    import torch
+
+    source = {f"model.encoder.layers.{i}.self_attention.query_key_value.weight": torch.zeros(6, 2) for i in range(3)}
+    source["model.head[0].weight"] = torch.zeros(2, 2)
+    torch.save(source, tmp_path / "s.pt")
+    torch.save({k.removeprefix("model."): v for k, v in source.items()}, tmp_path / "t.pt")
+    proc = run(tmp_path / "s.pt", tmp_path / "t.pt")
+    assert proc.returncode == 0, proc.stderr
+    [line] = [ln for ln in proc.stdout.splitlines() if "query_key_value" in ln]
+    assert ("encoder.layers.{0..2}.self_attention.query_key_value.weight" in line
+            and "model.encoder.layers.{0..2}.self_attention.query_key_value.weight" in line
+            and "renamed x3" in line and "strip_prefix 'model.' (suggested, high)" in line)
+    assert any("model.head[0].weight" in ln for ln in proc.stdout.splitlines())

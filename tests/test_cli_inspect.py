@@ -79,3 +79,28 @@ def test_the_installed_command_prints_one_json_object(sample):
     lines = proc.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["container"] == "state_dict"
+
+
+def _long_keyed_checkpoint(path):
+    state = {}
+    for i in range(12):
+        state[f"bert.encoder.layer.{i}.attention.self.query.weight"] = torch.zeros(4, 4)
+        state[f"bert.encoder.layer.{i}.attention.output.LayerNorm.bias"] = torch.zeros(4)
+    state["classifier[0].weight"] = torch.zeros(2, 4)  # brackets are text, not rich markup
+    torch.save(state, path)
+
+
+def test_piped_table_folds_layer_runs_and_never_breaks_a_key(tmp_path):
+    _long_keyed_checkpoint(tmp_path / "bert.pt")
+    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", str(tmp_path / "bert.pt")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    query = [ln for ln in lines if "bert.encoder.layer.{0..11}.attention.self.query.weight" in ln]
+    assert len(query) == 1 and "(4, 4)" in query[0] and "x12" in query[0] and "768 B" in query[0]
+    assert any("classifier[0].weight" in ln for ln in lines)
+    assert lines[-1] == "25 tensors, 248 parameters, 992 B (25 keys folded into 3 lines; --no-fold lists every key)"
+    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", str(tmp_path / "bert.pt"), "--no-fold"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert sum("bert.encoder.layer." in ln for ln in proc.stdout.splitlines()) == 24
+    assert proc.stdout.splitlines()[-1] == "25 tensors, 248 parameters, 992 B"

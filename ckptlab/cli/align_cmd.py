@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from ckptlab.align import AUTO_LEVELS, STATUSES, Alignment, Row, align, shape_text
 from ckptlab.cli.common import add_pair_arguments, resolve_pair
+from ckptlab.cli import output
 from ckptlab.cli.output import print_json, warn
 from ckptlab.keyfold import fold_keys, fold_pattern
 
@@ -73,11 +74,9 @@ def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
 
 
 def print_table(alignment: Alignment) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
-    console.width = max(console.width, 160)  # a pipe reports 80 columns: keys would wrap mid-name
     table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)
     for name in ("target", "shape", "source", "shape", "status", "reason"):
         table.add_column(name, overflow="fold", no_wrap=name in ("shape", "status"))
@@ -87,18 +86,18 @@ def print_table(alignment: Alignment) -> None:
     for i, (module, rows) in enumerate(modules.items()):
         if i:
             table.add_section()
-        table.add_row(f"[bold]{module}[/bold]", "", "", "", "", "")
+        table.add_row(Text(module, style="bold"), "", "", "", "", "")
         for target, source, row, count in folded_rows(rows):
-            style = STATUS_STYLE[row.status]
             status = row.status + (f" x{count}" if count > 1 else "")
             source = "=" if source == target and row.status == "exact" else source
-            table.add_row(target, shape_text(row.target_shape), source, shape_text(row.source_shape),
-                          f"[{style}]{status}[/{style}]", row.reason)
-    console.print(table)
+            table.add_row(Text(target), shape_text(row.target_shape), Text(source), shape_text(row.source_shape),
+                          Text(status, style=STATUS_STYLE[row.status]), Text(row.reason))
     summary = alignment.summary
-    console.print("summary: " + ", ".join(
-        f"[{STATUS_STYLE[s]}]{s} {summary[s]}[/{STATUS_STYLE[s]}]" for s in STATUSES)
-        + f"; {len(alignment.fed)} of {len(alignment.target)} target keys fed")
-    for s in alignment.suggestions:
-        mark = "applied" if s.applied else "suggested"
-        console.print(f"{mark} ({s.confidence}): {s.describe()}: {s.reason}", markup=False, highlight=False)
+    counts = Text("summary: ")
+    for i, s in enumerate(STATUSES):
+        counts.append(("" if not i else ", "))
+        counts.append(f"{s} {summary[s]}", style=STATUS_STYLE[s])
+    counts.append(f"; {len(alignment.fed)} of {len(alignment.target)} target keys fed")
+    lines = [counts] + [Text(f"{'applied' if s.applied else 'suggested'} ({s.confidence}): {s.describe()}: {s.reason}")
+                        for s in alignment.suggestions]
+    output.print_table(table, *lines)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 from typing import Any
 
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.checkpoint import open as open_checkpoint
-from ckptlab.cli.output import human_bytes, print_json
+from ckptlab.cli.output import human_bytes, print_json, print_table
+from ckptlab.keyfold import fold_keys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--container", default=None, metavar="DOTTED",
                    help="where the tensors sit inside the file, e.g. 'net' or 'state_dict' (default: found)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the documented contract)")
+    p.add_argument("--no-fold", action="store_true",
+                   help="list every key (by default keys alike but for a layer index share one line)")
     p.set_defaults(func=run)
 
 
@@ -43,33 +47,49 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(ck))
     else:
-        _print_table(ck)
+        _print_table(ck, fold=not args.no_fold)
     return 0
 
 
-def _print_table(ck: Checkpoint) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)
-    where = repr(ck.container) if ck.container else "top level"
-    table = Table(title=f"{ck.name} ({ck.format}, tensors at {where})", title_justify="left")
-    for column, justify in (("key", "left"), ("shape", "left"), ("dtype", "left"), ("size", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
+def folded_keys(ck: Checkpoint) -> list[tuple[str, str, int, int]]:
+    """(key pattern, first key, count, total bytes) in file order: keys alike but for a layer index, with
+    the same shape and dtype, become one line (``layer.{0..11}.attn.weight``)."""
+    alike: dict[tuple, list[str]] = defaultdict(list)
     for key in ck.keys():
         info = ck.info(key)
-        table.add_row(key, str(tuple(info.shape)), info.dtype_name, human_bytes(info.nbytes))
-    console.print(table)
-    console.print(f"{len(ck)} tensors, {ck.total_params:,} parameters, {human_bytes(ck.total_bytes)}")
+        alike[(info.shape, info.dtype)].append(key)
+    order = {key: i for i, key in enumerate(ck.keys())}
+    lines = [(folded.pattern, folded.keys) for keys in alike.values() for folded in fold_keys(keys)]
+    lines.sort(key=lambda line: order[line[1][0]])
+    return [(pattern, keys[0], len(keys), sum(ck.info(k).nbytes for k in keys)) for pattern, keys in lines]
+
+
+def _print_table(ck: Checkpoint, fold: bool = True) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    where = repr(ck.container) if ck.container else "top level"
+    table = Table(title=f"{ck.name} ({ck.format}, tensors at {where})", title_justify="left")
+    for column, justify in (("key", "left"), ("shape", "left"), ("dtype", "left"), ("n", "right"), ("size", "right")):
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "key")
+    lines = folded_keys(ck) if fold else [(k, k, 1, ck.info(k).nbytes) for k in ck.keys()]
+    for pattern, first, count, nbytes in lines:
+        info = ck.info(first)
+        table.add_row(Text(pattern), str(tuple(info.shape)), info.dtype_name, f"x{count}" if count > 1 else "",
+                      human_bytes(nbytes))
+    footer = [f"{len(ck)} tensors, {ck.total_params:,} parameters, {human_bytes(ck.total_bytes)}"
+              + (f" ({len(ck)} keys folded into {len(lines)} lines; --no-fold lists every key)"
+                 if len(lines) < len(ck) else "")]
     others = [c for c in ck.candidates if c.path != ck.container]
     if others:
         listed = ", ".join(f"{c.path or '<top level>'!s} ({c.tensors} tensors)" for c in others[:8])
         more = f" and {len(others) - 8} more" if len(others) > 8 else ""
-        console.print(f"other containers (--container): {listed}{more}")
+        footer.append(f"other containers (--container): {listed}{more}")
     if ck.other:
-        console.print("also in the file: " + ", ".join(f"{e.key} ({e.type})" for e in ck.other[:20])
+        footer.append("also in the file: " + ", ".join(f"{e.key} ({e.type})" for e in ck.other[:20])
                       + (f" and {len(ck.other) - 20} more" if len(ck.other) > 20 else ""))
     for group in ck.aliases():
-        console.print(f"tied: {' = '.join(group)} (one tensor under {len(group)} names; the totals count each name)")
+        footer.append(f"tied: {' = '.join(group)} (one tensor under {len(group)} names; the totals count each name)")
     if ck.placeholders:
-        console.print("classes stood in for (never imported): " + ", ".join(ck.placeholders))
+        footer.append("classes stood in for (never imported): " + ", ".join(ck.placeholders))
+    print_table(table, *(Text(line) for line in footer))

@@ -23,3 +23,21 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def print_table(table: Any, *footer: str) -> None:
+    """Print a rich table (and footer lines) on stdout without breaking keys mid-name.
+
+    Piped or redirected output has no width to respect (rich assumes 80 columns), so it
+    gets the table's natural width: one line per row, whole keys, fit for grep. A terminal
+    keeps its own width and rich folds the longest cells.
+    """
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 100_000  # measure against no limit, then size the console to fit
+        console.width = max(console.measure(table).maximum, 80)
+    console.print(table)
+    for line in footer:
+        console.print(line, soft_wrap=True)
