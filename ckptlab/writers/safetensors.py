@@ -40,6 +40,7 @@ def write_safetensors(f: BinaryIO, groups: list[Group], metadata: Mapping[str, s
                 sink.write(data)
             bar.advance(g.info.nbytes, key)
         del data
+    sink.flush()
 
 def _header(groups: list[Group], metadata: Mapping[str, str]) -> bytes:
     header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}

@@ -19,6 +19,8 @@ from ckptlab.writers.entries import FileSpan
 
 CHUNK = 64 << 20  # large enough to amortise syscalls, small enough to keep memory flat
 _IOV_MAX = 64
+_SMALL = 64 << 10  # writes up to this size are combined ...
+_PENDING_MAX = 1 << 20  # ... into writes of about this size
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
 
 
@@ -29,27 +31,49 @@ class Sink:
     def __init__(self, f: BinaryIO):
         f.flush()
         self.fd = f.fileno()
-        self.pos = f.tell()
+        self.pos = f.tell()  # where the next byte goes (pending bytes included)
+        self._pending = bytearray()  # small writes, combined into one syscall
         self._buffer: bytearray | None = None
 
     def write(self, *parts: bytes | memoryview) -> None:
-        """Append ``parts`` in order (one syscall for small ones, no copy of large ones)."""
-        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        """Append ``parts`` in order; small ones are combined, large ones written without a copy."""
+        if sum(len(p) for p in parts) <= _SMALL:
+            for p in parts:
+                self._pending += p
+            self.pos += sum(len(p) for p in parts)
+            if len(self._pending) >= _PENDING_MAX:
+                self.flush()
+            return
+        self.flush()
+        self._write_now([memoryview(p).cast("B") for p in parts if len(p)])
+
+    def flush(self) -> None:
+        """Write out the combined small writes (before any copy, patch, or the end)."""
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._write_now([memoryview(pending)], at=self.pos - len(pending))
+
+    def _write_now(self, views: list[memoryview], at: int | None = None) -> None:
+        pos = self.pos if at is None else at
         while views:
-            n = os.pwritev(self.fd, views[:_IOV_MAX], self.pos) if len(views) > 1 else os.pwrite(self.fd, views[0], self.pos)
-            self.pos += n
+            n = os.pwritev(self.fd, views[:_IOV_MAX], pos) if len(views) > 1 else os.pwrite(self.fd, views[0], pos)
+            pos += n
             while views and n >= len(views[0]):
                 n -= len(views.pop(0))
             if views and n:
                 views[0] = views[0][n:]
+        if at is None:
+            self.pos = pos
 
     def patch(self, at: int, data: bytes) -> None:
         """Overwrite bytes already written (a header field known only after the data)."""
+        self.flush()
         if os.pwrite(self.fd, data, at) != len(data):
             raise OSError(errno.EIO, "short write while patching the output")
 
     def copy(self, span: FileSpan) -> None:
         """Append a file span, in the kernel when it can be."""
+        self.flush()
         with open(span.path, "rb", buffering=0) as src:
             done = 0
             try:

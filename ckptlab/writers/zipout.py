@@ -81,8 +81,7 @@ class StoredZip:
     def close(self) -> None:
         """Central directory, then (when needed) the zip64 end records, then the end record."""
         start = self.sink.pos
-        for m in self.members:
-            self.sink.write(*_central_entry(m, self.zip64_limit))
+        self.sink.write(b"".join(part for m in self.members for part in _central_entry(m, self.zip64_limit)))
         size, count = self.sink.pos - start, len(self.members)
         if count >= _MAX16 or size > self.zip64_limit or start > self.zip64_limit:
             end64 = self.sink.pos
@@ -90,10 +89,13 @@ class StoredZip:
                             _END64_LOCATOR.pack(0x07064B50, 0, end64, 1))
             count, size, start = min(count, _MAX16), _MAX32, _MAX32  # readers must take the zip64 record
         self.sink.write(_END.pack(0x06054B50, 0, 0, count, count, size, start, 0))
+        self.sink.flush()
+
 
 def _central_entry(m: _Member, zip64_limit: int) -> tuple[bytes, bytes, bytes]:
-    """A central directory header; zip64 fields for sizes/offset past the limit, in spec order."""
-    big_size = m.zip64 or m.nbytes > zip64_limit
+    """A central directory header; zip64 fields (in the spec's order) for sizes past the limit
+    (as in the local header) and for an offset past it."""
+    big_size = m.zip64
     big_offset = m.offset > zip64_limit
     fields = ([m.nbytes, m.nbytes] if big_size else []) + ([m.offset] if big_offset else [])
     extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
