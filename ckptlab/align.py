@@ -443,6 +443,8 @@ def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -
         if "container" in best.rule:  # a container alone renames nothing: name the rule it enables
             follow = [s for s in pending if s is not best and s.confidence == "high"]
             fix = " + ".join([fix, *(s.describe() for s in follow[:1])])
+        if best.confidence == "low":  # a guess is no "best fix": say it is one
+            return f"{text}; no confident fix, only a low guess: {fix} (explains {best.keys} keys; check it)"
         return f"{text}; best fix: {fix} ({best.confidence}, explains {best.keys} keys)"
     return f"{text}; no suggestion explains the rest"
 

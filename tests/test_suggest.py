@@ -236,3 +236,12 @@ def test_an_ema_copy_beside_the_chosen_weights_is_named(tmp_path):
                                      "(choose it as the container to load it instead)")
     torch.save({"net": weights, "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}}, tmp_path / "plain.pt")
     assert align(tmp_path / "plain.pt", target).suggestions[0].reason == "the tensors sit under 'net' (chosen when opening)"
+
+
+def test_a_low_guess_is_never_called_the_best_fix():
+    source = {"head.weight": (81, 8), "head.bias": (81,)}
+    target = {"head.weight": (21, 8), "head.bias": (21,)}
+    al = align(sd(source), sd(target))
+    assert al.warning == ("only 0 of 2 target keys are fed by the source; no confident fix, only a low guess: "
+                          "adapt 'head.weight': truncate dim 0, adapt 'head.bias': truncate dim 0 "
+                          "(explains 2 keys; check it)")
