@@ -178,23 +178,31 @@ def grid_cell_text(page, grid_key_prefix: str, row: int, column: int) -> str:
     return holder.locator(f"[id='glide-cell-{column + 1}-{row}']").text_content() or ""
 
 
-def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str) -> None:
+def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str, attempts: int = 3) -> None:
     """Overwrite one cell of a data editor (``column`` 0 is the first data column): select
-    it by coordinates once the grid stopped moving, type (typing replaces the value), Enter."""
-    x, y = grid_cell_point(page, grid_key_prefix, row, 60)
-    page.mouse.click(x, y)                # the first click gives the grid the keyboard back...
-    page.wait_for_timeout(400)
-    page.mouse.click(x, y)                # ...the second selects the cell the keys start from
-    page.wait_for_timeout(150)
-    for _ in range(column):
-        page.keyboard.press("ArrowRight")
-    page.keyboard.type(text)
-    page.wait_for_timeout(150)
-    page.keyboard.press("Enter")
-    wait_idle(page)
-    got = grid_cell_text(page, grid_key_prefix, row, column)
-    if got != text:
-        raise AssertionError(f"grid {grid_key_prefix} cell ({row}, {column}) shows {got!r} after typing {text!r}")
+    it by coordinates once the grid stopped moving, type (typing replaces the value), Enter.
+
+    The grid is a canvas: under load a click can land before it takes the keyboard, and
+    the keys go nowhere. The cell's text is read back, and the edit tried again if so."""
+    got = ""
+    for _ in range(attempts):
+        x, y = grid_cell_point(page, grid_key_prefix, row, 60)
+        page.mouse.click(x, y)                # the first click gives the grid the keyboard back...
+        page.wait_for_timeout(400)
+        page.mouse.click(x, y)                # ...the second selects the cell the keys start from
+        page.wait_for_timeout(150)
+        for _ in range(column):
+            page.keyboard.press("ArrowRight")
+        page.keyboard.type(text)
+        page.wait_for_timeout(150)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        got = grid_cell_text(page, grid_key_prefix, row, column)
+        if got == text:
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    raise AssertionError(f"grid {grid_key_prefix} cell ({row}, {column}) shows {got!r} after typing {text!r}")
 
 
 def toggle(page, widget_key: str) -> None:
