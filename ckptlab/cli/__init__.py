@@ -13,7 +13,7 @@ import sys
 
 from ckptlab.errors import CheckpointError
 
-COMMANDS = ("inspect", "align", "remap", "verify", "app")
+COMMANDS = ("inspect", "align", "remap", "verify", "stats", "diff", "invert", "recipes", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
