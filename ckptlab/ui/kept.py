@@ -20,6 +20,19 @@ _RUN = "_kept_run"
 def new_run() -> None:
     """Count full runs of the page (fragment reruns do not call this)."""
     st.session_state[_RUN] = st.session_state.get(_RUN, 0) + 1
+    persist()
+
+
+# Widgets of views (drawn only while their view is open) whose value must survive another
+# view being open: re-setting their state each run stops Streamlit's clean-up. Only widgets
+# created without an explicit default may be listed (else Streamlit warns on the page).
+PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where")
+
+
+def persist(keys: Sequence[str] = PERSISTENT) -> None:
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def widget_key(base: str) -> str:

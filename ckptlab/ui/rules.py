@@ -14,7 +14,7 @@ import streamlit as st
 
 from ckptlab import editing
 from ckptlab.recipe import RULE_KINDS, Recipe
-from ckptlab.ui import icons, state, text
+from ckptlab.ui import icons, kept, state, text
 
 _RULE_HELP = {
     "strip_prefix": "remove this prefix from keys that have it",
@@ -27,14 +27,17 @@ UPLOAD_VERSION = state.UPLOAD_VERSION
 GRID_HEIGHT = 250
 
 
-def _grid_base(name: str, build: Any) -> pd.DataFrame:
-    """The frame a grid starts from; rebuilt only when the recipe changed elsewhere."""
+def _grid(name: str, build: Any) -> tuple[str, pd.DataFrame]:
+    """The grid's widget key and the frame it starts from. Rebuilt from the recipe when the
+    recipe changed elsewhere, or when the grid missed a run (another view was open: its
+    pending rows were dropped, so it must start again from the recipe, which has them)."""
     version = st.session_state.get(state.EDITOR_VERSION, 0)
+    key = kept.widget_key(f"{name}_grid_{version}")
     saved = st.session_state.get(f"_{name}_base")
-    if saved is None or saved[0] != version:
-        saved = (version, build())
+    if saved is None or saved[0] != key:
+        saved = (key, build())
         st.session_state[f"_{name}_base"] = saved
-    return saved[1]
+    return saved
 
 
 def _rules_frame() -> pd.DataFrame:
@@ -48,11 +51,11 @@ def _map_frame() -> pd.DataFrame:
 
 def rules_editor() -> None:
     """The rule grid: one line per rule, applied in order to every source key."""
-    version = st.session_state.get(state.EDITOR_VERSION, 0)
+    key, base = _grid("rules", _rules_frame)
     st.caption("Applied in order to every source key. Add a line at the bottom, delete with the row's checkbox, "
                "reorder by editing **position**.", help="\n".join(f"- `{k}`: {v}" for k, v in _RULE_HELP.items()))
     edited = st.data_editor(
-        _grid_base("rules", _rules_frame), key=f"rules_grid_{version}", num_rows="dynamic",
+        base, key=key, num_rows="dynamic",
         hide_index=True, width="stretch", height=GRID_HEIGHT,
         column_config={
             "position": st.column_config.NumberColumn("position", format="%g", help="order of application",
@@ -70,10 +73,10 @@ def rules_editor() -> None:
 
 def map_editor() -> None:
     """Explicit mappings: target key <- source key; they win over the rules."""
-    version = st.session_state.get(state.EDITOR_VERSION, 0)
+    key, base = _grid("map", _map_frame)
     st.caption("Target key <- source key; explicit mappings win over the rules.")
     mapped = st.data_editor(
-        _grid_base("map", _map_frame), key=f"map_grid_{version}", num_rows="dynamic", hide_index=True,
+        base, key=key, num_rows="dynamic", hide_index=True,
         width="stretch", height=GRID_HEIGHT,
         column_config={"target": st.column_config.TextColumn("target key", width="large"),
                        "source": st.column_config.TextColumn("source key", width="large")})

@@ -83,6 +83,10 @@ def module_label(module: tuple[str, str]) -> str:
     return module[1] or module[0]
 
 
+def clear_module() -> None:
+    st.session_state[MODULE_FILTER] = None
+
+
 @st.fragment
 def show(alignment: Any) -> None:
     frame = frame_of(alignment)
@@ -92,11 +96,9 @@ def show(alignment: Any) -> None:
     search = kept.text_input(right, "Search keys", SEARCH, placeholder="e.g. conv1 or attn")
     module = st.session_state.get(MODULE_FILTER)
     if module is not None:
-        a, b = st.columns([5, 1], vertical_alignment="center")
+        a, b = st.columns([3, 1], vertical_alignment="center")
         a.text(f"Showing only module {module_label(module)} (clicked in the treemap), on either side.")
-        if b.button("Show all modules", key="clear_module"):
-            st.session_state[MODULE_FILTER] = None
-            st.rerun(scope="fragment")
+        b.button("Show all modules", key="clear_module", on_click=clear_module, width="stretch")
     shown = filter_frame(frame, statuses, search, module, lowered_of(alignment))
     shown = shown.assign(status=shown["status"].map(lambda s: [s]))     # one coloured label per row
     st.caption(f"{len(shown):,} of {len(frame):,} rows")

@@ -137,6 +137,7 @@ def click_treemap_module(page, label: str) -> None:
     chart = key(page, "treemap")
     chart.scroll_into_view_if_needed()
     slices = chart.locator("g.slice")
+    slices.first.wait_for()
     for i in range(slices.count()):
         text = (slices.nth(i).locator("text").first.text_content() or "").strip()
         if text.split("\n")[0].startswith(label) and not text[len(label):len(label) + 1].isalnum():
@@ -161,7 +162,7 @@ def open_view(page, name: str) -> None:
         return
     button.click()
     wait_idle(page)
-    page.wait_for_function("n => [...document.querySelectorAll('.st-key-view [role=radio]')]"
+    page.wait_for_function("n => [...document.querySelectorAll(\"[class*='st-key-view'] [role=radio]\")]"
                            ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')", arg=name)
 
 
@@ -235,6 +236,9 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
         page.wait_for_timeout(400)
         page.mouse.click(x, y)                # ...the second selects the cell the keys start from
         page.wait_for_timeout(150)
+        if page.locator("#portal input, #portal textarea").count():
+            page.keyboard.press("Escape")     # the second click opened the cell's editor: keep the selection only
+            page.wait_for_timeout(150)
         for _ in range(column):
             page.keyboard.press("ArrowRight")
         page.keyboard.type(text)

@@ -49,7 +49,7 @@ def upload(at: AppTest, role: str, name: str, data: bytes) -> AppTest:
 
 def view(at: AppTest, name: str) -> AppTest:
     """Open one of the main area's views (Alignment, Shape fixes, Values & charts, ...)."""
-    at.segmented_control(key="view").set_value(name).run()
+    at.segmented_control(key=kept_key(at, "view")).set_value(name).run()
     no_failure(at)
     return at
 
