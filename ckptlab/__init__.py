@@ -33,11 +33,12 @@ from ckptlab.report import Report  # noqa: E402
 from ckptlab.merge import remap  # noqa: E402
 from ckptlab.warmstart import CkptlabWarning, load_into  # noqa: E402
 from ckptlab.finetune import param_groups  # noqa: E402
+from ckptlab.stats import stats  # noqa: E402  (the function wins the name, as with align)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "open", "align", "remap", "load_into", "param_groups",
+    "open", "align", "remap", "load_into", "param_groups", "stats",
     "Checkpoint", "TensorInfo", "OtherEntry", "Recipe", "Rule", "AdaptSpec", "Alignment", "Report",
     "CheckpointError", "UnreadableFileError", "UnsafePickleError", "ContainerError",
     "UnsupportedFormatError", "RecipeError", "AdaptError", "MergeError", "ModelSpecError",
