@@ -91,8 +91,9 @@ def warm_start_report(alignment: Any) -> None:
     from ckptlab.warmstart import incompatible_keys
 
     view = incompatible_keys(alignment)
-    by_name = sum(r.status == "exact" for r in alignment.rows)
-    lines = [f"**Loaded**: {len(view.loaded)} ({by_name} by name, {len(view.loaded) - by_name} renamed)"
+    counts = alignment.summary
+    converted = f", {counts['converted']} converted" if counts.get("converted") else ""
+    lines = [f"**Loaded**: {len(view.loaded)} ({counts['exact']} by name, {counts['renamed']} renamed{converted})"
              + (f", **adapted**: {len(view.adapted)} (fitted by the recipe's adapters: `ckptlab.load_into` and "
                 "the merged file load them; a plain `load_state_dict` of the renamed source would raise a size "
                 "mismatch on them)" if view.adapted else ""),
