@@ -16,7 +16,7 @@ from typing import Any
 from ckptlab.textfile import check_writable, write_text_atomic
 
 REPORT_SUFFIXES = (".json", ".csv")
-STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
+STATUSES = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
 ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
 
 
@@ -44,6 +44,7 @@ class Report:
     warning: str | None = None
     outputs: list[str] = field(default_factory=list)
     aliases: list[list[str]] = field(default_factory=list)
+    new_rows: list[str] = field(default_factory=list)   # fed keys an adapter grew or re-initialised
 
     # -- views ------------------------------------------------------------------------
     def _keys(self, *statuses: str) -> list[str]:
@@ -59,14 +60,19 @@ class Report:
         return self._keys("adapted")
 
     @property
+    def converted(self) -> list[str]:
+        """Target keys computed from source tensors by a recipe's conversion."""
+        return self._keys("converted")
+
+    @property
     def missing(self) -> list[str]:
         """Target keys with no source: they keep the target's own value."""
         return self._keys("missing")
 
     @property
     def pretrained(self) -> list[str]:
-        """Target keys that carry source weights (loaded + adapted)."""
-        return self._keys("exact", "renamed", "adapted")
+        """Target keys that carry source weights (loaded + adapted + converted)."""
+        return self._keys("exact", "renamed", "adapted", "converted")
 
     @property
     def summary(self) -> dict[str, int]:
@@ -90,6 +96,7 @@ class Report:
             "warning": self.warning,
             "outputs": list(self.outputs),
             "aliases": [list(a) for a in self.aliases],
+            "new_rows": list(self.new_rows),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -127,6 +134,7 @@ class Report:
             warning=data.get("warning"),
             outputs=list(data.get("outputs", [])),
             aliases=[list(a) for a in data.get("aliases", [])],
+            new_rows=list(data.get("new_rows", [])),
         )
 
     def __repr__(self) -> str:

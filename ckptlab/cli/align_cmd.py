@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from ckptlab.align import AUTO_LEVELS, STATUSES, Alignment, Row, align, shape_text
-from ckptlab.cli.common import add_pair_arguments, resolve_pair
 from ckptlab.cli import output
+from ckptlab.cli.common import AUTO_LEVELS, add_pair_arguments, resolve_pair
 from ckptlab.cli.output import print_json, warn
-from ckptlab.keyfold import fold_keys, fold_pattern
+from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
 
-STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "mismatch": "bold red",
+if TYPE_CHECKING:
+    from ckptlab.align import Alignment, Row
+
+STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "converted": "bright_blue", "mismatch": "bold red",
                 "missing": "yellow", "unused": "magenta", "conflict": "bold red"}
 
 
@@ -18,40 +21,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "align", help="show for every target key which source key feeds it, and why",
         description="Align SOURCE with TARGET: one row per target key (exact, renamed, adapted, "
-                    "mismatch, missing, conflict) and per unused source key, with suggestions. "
-                    "Exit status: 0; 2 with --strict when few or no target keys are fed; 1 on an error.")
+                    "converted, mismatch, missing, conflict) and per unused source key, with suggestions. "
+                    "Exit status: 0; 2 with --strict on any warning (few or no target keys fed, ...); "
+                    "1 on an error.")
     add_pair_arguments(p)
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="apply suggestions automatically: none, only high-confidence ones (default), or all")
     p.add_argument("--strict", action="store_true",
-                   help="exit 2 when fewer than half of the target keys are fed")
+                   help="exit 2 on any warning (e.g. fewer than half of the target keys are fed)")
     p.add_argument("--json", action="store_true",
-                   help='print {"rows","summary","suggestions","warning"} as one JSON object')
+                   help='print {"rows","summary","suggestions","warning","warnings"} as one JSON object')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ckptlab.align import align
+
     source, target = resolve_pair(args)
     alignment = align(source, target, recipe=args.recipe, auto=args.auto)
     if args.json:
         print_json(alignment.to_dict())
     else:
         print_table(alignment)
-    if alignment.warning:
-        warn(alignment.warning)
-        if args.strict:
-            return 2
-    return 0
+    for message in alignment.warnings:
+        warn(message)
+    return 2 if args.strict and alignment.warnings else 0
 
 
 # -- the readable table -------------------------------------------------------------------
-def _module(row: Row) -> str:
+def _module(row: "Row") -> str:
     key = row.target if row.target is not None else row.source
     return key.split(".", 1)[0] if "." in key else "(top level)"
 
 
-def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
+def folded_rows(rows: "list[Row]") -> "list[tuple[str, str, Row, int]]":
     """(target pattern, source pattern, first row, count): rows alike but for a layer index
     become one line."""
     alike: dict[tuple, list[Row]] = defaultdict(list)
@@ -73,8 +77,9 @@ def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
     return sorted(lines, key=lambda line: order[id(line[2])])
 
 
-def print_table(alignment: Alignment) -> None:
+def print_table(alignment: "Alignment") -> None:
     from rich.table import Table
+    from ckptlab.align import STATUSES, shape_text
     from rich.text import Text
 
     table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)

@@ -105,7 +105,7 @@ def _hex(value: float | str) -> str:
     return "#" + "".join(f"{v:02x}" for v in mix)
 
 
-CHANGED_FIRST = {"adapted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
+CHANGED_FIRST = {"adapted": 0, "converted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
 
 
 def changed_first(rows: Any) -> list[str]:

@@ -5,21 +5,22 @@ table's coloured labels and Material icons (a font Streamlit ships). Every statu
 colour of its own (exact and renamed are told apart at a glance)."""
 from __future__ import annotations
 
-STATUS_ORDER = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
+STATUS_ORDER = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
 # Streamlit's markdown colour names (metric labels, fixes, legends) ...
 STATUS_COLOURS = {
-    "exact": "green", "renamed": "blue", "adapted": "violet", "mismatch": "orange",
+    "exact": "green", "renamed": "blue", "adapted": "violet", "converted": "rainbow", "mismatch": "orange",
     "missing": "red", "unused": "gray", "conflict": "yellow",
 }
 # ... and the same colours as hex for the table's labels (Streamlit's palette).
 STATUS_HEX = {
-    "exact": "#21c354", "renamed": "#1c83e1", "adapted": "#803df5", "mismatch": "#ff8700",
+    "exact": "#21c354", "renamed": "#1c83e1", "adapted": "#803df5", "converted": "#00c0f2", "mismatch": "#ff8700",
     "missing": "#ff2b2b", "unused": "#a3a8b8", "conflict": "#faca2b",
 }
 STATUS_HELP = {
     "exact": "same key, same shape: loads as is",
     "renamed": "a rule or accepted suggestion mapped it",
     "adapted": "a shape fix makes it fit",
+    "converted": "a conversion computed it from the source tensors listed (transpose, split, ...)",
     "mismatch": "mapped, but the shape does not fit: needs a shape fix",
     "missing": "target key with no source: keeps the target's own value (starts fresh)",
     "unused": "source key that feeds nothing",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ckptlab.ui import files
 
-PAGE_SCRIPT = Path(__file__).with_name("page_script.py")
+PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
 ACTIVE = False          # True in a process that serves the route (links work); else buttons
 
 

@@ -10,7 +10,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "ckptlab" / "ui" / "page_script.py"
+APP = ROOT / "ckptlab" / "ui" / "app_script.py"
 SAMPLES = ROOT / "sample_ckpts"
 
 
