@@ -324,8 +324,7 @@ class _Job:
             a_windows = lambda per: tensor_windows(value, per=per)  # noqa: E731
         if (a_dtype, a_shape) == (self.b_info.dtype, self.b_info.shape) and not (self.scale_a or self.scale_b):
             per = per_window(a_dtype.itemsize)
-            if all(torch.equal(_bytes(wa.read()), _bytes(wb.read()))
-                   for wa, wb in zip(a_windows(per), windows(b_lazy, per=per))):
+            if all(same_bytes(wa.read(), wb.read()) for wa, wb in zip(a_windows(per), windows(b_lazy, per=per))):
                 return self._pair(True, (0.0, 0.0, 1.0))
         # whole 128-row blocks when dequantising; float32-sized windows whatever the stored dtypes
         align = fp8.BLOCK * self.b_info.shape[1] if (self.scale_a or self.scale_b) else 1
@@ -345,5 +344,18 @@ class _Job:
         return fp8.dequantize(values.view(-1, cols), scale, w.start // cols).reshape(-1)
 
 
-def _bytes(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.uint8 else t.view(torch.uint8)
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equality of two 1-D tensors' bytes. Compared as the widest integers that
+    tile them (torch.equal on int64 runs ~8x faster than on uint8; floats would call NaN
+    unequal to itself and -0 equal to +0)."""
+    x = a.view(torch.uint8) if a.dtype != torch.uint8 else a
+    y = b.view(torch.uint8) if b.dtype != torch.uint8 else b
+    if x.numel() != y.numel():
+        return False
+    for wide in (torch.int64, torch.int32, torch.int16):
+        if x.numel() % wide.itemsize == 0:
+            try:
+                return torch.equal(x.view(wide), y.view(wide))
+            except RuntimeError:  # a window that starts off the wide type's alignment
+                continue
+    return torch.equal(x, y)

@@ -188,3 +188,13 @@ def test_layer_grid_puts_rel_l2_by_layer_and_kind(tmp_path):
     assert grid["rows"] == ["0", "1", "2"] and grid["columns"] == ["attn.q.weight", "mlp.up.weight"]
     assert grid["z"][2][1] == d.pair("layers.2.mlp.up.weight").rel_l2 > 0
     assert grid["z"][0] == [0.0, 0.0] and grid["keys"][1][0] == "layers.1.attn.q.weight"
+
+
+def test_same_bytes_is_bitwise():
+    from ckptlab.diff import same_bytes
+
+    x = torch.tensor([1.0, float("nan"), -0.0, 2.0])
+    assert same_bytes(x, x.clone())  # NaN equals itself bit for bit
+    assert not same_bytes(x, torch.tensor([1.0, float("nan"), 0.0, 2.0]))  # -0 is not +0
+    raw = torch.arange(27, dtype=torch.uint8)
+    assert same_bytes(raw[1:], raw.clone()[1:]) and not same_bytes(raw[1:], raw[:-1])  # odd sizes, offsets
