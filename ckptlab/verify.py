@@ -246,8 +246,9 @@ class _PeakTensorMemory(TorchDispatchMode):
     """Peak bytes of tensors created while active (storages tracked until freed).
 
     tracemalloc does not see torch's allocator and the profiler writes to stderr, so
-    every op output's storage is counted once and released by a weakref finalizer.
-    Kernel-internal scratch buffers that are never an op's output are not seen.
+    every op output's new storage is counted once and released by a weakref finalizer;
+    outputs that share an argument's storage (views, in-place ops) are not new. Kernel-
+    internal scratch buffers that are never an op's output are not seen.
     """
 
     def __init__(self):
@@ -262,11 +263,14 @@ class _PeakTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # A view, an in-place op or an out= op returns an argument's storage (weight.t() in
+        # a linear layer, the input flattened): nothing new was allocated.
+        held = {(str(t.device), t.untyped_storage().data_ptr()) for t in _outputs((args, kwargs or {}))}
         for t in _outputs(out):
             storage = t.untyped_storage()
             key = (str(t.device), storage.data_ptr())
             nbytes = storage.nbytes()
-            if nbytes == 0 or key in self._tracked:
+            if nbytes == 0 or key in self._tracked or key in held:
                 continue
             self._tracked[key] = weakref.finalize(storage, self._release, key, nbytes)
             self.live += nbytes

@@ -246,6 +246,13 @@ def test_peak_memory_counts_live_tensors_not_freed_ones():
     assert 6_000_000 <= peak_memory(TwoTemps(), torch.zeros(1)) < 6_100_000
 
 
+def test_peak_memory_does_not_count_views_of_weights_or_inputs():
+    """F.linear takes weight.t() (a view of 4 MB of parameters) and Flatten views the input:
+    neither allocates; only the (2, 1000) output does."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 1000)).eval()
+    assert peak_memory(net, torch.randn(2, 10, 100)) == 2 * 1000 * 4
+
+
 def test_compare_speed_inputs_per_model_backward_and_errors():
     report = compare_speed({"a": models.ConvNet(), "b": models.ConvNet(in_chans=4)}, sizes=[8], budget_s=0.3,
                            min_pairs=2, backward=True)
