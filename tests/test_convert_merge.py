@@ -195,3 +195,27 @@ def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path):
     assert run.returncode == 0, run.stderr
     out = ckptlab.open(tmp_path / "nano.pt")
     assert torch.equal(out.tensor("h.0.attn.c_proj.weight"), src.h[0].attn.c_proj.weight.detach().t())
+
+
+def test_verify_compares_the_source_model_with_the_converted_target_on_token_inputs(pair, tmp_path):
+    from ckptlab import verify
+
+    src, _ = pair
+    ckptlab.remap(src, nanogpt(), tmp_path / "n.safetensors", recipe=TRANSPOSE_RECIPE, auto="none")
+    idx = torch.randint(0, 32, (2, 8), generator=torch.Generator().manual_seed(2))
+    check = verify.compare_function(src, src.state_dict(), nanogpt(), tmp_path / "n.safetensors", inputs=idx)
+    assert check.max_abs_diff < 1e-5 and check.target_input_shape == (2, 8)
+    # the same file without the conversion's transposes would not even load strictly
+    ckptlab.remap(src, nanogpt(), tmp_path / "wrong.safetensors", auto="none", on_mismatch="keep-target")
+    wrong = verify.compare_function(src, src.state_dict(), nanogpt(), tmp_path / "wrong.safetensors", inputs=idx)
+    assert wrong.max_abs_diff > 1e-2
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_single_element_outputs_of_a_strided_view_are_written(tmp_path, suffix):
+    src = {"m": torch.arange(2.0).reshape(1, 1, 2)}  # unbind(-1): two (1, 1) views with stride 2
+    recipe = {"convert": [{"from": "m", "to": "m.{e}", "ops": [{"unbind": -1}]}]}
+    tgt = {"m.0": torch.zeros(1, 1), "m.1": torch.zeros(1, 1)}
+    ckptlab.remap(src, tgt, tmp_path / f"o{suffix}", recipe=recipe, auto="none")
+    out = ckptlab.open(tmp_path / f"o{suffix}")
+    assert out.tensor("m.0").item() == 0.0 and out.tensor("m.1").item() == 1.0
