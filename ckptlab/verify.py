@@ -68,8 +68,9 @@ def describe_misfit(report: Mapping[str, list]) -> str:
     parts = [f"{len(report[k])} {k}" for k in ("missing", "unexpected", "mismatched") if report[k]]
     if not parts:
         return "loads strictly: no missing, unexpected or mismatched keys"
-    first = (report["mismatched"][:1] and "first mismatched: {key} checkpoint {checkpoint_shape} vs model "
-             "{model_shape}".format(**report["mismatched"][0])) or (
+    m = report["mismatched"][0] if report["mismatched"] else None  # shapes as tuples, as everywhere else
+    first = (m and f"first mismatched: {m['key']} checkpoint {tuple(m['checkpoint_shape'])} vs model "
+             f"{tuple(m['model_shape'])}") or (
         report["missing"][:1] and f"first missing: {report['missing'][0]}") or (
         f"first unexpected: {report['unexpected'][0]}")
     return ", ".join(parts) + f" ({first})"
@@ -246,8 +247,9 @@ class _PeakTensorMemory(TorchDispatchMode):
     """Peak bytes of tensors created while active (storages tracked until freed).
 
     tracemalloc does not see torch's allocator and the profiler writes to stderr, so
-    every op output's storage is counted once and released by a weakref finalizer.
-    Kernel-internal scratch buffers that are never an op's output are not seen.
+    every op output's new storage is counted once and released by a weakref finalizer;
+    outputs that share an argument's storage (views, in-place ops) are not new. Kernel-
+    internal scratch buffers that are never an op's output are not seen.
     """
 
     def __init__(self):
@@ -262,11 +264,14 @@ class _PeakTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # A view, an in-place op or an out= op returns an argument's storage (weight.t() in
+        # a linear layer, the input flattened): nothing new was allocated.
+        held = {(str(t.device), t.untyped_storage().data_ptr()) for t in _outputs((args, kwargs or {}))}
         for t in _outputs(out):
             storage = t.untyped_storage()
             key = (str(t.device), storage.data_ptr())
             nbytes = storage.nbytes()
-            if nbytes == 0 or key in self._tracked:
+            if nbytes == 0 or key in self._tracked or key in held:
                 continue
             self._tracked[key] = weakref.finalize(storage, self._release, key, nbytes)
             self.live += nbytes

@@ -64,7 +64,7 @@ def test_load_report_shapes_and_message():
     assert report == {"missing": [], "unexpected": [], "mismatched": [
         {"key": "conv1.weight", "checkpoint_shape": [8, 3, 3, 3], "model_shape": [8, 4, 3, 3]}]}
     assert describe_misfit(report) == ("1 mismatched (first mismatched: conv1.weight checkpoint "
-                                       "[8, 3, 3, 3] vs model [8, 4, 3, 3])")
+                                       "(8, 3, 3, 3) vs model (8, 4, 3, 3))")
 
 
 def test_load_report_reads_no_tensor_bytes():
@@ -244,6 +244,13 @@ def test_peak_memory_counts_live_tensors_not_freed_ones():
             c = x.new_ones(500, 1000)                     # 2 MB while b lives
             return b.sum() + c.sum()
     assert 6_000_000 <= peak_memory(TwoTemps(), torch.zeros(1)) < 6_100_000
+
+
+def test_peak_memory_does_not_count_views_of_weights_or_inputs():
+    """F.linear takes weight.t() (a view of 4 MB of parameters) and Flatten views the input:
+    neither allocates; only the (2, 1000) output does."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 1000)).eval()
+    assert peak_memory(net, torch.randn(2, 10, 100)) == 2 * 1000 * 4
 
 
 def test_compare_speed_inputs_per_model_backward_and_errors():

@@ -40,6 +40,12 @@ def _grid(name: str, build: Any) -> tuple[str, pd.DataFrame]:
     return saved
 
 
+def _grid_base(name: str, build: Any) -> pd.DataFrame:
+    """The frame only (for grids keyed ``<name>_grid_<version>``, e.g. the conversions'):
+    rebuilt from the recipe whenever ``_grid`` would give a new key."""
+    return _grid(name, build)[1]
+
+
 def _rules_frame() -> pd.DataFrame:
     frame = pd.DataFrame(editing.rules_to_rows(state.recipe()), columns=list(editing.RULE_COLUMNS))
     return frame.astype({"position": "float64", "kind": "object", "pattern": "object", "replacement": "object"})

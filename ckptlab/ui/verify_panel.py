@@ -252,12 +252,12 @@ def speed_figure(speed: Any) -> Any:
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                         subplot_titles=("median time per pass (ms)", "peak memory (MB)",
                                         "time ratio target / source (IQR)"))
-    for name, colour in zip(speed.names, ("#1f77b4", "#ff7f0e")):
+    for name, colour, dash in zip(speed.names, ("#1f77b4", "#ff7f0e"), ("solid", "dash")):
+        line = {"color": colour, "dash": dash}                 # dashed: equal curves stay both visible
         fig.add_trace(go.Scatter(x=sizes, y=[p.median_ms[name] for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name), 1, 1)
+                                 mode="lines+markers", line=line, legendgroup=name), 1, 1)
         fig.add_trace(go.Scatter(x=sizes, y=[p.peak_bytes[name] / 2**20 for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name,
-                                 showlegend=False), 1, 2)
+                                 mode="lines+markers", line=line, legendgroup=name, showlegend=False), 1, 2)
     fig.add_trace(go.Scatter(
         x=sizes, y=[p.ratio for p in speed.points], mode="markers", name="ratio", showlegend=False,
         marker={"color": ["#d62728" if p.noisy else "#2ca02c" for p in speed.points], "size": 9},

@@ -1,8 +1,8 @@
 """Alignment view: the table on the left, the editors that change it on the right (rules,
 explicit mappings, the recipe), so an edit and its effect are on one screen.
 
-To add an editor tab (e.g. conversions), add one ``(label, draw)`` line to ``EDITORS``;
-``draw()`` runs before the alignment is computed, so its edits show in this run.
+To add an editor tab, add one ``(label, draw)`` line to ``EDITORS``; ``draw(ctx)`` runs
+before the alignment is computed, so its edits show in this run.
 """
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui import rules, table
+from ckptlab.ui import conversions, rules, table
 
-# (tab label, draw before the alignment). Conversions: ("Conversions", conversions.editor)
+# (tab label, draw(ctx) before the alignment)
 EDITORS: list[tuple[str, Any]] = [
-    ("Rules", rules.rules_editor),
-    ("Mappings", rules.map_editor),
+    ("Rules", lambda ctx: rules.rules_editor()),
+    ("Mappings", lambda ctx: rules.map_editor()),
+    ("Conversions", lambda ctx: conversions.edit(st.container(), ctx.source, ctx.target)),
 ]
 RECIPE_TAB = "Recipe"
 
@@ -28,7 +29,7 @@ def prepare(ctx: Any) -> None:
         tabs = st.tabs([label for label, _ in EDITORS] + [RECIPE_TAB])
         for (label, draw), tab in zip(EDITORS, tabs):
             with tab:
-                draw()
+                draw(ctx)
         with tabs[-1]:
             rules.recipe_loader()
             ctx.slots["recipe"] = st.container()
@@ -39,3 +40,4 @@ def show(alignment: Any, ctx: Any) -> None:
         table.show(alignment)
     with ctx.slots["recipe"]:
         rules.recipe_panel(alignment)
+        conversions.invert(st.container(), alignment)

@@ -7,11 +7,13 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui import charts, kept
+from ckptlab.ui import charts, compare, kept, values
 
-# (label, draw(alignment)). Add e.g. ("Statistics", values.show), ("Compare", compare.show).
+# (label, draw(alignment))
 PARTS: list[tuple[str, Any]] = [
     ("Treemap & histogram", charts.show),
+    ("Statistics", values.show),
+    ("Compare", compare.show),
 ]
 PART = "values_part"
 
