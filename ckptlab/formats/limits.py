@@ -21,7 +21,7 @@ MAX_PICKLE_OBJECTS = 5_000_000
 # Memo: the highest slot index, and the number of slots filled. Picklers number slots
 # 0, 1, 2, ... so a real index never exceeds the object count.
 MAX_MEMO_INDEX = MAX_PICKLE_OBJECTS
-MAX_MEMO_ENTRIES = 2_500_000
+MAX_MEMO_ENTRIES = 1_500_000
 # Nesting of containers (tuples, lists, dicts, sets, stood-in objects) as they are built.
 # Hashing a tuple recurses in C without a guard, so a deep tuple key would crash the process.
 MAX_PICKLE_DEPTH = 500
