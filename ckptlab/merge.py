@@ -304,10 +304,14 @@ def remap(
     out_path = check_writable(out_path, "output", SUFFIXES, MergeError)
     if nest and out_path.suffix.lower() == ".safetensors":
         raise MergeError("nest=True needs a .pt/.pth output (safetensors holds tensors only)", out_path)
-    merge_plan = plan(align(source, target, recipe=recipe, auto=auto), on_mismatch,
-                      dtype=dtype, keep_extras=keep_extras, nest=nest)
+    from ckptlab.finetune import new_rows
+
+    alignment = align(source, target, recipe=recipe, auto=auto)
+    merge_plan = plan(alignment, on_mismatch, dtype=dtype, keep_extras=keep_extras, nest=nest)
     written = write_plan(merge_plan, out_path, progress=progress, max_shard_size=max_shard_size)
-    return merge_plan.report(outputs=written)
+    report = merge_plan.report(outputs=written)
+    report.new_rows = [n.key for n in new_rows(alignment)]      # param_groups trains them at the new rate
+    return report
 
 
 # -- dtypes ------------------------------------------------------------------------------

@@ -144,8 +144,35 @@ def test_function_check_with_given_inputs_and_different_outputs():
     sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
     x = torch.randn(2, 3, 8, 8)
     assert compare_function(CONVNET, sd, CONVNET, sd, inputs=x).source_input_shape == (2, 3, 8, 8)
+    other_rank = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))             # a 4-D output vs ConvNet's 2-D
     with pytest.raises(CheckpointError, match="outputs differ in shape"):
-        compare_function(CONVNET, sd, model_target(CONVNET, {"num_classes": 5}), None)
+        compare_function(CONVNET, sd, other_rank, None)
+
+
+def test_function_check_of_a_grown_head_compares_the_kept_rows(tmp_path):
+    """Classifier 10 -> 100 classes, fc padded with the target's init: outputs 0..9 are the
+    old model's (the suggestion's promise), 10..99 are new and not compared."""
+    out = tmp_path / "cls100.safetensors"
+    grow = {"op": "pad", "dim": 0, "fill": "init"}
+    ckptlab.remap(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt", out,
+                  recipe={"adapt": {"fc.weight": grow, "fc.bias": grow}})
+    classifier = "sample_ckpts.models:Classifier"
+    check = compare_function(classifier, SAMPLES / "classifier_10.pt",
+                             model_target(classifier, {"num_classes": 100}), out)
+    assert check.max_abs_diff < 1e-5
+    assert check.outputs == ("the output rows 0..9 of dim 1 only (source 10, target 100: the kept rows; "
+                             "the others are new)")
+    whole = compare_function(classifier, SAMPLES / "classifier_10.pt", classifier, SAMPLES / "classifier_10.pt")
+    assert whole.outputs == "every output, whole" and whole.equal
+    with pytest.raises(CheckpointError, match=r"10 is not a row count the adapters kept \(7\)"):
+        compare_function(classifier, SAMPLES / "classifier_10.pt", model_target(classifier, {"num_classes": 100}),
+                         out, kept_rows={7})
+    merged_ck = ckptlab.open(out)
+    merged = {k: merged_ck.tensor(k).clone() for k in merged_ck.keys()}
+    merged["fc.bias"][3] += 1.0                                           # a kept row changed: caught
+    bad = compare_function(classifier, SAMPLES / "classifier_10.pt", model_target(classifier, {"num_classes": 100}),
+                           merged)
+    assert bad.max_abs_diff == pytest.approx(1.0, abs=1e-5)
 
 
 class _Stack(torch.nn.Module):
