@@ -357,7 +357,7 @@ class SpeedComparison:
         if point.noisy:
             return (f"Too noisy to tell at size {point.size}: {other}/{base} time ratio {point.ratio:.2f}, "
                     f"{spread} includes 1 (in a quarter or more of the pairs the other model was faster); "
-                    "rerun with a larger time budget or on a quieter machine.")
+                    "rerun when the machine is quieter.")
         word = "faster" if point.ratio < 1 else "slower"
         factor = 1 / point.ratio if point.ratio < 1 else point.ratio
         return (f"At size {point.size}, {other} is {factor:.2f}x {word} than {base} "
