@@ -68,8 +68,9 @@ def describe_misfit(report: Mapping[str, list]) -> str:
     parts = [f"{len(report[k])} {k}" for k in ("missing", "unexpected", "mismatched") if report[k]]
     if not parts:
         return "loads strictly: no missing, unexpected or mismatched keys"
-    first = (report["mismatched"][:1] and "first mismatched: {key} checkpoint {checkpoint_shape} vs model "
-             "{model_shape}".format(**report["mismatched"][0])) or (
+    m = report["mismatched"][0] if report["mismatched"] else None  # shapes as tuples, as everywhere else
+    first = (m and f"first mismatched: {m['key']} checkpoint {tuple(m['checkpoint_shape'])} vs model "
+             f"{tuple(m['model_shape'])}") or (
         report["missing"][:1] and f"first missing: {report['missing'][0]}") or (
         f"first unexpected: {report['unexpected'][0]}")
     return ", ".join(parts) + f" ({first})"

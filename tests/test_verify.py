@@ -65,7 +65,7 @@ def test_load_report_shapes_and_message():
     assert report == {"missing": [], "unexpected": [], "mismatched": [
         {"key": "conv1.weight", "checkpoint_shape": [8, 3, 3, 3], "model_shape": [8, 4, 3, 3]}]}
     assert describe_misfit(report) == ("1 mismatched (first mismatched: conv1.weight checkpoint "
-                                       "[8, 3, 3, 3] vs model [8, 4, 3, 3])")
+                                       "(8, 3, 3, 3) vs model (8, 4, 3, 3))")
 
 
 def test_load_report_reads_no_tensor_bytes():
