@@ -116,3 +116,16 @@ class _Mapped:
         mm.madvise(mmap.MADV_SEQUENTIAL)
         raw = torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=self.offset - base)
         return raw if self.dtype == torch.uint8 else raw.view(self.dtype)
+
+
+def sample(lazy: LazyTensor, count: int) -> torch.Tensor:
+    """About ``count`` evenly spaced elements of ``lazy`` (all of them if fewer), read window
+    by window so a huge tensor is never held whole (a histogram's data)."""
+    n = lazy.info.numel
+    step = max(1, -(-n // max(1, count)))
+    parts = []
+    for w in windows(lazy):
+        first = (-w.start) % step  # the first multiple of ``step`` inside this window
+        if first < w.count:
+            parts.append(w.read()[first::step].clone())
+    return torch.cat(parts) if parts else torch.empty(0, dtype=lazy.info.dtype)

@@ -46,8 +46,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
                                             key=f"verify_src_kwargs_{source.model}")
     sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
     sizes_text = sizes_col.text_input(
-        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, batch for "
-        "linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
+        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, sequence "
+        "length for token models, batch for linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
     budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, value=10.0,
                                      step=1.0, key="verify_budget")
     threads = threads_col.number_input("torch threads", min_value=1, max_value=64, value=1, step=1,
@@ -252,12 +252,12 @@ def speed_figure(speed: Any) -> Any:
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                         subplot_titles=("median time per pass (ms)", "peak memory (MB)",
                                         "time ratio target / source (IQR)"))
-    for name, colour in zip(speed.names, ("#1f77b4", "#ff7f0e")):
+    for name, colour, dash in zip(speed.names, ("#1f77b4", "#ff7f0e"), ("solid", "dash")):
+        line = {"color": colour, "dash": dash}                 # dashed: equal curves stay both visible
         fig.add_trace(go.Scatter(x=sizes, y=[p.median_ms[name] for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name), 1, 1)
+                                 mode="lines+markers", line=line, legendgroup=name), 1, 1)
         fig.add_trace(go.Scatter(x=sizes, y=[p.peak_bytes[name] / 2**20 for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name,
-                                 showlegend=False), 1, 2)
+                                 mode="lines+markers", line=line, legendgroup=name, showlegend=False), 1, 2)
     fig.add_trace(go.Scatter(
         x=sizes, y=[p.ratio for p in speed.points], mode="markers", name="ratio", showlegend=False,
         marker={"color": ["#d62728" if p.noisy else "#2ca02c" for p in speed.points], "size": 9},
