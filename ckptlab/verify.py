@@ -358,7 +358,7 @@ class SpeedComparison:
         if point.noisy:
             return (f"Too noisy to tell at size {point.size}: {other}/{base} time ratio {point.ratio:.2f}, "
                     f"{spread} includes 1 (in a quarter or more of the pairs the other model was faster); "
-                    "rerun with a larger time budget or on a quieter machine.")
+                    "rerun when the machine is quieter.")
         word = "faster" if point.ratio < 1 else "slower"
         factor = 1 / point.ratio if point.ratio < 1 else point.ratio
         return (f"At size {point.size}, {other} is {factor:.2f}x {word} than {base} "
@@ -372,9 +372,26 @@ class SpeedComparison:
         return out
 
 
+def token_vocab(model: nn.Module) -> int | None:
+    """The vocabulary of a model that takes token ids (no conv, and an Embedding before any
+    linear layer: GPT, BERT), else None. An image model's embeddings (a style table) do
+    not count: its convs come first."""
+    modules = list(model.modules())
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in modules):
+        return None
+    for module in modules:
+        if isinstance(module, nn.Embedding):
+            return module.num_embeddings
+        if isinstance(module, nn.Linear):
+            return None
+    return None
+
+
 def default_sizes(model: nn.Module) -> list[int]:
-    """Three input sizes around the inferred one: spatial sides for a conv model, batch
-    sizes for a model that starts with a linear layer."""
+    """Three input sizes around the inferred one: spatial sides for a conv model, sequence
+    lengths for a token model, batch sizes for a model that starts with a linear layer."""
+    if token_vocab(model) is not None:
+        return [16, 64, 256]
     shape = infer_input_shape(model)
     if len(shape) == 2:
         return [1, 16, 64]
@@ -384,11 +401,24 @@ def default_sizes(model: nn.Module) -> list[int]:
 
 def input_shape_for(model: nn.Module, size: int, batch: int = 2) -> tuple[int, ...]:
     """The input of ``model`` at ``size``: ``(batch, C, size, size)`` for a 2-D conv model
-    (every spatial dim = size), ``(size, in_features)`` for a linear one (size = batch)."""
+    (every spatial dim = size), ``(batch, size)`` token ids for a token model (size =
+    sequence length), ``(size, in_features)`` for a linear one (size = batch)."""
+    if token_vocab(model) is not None:
+        return (batch, size)
     base = infer_input_shape(model, batch)
     if len(base) == 2:
         return (size, base[1])
     return (base[0], base[1], *([size] * (len(base) - 2)))
+
+
+def _example_input(model: nn.Module, size: int, batch: int, seed: int) -> torch.Tensor:
+    """Seeded random input at ``size``: floats, or token ids below the model's vocabulary."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = input_shape_for(model, size, batch)
+    vocab = token_vocab(model)
+    if vocab is not None:
+        return torch.randint(0, vocab, shape, generator=gen)
+    return torch.randn(shape, generator=gen)
 
 
 def compare_speed(
@@ -414,12 +444,13 @@ def compare_speed(
     interval is within ``tolerance`` of it (after ``min_pairs``), ``max_pairs``, or the
     size's share of ``budget_s`` (seconds, over all sizes) runs out. The result per size is
     the median ratio with its interquartile range; when that range includes 1 the point
-    is ``noisy``. ``sizes``: spatial sides (conv models) or batch sizes (linear ones); by
-    default three around the inferred input. Peak memory: see ``peak_memory``.
+    is ``noisy``. ``sizes``: spatial sides (conv models), sequence lengths (token models) or
+    batch sizes (linear ones); by default three around the inferred input. Peak memory: see ``peak_memory``.
 
     ``threads`` (torch intra-op threads while measuring; ``None`` keeps the current
     setting) is 1 by default: on a shared machine several threads wait on each other and
     that noise swamps the difference (2 threads on 2 busy cores: 5x slower, ratios all over).
+    The setting is process-wide while it runs (other sessions of a web app share it).
     """
     if len(models) != 2:
         raise CheckpointError(f"compare_speed compares two models, got {len(models)}")
@@ -452,8 +483,7 @@ def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: 
     (a, model_a), (b, model_b) = built.items()
     feeds = {}
     for name, module in built.items():
-        shape = input_shape_for(module, size, batch)
-        feeds[name] = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        feeds[name] = _example_input(module, size, batch, seed).to(device)
     for _ in range(max(warmup, 1)):
         for name, module in built.items():
             _checked(name, module, feeds[name], backward, device)

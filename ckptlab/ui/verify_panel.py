@@ -46,8 +46,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
                                             key=f"verify_src_kwargs_{source.model}")
     sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
     sizes_text = sizes_col.text_input(
-        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, batch for "
-        "linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
+        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, sequence "
+        "length for token models, batch for linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
     budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, value=10.0,
                                      step=1.0, key="verify_budget")
     threads = threads_col.number_input("torch threads", min_value=1, max_value=64, value=1, step=1,
