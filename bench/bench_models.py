@@ -1,12 +1,12 @@
 """Model definitions as targets: what a meta-device build costs, and the attention swap.
 
-    python bench/bench_models.py [--sizes 32 64 128] [--repeats 20]
+    python bench/bench_models.py [--sizes 16 32 64 128] [--budget 60] [--threads 1]
 
 1. ``model_target`` of a ~7e9-parameter model (keys and shapes, no values): wall time and
    peak RSS growth, beside the bytes a real build would need.
-2. The attention-swap story: FontUNet with SelfAttention vs LinearAttention, median
-   forward time and peak activation memory (``ckptlab.verify.compare_speed``), as ratios
-   measured in the same run, at several glyph sizes.
+2. The attention-swap story: FontUNet with SelfAttention vs LinearAttention over glyph
+   sizes (``ckptlab.verify.compare_speed``: interleaved warmed-up pairs, the median of the
+   per-pair time ratios with its interquartile range, peak tensor memory per pass).
 """
 from __future__ import annotations
 
@@ -42,29 +42,32 @@ def bench_meta_build() -> None:
           f"peak RSS +{_max_rss_mb() - rss_before:.1f} MB (a real float32 build: {ck.total_bytes / 2**30:.1f} GiB)")
 
 
-def bench_attention_swap(sizes: list[int], repeats: int) -> None:
-    print(f"\nattention swap: FontUNet(attention=self) vs (attention=linear), batch 2, repeats {repeats}")
-    print(f"{'glyph':>7} {'self ms':>9} {'linear ms':>10} {'time ratio':>11} "
-          f"{'self peak MB':>13} {'linear peak MB':>15} {'mem ratio':>10}")
+def bench_attention_swap(sizes: list[int], budget: float, threads: int | None) -> None:
     models = {name: model_target("sample_ckpts.models:FontUNet", {"attention": name}) for name in ("self", "linear")}
-    for size in sizes:
-        report = compare_speed(models, input_shape=(2, 1, size, size), repeats=repeats, warmup=3)
-        s, lin = report.row("self"), report.row("linear")
-        print(f"{size:>4}px {s.median_ms:>9.2f} {lin.median_ms:>10.2f} {lin.time_ratio:>11.3f} "
-              f"{s.peak_bytes / 2**20:>13.2f} {lin.peak_bytes / 2**20:>15.2f} {lin.memory_ratio:>10.3f}")
-    print(f"params: self {s.params}, linear {lin.params}; memory: {report.memory_method}; "
-          f"torch threads {report.threads}")
+    report = compare_speed(models, sizes=sizes, budget_s=budget, threads=threads)
+    print(f"\nattention swap: FontUNet(attention=self) vs (attention=linear), batch 2, budget {budget:g} s, "
+          f"{report.threads} torch thread(s)")
+    print(f"{'glyph':>7} {'self ms':>9} {'linear ms':>10} {'ratio':>6} {'IQR':>11} {'pairs':>6} {'stop':>13} "
+          f"{'self MB':>8} {'linear MB':>10} {'mem ratio':>10}")
+    for p in report.points:
+        print(f"{p.size:>5}px {p.median_ms['self']:>9.3f} {p.median_ms['linear']:>10.3f} {p.ratio:>6.3f} "
+              f"{p.ratio_low:>5.3f}-{p.ratio_high:<5.3f} {p.pairs:>6} {p.stopped:>13} "
+              f"{p.peak_bytes['self'] / 2**20:>8.2f} {p.peak_bytes['linear'] / 2**20:>10.2f} {p.memory_ratio:>10.3f}"
+              + ("  (too noisy to tell)" if p.noisy else ""))
+    print(f"ratio = linear time / self time per interleaved pair; params: self {report.params['self']}, "
+          f"linear {report.params['linear']}; memory: {report.memory_method}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds for all sizes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads while timing (0: keep torch's)")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"cpu count {os.cpu_count()}, python {platform.python_version()}, torch {torch.__version__}")
     bench_meta_build()
-    bench_attention_swap(args.sizes, args.repeats)
+    bench_attention_swap(args.sizes, args.budget, args.threads or None)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ Three questions, each answered without trusting the merge code that produced the
 - ``compare_function``: run source and target on the same seeded inputs and report the
   largest output difference. When the target takes more input channels (RGB -> RGBA),
   the source sees its channels and the new ones get zeros and several random fills.
-- ``compare_speed``: median forward time, parameter count and peak activation memory of
-  several models on one input shape (the attention-swap story's question).
+- ``compare_speed``: time and peak memory of two models over input sizes (the
+  attention-swap story's question: how do they scale?), as the median of interleaved
+  per-pair ratios with its spread, and a ``noisy`` flag when the machine cannot tell.
 """
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 import weakref
@@ -245,82 +247,222 @@ class _PeakTensorMemory(TorchDispatchMode):
         return super().__exit__(*exc)
 
 
-@dataclass
-class SpeedRow:
-    name: str
-    median_ms: float
-    params: int
-    peak_bytes: int
-    time_ratio: float       # median_ms / the first model's median_ms
-    memory_ratio: float     # peak_bytes / the first model's peak_bytes
+CPU_MEMORY_METHOD = ("peak bytes of the tensors one forward creates, live at once (each op output's storage, "
+                     "counted until freed: activations, attention maps); parameters and kernels' internal "
+                     "scratch buffers are not counted")
+CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated during one forward, above the level before it"
+MIN_SAMPLE_S = 0.005        # one timed sample runs the forward this long at least (timer noise)
+
+
+def peak_memory(module: nn.Module, x: torch.Tensor, backward: bool = False,
+                device: str | torch.device = "cpu") -> int:
+    """Peak memory of one pass, in bytes (see ``CPU_MEMORY_METHOD``/``CUDA_MEMORY_METHOD``).
+
+    Deterministic on CPU: the same pass gives the same bytes however busy the machine is,
+    so it is measured once per input size, outside the timed runs.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        _pass(module, x, backward)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    with _PeakTensorMemory() as tracker:
+        _pass(module, x, backward)
+    return tracker.peak
 
 
 @dataclass
-class SpeedReport:
-    rows: list[SpeedRow]
+class SpeedPoint:
+    """Both models at one input size. Ratios are the second model's over the first's."""
+
+    size: int
+    input_shapes: dict[str, tuple[int, ...]]
+    median_ms: dict[str, float]          # median time of one pass, per model
+    peak_bytes: dict[str, int]
+    ratio: float                         # median of the per-pair time ratios
+    ratio_low: float                     # their 25th percentile
+    ratio_high: float                    # their 75th percentile
+    ratio_ci: tuple[float, float]        # 95% interval of the median (order statistics)
+    memory_ratio: float
+    pairs: int
+    loops: int                           # passes per timed sample
+    seconds: float
+    stopped: str                         # "spread small" | "time budget" | "max pairs"
+
+    @property
+    def noisy(self) -> bool:
+        """The interquartile range straddles 1: in a quarter or more of the pairs the
+        other model was the faster one, so the machine is too noisy to tell."""
+        return self.ratio_low <= 1.0 <= self.ratio_high
+
+
+@dataclass
+class SpeedComparison:
+    names: tuple[str, str]               # (baseline, compared)
+    params: dict[str, int]
+    points: list[SpeedPoint]
     memory_method: str
     device: str
-    input_shapes: dict[str, tuple[int, ...]]
-    repeats: int
     threads: int
+    budget_s: float
+    tolerance: float
 
-    def row(self, name: str) -> SpeedRow:
-        return next(r for r in self.rows if r.name == name)
+    def point(self, size: int) -> SpeedPoint:
+        return next(p for p in self.points if p.size == size)
+
+    def verdict(self, point: SpeedPoint) -> str:
+        """One sentence a person can act on, honest about noise."""
+        base, other = self.names
+        spread = f"interquartile range {point.ratio_low:.2f}-{point.ratio_high:.2f} over {point.pairs} pairs"
+        if point.noisy:
+            return (f"Too noisy to tell at size {point.size}: {other}/{base} time ratio {point.ratio:.2f}, "
+                    f"{spread} includes 1 (in a quarter or more of the pairs the other model was faster); "
+                    "rerun with a larger time budget or on a quieter machine.")
+        word = "faster" if point.ratio < 1 else "slower"
+        factor = 1 / point.ratio if point.ratio < 1 else point.ratio
+        return (f"At size {point.size}, {other} is {factor:.2f}x {word} than {base} "
+                f"(time ratio {point.ratio:.2f}, {spread}).")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for point, row in zip(self.points, out["points"]):
+            row["noisy"] = point.noisy
+            row["verdict"] = self.verdict(point)
+        return out
+
+
+def default_sizes(model: nn.Module) -> list[int]:
+    """Three input sizes around the inferred one: spatial sides for a conv model, batch
+    sizes for a model that starts with a linear layer."""
+    shape = infer_input_shape(model)
+    if len(shape) == 2:
+        return [1, 16, 64]
+    side = shape[2]
+    return [side // 2, side, side * 2]
+
+
+def input_shape_for(model: nn.Module, size: int, batch: int = 2) -> tuple[int, ...]:
+    """The input of ``model`` at ``size``: ``(batch, C, size, size)`` for a 2-D conv model
+    (every spatial dim = size), ``(size, in_features)`` for a linear one (size = batch)."""
+    base = infer_input_shape(model, batch)
+    if len(base) == 2:
+        return (size, base[1])
+    return (base[0], base[1], *([size] * (len(base) - 2)))
 
 
 def compare_speed(
     models: Mapping[str, ModelLike],
-    input_shape: Sequence[int] | None = None,
-    inputs: torch.Tensor | None = None,
-    repeats: int = 20,
+    sizes: Sequence[int] | None = None,
+    batch: int = 2,
+    budget_s: float = 10.0,
+    tolerance: float = 0.05,
+    min_pairs: int = 10,
+    max_pairs: int = 500,
     warmup: int = 3,
     device: str | torch.device = "cpu",
     backward: bool = False,
+    threads: int | None = 1,
     seed: int = 0,
     allow_code: bool | None = None,
-) -> SpeedReport:
-    """Median forward time (ms), parameter count and peak memory of each model; ratios are
-    against the first model. Rounds are interleaved (A, B, A, B, ...) so that drift of the
-    machine affects every model alike. ``backward=True`` times forward + backward.
+) -> SpeedComparison:
+    """Time and peak memory of two models over input sizes, as a ratio you can trust.
 
-    Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the level before the
-    pass; on CPU the peak of live tensor bytes created during the pass (op outputs).
+    For each size both models are warmed up, then timed in pairs, interleaved and in
+    alternating order (A B, B A, A B, ...), so drift and load hit both alike; each pair
+    gives one ratio time(second) / time(first). Pairs are added until the median's 95%
+    interval is within ``tolerance`` of it (after ``min_pairs``), ``max_pairs``, or the
+    size's share of ``budget_s`` (seconds, over all sizes) runs out. The result per size is
+    the median ratio with its interquartile range; when that range includes 1 the point
+    is ``noisy``. ``sizes``: spatial sides (conv models) or batch sizes (linear ones); by
+    default three around the inferred input. Peak memory: see ``peak_memory``.
+
+    ``threads`` (torch intra-op threads while measuring; ``None`` keeps the current
+    setting) is 1 by default: on a shared machine several threads wait on each other and
+    that noise swamps the difference (2 threads on 2 busy cores: 5x slower, ratios all over).
     """
-    if not models:
-        raise CheckpointError("compare_speed needs at least one model")
+    if len(models) != 2:
+        raise CheckpointError(f"compare_speed compares two models, got {len(models)}")
     device = torch.device(device)
     built = {name: loaded_model(m, None, allow_code, device) for name, m in models.items()}
+    first = next(iter(built.values()))
+    sizes = list(sizes) if sizes else default_sizes(first)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+        raise CheckpointError(f"input sizes must be positive integers, got {sizes}")
+    share = budget_s / len(sizes)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        used = torch.get_num_threads()
+        points = [_measure_size(built, size, batch, share, tolerance, min_pairs, max_pairs, warmup, device,
+                                backward, seed) for size in sizes]
+    finally:
+        torch.set_num_threads(before)
+    return SpeedComparison(
+        names=tuple(built), params={n: sum(p.numel() for p in m.parameters()) for n, m in built.items()},
+        points=points, memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
+        device=str(device), threads=used, budget_s=budget_s, tolerance=tolerance)
+
+
+def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: float, tolerance: float,
+                  min_pairs: int, max_pairs: int, warmup: int, device: torch.device, backward: bool,
+                  seed: int) -> SpeedPoint:
+    start = time.perf_counter()
+    (a, model_a), (b, model_b) = built.items()
     feeds = {}
     for name, module in built.items():
-        if inputs is not None:
-            feeds[name] = inputs.to(device)
-        else:
-            shape = tuple(input_shape) if input_shape is not None else infer_input_shape(module)
-            feeds[name] = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    for name in built:
-        for _ in range(warmup):
-            _step(built[name], feeds[name], backward, device)
-    times: dict[str, list[float]] = {name: [] for name in built}
-    for _ in range(repeats):
-        for name in built:
-            times[name].append(_step(built[name], feeds[name], backward, device))
-    peaks = {name: _peak_bytes(built[name], feeds[name], backward, device) for name in built}
-    first = next(iter(built))
-    base_time = statistics.median(times[first])
-    rows = []
-    for name, module in built.items():
-        median = statistics.median(times[name])
-        rows.append(SpeedRow(
-            name, median * 1e3, sum(p.numel() for p in module.parameters()), peaks[name],
-            median / base_time if base_time else float("nan"),
-            peaks[name] / peaks[first] if peaks[first] else float("nan")))
-    method = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
-              else "peak live bytes of tensors created in the pass (TorchDispatchMode)")
-    return SpeedReport(rows, method, str(device), {k: tuple(v.shape) for k, v in feeds.items()},
-                       repeats, torch.get_num_threads())
+        shape = input_shape_for(module, size, batch)
+        feeds[name] = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    for _ in range(max(warmup, 1)):
+        for name, module in built.items():
+            _checked(name, module, feeds[name], backward, device)
+    single = min(_timed(module, feeds[name], 1, backward, device) for name, module in built.items())
+    loops = max(1, min(1000, math.ceil(MIN_SAMPLE_S / max(single, 1e-9))))
+    times: dict[str, list[float]] = {a: [], b: []}
+    ratios: list[float] = []
+    stopped = "max pairs"
+    while len(ratios) < max_pairs:
+        order = (a, b) if len(ratios) % 2 == 0 else (b, a)
+        for name in order:
+            times[name].append(_timed(built[name], feeds[name], loops, backward, device))
+        ratios.append(times[b][-1] / times[a][-1])
+        if len(ratios) >= max(min_pairs, 2):
+            low, high = _median_interval(ratios)
+            if high - low <= tolerance * statistics.median(ratios):
+                stopped = "spread small"
+                break
+            if time.perf_counter() - start >= budget_s:
+                stopped = "time budget"
+                break
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    peaks = {name: peak_memory(module, feeds[name], backward, device) for name, module in built.items()}
+    return SpeedPoint(
+        size=size, input_shapes={n: tuple(x.shape) for n, x in feeds.items()},
+        median_ms={n: statistics.median(t) * 1e3 for n, t in times.items()}, peak_bytes=peaks,
+        ratio=statistics.median(ratios), ratio_low=q1, ratio_high=q3, ratio_ci=_median_interval(ratios),
+        memory_ratio=peaks[b] / peaks[a] if peaks[a] else float("nan"), pairs=len(ratios), loops=loops,
+        seconds=time.perf_counter() - start, stopped=stopped)
+
+
+def _median_interval(values: Sequence[float]) -> tuple[float, float]:
+    """Distribution-free ~95% interval of the median: the order statistics n/2 -+ 0.98 sqrt(n)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    k = max(0, math.floor(n / 2 - 0.98 * math.sqrt(n)))
+    return ordered[k], ordered[min(n - 1, n - 1 - k)]
+
+
+def _checked(name: str, module: nn.Module, x: torch.Tensor, backward: bool, device: torch.device) -> None:
+    """One pass; a model that cannot take this input says so in one line."""
+    try:
+        _pass(module, x, backward)
+    except Exception as exc:  # noqa: BLE001 - a model's own error, reported as one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"model {name!r} fails on input {tuple(x.shape)}: {type(exc).__name__}: "
+                              f"{first}") from None
 
 
 def _pass(module: nn.Module, x: torch.Tensor, backward: bool) -> None:
@@ -333,27 +475,16 @@ def _pass(module: nn.Module, x: torch.Tensor, backward: bool) -> None:
             module(x)
 
 
-def _step(module: nn.Module, x: torch.Tensor, backward: bool, device: torch.device) -> float:
+def _timed(module: nn.Module, x: torch.Tensor, loops: int, backward: bool, device: torch.device) -> float:
+    """Seconds per pass, averaged over ``loops`` passes in a row."""
     _sync(device)
     start = time.perf_counter()
-    _pass(module, x, backward)
+    for _ in range(loops):
+        _pass(module, x, backward)
     _sync(device)
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / loops
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _peak_bytes(module: nn.Module, x: torch.Tensor, backward: bool, device: torch.device) -> int:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        _pass(module, x, backward)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    with _PeakTensorMemory() as tracker:
-        _pass(module, x, backward)
-    return tracker.peak

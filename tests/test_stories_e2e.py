@@ -67,11 +67,10 @@ def test_story1_attention_swap_api(tmp_path):
     assert all(torch.equal(state[k], fresh[k]) for k in attention)       # attention starts fresh
 
     speed = compare_speed({"self": model_target(M + "FontUNet", {"attention": "self"}), "linear": target},
-                          input_shape=(2, 1, 64, 64), repeats=3, warmup=1)
-    for name in ("self", "linear"):
-        row = speed.row(name)
-        assert row.median_ms > 0 and row.params > 0 and row.peak_bytes > 0
-    assert speed.row("linear").memory_ratio < 1.0     # no (hw x hw) attention map
+                          sizes=[32, 64], budget_s=1.0, min_pairs=3)
+    for point in speed.points:
+        assert set(point.median_ms) == {"self", "linear"} and all(v > 0 for v in point.median_ms.values())
+        assert point.memory_ratio < 1.0     # no (hw x hw) attention map
 
 
 def test_story1_attention_swap_cli(capsys, tmp_path):

@@ -12,10 +12,12 @@ from ckptlab.targets import model_target
 from ckptlab.verify import (
     compare_function,
     compare_speed,
+    default_sizes,
     describe_misfit,
     infer_input_shape,
     load_report,
     loaded_model,
+    peak_memory,
 )
 from sample_ckpts import models
 
@@ -146,23 +148,64 @@ def test_function_check_with_given_inputs_and_different_outputs():
         compare_function(CONVNET, sd, model_target(CONVNET, {"num_classes": 5}), None)
 
 
-def test_compare_speed_attention_swap():
+class _Stack(torch.nn.Module):
+    """``depth`` 3x3 convs of 16 channels: 4x the depth is ~4x the work."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.body = torch.nn.Sequential(*[torch.nn.Conv2d(16, 16, 3, padding=1) for _ in range(depth)])
+
+    def forward(self, x):
+        return self.body(self.stem(x))
+
+
+def test_compare_speed_ratio_sign_and_one_point_per_size_for_both_models():
+    report = compare_speed({"shallow": _Stack(2), "deep": _Stack(8)}, sizes=[16, 32], budget_s=2.0)
+    assert report.names == ("shallow", "deep")
+    assert [p.size for p in report.points] == [16, 32]
+    for point in report.points:
+        assert point.ratio > 1                    # the only timed assert: 4x the layers is slower
+        assert set(point.median_ms) == set(point.peak_bytes) == {"shallow", "deep"}
+        assert point.input_shapes == {"shallow": (2, 3, point.size, point.size),
+                                      "deep": (2, 3, point.size, point.size)}
+        assert point.ratio_low <= point.ratio <= point.ratio_high and point.pairs >= 10
+        assert point.ratio_ci[0] <= point.ratio <= point.ratio_ci[1]
+        assert point.stopped in ("spread small", "time budget", "max pairs")
+    assert report.params == {"shallow": sum(p.numel() for p in _Stack(2).parameters()),
+                             "deep": sum(p.numel() for p in _Stack(8).parameters())}
+    assert report.threads == 1 and torch.get_num_threads() >= 1
+
+
+def test_identical_models_are_too_noisy_to_tell():
+    """Two copies of one model: per-pair ratios scatter around 1 in alternating order, so the
+    interquartile range includes 1 (40 pairs: a false 'faster' needs 30 on one side)."""
+    net = models.ConvNet()
+    report = compare_speed({"a": net, "b": net}, sizes=[16], min_pairs=40, max_pairs=40, tolerance=0.0,
+                           budget_s=60.0)
+    point = report.points[0]
+    assert point.pairs == 40 and point.stopped == "max pairs"
+    assert point.noisy and point.ratio_low <= 1 <= point.ratio_high
+    assert report.verdict(point).startswith("Too noisy to tell at size 16")
+    assert report.to_dict()["points"][0]["noisy"] is True
+
+
+def test_attention_swap_memory_over_sizes():
+    """Peak memory is deterministic: SelfAttention holds an (hw x hw) map, LinearAttention not."""
     report = compare_speed({
         "self": model_target("sample_ckpts.models:FontUNet", {"attention": "self"}),
         "linear": model_target("sample_ckpts.models:FontUNet", {"attention": "linear"}),
-    }, input_shape=(2, 1, 32, 32), repeats=3, warmup=1)
-    self_row, linear_row = report.row("self"), report.row("linear")
-    assert self_row.time_ratio == 1.0 and self_row.memory_ratio == 1.0
-    for row, attention in ((self_row, "self"), (linear_row, "linear")):
-        assert row.median_ms > 0
-        assert row.params == sum(p.numel() for p in models.FontUNet(attention).parameters())
-        assert row.peak_bytes > 0
-    # Self-attention holds an (hw x hw) map: 2 x 256 x 256 floats at the 16x16 level alone.
-    assert self_row.peak_bytes >= 2 * 256 * 256 * 4 > linear_row.peak_bytes
-    assert linear_row.memory_ratio == pytest.approx(linear_row.peak_bytes / self_row.peak_bytes)
-    assert report.input_shapes == {"self": (2, 1, 32, 32), "linear": (2, 1, 32, 32)}
-    assert "TorchDispatchMode" in report.memory_method
-    assert report.to_dict()["rows"][1]["name"] == "linear"
+    }, sizes=[16, 32], budget_s=0.5, min_pairs=2)
+    small, large = report.points
+    for point in report.points:
+        assert point.peak_bytes["self"] > point.peak_bytes["linear"] > 0
+        assert point.memory_ratio == pytest.approx(point.peak_bytes["linear"] / point.peak_bytes["self"])
+    # 2 x 256 x 256 floats at the 16x16 level of a 32x32 glyph alone
+    assert large.peak_bytes["self"] >= 2 * 256 * 256 * 4
+    assert large.peak_bytes["self"] / small.peak_bytes["self"] > large.peak_bytes["linear"] / small.peak_bytes["linear"]
+    assert large.input_shapes["self"] == (2, 1, 32, 32)
+    assert report.params["self"] == sum(p.numel() for p in models.FontUNet("self").parameters())
+    assert "op output" in report.memory_method
 
 
 def test_peak_memory_counts_live_tensors_not_freed_ones():
@@ -173,14 +216,20 @@ def test_peak_memory_counts_live_tensors_not_freed_ones():
             b = x.new_ones(1000, 1000)                    # 4 MB, after a is freed
             c = x.new_ones(500, 1000)                     # 2 MB while b lives
             return b.sum() + c.sum()
-    report = compare_speed({"m": TwoTemps()}, inputs=torch.zeros(1), repeats=1, warmup=0)
-    assert 6_000_000 <= report.row("m").peak_bytes < 6_100_000
+    assert 6_000_000 <= peak_memory(TwoTemps(), torch.zeros(1)) < 6_100_000
 
 
-def test_compare_speed_backward_and_errors():
-    report = compare_speed({"a": models.ConvNet(), "b": models.ConvNet(in_chans=4)}, repeats=2, warmup=0,
-                           backward=True)
-    assert report.input_shapes == {"a": (4, 3, 32, 32), "b": (4, 4, 32, 32)}
-    assert report.row("b").median_ms > 0
-    with pytest.raises(CheckpointError):
+def test_compare_speed_inputs_per_model_backward_and_errors():
+    report = compare_speed({"a": models.ConvNet(), "b": models.ConvNet(in_chans=4)}, sizes=[8], budget_s=0.3,
+                           min_pairs=2, backward=True)
+    assert report.points[0].input_shapes == {"a": (2, 3, 8, 8), "b": (2, 4, 8, 8)}
+    linear = compare_speed({"a": torch.nn.Linear(5, 3), "b": torch.nn.Linear(5, 3)}, sizes=[1, 7], budget_s=0.3,
+                           min_pairs=2)
+    assert [p.input_shapes["a"] for p in linear.points] == [(1, 5), (7, 5)]
+    assert default_sizes(models.ConvNet()) == [16, 32, 64] and default_sizes(torch.nn.Linear(5, 3)) == [1, 16, 64]
+    with pytest.raises(CheckpointError, match="two models"):
         compare_speed({})
+    with pytest.raises(CheckpointError, match="positive integers"):
+        compare_speed({"a": models.ConvNet(), "b": models.ConvNet()}, sizes=[0])
+    with pytest.raises(CheckpointError, match=r"model 'b' fails on input \(2, 1, 20, 20\)"):
+        compare_speed({"a": models.ConvNet(in_chans=1), "b": models.FontUNet()}, sizes=[20])

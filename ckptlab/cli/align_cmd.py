@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from ckptlab.align import AUTO_LEVELS, STATUSES, Alignment, Row, align, shape_text
-from ckptlab.cli.common import add_pair_arguments, resolve_pair
 from ckptlab.cli import output
+from ckptlab.cli.common import AUTO_LEVELS, add_pair_arguments, resolve_pair
 from ckptlab.cli.output import print_json, warn
-from ckptlab.keyfold import fold_keys, fold_pattern
+from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
+
+if TYPE_CHECKING:
+    from ckptlab.align import Alignment, Row
 
 STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "mismatch": "bold red",
                 "missing": "yellow", "unused": "magenta", "conflict": "bold red"}
@@ -32,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ckptlab.align import align
+
     source, target = resolve_pair(args)
     alignment = align(source, target, recipe=args.recipe, auto=args.auto)
     if args.json:
@@ -46,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- the readable table -------------------------------------------------------------------
-def _module(row: Row) -> str:
+def _module(row: "Row") -> str:
     key = row.target if row.target is not None else row.source
     return key.split(".", 1)[0] if "." in key else "(top level)"
 
 
-def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
+def folded_rows(rows: "list[Row]") -> "list[tuple[str, str, Row, int]]":
     """(target pattern, source pattern, first row, count): rows alike but for a layer index
     become one line."""
     alike: dict[tuple, list[Row]] = defaultdict(list)
@@ -73,8 +78,9 @@ def folded_rows(rows: list[Row]) -> list[tuple[str, str, Row, int]]:
     return sorted(lines, key=lambda line: order[id(line[2])])
 
 
-def print_table(alignment: Alignment) -> None:
+def print_table(alignment: "Alignment") -> None:
     from rich.table import Table
+    from ckptlab.align import STATUSES, shape_text
     from rich.text import Text
 
     table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)

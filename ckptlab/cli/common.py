@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from ckptlab.checkpoint import Checkpoint
-from ckptlab import targets
 from ckptlab.errors import ModelSpecError
-from ckptlab.sources import as_checkpoint
+
+if TYPE_CHECKING:
+    from ckptlab.checkpoint import Checkpoint
+
+# The core's choices, repeated here so that building the parser imports no torch
+# (tests/test_cli_help.py checks they equal ckptlab.align.AUTO_LEVELS and ckptlab.merge.ON_MISMATCH).
+AUTO_LEVELS = ("none", "high", "all")
+ON_MISMATCH = ("error", "keep-target")
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +32,8 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_kwargs(text: str | None, flag: str) -> dict:
     """A ``--*-kwargs`` JSON object (the error names the flag)."""
+    from ckptlab import targets
+
     try:
         return targets.parse_kwargs(text)
     except ModelSpecError as exc:
@@ -36,8 +44,10 @@ def allow_code(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "allow_code", False)) or os.environ.get("CKPTLAB_ALLOW_CODE") == "1"
 
 
-def resolve_pair(args: argparse.Namespace) -> tuple[Checkpoint, Checkpoint]:
+def resolve_pair(args: argparse.Namespace) -> tuple["Checkpoint", "Checkpoint"]:
     """Open SOURCE and TARGET as Checkpoints (model definitions built on the meta device)."""
+    from ckptlab.sources import as_checkpoint
+
     source = as_checkpoint(args.source, container=args.source_container, allow_code=allow_code(args),
                            kwargs=parse_kwargs(args.source_kwargs, "--source-kwargs"))
     target = as_checkpoint(args.target, allow_code=allow_code(args),

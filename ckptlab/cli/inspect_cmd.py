@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ckptlab.checkpoint import Checkpoint
-from ckptlab.checkpoint import open as open_checkpoint
 from ckptlab.cli.output import human_bytes, print_json, print_table
-from ckptlab.keyfold import fold_keys
+
+if TYPE_CHECKING:
+    from ckptlab.checkpoint import Checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def to_json(ck: Checkpoint) -> dict[str, Any]:
+def to_json(ck: "Checkpoint") -> dict[str, Any]:
     """The contract's object, plus ``candidates``, ``placeholders``, ``total_bytes`` and
     ``aliases`` (groups of keys that are one tensor: tied weights)."""
     return {
@@ -43,6 +43,8 @@ def to_json(ck: Checkpoint) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ckptlab.checkpoint import open as open_checkpoint
+
     ck = open_checkpoint(args.path, container=args.container)
     if args.json:
         print_json(to_json(ck))
@@ -51,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def folded_keys(ck: Checkpoint) -> list[tuple[str, str, int, int]]:
+def folded_keys(ck: "Checkpoint") -> list[tuple[str, str, int, int]]:
     """(key pattern, first key, count, total bytes) in file order: keys alike but for a layer index, with
     the same shape and dtype, become one line (``layer.{0..11}.attn.weight``)."""
+    from ckptlab.keyfold import fold_keys
+
     alike: dict[tuple, list[str]] = defaultdict(list)
     for key in ck.keys():
         info = ck.info(key)
@@ -64,7 +68,7 @@ def folded_keys(ck: Checkpoint) -> list[tuple[str, str, int, int]]:
     return [(pattern, keys[0], len(keys), sum(ck.info(k).nbytes for k in keys)) for pattern, keys in lines]
 
 
-def _print_table(ck: Checkpoint, fold: bool = True) -> None:
+def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
     from rich.table import Table
     from rich.text import Text
 

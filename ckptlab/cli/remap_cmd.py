@@ -9,11 +9,9 @@ import argparse
 import re
 import sys
 
-from ckptlab.cli.common import add_pair_arguments, resolve_pair
+from ckptlab.cli.common import AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, resolve_pair
 from ckptlab.cli.output import print_json, warn
 from ckptlab.errors import CheckpointError, MergeError
-from ckptlab.merge import ON_MISMATCH, remap
-from ckptlab.report import check_report_path
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -26,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pair_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .safetensors, .pt or .pth")
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON)")
-    p.add_argument("--auto", choices=("none", "high", "all"), default="high",
+    p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="which suggestions to apply (default: high)")
     p.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error",
                    help="a shape mismatch without an adapter: fail (default) or keep the target's value")
@@ -52,6 +50,9 @@ def parse_size(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ckptlab.merge import remap
+    from ckptlab.report import check_report_path
+
     if args.report:  # refuse before writing a checkpoint the report would then not describe
         check_report_path(args.report)
     shard = parse_size(args.max_shard_size)

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ckptlab.checkpoint import open as open_checkpoint
 from ckptlab.cli.common import allow_code, parse_kwargs
 from ckptlab.cli.output import print_json
-from ckptlab.targets import model_target
-from ckptlab.verify import describe_misfit, load_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ckptlab.checkpoint import open as open_checkpoint
+    from ckptlab.targets import model_target
+    from ckptlab.verify import load_report
+
     model = model_target(args.model, parse_kwargs(args.model_kwargs, "--model-kwargs"), allow_code(args))
     ckpt = open_checkpoint(args.ckpt, container=args.container)
     report = load_report(ckpt, model)
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(report: dict, ok: bool) -> None:
+    from ckptlab.verify import describe_misfit
+
     print(describe_misfit(report) if ok else f"does not load strictly: {describe_misfit(report)}")
     for key in report["missing"]:
         print(f"  missing     {key}")

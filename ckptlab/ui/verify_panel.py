@@ -39,11 +39,19 @@ def show(alignment: Any, source: Any, target: Any) -> None:
         return
     st.markdown(f"**Model checks.** Target model: `{target.model}` {_kwargs_text(target.kwargs)}")
     spec_col, kwargs_col = st.columns(2)
-    src_spec = spec_col.text_input("Source model definition (package.module:callable), for the function and "
-                                   "speed checks", value=source.model or "", key=f"verify_src_spec_{source.model}",
-                                   placeholder="sample_ckpts.models:FontUNet")
+    src_spec = spec_col.text_input("Source model definition (package.module:callable, e.g. "
+                                   "sample_ckpts.models:FontUNet), for the function and speed checks",
+                                   value=source.model or "", key=f"verify_src_spec_{source.model}")
     src_kwargs_text = kwargs_col.text_input("Source model kwargs (JSON)", value=json.dumps(source.kwargs or {}),
                                             key=f"verify_src_kwargs_{source.model}")
+    sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
+    sizes_text = sizes_col.text_input(
+        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, batch for "
+        "linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
+    budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, value=10.0,
+                                     step=1.0, key="verify_budget")
+    threads = threads_col.number_input("torch threads", min_value=1, max_value=64, value=1, step=1,
+                                       key="verify_threads", help="1 gives steady ratios on a busy machine")
     results = st.session_state.setdefault(RESULTS, {})
     run_key = state.alignment_key()
     load_col, func_col, speed_col = st.columns(3)
@@ -54,7 +62,9 @@ def show(alignment: Any, source: Any, target: Any) -> None:
         results[("function", run_key)] = state.guarded(
             where, lambda: _function(alignment, target, src_spec, src_kwargs_text))
     if speed_col.button("Compare speed and memory", key="verify_speed", disabled=not src_spec.strip()):
-        results[("speed", run_key)] = state.guarded(where, lambda: _speed(target, src_spec, src_kwargs_text))
+        with st.spinner(f"Timing both models, interleaved, for up to {budget:g} s..."):
+            results[("speed", run_key)] = state.guarded(
+                where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads)))
     if not src_spec.strip():
         st.caption("Give the source model's definition to compare outputs, speed and memory.")
     _show_results(results, run_key)
@@ -134,12 +144,35 @@ def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) 
     return check
 
 
-def _speed(target: Any, src_spec: str, src_kwargs_text: str) -> Any:
+def _default_sizes(target: Any) -> str:
+    from ckptlab import verify
+
+    try:
+        return ", ".join(map(str, verify.default_sizes(model_of(target.model, target.kwargs).meta_model)))
+    except CheckpointError:
+        return ""
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"16, 32 64"`` -> ``[16, 32, 64]``; anything else is a one-line error."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise CheckpointError("give at least one input size (e.g. 16, 32, 64)")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise CheckpointError(f"input sizes must be whole numbers separated by commas, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise CheckpointError(f"input sizes must be positive, got {text!r}")
+    return sorted(set(sizes))
+
+
+def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int) -> Any:
     from ckptlab import verify
 
     models = {"source": model_of(src_spec, parse_kwargs(src_kwargs_text)),
               "target": model_of(target.model, target.kwargs)}
-    return verify.compare_speed(models, repeats=10, warmup=2)
+    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads)
 
 
 def _show_results(results: dict, run_key: tuple) -> None:
@@ -171,15 +204,52 @@ def _show_function(check: dict) -> None:
     st.dataframe(pd.DataFrame(check["fills"]), hide_index=True)
 
 
+def speed_frame(speed: Any) -> pd.DataFrame:
+    """One line per input size: both models' times and peaks, the ratio and its spread."""
+    return pd.DataFrame([{
+        "size": p.size, "source input": str(p.input_shapes["source"]), "target input": str(p.input_shapes["target"]),
+        "source ms": round(p.median_ms["source"], 3), "target ms": round(p.median_ms["target"], 3),
+        "time ratio": round(p.ratio, 3), "ratio IQR": f"{p.ratio_low:.2f}-{p.ratio_high:.2f}", "pairs": p.pairs,
+        "source peak MB": round(p.peak_bytes["source"] / 2**20, 3),
+        "target peak MB": round(p.peak_bytes["target"] / 2**20, 3), "memory ratio": round(p.memory_ratio, 3),
+        "noisy": p.noisy} for p in speed.points])
+
+
+def speed_figure(speed: Any) -> Any:
+    """Time and peak memory against input size for both models, and the ratio with its IQR."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    sizes = [p.size for p in speed.points]
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("median time per pass (ms)", "peak memory (MB)",
+                                        "time ratio target / source (IQR)"))
+    for name, colour in zip(speed.names, ("#1f77b4", "#ff7f0e")):
+        fig.add_trace(go.Scatter(x=sizes, y=[p.median_ms[name] for p in speed.points], name=name,
+                                 mode="lines+markers", line={"color": colour}, legendgroup=name), 1, 1)
+        fig.add_trace(go.Scatter(x=sizes, y=[p.peak_bytes[name] / 2**20 for p in speed.points], name=name,
+                                 mode="lines+markers", line={"color": colour}, legendgroup=name,
+                                 showlegend=False), 1, 2)
+    fig.add_trace(go.Scatter(
+        x=sizes, y=[p.ratio for p in speed.points], mode="markers", name="ratio", showlegend=False,
+        marker={"color": ["#d62728" if p.noisy else "#2ca02c" for p in speed.points], "size": 9},
+        error_y={"type": "data", "symmetric": False, "array": [p.ratio_high - p.ratio for p in speed.points],
+                 "arrayminus": [p.ratio - p.ratio_low for p in speed.points]}), 1, 3)
+    fig.add_hline(y=1.0, line_dash="dot", line_color="grey", row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text="input size", type="log" if len(sizes) > 2 else "linear", row=1, col=col)
+    fig.update_layout(height=320, margin={"t": 40, "b": 10, "l": 10, "r": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 def _show_speed(speed: Any) -> None:
-    frame = pd.DataFrame([{"model": r.name, "median ms": round(r.median_ms, 3), "parameters": r.params,
-                           "peak memory (MB)": round(r.peak_bytes / 2**20, 3), "time vs source": round(r.time_ratio, 3),
-                           "memory vs source": round(r.memory_ratio, 3)} for r in speed.rows])
-    st.dataframe(frame, hide_index=True, key="speed_table")
-    target = speed.row("target")
-    faster = "faster" if target.time_ratio < 1 else "slower"
-    st.markdown(f"The target model is **{abs(1 - target.time_ratio):.0%} {faster}** and needs "
-                f"**{target.memory_ratio:.2f}x** the source's activation memory "
-                f"(input {tuple(speed.input_shapes['target'])}).")
-    st.caption(f"{speed.repeats} interleaved runs on {speed.device}, {speed.threads} threads; "
-               f"memory: {speed.memory_method}.")
+    for point in speed.points:
+        (st.warning if point.noisy else st.info)(speed.verdict(point))
+    st.plotly_chart(speed_figure(speed), key="speed_chart")
+    st.dataframe(speed_frame(speed), hide_index=True, key="speed_table")
+    st.caption(f"Each size: both models warmed up, then timed in interleaved pairs (alternating order) until the "
+               f"median ratio was known within {speed.tolerance:.0%} or the size's share of the {speed.budget_s:g} s "
+               f"budget ran out; ratio = target time / source time per pair, median and interquartile range (IQR). "
+               f"{speed.threads} torch thread(s) on {speed.device}. Memory: {speed.memory_method}. Parameters: "
+               f"source {speed.params['source']:,}, target {speed.params['target']:,}.")

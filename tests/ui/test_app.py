@@ -203,14 +203,16 @@ def test_verification_of_the_rgba_fix() -> None:
     at.button(key="fix_apply_conv1.weight").click().run()
     at.button(key="verify_load").click().run()
     at.button(key="verify_function").click().run()
+    at.number_input(key="verify_budget").set_value(1.0).run()
     at.button(key="verify_speed").click().run()
     no_failure(at)
     texts = [s.value for s in at.success]
     assert any("no missing, unexpected or mismatched" in t for t in texts)
     assert any(t.startswith("Function preservation: outputs bit for bit equal") for t in texts)
-    speed = next(d.value for d in at.dataframe if "median ms" in d.value.columns)
-    assert list(speed["model"]) == ["source", "target"] and (speed["median ms"] > 0).all()
-    assert speed["time vs source"][0] == 1.0
+    speed = next(d.value for d in at.dataframe if "time ratio" in d.value.columns)
+    assert list(speed["size"]) == [16, 32, 64]                # the default sizes around the 32x32 input
+    assert (speed["source ms"] > 0).all() and (speed["target ms"] > 0).all()
+    assert list(speed["target input"]) == [str((2, 4, s, s)) for s in (16, 32, 64)]
 
 
 def test_function_check_uses_the_source_under_its_own_model_keys() -> None:
