@@ -113,7 +113,10 @@ class KeyIndex:
         self.keys = list(keys)
         self.by_tail: dict[str, list[str]] = {}
         for key in self.keys:
-            self.by_tail.setdefault(_tail(key), []).append(key)
+            last = key.rpartition(".")[2]
+            self.by_tail.setdefault(last, []).append(key)
+            if last != key:
+                self.by_tail.setdefault(_tail(key), []).append(key)
 
     def candidates(self, pattern: str) -> list[str]:
         tail = _tail(pattern)
