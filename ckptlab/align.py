@@ -4,7 +4,9 @@
 to the source keys and answers row by row. Nothing here reads tensor bytes: keys,
 shapes and dtypes are enough, so aligning a 20,000-key pair stays well under a second.
 Two sources onto one target are a ``conflict`` row, never a silent overwrite; a load that
-feeds fewer than half of the target keys sets a loud ``warning``.
+feeds fewer than half of the target keys sets a loud warning (``warnings``, one line each).
+A recipe's ``convert`` entries claim their source and target keys before the rules (the
+explicit map still wins): each target they feed is one ``converted`` row listing every source.
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ckptlab.checkpoint import Checkpoint
+from ckptlab.convert import Group, Matches, find_groups
 from ckptlab.errors import AdaptError, RecipeError
 from ckptlab.info import dtype_name
 from ckptlab.recipe import AdaptSpec, Recipe, quote
 from ckptlab.sources import as_checkpoint
 
-STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
-FED_STATUSES = ("exact", "renamed", "adapted")
+STATUSES = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
+FED_STATUSES = ("exact", "renamed", "adapted", "converted")
 AUTO_LEVELS = ("none", "high", "all")
 CONFIDENCES = ("high", "medium", "low")
 EXPLICIT = "explicit"
@@ -47,6 +50,7 @@ class Row:
     reason: str
     sources: tuple[str, ...] = ()
     adapt: AdaptSpec | None = None
+    convert: Group | None = None  # the conversion group of a converted row
 
     @property
     def fed(self) -> bool:
@@ -108,7 +112,21 @@ class Alignment:
     effective_recipe: Recipe
     rows: list[Row]
     suggestions: list[Suggestion] = field(default_factory=list)
-    warning: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def warning(self) -> str | None:
+        """The first warning (the loudest: few or no keys fed comes first), or None."""
+        return self.warnings[0] if self.warnings else None
+
+    @property
+    def groups(self) -> list[Group]:
+        """The conversion groups that feed at least one row, in row order."""
+        seen: dict[int, Group] = {}
+        for row in self.rows:
+            if row.convert is not None and row.status == "converted":
+                seen.setdefault(id(row.convert), row.convert)
+        return list(seen.values())
 
     @property
     def summary(self) -> dict[str, int]:
@@ -151,12 +169,13 @@ class Alignment:
         return pd.DataFrame.from_records(records, columns=columns)
 
     def to_dict(self) -> dict[str, Any]:
-        """The CLI's JSON: ``{"rows", "summary", "suggestions", "warning"}``."""
+        """The CLI's JSON: ``{"rows", "summary", "suggestions", "warning", "warnings"}``."""
         return {
             "rows": [row.to_dict() for row in self.rows],
             "summary": self.summary,
             "suggestions": [s.to_dict() for s in self.suggestions],
             "warning": self.warning,
+            "warnings": list(self.warnings),
         }
 
 
@@ -181,7 +200,9 @@ class Matching:
     ``candidates``: target key -> [(source key, why)]; ``renamed``: source key ->
     (new key or None, why); ``mapped``: target keys fed by the explicit map;
     ``map_missing``: target key -> a source key the map names but the source lacks;
-    ``map_unknown``: source key -> a target key the map names but the target lacks.
+    ``map_unknown``: source key -> a target key the map names but the target lacks;
+    ``converted``: target key -> [(group, output index)] of the conversions that feed it;
+    ``conversions``: every group found and the source keys they claim.
     """
 
     candidates: dict[str, list[tuple[str, str]]]
@@ -189,14 +210,23 @@ class Matching:
     mapped: dict[str, str]
     map_missing: dict[str, str]
     map_unknown: dict[str, str] = field(default_factory=dict)
+    converted: dict[str, list[tuple[Group, int]]] = field(default_factory=dict)
+    conversions: Matches = field(default_factory=Matches)
 
 
 def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Recipe,
-          labels: Labels | None = None) -> Matching:
-    """Apply the recipe's rules and map; group the source keys by the target key they hit."""
+          labels: Labels | None = None, source_shapes: Mapping[str, tuple] | None = None) -> Matching:
+    """Apply the recipe's conversions, rules and map; group the source keys by the target
+    key they hit. ``source_shapes`` (key -> shape) is needed when the recipe converts."""
     labels = labels or Labels()
     source_keys = list(source_keys)
-    renamed = recipe.rename(source_keys, labels.rules)
+    conversions = Matches()
+    if recipe.convert:
+        if source_shapes is None:
+            raise RecipeError("convert: matching conversions needs the source's shapes")
+        conversions = find_groups(recipe.convert, source_shapes)
+    claimed = conversions.claimed
+    renamed = recipe.rename([k for k in source_keys if k not in claimed] if claimed else source_keys, labels.rules)
     candidates: dict[str, list[tuple[str, str]]] = {}
     mapped: dict[str, str] = {}
     map_missing: dict[str, str] = {}
@@ -210,14 +240,19 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
             mapped[tkey] = skey
         else:
             map_missing[tkey] = skey
+    converted: dict[str, list[tuple[Group, int]]] = {}
+    for group in conversions.groups:
+        for i, tkey in enumerate(group.targets):
+            if tkey in target and tkey not in mapped and tkey not in map_missing:
+                converted.setdefault(tkey, []).append((group, i))
     for skey, (new, why) in renamed.items():
-        if new is None or new not in target or new in mapped or new in map_missing:
+        if new is None or new not in target or new in mapped or new in map_missing or new in converted:
             continue
         candidates.setdefault(new, []).append((skey, why))
     for tkey, skey in mapped.items():
         tag = labels.map.get(tkey, EXPLICIT)
         candidates[tkey] = [(skey, f"map ({tag})")]
-    return Matching(candidates, renamed, mapped, map_missing, map_unknown)
+    return Matching(candidates, renamed, mapped, map_missing, map_unknown, converted, conversions)
 
 
 def _preview(source_shape: Shape, target_shape: Shape, spec: AdaptSpec, key: str) -> str | None:
@@ -263,10 +298,11 @@ def _join(*parts: str) -> str:
 def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: Labels | None = None) -> list[Row]:
     """Every target key in target order, then every source key that feeds nothing."""
     labels = labels or Labels()
-    m = match(source.keys(), target, recipe, labels)
+    s_info = {key: source.info(key) for key in source.keys()}
+    shapes = {key: tuple(info.shape) for key, info in s_info.items()} if recipe.convert else None
+    m = match(source.keys(), target, recipe, labels, shapes)
     rows: list[Row] = []
     feeding: set[str] = set()
-    s_info = {key: source.info(key) for key in source.keys()}
     names: dict = {}  # dtype -> "float32", computed once per dtype
 
     def name_of(dtype) -> str:
@@ -278,6 +314,11 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
     for tkey in target.keys():
         t = target.info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
+        if tkey in m.converted:
+            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of)
+            feeding.update(s for g, _ in m.converted[tkey] for s in g.sources)
+            rows.append(row)
+            continue
         cands = m.candidates.get(tkey, [])
         spec = recipe.adapt.get(tkey)
         if not cands and tkey in ties:
@@ -322,6 +363,30 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, name_of(s.dtype),
                         _unused_reason(skey, m, target, labels), (skey,)))
     return _note_split_ties(rows, target, source) if ties else rows
+
+
+def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Group, int]],
+                   s_info: Mapping, name_of) -> Row:
+    """One target fed by a conversion: ``converted`` when the ops give its shape, else a
+    ``mismatch`` naming both; two conversions onto one target are a ``conflict``."""
+    if len(feeds) > 1:
+        sources = tuple(s for g, _ in feeds for s in g.sources)
+        listed = "; ".join(g.describe(tkey) for g, _ in feeds)
+        return Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
+                   f"{len(feeds)} conversions feed this key: {listed}", sources=sources)
+    group, i = feeds[0]
+    single = group.sources[0] if len(group.sources) == 1 else None
+    s_shape = tuple(s_info[single].shape) if single else None
+    s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
+    s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
+    got = tuple(group.target_shapes[i])
+    dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
+    if got != t_shape:
+        reason = _join(group.describe(tkey), f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
+        return Row(tkey, single, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
+                   convert=group)
+    return Row(tkey, single, "converted", t_shape, s_shape, t_dtype, s_dtype,
+               _join(group.describe(tkey), dtype_note), group.sources, convert=group)
 
 
 def _note_split_ties(rows: list[Row], target: Checkpoint, source: Checkpoint) -> list[Row]:
@@ -376,7 +441,13 @@ def _missing_reason(tkey: str, m: Matching) -> str:
 
 
 def _unused_reason(skey: str, m: Matching, target: Checkpoint, labels: Labels) -> str:
+    group = m.conversions.claimed.get(skey)
+    if group is not None:
+        shown = ", ".join(quote(t) for t in group.targets)
+        return f"convert {group.index} sends it to {shown}, which the target does not have (or the map feeds)"
     new, why = m.renamed[skey]
+    if new in m.converted:
+        return f"{quote(new)} is fed by convert {m.converted[new][0][0].index} instead"
     if new is None:
         return why
     if new in m.mapped:
@@ -430,6 +501,11 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     return effective, labels, marked
 
 
+def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> list[str]:
+    """Every warning of an alignment, the loudest first (one line each)."""
+    return [w for w in (fed_warning(rows, n_target, suggestions),) if w]
+
+
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
     """A loud one-liner when fewer than half of the target keys are fed (always when none)."""
     fed = sum(row.status in FED_STATUSES for row in rows)
@@ -467,5 +543,5 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> A
     if effective.container is not None and effective.container != src.container:
         src = _open_source(src, effective.container)
     rows = build_rows(src, tgt, effective, labels)
-    warning = fed_warning(rows, len(tgt), suggestions)
-    return Alignment(src, tgt, given, effective, rows, suggestions, warning)
+    warnings = alignment_warnings(rows, len(tgt), suggestions)
+    return Alignment(src, tgt, given, effective, rows, suggestions, warnings)

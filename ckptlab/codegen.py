@@ -381,6 +381,10 @@ def snippet(
 
     alignment = alignment_or_recipe if hasattr(alignment_or_recipe, "effective_recipe") else None
     recipe = alignment.effective_recipe if alignment else Recipe.coerce(alignment_or_recipe)
+    if recipe.convert or recipe.dtype is not None:
+        from ckptlab.errors import RecipeError
+
+        raise RecipeError("snippet: a recipe with convert or dtype entries cannot be exported as a script yet")
     source = alignment.source if alignment else None
     target = alignment.target if alignment else None
     adapt = _resolved_adapt(recipe, alignment) if alignment else {

@@ -4,7 +4,10 @@ A plan decides per target key, reading no tensor: the mapped source tensor (exac
 renamed), the adapted one, or the target's own value (missing, or a mismatch kept under
 ``on_mismatch="keep-target"``). It refuses to exist while a conflict or an unresolved
 mismatch remains, so nothing is written for a merge the user has not fully specified.
-Tensors are made one at a time, on demand, when the writer asks for them.
+Tensors are made one at a time, on demand, when the writer asks for them. A conversion
+group (one fused qkv -> q, k, v) is computed once, when its first target is asked for; its
+other outputs wait in a cache until they are written, so memory holds one group, never the
+checkpoint.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ class PlanEntry:
     spec: Any  # the AdaptSpec of an adapted row
     info: TensorInfo  # what is written: the target's shape, the chosen dtype
     note: str = ""
+    group: Any = None  # the convert.Group of a converted entry
+    part: int = 0  # which of the group's outputs
 
     @property
     def keeps_target(self) -> bool:
@@ -59,14 +64,57 @@ class MergePlan:
         self.entries = {e.target: e for e in entries}
         self.unused = [r.source for r in alignment.rows if r.status == "unused"]
         self.keep_extras, self.nest = keep_extras, nest
+        self._waiting: dict[int, dict[str, torch.Tensor]] = {}  # group id -> outputs not yet written
+        self._members: dict[int, list[str]] = {}  # group id -> its target keys in the plan
+        for e in entries:
+            if e.group is not None:
+                self._members.setdefault(id(e.group), []).append(e.target)
 
     # -- the tensors --------------------------------------------------------------------
-    def tensor(self, key: str) -> torch.Tensor:
-        """The merged value of one target key (read and adapted now)."""
+    def _entry(self, key: str) -> PlanEntry:
         try:
-            e = self.entries[key]
+            return self.entries[key]
         except KeyError:
             raise MergeError(f"no target key {key!r} in the plan") from None
+
+    def tensor(self, key: str) -> torch.Tensor:
+        """The merged value of one target key (read, adapted or converted now; nothing kept)."""
+        e = self._entry(key)
+        if e.group is not None:
+            return _cast(self._run(e.group)[e.part], e.info.dtype)
+        return self._plain(e)
+
+    def produce(self, key: str) -> torch.Tensor:
+        """The merged value, for a pass that asks for every key once (the writers,
+        ``load_into``): a conversion group is computed when its first target is asked for
+        and its other outputs are kept only until they are asked for too."""
+        e = self._entry(key)
+        if e.group is None:
+            return self._plain(e)
+        gid = id(e.group)
+        waiting = self._waiting.get(gid)
+        if waiting is None or key not in waiting:
+            outputs = self._run(e.group)
+            by_key = {k: outputs[self.entries[k].part] for k in self._members[gid]}
+            del outputs
+            waiting = self._waiting[gid] = by_key
+        value = waiting.pop(key)
+        if not waiting:
+            del self._waiting[gid]
+        return _cast(value, e.info.dtype)
+
+    @property
+    def waiting(self) -> int:
+        """How many converted outputs are held for targets not yet written (for tests)."""
+        return sum(len(v) for v in self._waiting.values())
+
+    def _run(self, group: Any) -> list[torch.Tensor]:
+        """A group's outputs, each in its own contiguous memory."""
+        outputs = group.run([self.source.tensor(s) for s in group.sources])
+        return [t.contiguous() for t in outputs]
+
+    def _plain(self, e: PlanEntry) -> torch.Tensor:
+        key = e.target
         if e.keeps_target:
             return _cast(self.target.tensor(key), e.info.dtype)
         value = _cast(self.source.tensor(e.source), e.info.dtype)
@@ -78,7 +126,7 @@ class MergePlan:
 
     def _share(self, e: PlanEntry) -> Hashable | None:
         """Entries that come out as the same tensor (tied weights) get the same id."""
-        if e.status == "adapted":
+        if e.status in ("adapted", "converted"):
             return None
         ck, key = (self.target, e.target) if e.keeps_target else (self.source, e.source)
         lazy = ck.lazy(key)
@@ -102,7 +150,7 @@ class MergePlan:
         return span if span.nbytes == e.info.nbytes else None
 
     def outputs(self) -> list[OutTensor]:
-        return [OutTensor(k, e.info, (lambda k=k: self.tensor(k)), self._share(e), self._span(e))
+        return [OutTensor(k, e.info, (lambda k=k: self.produce(k)), self._share(e), self._span(e))
                 for k, e in self.entries.items()]
 
     def aliases(self) -> list[list[str]]:
@@ -146,9 +194,12 @@ class MergePlan:
         """One row per target key; ``target_dtype`` is the dtype written, casts in the note."""
         rows = []
         for key, e in self.entries.items():
-            src_dtype = dtype_name(self.source.info(e.source).dtype) if e.source else ""
-            rows.append(ReportRow(target=key, source=e.source, status=e.status,
-                                  adapter=adapt.describe(e.spec) if e.status == "adapted" else "",
+            sources = e.group.sources if e.group is not None else ((e.source,) if e.source else ())
+            src_dtype = "/".join(sorted({dtype_name(self.source.info(s).dtype) for s in sources}))
+            rows.append(ReportRow(target=key, source=e.source if e.group is None else ", ".join(sources),
+                                  status=e.status,
+                                  adapter=adapt.describe(e.spec) if e.status == "adapted" else
+                                  e.group.describe(key) if e.group is not None else "",
                                   source_dtype=src_dtype, target_dtype=dtype_name(e.info.dtype),
                                   note=e.note))
         safetensors = any(str(p).endswith(".safetensors") for p in outputs or [])
@@ -173,6 +224,9 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
     if on_mismatch not in ON_MISMATCH:
         raise MergeError(f"on_mismatch must be one of {', '.join(ON_MISMATCH)}, not {on_mismatch!r}")
     choose = _dtype_policy(dtype)
+    recipe_dtype = getattr(alignment.effective_recipe, "dtype", None) if dtype is None else None
+    if recipe_dtype is not None:
+        choose = _recipe_cast(choose, recipe_dtype)
     source, target = alignment.source, alignment.target
     entries, faults = [], []
     for row in alignment.rows:
@@ -184,10 +238,15 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
         t_info = target.info(row.target)
         s_info = source.info(row.source) if row.source is not None else None
         if row.status == "mismatch" and on_mismatch == "error":
-            faults.append(f"shape mismatch at {row.target!r}: source {s_info.shape} vs target {t_info.shape}")
+            if row.convert is not None:
+                got = row.convert.target_shapes[row.convert.targets.index(row.target)]
+                faults.append(f"shape mismatch at {row.target!r}: convert {row.convert.index} gives "
+                              f"{tuple(got)} vs target {t_info.shape}")
+            else:
+                faults.append(f"shape mismatch at {row.target!r}: source {s_info.shape} vs target {t_info.shape}")
             continue
         if row.status in ("missing", "mismatch"):
-            out = choose(None, t_info.dtype)
+            out = choose(None, t_info.dtype, row.target)
             note = "; ".join(n for n in (KEPT_TARGET if row.status == "mismatch" else "",
                                           cast_note(t_info.dtype, out)) if n)
             entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out), note))
@@ -198,7 +257,14 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
             except AdaptError as exc:
                 faults.append(str(exc))
                 continue
-        out = choose(s_info.dtype, t_info.dtype)
+        if row.status == "converted":
+            group = row.convert
+            s_dtype = source.info(group.sources[0]).dtype
+            out = choose(s_dtype, t_info.dtype, row.target)
+            entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out),
+                                     cast_note(s_dtype, out), group, group.targets.index(row.target)))
+            continue
+        out = choose(s_info.dtype, t_info.dtype, row.target)
         entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,
                                  _info(t_info.shape, out), cast_note(s_info.dtype, out)))
     if faults:
@@ -245,16 +311,31 @@ def remap(
 
 
 # -- dtypes ------------------------------------------------------------------------------
-def _dtype_policy(dtype: str | torch.dtype | None) -> Callable[[torch.dtype | None, torch.dtype], torch.dtype]:
-    """``choose(source_dtype, target_dtype) -> output dtype`` for the chosen policy."""
+Choose = Callable[[torch.dtype | None, torch.dtype, str], torch.dtype]
+
+
+def _dtype_policy(dtype: str | torch.dtype | None) -> Choose:
+    """``choose(source_dtype, target_dtype, key) -> output dtype`` for the chosen policy."""
     if dtype is None or dtype == "target":
-        return lambda src, tgt: tgt
+        return lambda src, tgt, key="": tgt
     if dtype == "source":
-        return lambda src, tgt: src if src is not None else tgt
+        return lambda src, tgt, key="": src if src is not None else tgt
     forced = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
     if not isinstance(forced, torch.dtype):
         raise MergeError(f"dtype must be 'target', 'source' or a torch dtype name, not {dtype!r}")
-    return lambda src, tgt: forced if (src if src is not None else tgt).is_floating_point else tgt
+    return lambda src, tgt, key="": forced if (src if src is not None else tgt).is_floating_point else tgt
+
+
+def _recipe_cast(choose: Choose, spec: Any) -> Choose:
+    """A recipe's ``dtype: {to, keep}`` on top of the policy: floating outputs are cast to
+    ``to`` unless their target key matches ``keep``."""
+    to = getattr(torch, spec.to)
+
+    def pick(src: torch.dtype | None, tgt: torch.dtype, key: str = "") -> torch.dtype:
+        out = choose(src, tgt, key)
+        return to if out.is_floating_point and spec.casts(key) else out
+
+    return pick
 
 
 def loses_precision(src: torch.dtype, dst: torch.dtype) -> bool:

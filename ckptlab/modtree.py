@@ -16,9 +16,9 @@ import pandas as pd
 
 TARGET_ROOT = "target"
 UNUSED_ROOT = "unused source keys"
-SEVERITY = ("conflict", "mismatch", "missing", "unused", "adapted", "renamed", "exact")   # worst first
+SEVERITY = ("conflict", "mismatch", "missing", "unused", "adapted", "converted", "renamed", "exact")   # worst first
 STATUS_COLOURS = {
-    "exact": "#2e7d32", "renamed": "#66bb6a", "adapted": "#29b6f6", "mismatch": "#ef6c00",
+    "exact": "#2e7d32", "renamed": "#66bb6a", "adapted": "#29b6f6", "converted": "#3949ab", "mismatch": "#ef6c00",
     "missing": "#e53935", "unused": "#9e9e9e", "conflict": "#8e24aa",
 }
 COLUMNS = ("id", "parent", "label", "value", "status", "tensors")

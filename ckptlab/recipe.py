@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from functools import cached_property
 from pathlib import Path
@@ -19,12 +19,15 @@ from typing import Any
 
 import yaml
 
+from ckptlab.convert import Conversion, ConvertError
 from ckptlab.errors import RecipeError
 
 RULE_KINDS = ("strip_prefix", "add_prefix", "replace", "drop", "keep")
 ADAPT_OPS = ("pad", "truncate", "resize", "sum", "reinit")
 ADAPT_FILLS = ("zeros", "mean", "init", "repeat")
-TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container")
+TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container", "convert", "dtype")
+CAST_DTYPES = ("bfloat16", "float16", "float32", "float64", "float8_e4m3fn", "float8_e5m2")
+DTYPE_FIELDS = ("to", "keep")
 _REGEX_KINDS = ("replace", "drop", "keep")
 
 
@@ -214,10 +217,58 @@ class AdaptSpec:
         return spec
 
 
+@dataclass(frozen=True)
+class DtypeSpec:
+    """``dtype: {to: bfloat16, keep: "norm|bias"}``: floating tensors are written in ``to``,
+    except those whose target key matches the ``keep`` regex (they keep their own dtype)."""
+
+    to: str
+    keep: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.to not in CAST_DTYPES:
+            raise RecipeError(f"dtype: {unknown('dtype', self.to, CAST_DTYPES)}")
+        if self.keep is not None:
+            if not isinstance(self.keep, str):
+                raise RecipeError(f"dtype: 'keep' must be a regex string, got {_type_name(self.keep)}")
+            _compile(self.keep, "dtype (keep)")
+
+    @cached_property
+    def keep_regex(self) -> re.Pattern | None:
+        return None if self.keep is None else re.compile(self.keep)
+
+    def casts(self, key: str) -> bool:
+        """Whether ``key`` (a floating tensor) is written in ``to``."""
+        return self.keep_regex is None or not self.keep_regex.search(key)
+
+    def describe(self) -> str:
+        return f"cast to {self.to}" + (f" (keeping {quote(self.keep)})" if self.keep else "")
+
+    def to_dict(self) -> dict:
+        return {"to": self.to} if self.keep is None else {"to": self.to, "keep": self.keep}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "DtypeSpec":
+        if isinstance(data, DtypeSpec):
+            return data
+        if isinstance(data, str):
+            return cls(data)
+        if not isinstance(data, dict):
+            raise RecipeError(f"dtype: expected {{to: ..., keep: ...}}, got {_type_name(data)}")
+        extra = sorted(set(map(str, data)) - set(DTYPE_FIELDS))
+        if extra:
+            raise RecipeError(f"dtype: {unknown('field', extra[0], DTYPE_FIELDS)}")
+        if "to" not in data:
+            raise RecipeError(f"dtype: needs 'to' ({', '.join(CAST_DTYPES)})")
+        return cls(data["to"], data.get("keep"))
+
+
 @dataclass
 class Recipe:
     """Ordered rules, an explicit ``map`` (target_key: source_key, wins over the rules),
-    per-target-key ``adapt`` specs, and optionally the source ``container`` to use.
+    per-target-key ``adapt`` specs, optionally the source ``container`` to use, ``convert``
+    entries (key patterns through tensor ops; they claim their keys before the rules) and a
+    ``dtype`` cast on write.
 
     Treat it as a value: the ``with_*`` methods return copies.
     """
@@ -226,6 +277,8 @@ class Recipe:
     map: dict[str, str] = field(default_factory=dict)
     adapt: dict[str, AdaptSpec] = field(default_factory=dict)
     container: str | None = None
+    convert: list[Conversion] = field(default_factory=list)
+    dtype: DtypeSpec | None = None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -299,7 +352,12 @@ class Recipe:
         container = data.get("container")
         if container is not None and not isinstance(container, str):
             raise RecipeError(f"recipe: 'container' must be a string, got {_type_name(container)}")
-        return cls(rules, dict(map_in), adapt, container)
+        convert_in = data.get("convert") or []
+        if not isinstance(convert_in, list):
+            raise RecipeError(f"recipe: 'convert' must be a list, got {_type_name(convert_in)}")
+        convert = [Conversion.from_dict(item, index) for index, item in enumerate(convert_in, start=1)]
+        dtype = DtypeSpec.from_dict(data["dtype"]) if data.get("dtype") is not None else None
+        return cls(rules, dict(map_in), adapt, container, convert, dtype)
 
     # -- serialising -------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -311,6 +369,10 @@ class Recipe:
             out["adapt"] = {key: spec.to_dict() for key, spec in self.adapt.items()}
         if self.container is not None:
             out["container"] = self.container
+        if self.convert:
+            out["convert"] = [c.to_dict() for c in self.convert]
+        if self.dtype is not None:
+            out["dtype"] = self.dtype.to_dict()
         return out
 
     def to_yaml(self) -> str:
@@ -330,19 +392,32 @@ class Recipe:
     # -- copies with one more thing ----------------------------------------------------
     def with_rule(self, rule: "Rule | dict") -> "Recipe":
         new_rule = Rule.from_dict(rule, len(self.rules) + 1)
-        return Recipe([*self.rules, new_rule], dict(self.map), dict(self.adapt), self.container)
+        return self._copy(rules=[*self.rules, new_rule])
 
     def with_map(self, target: str, source: str) -> "Recipe":
         if not isinstance(target, str) or not isinstance(source, str):
             raise RecipeError(f"map: {target!r}: {source!r} is not str -> str")
-        return Recipe(list(self.rules), {**self.map, target: source}, dict(self.adapt), self.container)
+        return self._copy(map={**self.map, target: source})
 
     def with_adapt(self, target: str, spec: "AdaptSpec | dict") -> "Recipe":
         spec = AdaptSpec.from_dict(spec, target)
-        return Recipe(list(self.rules), dict(self.map), {**self.adapt, target: spec}, self.container)
+        return self._copy(adapt={**self.adapt, target: spec})
 
     def with_container(self, container: str | None) -> "Recipe":
-        return Recipe(list(self.rules), dict(self.map), dict(self.adapt), container)
+        return self._copy(container=container)
+
+    def with_convert(self, entry: "Conversion | dict") -> "Recipe":
+        """This recipe with one more ``convert`` entry (validated as entry N+1)."""
+        new = Conversion.from_dict(entry, len(self.convert) + 1)
+        return self._copy(convert=[*self.convert, new])
+
+    def with_dtype(self, dtype: "DtypeSpec | dict | str | None") -> "Recipe":
+        return self._copy(dtype=None if dtype is None else DtypeSpec.from_dict(dtype))
+
+    def _copy(self, **changes: Any) -> "Recipe":
+        base = {"rules": list(self.rules), "map": dict(self.map), "adapt": dict(self.adapt),
+                "convert": list(self.convert)}
+        return replace(self, **{**base, **changes})
 
     def merged(self, fragment: dict) -> "Recipe":
         """This recipe plus one suggestion fragment (a rule dict, ``map``, ``adapt`` or
@@ -350,7 +425,7 @@ class Recipe:
         if not isinstance(fragment, dict) or not fragment:
             raise RecipeError(f"fragment: expected a non-empty mapping, got {_type_name(fragment)}")
         recipe = self
-        if "map" in fragment or "adapt" in fragment or "container" in fragment:
+        if any(k in fragment for k in ("map", "adapt", "container", "convert", "dtype")):
             for key, value in fragment.items():
                 if key == "map":
                     for target, source in (value or {}).items():
@@ -360,10 +435,23 @@ class Recipe:
                         recipe = recipe.with_adapt(target, spec)
                 elif key == "container":
                     recipe = recipe.with_container(value)
+                elif key == "convert":
+                    for entry in value if isinstance(value, list) else [value]:
+                        recipe = recipe.with_convert(entry)
+                elif key == "dtype":
+                    recipe = recipe.with_dtype(value)
                 else:
-                    raise RecipeError(f"fragment: unknown key {key!r} beside map/adapt/container")
+                    raise RecipeError(f"fragment: unknown key {key!r} beside map/adapt/container/convert/dtype")
             return recipe
         return recipe.with_rule(fragment)
+
+    def inverted(self, partial: bool = False, shapes: Any = None) -> "Recipe":
+        """The recipe that undoes this one (see ``ckptlab.invert``); what cannot be undone is
+        named in a one-line ``RecipeError``, or left out (listed in ``.skipped``) with
+        ``partial=True``. ``shapes``: the source's key -> shape, to undo a ``reshape``."""
+        from ckptlab.invert import invert
+
+        return invert(self, partial=partial, shapes=shapes)
 
     # -- applying ----------------------------------------------------------------------
     def rename(self, source_keys, labels: dict[int, str] | None = None) -> dict[str, tuple[str | None, str]]:

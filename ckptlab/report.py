@@ -16,7 +16,7 @@ from typing import Any
 from ckptlab.textfile import check_writable, write_text_atomic
 
 REPORT_SUFFIXES = (".json", ".csv")
-STATUSES = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
+STATUSES = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
 ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
 
 
@@ -59,14 +59,19 @@ class Report:
         return self._keys("adapted")
 
     @property
+    def converted(self) -> list[str]:
+        """Target keys computed from source tensors by a recipe's conversion."""
+        return self._keys("converted")
+
+    @property
     def missing(self) -> list[str]:
         """Target keys with no source: they keep the target's own value."""
         return self._keys("missing")
 
     @property
     def pretrained(self) -> list[str]:
-        """Target keys that carry source weights (loaded + adapted)."""
-        return self._keys("exact", "renamed", "adapted")
+        """Target keys that carry source weights (loaded + adapted + converted)."""
+        return self._keys("exact", "renamed", "adapted", "converted")
 
     @property
     def summary(self) -> dict[str, int]:

@@ -58,7 +58,7 @@ def load_into(
             if entry.keeps_target:
                 continue
             destination = state[key]
-            value = merge_plan.tensor(key)
+            value = merge_plan.produce(key)  # a conversion group is computed once
             if key in tied:
                 _check_tied(copied, _where(destination), key, value)
             destination.copy_(value)  # converts dtype and device; the model's tensor stays the same object

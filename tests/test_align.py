@@ -49,8 +49,8 @@ def test_every_status_with_its_reason():
     unused = [r for r in al.rows if r.status == "unused"]
     assert [r.source for r in unused] == ["gone.w"]
     assert unused[0].target is None and unused[0].reason == "the target has no such key"
-    assert al.summary == {"exact": 1, "renamed": 1, "adapted": 1, "mismatch": 1, "missing": 1, "unused": 1,
-                          "conflict": 1}
+    assert al.summary == {"exact": 1, "renamed": 1, "adapted": 1, "converted": 0, "mismatch": 1, "missing": 1,
+                          "unused": 1, "conflict": 1}
     assert al.fed == ["a.w", "new.w", "fc.w"]
 
 
@@ -147,7 +147,7 @@ def test_frame_and_dict_views():
                                        "status": "exact", "reason": "same key and shape"}
     assert list(frame.status) == ["exact", "missing", "unused"]
     data = al.to_dict()
-    assert set(data) == {"rows", "summary", "suggestions", "warning"}
+    assert set(data) == {"rows", "summary", "suggestions", "warning", "warnings"}
     assert data["rows"][0] == {"target": "a", "source": "a", "status": "exact", "target_shape": [2, 3],
                                "source_shape": [2, 3], "reason": "same key and shape"}
     assert data["rows"][1]["source_shape"] is None and data["rows"][2]["target"] is None

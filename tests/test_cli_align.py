@@ -21,7 +21,7 @@ def test_json_is_the_contract_and_matches_the_api():
     proc = run(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout holds the one object and nothing else
-    assert set(data) == {"rows", "summary", "suggestions", "warning"}
+    assert set(data) == {"rows", "summary", "suggestions", "warning", "warnings"}
     for row in data["rows"]:
         assert set(row) == {"target", "source", "status", "target_shape", "source_shape", "reason"}
     for s in data["suggestions"]:
@@ -54,7 +54,7 @@ def test_recipe_file_and_readable_table(tmp_path):
     out = proc.stdout
     assert "backbone_conv.weight" in out and "renamed" in out
     assert "replace '^conv1\\.' -> 'backbone_conv.' (rule 1)" in out
-    assert "summary: exact 12, renamed 2, adapted 0, mismatch 0, missing 2, unused 2, conflict 0" in out
+    assert "summary: exact 12, renamed 2, adapted 0, converted 0, mismatch 0, missing 2, unused 2, conflict 0" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - drop: '('\n")
     proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", bad, "--json")

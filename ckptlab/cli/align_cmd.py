@@ -13,7 +13,7 @@ from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
 if TYPE_CHECKING:
     from ckptlab.align import Alignment, Row
 
-STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "mismatch": "bold red",
+STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "converted": "bright_blue", "mismatch": "bold red",
                 "missing": "yellow", "unused": "magenta", "conflict": "bold red"}
 
 
@@ -21,16 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "align", help="show for every target key which source key feeds it, and why",
         description="Align SOURCE with TARGET: one row per target key (exact, renamed, adapted, "
-                    "mismatch, missing, conflict) and per unused source key, with suggestions. "
-                    "Exit status: 0; 2 with --strict when few or no target keys are fed; 1 on an error.")
+                    "converted, mismatch, missing, conflict) and per unused source key, with suggestions. "
+                    "Exit status: 0; 2 with --strict on any warning (few or no target keys fed, ...); "
+                    "1 on an error.")
     add_pair_arguments(p)
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="apply suggestions automatically: none, only high-confidence ones (default), or all")
     p.add_argument("--strict", action="store_true",
-                   help="exit 2 when fewer than half of the target keys are fed")
+                   help="exit 2 on any warning (e.g. fewer than half of the target keys are fed)")
     p.add_argument("--json", action="store_true",
-                   help='print {"rows","summary","suggestions","warning"} as one JSON object')
+                   help='print {"rows","summary","suggestions","warning","warnings"} as one JSON object')
     p.set_defaults(func=run)
 
 
@@ -43,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
         print_json(alignment.to_dict())
     else:
         print_table(alignment)
-    if alignment.warning:
-        warn(alignment.warning)
-        if args.strict:
-            return 2
-    return 0
+    for message in alignment.warnings:
+        warn(message)
+    return 2 if args.strict and alignment.warnings else 0
 
 
 # -- the readable table -------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _treemap(alignment: Any) -> None:
     st.caption(icons.legend(modtree.SEVERITY[::-1]))
 
 
-CHANGED_FIRST = {"adapted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
+CHANGED_FIRST = {"adapted": 0, "converted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
 
 
 def changed_first(rows: Any) -> list[str]:

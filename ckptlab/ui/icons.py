@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from ckptlab.modtree import STATUS_COLOURS as STATUS_HEX
 
-STATUS_ORDER = ("exact", "renamed", "adapted", "mismatch", "missing", "unused", "conflict")
+STATUS_ORDER = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
 # Streamlit's markdown colour names, nearest to the treemap's colours (ckptlab.modtree).
 STATUS_COLOURS = {
-    "exact": "green", "renamed": "green", "adapted": "blue", "mismatch": "orange",
+    "exact": "green", "renamed": "green", "adapted": "blue", "converted": "blue", "mismatch": "orange",
     "missing": "red", "unused": "gray", "conflict": "violet",
 }
 STATUS_HELP = {
     "exact": "same key, same shape: loads as is",
     "renamed": "a rule or accepted suggestion mapped it",
     "adapted": "a shape fix makes it fit",
+    "converted": "a conversion computed it from the source tensors listed (transpose, split, ...)",
     "mismatch": "mapped, but the shape does not fit: needs a shape fix",
     "missing": "target key with no source: keeps the target's own value (starts fresh)",
     "unused": "source key that feeds nothing",
