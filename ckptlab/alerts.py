@@ -51,6 +51,8 @@ def _partly_fed(rows) -> list[str]:
         by_module[_module(r.target)].append(r)
     partial: dict[tuple, list[str]] = defaultdict(list)  # (fed leaves, unfed leaves) -> modules
     for module, members in by_module.items():
+        if not module:  # keys at the top level share no module
+            continue
         fed = [r for r in members if r.fed]
         unfed = [r for r in members if r.status in UNFED and not r.target.endswith(IGNORED_MISSING)]
         if fed and unfed:

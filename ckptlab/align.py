@@ -96,6 +96,12 @@ class Suggestion:
         if "adapt" in rule:
             return ", ".join(f"adapt {quote(t)}: {AdaptSpec.from_dict(s, t).describe()}"
                              for t, s in rule["adapt"].items())
+        if "convert" in rule:
+            from ckptlab.convert import Conversion
+
+            entries = [Conversion.from_dict(e, i).describe() for i, e in enumerate(rule["convert"], start=1)]
+            more = f" (+{len(entries) - 2} more)" if len(entries) > 2 else ""
+            return "convert " + "; ".join(entries[:2]) + more
         return Rule.from_dict(rule).describe()
 
     def to_dict(self) -> dict[str, Any]:
