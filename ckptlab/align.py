@@ -236,7 +236,7 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
     candidates: dict[str, list[tuple[str, str]]] = {}
     mapped: dict[str, str] = {}
     map_missing: dict[str, str] = {}
-    known = renamed  # source keys, for the explicit map
+    known = set(source_keys) if claimed else renamed  # source keys, for the explicit map
     map_unknown: dict[str, str] = {}  # source key -> target key the map names but the target lacks
     for tkey, skey in recipe.map.items():
         if tkey not in target:

@@ -1,9 +1,11 @@
 """A standalone PyTorch script that does what a recipe does, for users who cannot add ckptlab.
 
 ``snippet(alignment)`` writes Python that imports only torch (and safetensors when a file
-is ``.safetensors``): it loads the source with ``weights_only=True``, renames keys by the
-effective recipe's rules in order, applies the explicit map and the shape adapters it
-needs (each inlined, a few lines), fills the remaining keys from the target, and saves.
+is ``.safetensors``): it loads the source with ``weights_only=True``, runs the recipe's
+conversions (key patterns through tensor ops, inlined only when the recipe has some),
+renames the other keys by the rules in order, applies the explicit map and the shape
+adapters it needs (each inlined, a few lines), casts as the recipe's ``dtype`` says, fills
+the remaining keys from the target, and saves.
 It gives the same tensors as ``ckptlab.remap``, bit for bit (tests run it on every story).
 A ``param_groups`` function at the end carries the fine-tune plan.
 
@@ -41,7 +43,7 @@ OUT = {out!r}
 RULES = {rules}
 MAP = {map}
 ADAPT = {adapt}
-'''
+{convert}'''
 
 _LOAD = '''
 
@@ -194,38 +196,169 @@ _DISPATCH_OPS = {
 }
 _DISPATCH_TAIL = '    raise ValueError(f"unknown adapter {op!r} for {key!r}")\n'
 
+_CONVERT = '''
+
+PLACEHOLDER = re.compile(r"\\{([A-Za-z_][A-Za-z0-9_]*)\\}")
+
+
+def key_regex(pattern):
+    """A key pattern as a regex: each {name} is one or more characters, no dot."""
+    parts, seen, pos = [], set(), 0
+    for m in PLACEHOLDER.finditer(pattern):
+        parts.append(re.escape(pattern[pos:m.start()]))
+        name = m.group(1)
+        parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^.]+)")
+        seen.add(name)
+        pos = m.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts))
+
+
+def fill(pattern, values):
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), pattern)
+
+
+def index_order(value):
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def rope(t, heads, forward):
+    """Meta's interleaved rotary pairs <-> HF's half-split halves, per head, along dim 0."""
+    n, rest = t.shape[0], tuple(t.shape[1:])
+    half = n // heads // 2
+    grouped = (heads, half, 2, *rest) if forward else (heads, 2, half, *rest)
+    return t.reshape(grouped).transpose(1, 2).reshape(n, *rest)
+
+
+def run_ops(ops, tensors, parts):
+    """Apply one conversion's ops in order to its group of tensors."""
+    for name, arg in ops:
+        if name == "transpose":
+            tensors = [t.t() if arg is None else t.transpose(*arg) for t in tensors]
+        elif name == "permute":
+            tensors = [t.permute(*arg) for t in tensors]
+        elif name == "reshape":
+            tensors = [t.reshape(arg) for t in tensors]
+        elif name == "squeeze":
+            tensors = [t.squeeze(arg) for t in tensors]
+        elif name == "unsqueeze":
+            tensors = [t.unsqueeze(arg) for t in tensors]
+        elif name == "narrow":
+            tensors = [t.narrow(arg["dim"], arg["start"], arg["length"]) for t in tensors]
+        elif name in ("rope_permute", "rope_unpermute"):
+            tensors = [rope(t, arg["heads"], name == "rope_permute") for t in tensors]
+        elif name == "chunk":
+            dim, n = (arg, parts) if isinstance(arg, int) else (arg["dim"], arg["parts"])
+            tensors = list(tensors[0].chunk(n, dim))
+        elif name == "split":
+            tensors = list(tensors[0].split(list(arg["sizes"]), arg["dim"]))
+        elif name == "unbind":
+            tensors = list(tensors[0].unbind(arg))
+        elif name == "cat":
+            tensors = [torch.cat(tensors, arg)]
+        elif name == "stack":
+            tensors = [torch.stack(tensors, arg)]
+        else:
+            raise SystemExit(f"unknown op {name!r}")
+    return [t.contiguous() for t in tensors]
+
+
+def convert(source):
+    """{target key: value} computed by CONVERT, and the source keys it used.
+
+    Entries in order; a key taken by an earlier entry is not offered to a later one. A
+    placeholder of `from` absent from `to` stacks every match in numeric order; one of
+    `to` absent from `from` names the outputs of an unbind, one per index.
+    """
+    claimed, outputs = set(), {}
+    for number, (froms, tos, ops) in enumerate(CONVERT, start=1):
+        from_names = list(dict.fromkeys(PLACEHOLDER.findall(froms[0])))
+        to_names = list(dict.fromkeys(PLACEHOLDER.findall(tos[0])))
+        shared = [n for n in from_names if n in to_names]
+        stacked = [n for n in from_names if n not in to_names]
+        unbound = [n for n in to_names if n not in from_names]
+        regexes = [key_regex(p) for p in froms]
+        found = {}
+        for key in source:
+            if key in claimed:
+                continue
+            for p, regex in enumerate(regexes):
+                m = regex.fullmatch(key)
+                if m:
+                    values = m.groupdict()
+                    order = index_order(values[stacked[0]]) if stacked else ()
+                    found.setdefault(tuple(values[n] for n in shared), {}).setdefault(p, []).append((order, key))
+                    break
+        groups = [(k, v) for k, v in found.items() if len(v) == len(froms)]
+        if not groups:
+            raise SystemExit(f"convert {number}: {froms} matches no source key")
+        for group_key, by_pattern in groups:
+            keys = [k for p in range(len(froms)) for _, k in sorted(by_pattern[p])]
+            values = dict(zip(shared, group_key))
+            results = run_ops(ops, [source[k] for k in keys], None if unbound else len(tos))
+            if unbound:
+                targets = [fill(tos[0], {**values, unbound[0]: str(i)}) for i in range(len(results))]
+            else:
+                targets = [fill(t, values) for t in tos]
+            for tkey, value in zip(targets, results):
+                outputs.setdefault(tkey, []).append(value)
+            claimed.update(keys)
+    return outputs, claimed
+'''
+
 _REMAP = '''
+
+def out_dtype(key, dtype):
+    """The dtype written: the target's, or DTYPE["to"] for floating tensors not kept."""
+    if DTYPE is not None and dtype.is_floating_point and not (DTYPE["keep"] and re.search(DTYPE["keep"], key)):
+        return getattr(torch, DTYPE["to"])
+    return dtype
+
 
 def remap(source, target=None):
     """The merged state_dict: every target key, fed by the source where the recipe says.
 
     Without a target, every renamed source key is kept (no key is filled from a target).
     """
-    renamed = {key: rename(key) for key in source}
+    converted, claimed = convert(source) if CONVERT else ({}, set())
+    renamed = {key: rename(key) for key in source if key not in claimed}
     if target is not None:
         keys = list(target)
     else:
-        keys = list(dict.fromkeys([k for k in renamed.values() if k is not None] + list(MAP)))
+        keys = list(dict.fromkeys([k for k in renamed.values() if k is not None] + list(MAP) + list(converted)))
     key_set = set(keys)
     mapped = {t: s for t, s in MAP.items() if t in key_set and s in source}
+    converted = {t: v for t, v in converted.items() if t in key_set and t not in MAP}  # MAP wins
     feeds = {}
     for skey, new in renamed.items():
-        if new in key_set and new not in MAP:  # a MAP entry wins over the rules
+        if new in key_set and new not in MAP and new not in converted:  # MAP, then CONVERT, win over the rules
             feeds.setdefault(new, []).append(skey)
     feeds.update({t: [s] for t, s in mapped.items()})
     out = {}
     for key in keys:
+        if key in converted:
+            if len(converted[key]) > 1:
+                raise SystemExit(f"conflict: {len(converted[key])} conversions feed {key!r}; fix the recipe")
+            value = converted[key][0]
+            if target is not None and value.shape != target[key].shape:
+                raise SystemExit(f"shape mismatch at {key!r}: the conversion gives {tuple(value.shape)} vs "
+                                 f"{tuple(target[key].shape)}")
+            out[key] = value.to(out_dtype(key, target[key].dtype if target is not None else value.dtype))
+            continue
         sources = feeds.get(key, [])
         if len(sources) > 1:
             raise SystemExit(f"conflict: {sources} all map to {key!r}; fix the recipe")
         if not sources:
             if target is not None:
-                out[key] = target[key]  # not fed: the target's own value
+                out[key] = target[key].to(out_dtype(key, target[key].dtype))  # not fed: the target's own value
             continue
         value = source[sources[0]]
         target_value = target[key] if target is not None else None
         if target_value is not None:
-            value = value.to(target_value.dtype)
+            value = value.to(out_dtype(key, target_value.dtype))
+            target_value = target_value.to(value.dtype)
+        else:
+            value = value.to(out_dtype(key, value.dtype))
         spec = ADAPT.get(key)
         same_shape = target_value is None or value.shape == target_value.shape
         if spec is not None and (spec["op"] == "reinit" or not same_shape):
@@ -381,10 +514,6 @@ def snippet(
 
     alignment = alignment_or_recipe if hasattr(alignment_or_recipe, "effective_recipe") else None
     recipe = alignment.effective_recipe if alignment else Recipe.coerce(alignment_or_recipe)
-    if recipe.convert or recipe.dtype is not None:
-        from ckptlab.errors import RecipeError
-
-        raise RecipeError("snippet: a recipe with convert or dtype entries cannot be exported as a script yet")
     source = alignment.source if alignment else None
     target = alignment.target if alignment else None
     adapt = _resolved_adapt(recipe, alignment) if alignment else {
@@ -399,11 +528,13 @@ def snippet(
         target_container=getattr(target, "container", "") or "" if target_path else "",
         out=out,
         rules=_py_list([(r.kind, r.pattern, r.replacement) for r in recipe.rules]),
-        map=_py_dict(recipe.map), adapt=_py_dict(adapt))]
+        map=_py_dict(recipe.map), adapt=_py_dict(adapt), convert=_convert_constants(recipe))]
     parts.append(_LOAD)
     parts.append(model_code or _LOAD_FILE_TARGET)
     parts.append(_RENAME)
     parts.extend(_adapter_code(adapt))
+    if recipe.convert:
+        parts.append(_CONVERT)
     parts.append(_REMAP)
     parts.append(_SAVE_MAIN.replace("__LOAD_TARGET__", "load_target()" if model_code else "None"))
     if pretrained is None:
@@ -412,6 +543,19 @@ def snippet(
                                   new_lr_mult=10.0 if new_lr_mult is None else new_lr_mult,
                                   freeze_loaded=freeze_loaded, freeze=freeze))
     return "".join(parts)
+
+
+def _convert_constants(recipe: Recipe) -> str:
+    """``CONVERT`` (from patterns, to patterns, [(op, arg)]) and ``DTYPE`` lines."""
+    entries = []
+    for conv in recipe.convert:
+        ops = [("transpose", None) if op.to_value() == "transpose" else next(iter(op.to_value().items()))
+               for op in conv.ops]
+        entries.append((list(conv.sources), list(conv.targets), ops))
+    dtype = None if recipe.dtype is None else {"to": recipe.dtype.to, "keep": recipe.dtype.keep}
+    return ("\n# Conversions: source key patterns -> target key patterns through tensor ops (in order),\n"
+            "# then the dtype floating tensors are written in (None: the target's).\n"
+            f"CONVERT = {_py_list(entries)}\nDTYPE = {dtype!r}\n")
 
 
 def _py_set(items: list[str]) -> str:

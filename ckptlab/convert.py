@@ -179,9 +179,9 @@ class Op:
             return Op("split", {"dim": arg, "sizes": tuple(sizes)})
         if name == "reshape":
             if in_shapes is None:
-                raise ConvertError("reshape: cannot be undone without the shape it started from")
+                raise ConvertError("reshape: needs the shape it started from (give the source's shapes)")
             return Op("reshape", tuple(in_shapes[0]))
-        raise ConvertError(f"{self.describe()}: cannot be undone (it drops part of the tensor)")
+        raise ConvertError(f"{self.describe()}: drops part of the tensor")
 
     @property
     def needs_shapes_to_invert(self) -> bool:
@@ -239,6 +239,8 @@ def _arg_reshape(arg: Any, where: str) -> tuple[int, ...]:
 def _arg_chunk(arg: Any, where: str) -> Any:
     if _is_int(arg):
         return arg
+    if not isinstance(arg, dict):
+        raise RecipeError(f"{where}: expected an integer dim or {{dim: ..., parts: ...}}, got {_name(arg)}")
     got = _arg_fields(arg, where, ("dim", "parts"))
     _arg_int(got["dim"], where)
     if not _is_int(got["parts"]) or got["parts"] < 1:

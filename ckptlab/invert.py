@@ -50,7 +50,7 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
             back = conv.inverted(group_shapes)
             back.validate(i)
         except (ConvertError, RecipeError) as exc:
-            why = exc.message.split(": ", 1)[-1] if isinstance(exc, RecipeError) else str(exc)
+            why = exc.message if isinstance(exc, ConvertError) else exc.message.split(": ", 1)[-1]
             lost.append(f"convert {i} ({why})")
             continue
         convert.append(back)

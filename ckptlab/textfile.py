@@ -7,7 +7,6 @@ before it spends minutes writing a large checkpoint it would then not describe.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ckptlab.errors import CheckpointError
@@ -28,20 +27,15 @@ def check_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ...]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, what: str) -> Path:
-    """Write ``text`` to a temp file beside ``path``, then rename it into place."""
+    """Write ``text`` to a temp file beside ``path``, then rename it into place (the mode as
+    ``open()`` would give it; an overwritten file keeps its own)."""
+    from ckptlab.writers.atomic import AtomicFiles
+
     path = check_writable(path, what)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with AtomicFiles([path], error=CheckpointError) as tmp:
+            with open(tmp.paths[0], "w", encoding="utf-8") as handle:
+                handle.write(text)
     except OSError as exc:
         raise CheckpointError(f"cannot write the {what} ({exc.strerror or exc})", path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write the {what} ({exc.strerror or exc})", path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -161,7 +161,8 @@ def compare_function(
         shape = tuple(input_shape) if input_shape is not None else infer_input_shape(src, n)
         inputs = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     src_shape = tuple(inputs.shape)
-    dst_shape = _target_input_shape(dst, src_shape)
+    # token ids (integer inputs: GPT, BERT) have no channels to map: both models get them as they are
+    dst_shape = _target_input_shape(dst, src_shape) if inputs.is_floating_point() else src_shape
     feed = list(channel_map) if channel_map is not None else list(range(src_shape[1]))
     if len(feed) != src_shape[1] or len(set(feed)) != len(feed) or not all(0 <= c < dst_shape[1] for c in feed):
         raise CheckpointError(f"channel_map {feed} must name {src_shape[1]} distinct target channels "

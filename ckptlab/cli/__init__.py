@@ -33,6 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code. A reader that leaves early (``ckptlab inspect x | head``)
+    is no error: the rest of the output is dropped and the exit code is 0, always."""
+    try:
+        try:
+            code = _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    return code
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -43,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ckptlab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `ckptlab inspect x.pt | head`: the reader left, which is no error
-        _silence_stdout()
-        return 0
 
 
 def _silence_stdout() -> None:

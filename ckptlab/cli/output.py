@@ -32,12 +32,22 @@ def print_table(table: Any, *footer: str) -> None:
     gets the table's natural width: one line per row, whole keys, fit for grep. A terminal
     keeps its own width and rich folds the longest cells.
     """
-    from rich.console import Console
-
-    console = Console(highlight=False, soft_wrap=False)
+    console = _console()
     if not console.is_terminal:
         console.width = 100_000  # measure against no limit, then size the console to fit
         console.width = max(console.measure(table).maximum, 80)
     console.print(table)
     for line in footer:
         console.print(line, soft_wrap=True)
+
+
+def _console():
+    """A rich Console whose closed pipe is a ``BrokenPipeError`` for ``main`` to end quietly
+    (rich's own handling exits with status 1)."""
+    from rich.console import Console
+
+    class QuietPipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return QuietPipeConsole(highlight=False, soft_wrap=False)

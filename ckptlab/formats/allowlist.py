@@ -1,28 +1,32 @@
 """What a checkpoint pickle may name, and what ckptlab hands back for each name.
 
 Three kinds of global:
-- *values* that are safe to use as they are (dtypes, layouts, storage type markers);
-- *callables* on the allowlist, each bound to a ckptlab function that builds the object
-  without running anything from the file (tensor rebuilds produce ``LazyTensor``s);
+- *values* that are safe to use as they are: immutable (dtypes, layouts, frozen storage
+  type and class markers), shared by every file and never given state;
+- *callables* on the allowlist, each handed to the pickle as an immutable ``Allowed`` handle
+  to a ckptlab function that builds a fresh object from its arguments without running
+  anything from the file (tensor rebuilds produce ``LazyTensor``s);
 - everything else: a placeholder class. A placeholder for a *function* (a lowercase name)
   or for anything from a module that can reach the system (os, subprocess, builtins, ...)
   refuses to be called, so ``os.system(...)`` in a pickle raises ``UnsafePickleError``.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import codecs
 import collections
+import dataclasses
 import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from math import prod
 from typing import Any
 
 import torch
 
-from ckptlab.errors import CheckpointError, UnsupportedFormatError
+from ckptlab.errors import CheckpointError, UnsupportedFormatError, quote
 from ckptlab.formats.base import LazyTensor
-from ckptlab.formats.storage import StorageRef, lazy_view
+from ckptlab.formats.placeholder import Placeholder
+from ckptlab.formats.storage import StorageRef, checked_shape, lazy_view
 from ckptlab.info import TensorInfo
 
 # Modules whose every global is refused when called: they reach the OS, the interpreter or
@@ -54,31 +58,55 @@ _LEGACY_STORAGES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
 class StorageType:
-    """The storage class a persistent id names; only its dtype matters to us."""
+    """The storage class a persistent id names; only its dtype matters to us.
 
-    def __init__(self, name: str, dtype: torch.dtype):
-        self.name, self.dtype = name, dtype
+    One instance per name is shared by every file, so it is immutable (frozen, no
+    ``__dict__``) and the unpickler never sets state on it."""
+
+    name: str
+    dtype: torch.dtype
 
     def __repr__(self) -> str:
         return f"StorageType({self.name})"
 
 
+@dataclass(frozen=True, slots=True)
 class TypeMarker:
-    """A class named as a value only; not callable."""
+    """A class named as a value only (``torch.FloatTensor`` as a rebuild's ``new_type``); not callable."""
 
-    def __init__(self, name: str):
-        self.name = name
+    name: str
 
     def __repr__(self) -> str:
         return self.name
 
 
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """An allowlisted callable as the pickle sees it: an immutable handle, never the function.
+
+    The unpickler calls ``fn`` (a pure function of its arguments that returns a fresh
+    object); the file cannot reach ``fn`` itself, so it cannot change its defaults, code or
+    attributes for a later call or a later file."""
+
+    name: str
+    fn: Callable[..., Any]
+
+    def __repr__(self) -> str:
+        return f"<allowed {self.name}>"
+
+
+NDARRAY = TypeMarker("numpy.ndarray")
+OBJECT = TypeMarker("builtins.object")
+
+
 def _values() -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {}
     for name, dtype in _LEGACY_STORAGES.items():
+        marker = StorageType(name, dtype)
         for module in ("torch", "torch.cuda", "torch.storage"):
-            out[(module, name)] = StorageType(name, dtype)
+            out[(module, name)] = marker
     for name in dir(torch):
         value = getattr(torch, name, None)
         if isinstance(value, (torch.dtype, torch.layout, torch.memory_format)):
@@ -92,20 +120,25 @@ def _values() -> dict[tuple[str, str], Any]:
                  "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"):
         out[("torch", name)] = TypeMarker(f"torch.{name}")
     out[("torch.nn.parameter", "Parameter")] = TypeMarker("torch.nn.Parameter")
-    out[("builtins", "object")] = object
+    out[("builtins", "object")] = OBJECT
+    out[("numpy", "ndarray")] = NDARRAY
     return out
 
 
-# -- safe stand-ins for the allowed callables ---------------------------------------------
+_LAYOUTS = {name: value for name in dir(torch) if isinstance(value := getattr(torch, name, None), torch.layout)}
+
+
+# -- pure stand-ins for the allowed callables ---------------------------------------------
 def _rebuild_tensor(storage: StorageRef, offset, size, stride, *_ignored) -> LazyTensor:
     if not isinstance(storage, StorageRef):
         raise UnsupportedFormatError(f"tensor whose storage is a {type(storage).__name__}, not a file storage")
-    return lazy_view(storage, offset, tuple(size), tuple(stride))
+    return lazy_view(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v3(storage: StorageRef, offset, size, stride, requires_grad, hooks, dtype,
                        *_ignored) -> LazyTensor:
-    """v3 names the dtype itself; the storage may be untyped bytes."""
+    """v3 names the dtype itself; the storage may be untyped bytes (a fresh ref: the
+    storage the reader made is never changed)."""
     if isinstance(storage, StorageRef) and isinstance(dtype, torch.dtype) and dtype != storage.dtype:
         numel = storage.numel * storage.dtype.itemsize // dtype.itemsize
         storage = dataclasses.replace(storage, dtype=dtype, numel=numel)
@@ -118,7 +151,10 @@ def _rebuild_parameter(data, *_ignored) -> Any:
 
 
 def _rebuild_from_type(func, new_type, args, state=None) -> Any:
-    return func(*args)
+    """Only a tensor rebuild may be the inner call (never any other allowed callable)."""
+    if not (isinstance(func, Allowed) and func.name.startswith("torch._utils._rebuild")) or type(args) is not tuple:
+        raise UnsupportedFormatError("_rebuild_from_type of something that is not a tensor rebuild")
+    return func.fn(*args)
 
 
 def _first_arg(value, *_ignored) -> Any:
@@ -133,10 +169,13 @@ def _unsupported(what: str):
 
 
 def _meta_tensor(dtype, size, stride, *_ignored) -> LazyTensor:
+    if not isinstance(dtype, torch.dtype):
+        raise UnsupportedFormatError("meta tensor without a dtype")
+    shape, _ = checked_shape(size, stride)
+
     def load():
         raise CheckpointError("tensor was saved on the meta device and has no values")
 
-    shape = tuple(int(s) for s in size)
     return LazyTensor(TensorInfo(shape, dtype, prod(shape) * dtype.itemsize), load)
 
 
@@ -152,6 +191,24 @@ def _counter(*args) -> collections.Counter:
     return collections.Counter(*args)
 
 
+_SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None))
+
+
+def _scalars_only(kind: str, args: tuple) -> None:
+    """Conversions take plain values only: ``str(x)`` of a shared nested list would take
+    time exponential in its depth, and of a placeholder would say nothing useful."""
+    if not all(isinstance(a, _SCALARS) for a in args):
+        raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _SCALARS))).__name__} "
+                                     "in a pickle is not allowed")
+
+
+def _scalar_call(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args):
+        _scalars_only(kind, args)
+        return fn(*args)
+    return call
+
+
 def _no_size(kind: str, args: tuple) -> None:
     if args and not isinstance(args[0], (bytes, bytearray, str)):
         raise UnsupportedFormatError(f"{kind}({type(args[0]).__name__}) in a pickle is not allowed (only from bytes)")
@@ -159,17 +216,23 @@ def _no_size(kind: str, args: tuple) -> None:
 
 def _bytearray(*args) -> bytearray:
     _no_size("bytearray", args)
+    _scalars_only("bytearray", args)
     return bytearray(*args)
 
 
 def _bytes(*args) -> bytes:
     _no_size("bytes", args)
+    _scalars_only("bytes", args)
     return bytes(*args)
 
 
+_TEXT_CODECS = frozenset({"latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+
+
 def _codecs_encode(obj, encoding="utf-8", errors="strict") -> bytes:
-    if not isinstance(obj, str):
-        raise UnsupportedFormatError("_codecs.encode of a non-string in a pickle")
+    """How protocol-2 pickles spell bytes; only text codecs (no zlib, base64, rot13 ...)."""
+    if not isinstance(obj, str) or encoding not in _TEXT_CODECS or errors not in ("strict", "surrogatepass"):
+        raise UnsupportedFormatError("_codecs.encode other than str to bytes with a text codec in a pickle")
     return codecs.encode(obj, encoding, errors)
 
 
@@ -178,61 +241,41 @@ def _torch_size(*args) -> torch.Size:
 
 
 def _torch_device(*args) -> torch.device:
+    _scalars_only("torch.device", args)
     return torch.device(*args)
 
 
 def _get_layout(name: str) -> torch.layout:
-    layout = getattr(torch, str(name).removeprefix("torch."), None)
-    if not isinstance(layout, torch.layout):
-        raise UnsupportedFormatError(f"unknown tensor layout {name!r}")
+    layout = _LAYOUTS.get(str(name).removeprefix("torch.")) if isinstance(name, str) else None
+    if layout is None:
+        raise UnsupportedFormatError(f"unknown tensor layout {quote(name)}")
     return layout
 
 
 def _reconstructor(cls, base, state):
-    """``copyreg._reconstructor`` for the classes we may build (placeholders or plain bases)."""
-    from ckptlab.formats.placeholder import Placeholder
-
+    """``copyreg._reconstructor`` for the classes we may build: placeholders, or a plain
+    dict/list/set (then ``cls`` is its allowed constructor)."""
     if isinstance(cls, type) and issubclass(cls, Placeholder):
         obj = cls()
         if state is not None:
             obj.__setstate__(state)
         return obj
-    if cls in (collections.OrderedDict, dict, list, set, object) and base in (object, dict, list, set):
-        return cls() if state is None else cls(state)
-    raise UnsupportedFormatError(f"copyreg._reconstructor of {cls!r}")
+    plain = {"collections.OrderedDict", "builtins.dict", "builtins.list", "builtins.set"}
+    bases = (OBJECT, ALLOWED.get(("builtins", "dict")), ALLOWED.get(("builtins", "list")),
+             ALLOWED.get(("builtins", "set")))
+    if isinstance(cls, Allowed) and cls.name in plain and base in bases:
+        return cls.fn() if state is None else cls.fn(state)
+    raise UnsupportedFormatError(f"copyreg._reconstructor of {quote(cls)}")
 
 
 def _numpy_callables() -> dict[tuple[str, str], Any]:
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy ships with torch installs
-        return {}
-    def reconstruct(subtype, shape, dtype_code):
-        if subtype is not np.ndarray:
-            raise UnsupportedFormatError("numpy array subclass in a pickle")
-        return np.ndarray.__new__(np.ndarray, shape, dtype_code)
-
-    def scalar(dtype, data=None):
-        if not isinstance(dtype, np.dtype) or (data is not None and not isinstance(data, bytes)):
-            raise UnsupportedFormatError("malformed numpy scalar in a pickle")
-        if dtype.hasobject:
-            raise UnsupportedFormatError("numpy object scalar in a pickle")
-        return np.frombuffer(data or b"", dtype=dtype, count=1)[0]
-
-    def make_dtype(spec, align=False, copy=False):
-        if not isinstance(spec, str):
-            raise UnsupportedFormatError("malformed numpy dtype in a pickle")
-        return np.dtype(spec, align, copy)
+    from ckptlab.formats import numpy_values
 
     out: dict[tuple[str, str], Any] = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        out[(module, "_reconstruct")] = reconstruct
-        out[(module, "scalar")] = scalar
-    out[("numpy", "dtype")] = make_dtype
-    out[("numpy", "ndarray")] = np.ndarray
-    for name in dir(np.dtypes):
-        if name.endswith("DType"):
-            out[("numpy.dtypes", name)] = getattr(np.dtypes, name)
+        out[(module, "_reconstruct")] = numpy_values.reconstruct
+        out[(module, "scalar")] = numpy_values.scalar
+    out[("numpy", "dtype")] = numpy_values.make_dtype
     return out
 
 
@@ -266,14 +309,14 @@ def _callables() -> dict[tuple[str, str], Any]:
         ("_codecs", "encode"): _codecs_encode,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex,
-        ("builtins", "slice"): slice,
+        ("builtins", "complex"): _scalar_call("complex", complex),
+        ("builtins", "slice"): _scalar_call("slice", slice),
         ("builtins", "bytearray"): _bytearray,
         ("builtins", "bytes"): _bytes,
-        ("builtins", "int"): int,
-        ("builtins", "float"): float,
-        ("builtins", "bool"): bool,
-        ("builtins", "str"): str,
+        ("builtins", "int"): _scalar_call("int", int),
+        ("builtins", "float"): _scalar_call("float", float),
+        ("builtins", "bool"): _scalar_call("bool", bool),
+        ("builtins", "str"): _scalar_call("str", str),
         ("builtins", "tuple"): tuple,
         ("builtins", "list"): list,
         ("builtins", "dict"): dict,
@@ -284,7 +327,7 @@ def _callables() -> dict[tuple[str, str], Any]:
         ("datetime", "timezone"): datetime.timezone,
     }
     out.update(_numpy_callables())
-    return out
+    return {key: Allowed(f"{key[0]}.{key[1]}", fn) for key, fn in out.items()}
 
 
 ALLOWED: dict[tuple[str, str], Any] = {**_values(), **_callables()}

@@ -3,7 +3,9 @@
 The restricted unpickler makes one ``Placeholder`` subclass per unknown ``module.Name``.
 Building one records what the pickle passed (args, state, items) and nothing else: the
 real class is never imported, so none of its code (``__init__``, ``__setstate__``, a
-``__reduce__`` payload) can run. ``module_state_dict`` recovers the weights of a whole
+``__reduce__`` payload) can run. Placeholders are the only objects the unpickler lets a
+file give state to (BUILD), and that state is stored as data under fixed names
+(``args``, ``state``, ``items``, ``list_items``), never set as attributes. ``module_state_dict`` recovers the weights of a whole
 ``nn.Module`` pickled by ``torch.save(model)`` from those records.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Placeholder(metaclass=_PlaceholderMeta):
 
     qualname = "?"
     refused = ""  # non-empty: calling this global is unsafe; the reason why
+    display_name = ""  # the type name users see, when not the qualname (numpy's "ndarray")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
         if cls.refused:
@@ -86,7 +89,7 @@ def is_placeholder(obj: Any) -> bool:
 def type_name(obj: Any) -> str:
     """A user-facing type name: the stood-in class for placeholders."""
     if isinstance(obj, Placeholder):
-        return obj.qualname
+        return obj.display_name or obj.qualname
     if isinstance(obj, LazyTensor):
         return "Tensor"
     return type(obj).__name__

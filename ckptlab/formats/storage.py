@@ -13,6 +13,7 @@ from math import prod
 import torch
 
 from ckptlab.errors import UnreadableFileError
+from ckptlab.formats import limits
 from ckptlab.formats.base import FileSpan, LazyTensor
 from ckptlab.info import TensorInfo
 
@@ -45,20 +46,46 @@ def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> t
     return offset, last + 1
 
 
-def lazy_view(storage: StorageRef, offset: int, shape, stride) -> LazyTensor:
-    """A LazyTensor for ``storage[offset:]`` viewed with ``shape``/``stride``."""
-    shape = tuple(int(s) for s in shape)
-    stride = tuple(int(s) for s in stride)
-    offset = int(offset)
+def checked_shape(size, stride=None, where: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``size`` and ``stride`` (default: C order) as int tuples, or a one-line error: plain
+    non-negative ints, at most ``MAX_TENSOR_DIMS`` of them, none above ``MAX_TENSOR_DIM_SIZE``."""
+    def ints(values, what: str) -> tuple[int, ...]:
+        if not isinstance(values, (tuple, list)) or not all(type(v) is int for v in values):
+            raise UnreadableFileError(f"invalid tensor {what} (not a list of integers)", where)
+        if len(values) > limits.MAX_TENSOR_DIMS:
+            raise limits.exceeded(f"tensor {what} dimensions", len(values), "MAX_TENSOR_DIMS", where)
+        if any(v < 0 for v in values):
+            raise UnreadableFileError(f"invalid tensor {what} {tuple(values)} (negative)", where)
+        if any(v > limits.MAX_TENSOR_DIM_SIZE for v in values):
+            raise limits.exceeded(f"a tensor {what} entry", max(values), "MAX_TENSOR_DIM_SIZE", where)
+        return tuple(values)
+
+    shape = ints(size, "size")
+    strides = c_strides(shape) if stride is None else ints(stride, "stride")
+    if len(strides) != len(shape):
+        raise UnreadableFileError(f"invalid tensor view (shape {shape}, stride {strides})", where)
+    return shape, strides
+
+
+def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
+    """A LazyTensor for ``storage[offset:]`` viewed with ``shape``/``stride``.
+
+    The view must lie inside its storage and may hold at most ``MAX_VIEW_EXPANSION``
+    elements per storage element (a stride-0 view cannot turn 4 bytes into 4 GB)."""
+    where = storage.where or None
+    shape, stride = checked_shape(shape, stride, where)
+    if type(offset) is not int or offset < 0 or offset > limits.MAX_TENSOR_DIM_SIZE:
+        raise UnreadableFileError(f"invalid tensor view offset {offset!r}", where)
     dtype = storage.dtype
-    if len(shape) != len(stride) or any(s < 0 for s in shape) or any(s < 0 for s in stride) or offset < 0:
-        raise UnreadableFileError(f"invalid tensor view (shape {shape}, stride {stride}, offset {offset})",
-                                  storage.where or None)
     first, count = view_span(offset, shape, stride)
     if count and first + count > storage.numel:
         raise UnreadableFileError(
             f"tensor view (shape {shape}, offset {offset}) reaches past its storage of {storage.numel} elements",
-            storage.where or None)
+            where)
+    numel = prod(shape)
+    if numel > limits.MAX_VIEW_EXPANSION * max(storage.numel, 1):
+        raise limits.exceeded(f"elements of a tensor view (shape {shape}, stride {stride}) of a storage of "
+                              f"{storage.numel}", f"{numel:,}", "MAX_VIEW_EXPANSION", where)
     itemsize = dtype.itemsize
 
     def load() -> torch.Tensor:

@@ -13,7 +13,8 @@ from typing import IO, Any
 
 import torch
 
-from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.formats import limits
 from ckptlab.formats.allowlist import StorageType
 from ckptlab.formats.base import Loaded
 from ckptlab.formats.region import Region
@@ -22,6 +23,11 @@ from ckptlab.formats.unpickler import restricted_load
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
+
+
+def _count(value: Any) -> bool:
+    """A plain element count or offset: an int from 0 to ``MAX_TENSOR_DIM_SIZE``."""
+    return type(value) is int and 0 <= value <= limits.MAX_TENSOR_DIM_SIZE
 
 
 def is_legacy_magic(obj: Any) -> bool:
@@ -49,18 +55,32 @@ def read_legacy(f: IO[bytes], path: Path) -> Loaded:
         _, storage_type, key, _location, numel, view = pid
         dtype = storage_type.dtype if isinstance(storage_type, StorageType) else storage_type
         if not isinstance(dtype, torch.dtype):
-            raise UnsupportedFormatError(f"storage {key} has an unknown storage type {storage_type!r}", path)
+            raise UnsupportedFormatError(f"storage {quote(key)} has an unknown storage type {quote(storage_type)}",
+                                         path)
+        if type(key) not in (str, int) or not _count(numel):
+            raise UnreadableFileError("corrupt legacy checkpoint: malformed storage id", path)
         key = str(key)
-        roots.setdefault(key, (dtype, int(numel)))
+        # The first mention of a storage fixes its dtype and size; every later one must agree.
+        if roots.setdefault(key, (dtype, numel)) != (dtype, numel):
+            raise UnreadableFileError(f"corrupt legacy checkpoint: storage {quote(key)} is described twice, "
+                                      "differently", path)
         base = 0
         if view is not None:
+            if not (isinstance(view, tuple) and len(view) == 3 and _count(view[1]) and _count(view[2])):
+                raise UnreadableFileError("corrupt legacy checkpoint: malformed storage view", path)
             _view_key, base, numel = view
-        return _storage(region, starts, key, dtype, int(base), int(numel))
+            if base + numel > roots[key][1]:
+                raise UnreadableFileError(f"corrupt legacy checkpoint: a view of storage {quote(key)} reaches "
+                                          "past its end", path)
+        return _storage(region, starts, key, dtype, base, numel)
 
     root, placeholders = restricted_load(f, path, "the object pickle", persistent_load)
     keys, _ = restricted_load(f, path, "the storage-key list")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise UnreadableFileError("corrupt legacy checkpoint: the storage-key list is not a list of names", path)
+    unlisted = next((k for k in roots if k not in set(keys)), None)
+    if unlisted is not None:
+        raise UnreadableFileError(f"corrupt legacy checkpoint: storage {quote(unlisted)} is used but not stored", path)
     _locate_storages(f, path, keys, roots, starts)
     return Loaded("torch-legacy", root, tuple(sorted(placeholders)))
 
@@ -83,17 +103,18 @@ def _locate_storages(f: IO[bytes], path: Path, keys: list[str], roots: dict[str,
     pos = f.tell()
     for key in keys:
         if key not in roots:
-            raise UnreadableFileError(f"corrupt legacy checkpoint: storage {key} is listed but never used", path)
+            raise UnreadableFileError(f"corrupt legacy checkpoint: storage {quote(key)} is listed but never used", path)
         dtype, numel = roots[key]
         f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
-            raise UnreadableFileError(f"truncated: the file ends before storage {key}", path)
+            raise UnreadableFileError(f"truncated: the file ends before storage {quote(key)}", path)
         (count,) = struct.unpack("<q", head)
         if count < numel:
-            raise UnreadableFileError(f"corrupt legacy checkpoint: storage {key} holds {count} elements, "
+            raise UnreadableFileError(f"corrupt legacy checkpoint: storage {quote(key)} holds {count} elements, "
                                       f"needs {numel}", path)
         starts[key] = pos + 8
         pos += 8 + count * dtype.itemsize
         if pos > size:
-            raise UnreadableFileError(f"truncated: storage {key} ends at byte {pos}, the file has {size}", path)
+            raise UnreadableFileError(f"truncated: storage {quote(key)} ends at byte {pos}, the file has {size}",
+                                      path)

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.formats import limits
 from ckptlab.formats.allowlist import StorageType
 from ckptlab.formats.base import Loaded
 from ckptlab.formats.region import Region
@@ -140,6 +141,8 @@ class ZipArchive:
             if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
                 raise UnreadableFileError(f"unexpected persistent id in {name}", self.path)
             _, storage_type, key, _location, numel = pid[:5]
+            if type(key) not in (str, int) or type(numel) is not int or not 0 <= numel <= limits.MAX_TENSOR_DIM_SIZE:
+                raise UnreadableFileError(f"malformed storage id in {name}", self.path)
             key = str(key)
             if key not in storages:
                 storages[key] = self._storage(key, storage_type, int(numel))
@@ -150,13 +153,14 @@ class ZipArchive:
     def _storage(self, key: str, storage_type: Any, numel: int) -> StorageRef:
         dtype = storage_type.dtype if isinstance(storage_type, StorageType) else storage_type
         if not isinstance(dtype, torch.dtype):
-            raise UnsupportedFormatError(f"storage {key} has an unknown storage type {storage_type!r}", self.path)
+            raise UnsupportedFormatError(f"storage {quote(key)} has an unknown storage type {quote(storage_type)}",
+                                         self.path)
         member = f"data/{key}"
         info = self.members.infos.get(member)
         if info is None:
-            raise UnreadableFileError(f"archive lacks {member}, which data.pkl refers to", self.path)
+            raise UnreadableFileError(f"archive lacks {quote(member)}, which data.pkl refers to", self.path)
         if info.file_size < numel * dtype.itemsize:
-            raise UnreadableFileError(f"truncated: {member} holds {info.file_size} bytes, needs "
+            raise UnreadableFileError(f"truncated: {quote(member)} holds {info.file_size} bytes, needs "
                                       f"{numel * dtype.itemsize}", self.path)
         members = self.members
 

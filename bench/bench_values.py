@@ -1,0 +1,163 @@
+"""Stats and diff speed and memory beside a plain read of the same bytes.
+
+    python bench/bench_values.py [--size-gb 2.5] [--tensor-mb 64] [--shards 10] [--dir DIR] [--repeat 3]
+
+In ONE run, on freshly written files (so all read from the page cache alike), each job in a
+fresh subprocess:
+1. ``cat FILE > /dev/null`` (the floor: every byte read once), and ``cat A B`` for a diff;
+2. ``ckptlab.stats`` of a 2.5 GB float32 ``torch.save`` zip (random normal values);
+3. ``ckptlab.diff`` of it against its byte copy (``cp``): the "is it the same?" case;
+4. ``ckptlab.diff`` against a copy whose every tensor changed by one ulp-ish step (the
+   float path: max_abs, rel_l2, cosine over every value);
+5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors.
+Reported: wall time of the call and its ratio to ``cat`` of the same bytes, and peak RSS
+(VmHWM, reset after ``import torch`` and ckptlab) as MB above that point.
+Targets (DESIGN.md): <= 1.5x the read, <= 256 MB above ``import torch``. Files are deleted
+at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MAKE = r"""
+import json, sys, torch
+from safetensors.torch import save_file
+folder, size, tensor_bytes, shards = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+g = torch.Generator().manual_seed(0)
+sd, total, i = {}, 0, 0
+while total < size:
+    n = min(tensor_bytes, size - total) // 4
+    sd[f"layers.{i}.weight"] = torch.randn(n // 1024, 1024, generator=g) * 0.02
+    sd[f"layers.{i}.bias"] = torch.zeros(1024)
+    total += n // 1024 * 4096 + 4096
+    i += 1
+torch.save(sd, f"{folder}/a.pt")
+changed = {k: v + 1e-3 for k, v in sd.items()}
+torch.save(changed, f"{folder}/changed.pt")
+keys = list(sd)
+per = -(-len(keys) // shards)
+weight_map = {}
+for s in range(shards):
+    name = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+    part = {k: sd[k] for k in keys[s * per:(s + 1) * per]}
+    save_file(part, f"{folder}/shards/{name}")
+    weight_map.update({k: name for k in part})
+with open(f"{folder}/shards/model.safetensors.index.json", "w") as f:
+    json.dump({"metadata": {}, "weight_map": weight_map}, f)
+"""
+
+CHILD = r"""
+import json, sys, time
+
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB -> MB
+    raise KeyError(field)
+
+
+import torch
+import ckptlab
+import importlib
+for name in ("ckptlab.stats", "ckptlab.windows", "ckptlab.parallel"):
+    importlib.import_module(name)  # imported before the clock starts
+mode, a, b = sys.argv[1], sys.argv[2], sys.argv[3]
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS: measure only what follows
+rss0 = status("VmRSS")
+t0 = time.perf_counter()
+if mode == "stats":
+    result = ckptlab.stats(a)
+    n = len(result)
+else:
+    result = ckptlab.diff(a, b)
+    n = result.summary["equal"]
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "peak_above_mb": status("VmHWM") - rss0, "n": n}))
+"""
+
+
+def child(mode: str, a: Path, b: Path | str = "-") -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a), str(b)], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cat(*paths: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def shard_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gb", type=float, default=2.5)
+    parser.add_argument("--tensor-mb", type=float, default=64)
+    parser.add_argument("--shards", type=int, default=10)
+    parser.add_argument("--dir", default=None, help="where to write the files (default: a temp dir)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time, max RSS)")
+    parser.add_argument("--only", default=None, help="comma-separated job names to run (default: all)")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench_values_", dir=args.dir))
+    try:
+        (base / "shards").mkdir()
+        (base / "shards_copy").mkdir()
+        size = int(args.size_gb * 2**30)
+        subprocess.run([sys.executable, "-c", MAKE, str(base), str(size), str(int(args.tensor_mb * 2**20)),
+                        str(args.shards)], check=True)
+        shutil.copyfile(base / "a.pt", base / "b.pt")
+        for f in shard_files(base / "shards"):
+            shutil.copyfile(f, base / "shards_copy" / f.name)
+        shutil.copyfile(base / "shards" / "model.safetensors.index.json",
+                        base / "shards_copy" / "model.safetensors.index.json")
+        a, b, changed = base / "a.pt", base / "b.pt", base / "changed.pt"
+        sa = base / "shards" / "model.safetensors.index.json"
+        sb = base / "shards_copy" / "model.safetensors.index.json"
+        jobs = {
+            "stats .pt": (("stats", a), (a,)),
+            "diff .pt vs copy": (("diff", a, b), (a, b)),
+            "diff .pt vs changed": (("diff", a, changed), (a, changed)),
+            "stats 10 shards": (("stats", sa), tuple(shard_files(base / "shards"))),
+            "diff 10 shards vs copy": (("diff", sa, sb),
+                                       tuple(shard_files(base / "shards")) + tuple(shard_files(base / "shards_copy"))),
+        }
+        only = set(args.only.split(",")) if args.only else None
+        os.sync()
+        cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
+        print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cpus (shared), "
+              f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint\n")
+        print(f"{'job':26} {'ckptlab s':>10} {'cat s':>8} {'ratio':>7} {'peak MB above torch':>20}")
+        for name, (call, read) in jobs.items():
+            if only and name not in only:
+                continue
+            runs, reads = [], []
+            for _ in range(args.repeat):  # alternate, so load changes hit both alike
+                reads.append(cat(*read))
+                runs.append(child(*call))
+            best = min(r["seconds"] for r in runs)
+            floor = min(reads)
+            print(f"{name:26} {best:10.2f} {floor:8.2f} {best / floor:6.2f}x {max(r['peak_above_mb'] for r in runs):20.0f}",
+                  flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Every bound a checkpoint file is held to, in one place (docs/security.md lists them).
+
+A hostile file is small and asks for a lot: a memo slot four billion entries out, a key
+nested 150,000 levels deep, a view repeating one element a billion times, a member that
+inflates a thousandfold. Each limit below turns one such request into a one-line
+``LimitError`` naming the constant, long before memory or time runs out. The values are
+far above anything a real checkpoint needs (the largest published ones are noted).
+"""
+from __future__ import annotations
+
+from ckptlab.errors import LimitError
+
+# -- pickles -------------------------------------------------------------------------------
+# Bytes of one pickle (data.pkl, .metadata, a legacy header). A 100k-tensor state_dict's
+# data.pkl is ~10 MB.
+MAX_PICKLE_BYTES = 512 * 2**20
+# Opcodes run for one pickle; each makes at most one object or reference, so this bounds
+# the objects (and list/dict elements) a pickle can make. ~25 per tensor in torch's pickles.
+MAX_PICKLE_OBJECTS = 10_000_000
+# Memo: the highest slot index, and the number of slots filled. Picklers number slots
+# 0, 1, 2, ... so a real index never exceeds the object count.
+MAX_MEMO_INDEX = MAX_PICKLE_OBJECTS
+MAX_MEMO_ENTRIES = 5_000_000
+# Nesting of containers (tuples, lists, dicts, sets, stood-in objects) as they are built.
+# Hashing a tuple recurses in C without a guard, so a deep tuple key would crash the process.
+MAX_PICKLE_DEPTH = 500
+# Cost of hashing a tuple: its items counted along every path (a DAG of shared tuples
+# costs 2**depth to hash, and as much to print).
+MAX_TUPLE_EXPANSION = 1_000_000
+# Bytes of one integer (LONG1/LONG4); the legacy torch magic number takes 10.
+MAX_INT_BYTES = 64
+# Characters of one text-protocol line (INT, FLOAT, GLOBAL names, ...).
+MAX_LINE_CHARS = 4096
+
+# -- tensors --------------------------------------------------------------------------------
+# Dimensions of a tensor, and the largest size or stride of one dimension.
+MAX_TENSOR_DIMS = 64
+MAX_TENSOR_DIM_SIZE = 2**48
+# Elements a view may address per element of its storage. Views must fit their storage,
+# and overlapping (e.g. stride-0) views may not hold more elements than the storage itself,
+# so a 4-byte storage cannot be read back as 4 GB.
+MAX_VIEW_EXPANSION = 1
+
+# -- archives -------------------------------------------------------------------------------
+# Bytes a compressed (deflated) zip member may inflate to; torch never compresses, only
+# re-zipped archives do. Reading a tensor at the end of such a member inflates everything
+# before it (in 1 MB steps, so memory stays bounded).
+MAX_MEMBER_INFLATED_BYTES = 2 * 2**30
+# Bytes inflated in all, over every read of one opened archive.
+MAX_TOTAL_INFLATED_BYTES = 64 * 2**30
+# A metadata member (data.pkl, code) may not compress better than this.
+MAX_DEFLATE_RATIO = 100
+# Indirection: a *.index.json names shards, and a shard may not be an index itself.
+MAX_INDEX_DEPTH = 1
+MAX_INDEX_BYTES = 64 * 2**20
+
+# -- numpy ----------------------------------------------------------------------------------
+# numpy dtype kinds a pickle may name: bool, signed/unsigned int, float, complex. Never
+# object ("O"), structured, or sub-array dtypes.
+NUMPY_DTYPE_KINDS = frozenset("biufc")
+# Bytes of one numpy array rebuilt from a pickle (its data is inside the pickle).
+MAX_NUMPY_BYTES = MAX_PICKLE_BYTES
+
+
+def exceeded(what: str, value: object, limit_name: str, path: object = None) -> LimitError:
+    """The one-line error for ``what`` (``value``) going past the limit named ``limit_name``."""
+    limit = globals()[limit_name]
+    shown = f"{limit:,}" if isinstance(limit, int) else str(limit)
+    return LimitError(f"{what} ({value}) exceeds the limit {limit_name} = {shown}", path)

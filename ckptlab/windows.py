@@ -1,0 +1,115 @@
+"""A tensor's elements in bounded windows, read straight from the file where it can be.
+
+Value scans (stats, diff) must never hold a whole multi-GB tensor: a tensor whose bytes lie
+contiguously in the file (``LazyTensor.file_span``: safetensors, stored torch zips) is cut
+into windows of at most ``WINDOW_BYTES``, each one a private read-only ``mmap`` of just its
+bytes (no copy out of the page cache; unmapped when the window's tensor is dropped). Other
+tensors (compressed zip members, legacy pickles, DCP chunks, tensors in memory) are read
+whole by their reader, once, and then cut into views.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ckptlab.errors import UnreadableFileError
+from ckptlab.formats.base import LazyTensor
+
+WINDOW_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Window:
+    """Elements ``[start, start + count)`` of a tensor (flat, C order); ``read()`` gives them
+    as a 1-D tensor of the tensor's dtype (which may share memory with the file or the
+    tensor: never write to it)."""
+
+    start: int
+    count: int
+    read: Callable[[], torch.Tensor]
+
+
+def windows(lazy: LazyTensor, max_bytes: int | None = None, align: int = 1) -> list[Window]:
+    """The windows covering ``lazy`` (at most ``max_bytes``, default ``WINDOW_BYTES``, each);
+    window boundaries fall on multiples of ``align`` elements (e.g. whole 128-row blocks), a
+    window holding at least ``align`` elements."""
+    max_bytes = max_bytes or WINDOW_BYTES
+    info = lazy.info
+    n = info.numel
+    if n == 0:
+        return []
+    per = _per_window(info.dtype.itemsize, max_bytes, align)
+    span = lazy.file_span if n > per else None
+    if span is None:
+        whole = _Once(lambda: lazy.load().reshape(-1))
+        if n <= per:
+            return [Window(0, n, whole)]
+        return [Window(s, min(per, n - s), _Slice(whole, s, min(per, n - s))) for s in range(0, n, per)]
+    path, offset = span[0], span[1]
+    itemsize = info.dtype.itemsize
+    return [Window(s, min(per, n - s), _Mapped(path, offset + s * itemsize, min(per, n - s), info.dtype))
+            for s in range(0, n, per)]
+
+
+def tensor_windows(tensor: torch.Tensor, max_bytes: int | None = None, align: int = 1) -> list[Window]:
+    """Windows over a tensor already in memory (views, no copies once flattened)."""
+    max_bytes = max_bytes or WINDOW_BYTES
+    flat = tensor.reshape(-1)
+    n = flat.numel()
+    per = _per_window(tensor.element_size(), max_bytes, align)
+    return [Window(s, min(per, n - s), (lambda s=s: flat[s:s + per])) for s in range(0, n, per)]
+
+
+def _per_window(itemsize: int, max_bytes: int, align: int) -> int:
+    align = max(1, align)
+    return max(align, (max_bytes // max(1, itemsize)) // align * align)
+
+
+class _Once:
+    """A whole tensor read at most once (from any thread) and shared by its windows."""
+
+    def __init__(self, load: Callable[[], torch.Tensor]):
+        self._load, self._value, self._lock = load, None, threading.Lock()
+
+    def __call__(self) -> torch.Tensor:
+        with self._lock:
+            if self._value is None:
+                self._value = self._load()
+            return self._value
+
+
+class _Slice:
+    def __init__(self, whole: _Once, start: int, count: int):
+        self.whole, self.start, self.count = whole, start, count
+
+    def __call__(self) -> torch.Tensor:
+        return self.whole()[self.start:self.start + self.count]
+
+
+class _Mapped:
+    """``count`` elements of ``dtype`` at byte ``offset`` of ``path``, mapped on demand."""
+
+    def __init__(self, path: str, offset: int, count: int, dtype: torch.dtype):
+        self.path, self.offset, self.count, self.dtype = path, offset, count, dtype
+
+    def __call__(self) -> torch.Tensor:
+        nbytes = self.count * self.dtype.itemsize
+        base = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self.offset + nbytes:
+                    raise UnreadableFileError(f"truncated: tensor data at offset {self.offset} (+{nbytes} bytes) "
+                                              "lies beyond the end of the file", self.path)
+                # private + writable: torch wants a writable buffer; pages are only read, so none is copied
+                mm = mmap.mmap(f.fileno(), nbytes + self.offset - base, flags=mmap.MAP_PRIVATE,
+                               prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot map tensor data ({exc.strerror or exc})", self.path) from None
+        mm.madvise(mmap.MADV_SEQUENTIAL)
+        raw = torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=self.offset - base)
+        return raw if self.dtype == torch.uint8 else raw.view(self.dtype)
