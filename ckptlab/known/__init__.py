@@ -46,6 +46,8 @@ class KnownConversion:
     fingerprint_target: tuple[str, ...]
     prefix_source: str | None
     prefix_target: str | None
+    orient_source: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    orient_target: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     recipe_data: Mapping[str, Any] = field(repr=False, hash=False, compare=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +93,9 @@ class KnownConversion:
     def matches(self, source_keys: "KeyIndex", target_keys: "KeyIndex") -> bool:
         """Whether both sides carry every fingerprint pattern (under any prefix)."""
         return (all(source_keys.has(_relative(p, self.prefix_source)) for p in self.fingerprint_source)
-                and all(target_keys.has(_relative(p, self.prefix_target)) for p in self.fingerprint_target))
+                and all(target_keys.has(_relative(p, self.prefix_target)) for p in self.fingerprint_target)
+                and all(source_keys.oriented(_relative(p, self.prefix_source), o) for p, o in self.orient_source.items())
+                and all(target_keys.oriented(_relative(p, self.prefix_target), o) for p, o in self.orient_target.items()))
 
     def instantiate(self, source_keys: "KeyIndex", target_keys: "KeyIndex",
                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -107,9 +111,11 @@ class KnownConversion:
 
 class KeyIndex:
     """Keys indexed by their last two components, so a fingerprint is checked without a
-    scan of every key per pattern (20,000 keys x every catalogue entry)."""
+    scan of every key per pattern (20,000 keys x every catalogue entry). Given a mapping
+    key -> shape, it also answers which way 2-D tensors lie (``oriented``)."""
 
-    def __init__(self, keys: Iterable[str]):
+    def __init__(self, keys: Iterable[str] | Mapping[str, tuple]):
+        self.shapes = dict(keys) if isinstance(keys, Mapping) else {}
         self.keys = list(keys)
         self.by_tail: dict[str, list[str]] = {}
         for key in self.keys:
@@ -127,6 +133,16 @@ class KeyIndex:
     def has(self, pattern: str) -> bool:
         regex = _suffix_regex(pattern)
         return any(regex.match(k) for k in self.candidates(pattern))
+
+    def oriented(self, pattern: str, orientation: str) -> bool:
+        """Every 2-D tensor matching ``pattern`` is ``wide`` (more columns than rows, as
+        GPT-2's Conv1D stores (in, out) for an expanding layer) or ``tall``."""
+        regex = _suffix_regex(pattern)
+        shapes = [tuple(self.shapes.get(k, ())) for k in self.candidates(pattern) if regex.match(k)]
+        shapes = [s for s in shapes if len(s) == 2]
+        if not shapes:
+            return False
+        return all(s[1] > s[0] if orientation == "wide" else s[0] > s[1] for s in shapes)
 
     def prefixes(self, pattern: str) -> dict[str, int]:
         regex = _suffix_regex(pattern)
@@ -207,11 +223,13 @@ def _load(text: str, where: str) -> KnownConversion:
                    for name, spec in (data.get("params") or {}).items())
     prefix = data.get("prefix") or {}
     fp = data.get("fingerprint") or {}
+    orient = fp.get("orient") or {}
     if not data.get("name") or "recipe" not in data:
         raise RecipeError(f"known conversion {where}: needs 'name' and 'recipe'")
     return KnownConversion(data["name"], data["from"], data["to"], " ".join(str(data["description"]).split()), params,
                            tuple(fp.get("source", ())), tuple(fp.get("target", ())),
-                           prefix.get("source"), prefix.get("target"), data["recipe"])
+                           prefix.get("source"), prefix.get("target"), dict(orient.get("source") or {}),
+                           dict(orient.get("target") or {}), data["recipe"])
 
 
 @lru_cache(maxsize=1)
