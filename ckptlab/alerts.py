@@ -46,21 +46,37 @@ def _more(lines: list[str], what: str) -> list[str]:
 
 
 def _partly_fed(rows) -> list[str]:
-    by_module: dict[str, list] = defaultdict(list)
+    """Two levels: a layer whose tensors are partly loaded (``c_attn.weight`` not beside
+    ``c_attn.bias``), and a module whose layers are partly loaded (``attention.o_proj``
+    loaded, ``q_proj``/``k_proj``/``v_proj`` fresh). Layers that are only partly loaded
+    themselves are said once, at the first level."""
+    layers: dict[str, list] = defaultdict(list)
     for r in rows:
-        by_module[_module(r.target)].append(r)
-    partial: dict[tuple, list[str]] = defaultdict(list)  # (fed leaves, unfed leaves) -> modules
-    for module, members in by_module.items():
-        if not module:  # keys at the top level share no module
-            continue
+        if not r.target.endswith(IGNORED_MISSING):
+            layers[_module(r.target)].append(r)
+    partial: dict[tuple, list[str]] = defaultdict(list)  # (fed names, unfed names) -> modules
+    state: dict[str, str] = {}  # layer -> "fed" | "unfed" | "mixed"
+    for layer, members in layers.items():
         fed = [r for r in members if r.fed]
-        unfed = [r for r in members if r.status in UNFED and not r.target.endswith(IGNORED_MISSING)]
-        if fed and unfed:
-            leaf = lambda r: r.target[len(module) + 1:] if module else r.target  # noqa: E731
-            partial[(tuple(leaf(r) for r in fed), tuple(f"{leaf(r)} ({r.status})" for r in unfed))].append(module)
+        unfed = [r for r in members if r.status in UNFED]
+        state[layer] = "mixed" if fed and unfed else "fed" if fed else "unfed" if unfed else ""
+        if layer and state[layer] == "mixed":
+            leaf = lambda r: r.target[len(layer) + 1:]  # noqa: E731
+            partial[(tuple(leaf(r) for r in fed), tuple(f"{leaf(r)} ({r.status})" for r in unfed))].append(layer)
+    modules: dict[str, list[str]] = defaultdict(list)
+    for layer in state:
+        if layer and "." in layer:
+            modules[_module(layer)].append(layer)
+    for module, children in modules.items():
+        kinds = {state[c] for c in children}
+        if "mixed" in kinds or not {"fed", "unfed"} <= kinds:
+            continue
+        name = lambda c: c[len(module) + 1:]  # noqa: E731
+        partial[(tuple(name(c) for c in children if state[c] == "fed"),
+                 tuple(name(c) for c in children if state[c] == "unfed"))].append(module)
     lines = []
-    for (fed, unfed), modules in partial.items():
-        patterns = [quote(p or "(top level)") for p in _folded(modules)]
+    for (fed, unfed), found in partial.items():
+        patterns = [quote(p) for p in _folded(found)]
         shown = ", ".join(patterns[:MAX_LINES]) + (f" and {len(patterns) - MAX_LINES} more" if len(patterns) > MAX_LINES
                                                    else "")
         what = "module" if len(patterns) == 1 else "modules"

@@ -193,7 +193,8 @@ def suggest(source: Checkpoint, target: Checkpoint, recipe: Recipe, params: Mapp
         state = state.with_fragment(s.rule)
     for s in rename_suggestions(state):
         out.append(s)
-        state = state.with_fragment(s.rule)
+        if s.confidence != "low":  # a guess is not assumed by the stages after it
+            state = state.with_fragment(s.rule)
     adapters = adapter_suggestions(state, recipe)
     out.extend(adapters)
     for s in adapters:
