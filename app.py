@@ -7,7 +7,8 @@ import streamlit as st
 st.set_page_config(page_title="ckptlab", page_icon="🧪", layout="wide")
 
 from ckptlab.ui import (  # noqa: E402 - set_page_config must come first
-    charts, downloads, finetune_panel, fixes, inputs, rules, state, suggestions, summary, table, verify_panel,
+    charts, conversions, downloads, finetune_panel, fixes, inputs, rules, state, suggestions, summary, table,
+    verify_panel,
 )
 
 pair, source, target = inputs.sidebar()
@@ -18,8 +19,9 @@ if source.ckpt is None or target.ckpt is None:
     st.stop()
 
 state.start_pair((source.identity, target.identity))
-top, rules_slot, bottom = st.container(), st.container(), st.container()
+top, rules_slot, convert_slot, bottom = st.container(), st.container(), st.container(), st.container()
 recipe_view = rules.edit(rules_slot)          # first, so an edit shows in this run's table
+conversions.edit(convert_slot, source, target)
 alignment = state.guarded(top, lambda: state.alignment(source.ckpt, target.ckpt, st.session_state.get("auto", "none")))
 if alignment is None:
     st.stop()
@@ -33,6 +35,7 @@ with top:
         state.panel(table.show, alignment, frame)
 with bottom:
     state.panel(rules.effective, recipe_view, alignment)
+    state.panel(conversions.invert, recipe_view, alignment)
     state.panel(fixes.show, alignment)
     state.panel(charts.show, alignment)
     state.panel(verify_panel.show, alignment, source, target)

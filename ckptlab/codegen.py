@@ -260,7 +260,8 @@ def run_ops(ops, tensors, parts):
             tensors = [torch.stack(tensors, arg)]
         else:
             raise SystemExit(f"unknown op {name!r}")
-    return [t.contiguous() for t in tensors]
+    # own, C-ordered memory (one element of a strided view passes for contiguous but is not)
+    return [t.contiguous() if t.numel() != 1 else t.clone(memory_format=torch.contiguous_format) for t in tensors]
 
 
 def convert(source):

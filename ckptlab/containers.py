@@ -149,6 +149,18 @@ def _other(root: Any, chosen: _Found) -> tuple[OtherEntry, ...]:
     return tuple(entries)
 
 
+def _beside(root: Any, chosen: _Found) -> tuple[tuple[tuple, Any], ...]:
+    """Every entry beside the chosen tensors as read (tensors lazy, other classes as placeholders),
+    with its key path from the root: what ``keep_extras`` writes back. Mirrors ``_other``."""
+    entries: list[tuple[tuple, Any]] = []
+    node, path = root, ()
+    for key, child in chosen.chain:
+        entries += [(path + (k,), v) for k, v in _children(node) if not (k == key and v is child)]
+        node, path = child, path + (key,)
+    entries += [(path + (k,), v) for k, v in _children(node) if k not in chosen.consumed]
+    return tuple(entries)
+
+
 def is_plain(value: Any, depth: int = 0) -> bool:
     """Numbers, strings, and containers of them: safe to write back into a new file."""
     if depth > MAX_DEPTH:
@@ -181,10 +193,12 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
     else:
         chosen = next((f for f in found if f.path == container), None)
         if chosen is None:
-            listed = ", ".join(repr(f.path) for f in found[:12]) + (", ..." if len(found) > 12 else "")
+            listed = ", ".join(repr(f.path) if f.path else "(top level)" for f in found[:12]) + (
+                ", ..." if len(found) > 12 else "")
             raise ContainerError(f"no tensor mapping at {container!r}; candidates: {listed}", path)
     return Checkpoint(
         chosen.mapping, path=path, format=loaded.format, container=chosen.path,
         candidates=tuple(f.candidate() for f in found), other=_other(loaded.root, chosen),
         placeholders=loaded.placeholders, metadata=loaded.metadata, extras=_extras(loaded.root, chosen),
+        beside=_beside(loaded.root, chosen),
     )

@@ -1,7 +1,10 @@
 """Fine-tune plans from a load report: which parameters are pretrained, which are new.
 
 Pretrained parameters (loaded or adapted) train at ``lr``; new ones (missing from the
-source, e.g. a fresh head) at ``lr * new_lr_mult``. Freezing sets ``requires_grad=False``
+source, e.g. a fresh head) at ``lr * new_lr_mult``. A tensor an adapter grew (a head padded
+from 10 to 100 classes: rows 10..99 from the target's init or zeros) or re-initialised holds
+new rows: by default it trains whole at the new rate too, since a base rate would leave the
+new classes barely trained (``new_rows`` says which rows are new). Freezing sets ``requires_grad=False``
 AND leaves the parameter out of every group (the story's "freeze, then filter the
 optimizer"): no optimizer state is kept for it, and a gradient that still reaches it
 (a later unfreeze, a shared tensor) can never move it. Each group carries a ``"name"``; torch optimizers keep extra keys, and LR schedulers scale
@@ -33,21 +36,70 @@ class _Param:
         return not self.frozen and self.param.requires_grad
 
 
+@dataclass(frozen=True)
+class NewRows:
+    """A fed tensor an adapter gave new rows: rows ``kept..total-1`` of dim 0 are not
+    pretrained (``kept`` 0: re-initialised whole)."""
+
+    key: str
+    kept: int
+    total: int
+    how: str
+
+    def describe(self) -> str:
+        if self.kept == 0:
+            return f"{self.key}: all {self.total} rows new ({self.how})"
+        return (f"{self.key}: rows {self.kept}..{self.total - 1} new ({self.how}), "
+                f"rows 0..{self.kept - 1} pretrained")
+
+
+def new_rows(alignment: Any) -> list[NewRows]:
+    """The adapted rows of an alignment that grew dim 0 (pad or resize) or were re-initialised.
+
+    A pad along another dim (RGB -> RGBA input channels) adds no output rows: the tensor's
+    rows all stay pretrained, so it is not listed.
+    """
+    out = []
+    for row in alignment.by_status("adapted"):
+        spec, target, source = row.adapt, row.target_shape, row.source_shape
+        if spec is None or not target:
+            continue
+        if spec.op == "reinit":
+            out.append(NewRows(row.target, 0, target[0], spec.describe()))
+        elif (spec.op in ("pad", "resize") and source and len(source) == len(target)
+              and target[0] > source[0]):
+            out.append(NewRows(row.target, source[0], target[0], spec.describe()))
+    return out
+
+
+def pretrained_keys(alignment: Any, train_as_new: str | None = None, grown_as_new: bool = True) -> list[str]:
+    """The fed target keys the param groups treat as pretrained: all but the tensors with
+    new rows (unless ``grown_as_new`` is off) and those matching ``train_as_new`` (a regex,
+    searched), which train at lr x mult like missing ones."""
+    grown = {n.key for n in new_rows(alignment)} if grown_as_new else set()
+    pattern = _compile(train_as_new, "train-as-new")
+    return [key for key in alignment.fed if key not in grown and not (pattern and pattern.search(key))]
+
+
 def _pretrained_keys(report: Any) -> set[str]:
-    """``report.pretrained`` (a Report) or an iterable of key names."""
+    """``report.pretrained`` less ``report.new_rows`` (a Report or an Alignment), or an
+    iterable of key names."""
+    if hasattr(report, "fed") and hasattr(report, "by_status"):          # an Alignment
+        return set(pretrained_keys(report))
     keys = getattr(report, "pretrained", report)
     if keys is None:
         return set()
-    return set(keys if isinstance(keys, Iterable) and not isinstance(keys, str) else [keys])
+    grown = set(getattr(report, "new_rows", ()) or ())
+    return set(keys if isinstance(keys, Iterable) and not isinstance(keys, str) else [keys]) - grown
 
 
-def _compile(freeze: str | None) -> re.Pattern | None:
-    if freeze is None or freeze == "":
+def _compile(pattern: str | None, what: str = "freeze") -> re.Pattern | None:
+    if pattern is None or not str(pattern).strip():
         return None
     try:
-        return re.compile(freeze)
+        return re.compile(str(pattern))
     except re.error as exc:
-        raise RecipeError(f"freeze pattern {freeze!r} is not a valid regex: {exc}") from None
+        raise RecipeError(f"{what} pattern {pattern!r} is not a valid regex: {exc}") from None
 
 
 def _classify(model: nn.Module, report: Any, freeze_loaded: bool, freeze: str | None) -> list[_Param]:

@@ -33,13 +33,15 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
     not fit)."""
     from ckptlab.recipe import AdaptSpec, Recipe
 
-    lost: list[str] = []
+    lost: list[str] = []  # each part left out, described
+    short: list[str] = []  # the same, in a word or two (the error line must stay short)
     rules = []
     for i in reversed(range(len(recipe.rules))):
         rule = recipe.rules[i]
         back = _invert_rule(rule)
         if back is None:
             lost.append(f"rule {i + 1} ({rule.describe()})")
+            short.append(f"rule {i + 1} ({rule.kind})")
         else:
             rules.append(back)
     convert = []
@@ -52,6 +54,8 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
         except (ConvertError, RecipeError) as exc:
             why = exc.message if isinstance(exc, ConvertError) else exc.message.split(": ", 1)[-1]
             lost.append(f"convert {i} ({why})")
+            short.append(f"convert {i} ({why.split(':', 1)[0].split(' ', 1)[0]}"
+                         f"{': needs the source shapes' if 'shape it started from' in why else ''})")
             continue
         convert.append(back)
     renames = Recipe(rules=rules)
@@ -59,17 +63,21 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
     for target, spec in recipe.adapt.items():
         if spec.op != "pad" or spec.fill == "repeat":  # repeat rescales the kept channels too
             lost.append(f"adapt {target!r} ({spec.describe()})")
+            short.append(f"adapt {target!r} ({spec.op})")
             continue
         original = recipe.map.get(target) or renames.rename([target])[target][0]
         if original is None:
             lost.append(f"adapt {target!r} (its source key cannot be named)")
+            short.append(f"adapt {target!r}")
             continue
         adapt[original] = AdaptSpec("truncate", spec.dim)
     if recipe.dtype is not None:
         lost.append(f"dtype ({recipe.dtype.describe()}: a cast loses bits)")
+        short.append("dtype")
     if lost and not partial:
-        raise RecipeError(f"recipe cannot be inverted: {'; '.join(lost)} cannot be undone "
-                          "(invert with partial=True to leave them out)")
+        shown = ", ".join(short[:6]) + (f" and {len(short) - 6} more" if len(short) > 6 else "")
+        raise RecipeError(f"recipe cannot be inverted: {shown} cannot be undone "
+                          "(partial=True leaves them out)")
     inverse_map = {}
     for target, source in recipe.map.items():
         inverse_map[source] = target

@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,8 +68,9 @@ def describe_misfit(report: Mapping[str, list]) -> str:
     parts = [f"{len(report[k])} {k}" for k in ("missing", "unexpected", "mismatched") if report[k]]
     if not parts:
         return "loads strictly: no missing, unexpected or mismatched keys"
-    first = (report["mismatched"][:1] and "first mismatched: {key} checkpoint {checkpoint_shape} vs model "
-             "{model_shape}".format(**report["mismatched"][0])) or (
+    m = report["mismatched"][0] if report["mismatched"] else None  # shapes as tuples, as everywhere else
+    first = (m and f"first mismatched: {m['key']} checkpoint {tuple(m['checkpoint_shape'])} vs model "
+             f"{tuple(m['model_shape'])}") or (
         report["missing"][:1] and f"first missing: {report['missing'][0]}") or (
         f"first unexpected: {report['unexpected'][0]}")
     return ", ".join(parts) + f" ({first})"
@@ -130,6 +131,7 @@ class FunctionCheck:
     source_input_shape: tuple[int, ...]
     target_input_shape: tuple[int, ...]
     fills: list[dict[str, Any]] = field(default_factory=list)   # {"fill", "max_abs_diff"}
+    outputs: str = "every output, whole"    # which outputs were compared (a grown head: the kept rows)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,13 +149,18 @@ def compare_function(
     n: int = 4,
     random_fills: int = 3,
     allow_code: bool | None = None,
+    kept_rows: Collection[int] | None = None,
 ) -> FunctionCheck:
     """Run both models (eval mode, no grad) on the same seeded inputs and compare outputs.
 
     ``inputs``/``input_shape`` are the SOURCE's (inferred when not given). When the target
     takes more channels (dim 1), the source sees the target channels ``channel_map``
     (default: the first C) and the others are zeros, then ``random_fills`` random fills:
-    for a channel padded with zero weights every fill must give the same output.
+    for a channel padded with zero weights every fill must give the same output. When the
+    target's output is wider along one non-batch dim (a head grown from 10 to 100 classes),
+    only the kept rows 0..N-1 are compared, and ``outputs`` says so; ``kept_rows``, when
+    given, are the row counts the adapters kept (10 for a 10 -> 100 head): outputs of
+    another width are refused, since they cannot be the grown head's.
     """
     src = loaded_model(src_model, src_ckpt, allow_code)
     dst = loaded_model(dst_model, dst_ckpt, allow_code)
@@ -178,11 +185,11 @@ def compare_function(
             if name.startswith("random"):
                 gen = torch.Generator().manual_seed(seed + 1 + i)
                 x[:, extra] = torch.randn((dst_shape[0], len(extra), *dst_shape[2:]), generator=gen)
-            got = _outputs(dst(x))
-            diff, same = _difference(expected, got)
+            kept, got, compared = _kept_outputs(expected, _outputs(dst(x)), kept_rows)
+            diff, same = _difference(kept, got)
             fills.append({"fill": name, "max_abs_diff": diff})
             worst, equal = max(worst, diff), equal and same
-    return FunctionCheck(worst, equal, src_shape, dst_shape, fills)
+    return FunctionCheck(worst, equal, src_shape, dst_shape, fills, compared)
 
 
 def _target_input_shape(dst: nn.Module, src_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -197,10 +204,36 @@ def _target_input_shape(dst: nn.Module, src_shape: tuple[int, ...]) -> tuple[int
     return (src_shape[0], channels, *src_shape[2:])
 
 
+def _kept_outputs(expected: list[torch.Tensor], got: list[torch.Tensor], kept_rows: Collection[int] | None = None,
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], str]:
+    """The outputs to compare, and which they are. A head grown (or cut) along one non-batch
+    dim keeps rows 0..N-1 of the smaller one: those are compared, the new ones are not."""
+    refuse = CheckpointError(f"outputs differ in shape: source {[tuple(t.shape) for t in expected]} vs target "
+                             f"{[tuple(t.shape) for t in got]}; compare models with the same outputs")
+    if len(expected) != len(got):
+        raise refuse
+    kept_a, kept_b, notes = [], [], []
+    for i, (a, b) in enumerate(zip(expected, got)):
+        if a.shape != b.shape:
+            differ = [d for d in range(a.dim()) if a.dim() == b.dim() and a.shape[d] != b.shape[d]]
+            if len(differ) != 1 or differ[0] == 0:
+                raise refuse
+            dim, n = differ[0], min(a.shape[differ[0]], b.shape[differ[0]])
+            if kept_rows is not None and n not in kept_rows:
+                kept = ", ".join(map(str, sorted(kept_rows))) or "none"
+                raise CheckpointError(f"outputs differ in shape: source {tuple(a.shape)} vs target {tuple(b.shape)}, "
+                                      f"and {n} is not a row count the adapters kept ({kept}): these outputs are "
+                                      "not the grown tensor's; give a source model whose output is that layer's")
+            a, b = a.narrow(dim, 0, n), b.narrow(dim, 0, n)
+            where = f"output {i} " if len(expected) > 1 else "the output"
+            notes.append(f"{where} rows 0..{n - 1} of dim {dim} only (source {expected[i].shape[dim]}, target "
+                         f"{got[i].shape[dim]}: the kept rows; the others are new)")
+        kept_a.append(a)
+        kept_b.append(b)
+    return kept_a, kept_b, "; ".join(notes) or "every output, whole"
+
+
 def _difference(expected: list[torch.Tensor], got: list[torch.Tensor]) -> tuple[float, bool]:
-    if len(expected) != len(got) or any(a.shape != b.shape for a, b in zip(expected, got)):
-        raise CheckpointError(f"outputs differ in shape: source {[tuple(t.shape) for t in expected]} vs "
-                              f"target {[tuple(t.shape) for t in got]}; compare models with the same outputs")
     diff, same = 0.0, True
     for a, b in zip(expected, got):
         if a.numel():
@@ -214,8 +247,9 @@ class _PeakTensorMemory(TorchDispatchMode):
     """Peak bytes of tensors created while active (storages tracked until freed).
 
     tracemalloc does not see torch's allocator and the profiler writes to stderr, so
-    every op output's storage is counted once and released by a weakref finalizer.
-    Kernel-internal scratch buffers that are never an op's output are not seen.
+    every op output's new storage is counted once and released by a weakref finalizer;
+    outputs that share an argument's storage (views, in-place ops) are not new. Kernel-
+    internal scratch buffers that are never an op's output are not seen.
     """
 
     def __init__(self):
@@ -230,11 +264,14 @@ class _PeakTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # A view, an in-place op or an out= op returns an argument's storage (weight.t() in
+        # a linear layer, the input flattened): nothing new was allocated.
+        held = {(str(t.device), t.untyped_storage().data_ptr()) for t in _outputs((args, kwargs or {}))}
         for t in _outputs(out):
             storage = t.untyped_storage()
             key = (str(t.device), storage.data_ptr())
             nbytes = storage.nbytes()
-            if nbytes == 0 or key in self._tracked:
+            if nbytes == 0 or key in self._tracked or key in held:
                 continue
             self._tracked[key] = weakref.finalize(storage, self._release, key, nbytes)
             self.live += nbytes

@@ -8,10 +8,15 @@ dtype, identity (optimizers built earlier still hold the same tensors) and tied 
 An empty or near-empty load is the failure that cost the story-5 user a week (every key
 gained ``attention_map.``; ``strict=False`` said nothing): it always raises a
 ``CkptlabWarning``, however the caller configured logging.
+
+``incompatible_keys`` says what plain ``load_state_dict(strict=False)`` would report for the
+same recipe, in torch's own categories (missing, unexpected, and the size mismatches it
+raises on), so the app never calls a shape mismatch "missing".
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -42,6 +47,7 @@ def load_into(
     ``MergeError`` (nothing copied) on a conflict or an unresolved shape mismatch.
     """
     from ckptlab.align import align
+    from ckptlab.finetune import new_rows
     from ckptlab.merge import plan
 
     state = model.state_dict(keep_vars=True)
@@ -63,6 +69,7 @@ def load_into(
                 _check_tied(copied, _where(destination), key, value)
             destination.copy_(value)  # converts dtype and device; the model's tensor stays the same object
     report = merge_plan.report()
+    report.new_rows = [n.key for n in new_rows(alignment)]       # param_groups trains them at the new rate
     message = _load_warning(report, alignment.warning)
     if message:
         warnings.warn(CkptlabWarning(f"load_into {type(model).__name__}: {message}"), stacklevel=2)
@@ -99,3 +106,60 @@ def _load_warning(report: Report, alignment_warning: str | None) -> str | None:
         return f"NOTHING was loaded: 0 of {len(report.rows)} keys fed" + (
             f" ({alignment_warning})" if alignment_warning else "")
     return alignment_warning
+
+
+# -- what load_state_dict would say ---------------------------------------------------
+@dataclass
+class IncompatibleKeys:
+    """``model.load_state_dict(renamed_source, strict=False)`` in torch's own categories.
+
+    ``missing_keys`` and ``unexpected_keys`` are what torch returns; ``size_mismatch`` is
+    what makes torch RAISE (``RuntimeError: size mismatch for ...``), even with
+    strict=False, so those keys are neither missing nor unexpected. ``adapted`` keys load
+    only because the recipe's adapters fit them (``load_into`` and the merged file do; a
+    plain load of the renamed source would raise on them too). ``conflicts``: several source
+    keys renamed onto one key, where a renamed dict would silently keep one. ``dropped``:
+    source keys a rule removed, so torch never sees them.
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    size_mismatch: list[dict[str, Any]] = field(default_factory=list)   # {"key", "checkpoint_shape", "model_shape"}
+    conflicts: list[dict[str, Any]] = field(default_factory=list)       # {"key", "sources"}
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def raises(self) -> bool:
+        """Would ``load_state_dict`` raise (strict or not)?"""
+        return bool(self.size_mismatch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "raises": self.raises}
+
+
+def incompatible_keys(alignment: Any) -> IncompatibleKeys:
+    """The alignment's rows sorted into ``load_state_dict``'s categories (see the class)."""
+    out = IncompatibleKeys()
+    target_keys = set(alignment.target.keys())
+    renamed = alignment.effective_recipe.rename([r.source for r in alignment.rows if r.status == "unused"])
+    for row in alignment.rows:
+        if row.status == "adapted":
+            out.adapted.append(row.target)
+        elif row.fed:
+            out.loaded.append(row.target)
+        elif row.status == "missing":
+            out.missing_keys.append(row.target)
+        elif row.status == "mismatch":
+            out.size_mismatch.append({"key": row.target, "checkpoint_shape": list(row.source_shape or ()),
+                                      "model_shape": list(row.target_shape or ())})
+        elif row.status == "conflict":
+            out.conflicts.append({"key": row.target, "sources": list(row.sources)})
+        elif row.status == "unused":
+            new = renamed.get(row.source, (row.source, ""))[0]
+            if new is None:
+                out.dropped.append(row.source)
+            else:
+                out.unexpected_keys.append(new if new not in target_keys else row.source)
+    return out

@@ -34,16 +34,17 @@ class Window:
     read: Callable[[], torch.Tensor]
 
 
-def windows(lazy: LazyTensor, max_bytes: int | None = None, align: int = 1) -> list[Window]:
+def windows(lazy: LazyTensor, max_bytes: int | None = None, align: int = 1,
+            per: int | None = None) -> list[Window]:
     """The windows covering ``lazy`` (at most ``max_bytes``, default ``WINDOW_BYTES``, each);
     window boundaries fall on multiples of ``align`` elements (e.g. whole 128-row blocks), a
-    window holding at least ``align`` elements."""
-    max_bytes = max_bytes or WINDOW_BYTES
+    window holding at least ``align`` elements. ``per`` fixes the elements per window instead
+    (two tensors of different dtypes cut alike)."""
     info = lazy.info
     n = info.numel
     if n == 0:
         return []
-    per = _per_window(info.dtype.itemsize, max_bytes, align)
+    per = per or per_window(info.dtype.itemsize, max_bytes, align)
     span = lazy.file_span if n > per else None
     if span is None:
         whole = _Once(lambda: lazy.load().reshape(-1))
@@ -56,16 +57,18 @@ def windows(lazy: LazyTensor, max_bytes: int | None = None, align: int = 1) -> l
             for s in range(0, n, per)]
 
 
-def tensor_windows(tensor: torch.Tensor, max_bytes: int | None = None, align: int = 1) -> list[Window]:
+def tensor_windows(tensor: torch.Tensor, max_bytes: int | None = None, align: int = 1,
+                   per: int | None = None) -> list[Window]:
     """Windows over a tensor already in memory (views, no copies once flattened)."""
-    max_bytes = max_bytes or WINDOW_BYTES
     flat = tensor.reshape(-1)
     n = flat.numel()
-    per = _per_window(tensor.element_size(), max_bytes, align)
+    per = per or per_window(tensor.element_size(), max_bytes, align)
     return [Window(s, min(per, n - s), (lambda s=s: flat[s:s + per])) for s in range(0, n, per)]
 
 
-def _per_window(itemsize: int, max_bytes: int, align: int) -> int:
+def per_window(itemsize: int, max_bytes: int | None = None, align: int = 1) -> int:
+    """Elements per window: as many as fit ``max_bytes`` (default ``WINDOW_BYTES``), a multiple of ``align``."""
+    max_bytes = max_bytes or WINDOW_BYTES
     align = max(1, align)
     return max(align, (max_bytes // max(1, itemsize)) // align * align)
 
@@ -113,3 +116,16 @@ class _Mapped:
         mm.madvise(mmap.MADV_SEQUENTIAL)
         raw = torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=self.offset - base)
         return raw if self.dtype == torch.uint8 else raw.view(self.dtype)
+
+
+def sample(lazy: LazyTensor, count: int) -> torch.Tensor:
+    """About ``count`` evenly spaced elements of ``lazy`` (all of them if fewer), read window
+    by window so a huge tensor is never held whole (a histogram's data)."""
+    n = lazy.info.numel
+    step = max(1, -(-n // max(1, count)))
+    parts = []
+    for w in windows(lazy):
+        first = (-w.start) % step  # the first multiple of ``step`` inside this window
+        if first < w.count:
+            parts.append(w.read()[first::step].clone())
+    return torch.cat(parts) if parts else torch.empty(0, dtype=lazy.info.dtype)

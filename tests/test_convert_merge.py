@@ -209,3 +209,13 @@ def test_verify_compares_the_source_model_with_the_converted_target_on_token_inp
     ckptlab.remap(src, nanogpt(), tmp_path / "wrong.safetensors", auto="none", on_mismatch="keep-target")
     wrong = verify.compare_function(src, src.state_dict(), nanogpt(), tmp_path / "wrong.safetensors", inputs=idx)
     assert wrong.max_abs_diff > 1e-2
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_single_element_outputs_of_a_strided_view_are_written(tmp_path, suffix):
+    src = {"m": torch.arange(2.0).reshape(1, 1, 2)}  # unbind(-1): two (1, 1) views with stride 2
+    recipe = {"convert": [{"from": "m", "to": "m.{e}", "ops": [{"unbind": -1}]}]}
+    tgt = {"m.0": torch.zeros(1, 1), "m.1": torch.zeros(1, 1)}
+    ckptlab.remap(src, tgt, tmp_path / f"o{suffix}", recipe=recipe, auto="none")
+    out = ckptlab.open(tmp_path / f"o{suffix}")
+    assert out.tensor("m.0").item() == 0.0 and out.tensor("m.1").item() == 1.0

@@ -144,3 +144,69 @@ def test_already_frozen_parameters_stay_out():
     groups = param_groups(model, pretrained)
     assert all(p is not model.fc.bias for g in groups for p in g["params"])
     assert "fc.bias" in {n for n, p in model.named_parameters() if not p.requires_grad}
+
+
+# -- new rows: a head grown by an adapter trains at the new rate ------------------------
+GROW = {"op": "pad", "dim": 0, "fill": "init"}
+GROWN_HEAD = {"adapt": {"fc.weight": GROW, "fc.bias": GROW}}
+
+
+def _grown_alignment():
+    import ckptlab
+
+    return ckptlab.align(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt", GROWN_HEAD, auto="none")
+
+
+def test_new_rows_of_a_grown_head_and_none_for_new_input_channels():
+    import ckptlab
+    from ckptlab.finetune import new_rows
+
+    alignment = _grown_alignment()
+    assert alignment.summary["adapted"] == 2
+    grown = {n.key: n for n in new_rows(alignment)}
+    assert sorted(grown) == ["fc.bias", "fc.weight"]
+    assert (grown["fc.weight"].kept, grown["fc.weight"].total) == (10, 100)
+    assert grown["fc.weight"].describe() == ("fc.weight: rows 10..99 new (pad dim 0 (fill init)), "
+                                             "rows 0..9 pretrained")
+    rgba = ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt",
+                         {"adapt": {"conv1.weight": {"op": "pad", "dim": 1}}}, auto="none")
+    assert rgba.summary["adapted"] == 1 and new_rows(rgba) == []      # new input channels, no new rows
+    fresh = ckptlab.align(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt",
+                          {"adapt": {"fc.weight": {"op": "reinit"}, "fc.bias": {"op": "reinit"}}}, auto="none")
+    assert [(n.key, n.kept, n.total) for n in new_rows(fresh)] == [("fc.weight", 0, 100), ("fc.bias", 0, 100)]
+
+
+def test_pretrained_keys_leave_out_grown_tensors_unless_told_and_a_regex():
+    from ckptlab.finetune import pretrained_keys
+
+    alignment = _grown_alignment()
+    backbone = [k for k in alignment.fed if k.startswith("backbone.")]
+    assert sorted(pretrained_keys(alignment)) == sorted(backbone)
+    assert sorted(pretrained_keys(alignment, grown_as_new=False)) == sorted(alignment.fed)
+    assert pretrained_keys(alignment, r"^backbone\.0\.", grown_as_new=False) == [
+        k for k in alignment.fed if not k.startswith("backbone.0.")]
+    with pytest.raises(RecipeError, match="train-as-new pattern"):
+        pretrained_keys(alignment, "(")
+
+
+@pytest.mark.parametrize("via", ["alignment", "load_into", "remap"])
+def test_grown_head_gets_the_head_rate_by_default(via, tmp_path):
+    """Story 3's trap: accepting the head pad must not put the grown fc at the base rate."""
+    import ckptlab
+
+    model = models.Classifier(100)
+    if via == "alignment":
+        source = _grown_alignment()
+    elif via == "load_into":
+        source = ckptlab.load_into(model, SAMPLES / "classifier_10.pt", recipe=GROWN_HEAD)
+        assert sorted(source.new_rows) == ["fc.bias", "fc.weight"] and "fc.weight" in source.pretrained
+    else:
+        source = ckptlab.remap(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt",
+                               tmp_path / "out.safetensors", recipe=GROWN_HEAD)
+        assert ckptlab.Report.from_dict(source.to_dict()).new_rows == source.new_rows
+    groups = param_groups(model, source, lr=0.01, new_lr_mult=10.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    new = next(g for g in groups if g["name"] == "new")
+    assert new["lr"] == pytest.approx(0.1) and sorted(names[id(p)] for p in new["params"]) == ["fc.bias", "fc.weight"]
+    summary = plan(model, source, lr=0.01)
+    assert sorted(summary.new_names) == ["fc.bias", "fc.weight"]

@@ -147,7 +147,10 @@ def test_story3_projector_grow_head_and_lr_ratio(capsys, tmp_path):
     assert torch.equal(model.fc.weight[:10], source["classifier.fc.weight"])        # grown: old rows kept
 
     groups = ckptlab.param_groups(model, report, lr=0.01, new_lr_mult=10.0, freeze=r"^backbone\.0\.")
-    assert {g["name"]: g["lr"] for g in groups} == {"pretrained": 0.01}         # every param pretrained
+    assert {g["name"]: g["lr"] for g in groups} == {"pretrained": 0.01, "new": pytest.approx(0.1)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(report.new_rows) == ["fc.bias", "fc.weight"]                  # grown: its new rows are untrained
+    assert sorted(names[id(p)] for p in groups[1]["params"]) == ["fc.bias", "fc.weight"]
     model2 = models.Classifier(100)
     report2 = ckptlab.load_into(model2, SAMPLES / "projector.pt", recipe={"rules": [{"strip_prefix": "classifier."},
                                                                                {"drop": "^fc"}]})

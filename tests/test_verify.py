@@ -64,7 +64,7 @@ def test_load_report_shapes_and_message():
     assert report == {"missing": [], "unexpected": [], "mismatched": [
         {"key": "conv1.weight", "checkpoint_shape": [8, 3, 3, 3], "model_shape": [8, 4, 3, 3]}]}
     assert describe_misfit(report) == ("1 mismatched (first mismatched: conv1.weight checkpoint "
-                                       "[8, 3, 3, 3] vs model [8, 4, 3, 3])")
+                                       "(8, 3, 3, 3) vs model (8, 4, 3, 3))")
 
 
 def test_load_report_reads_no_tensor_bytes():
@@ -144,8 +144,35 @@ def test_function_check_with_given_inputs_and_different_outputs():
     sd = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
     x = torch.randn(2, 3, 8, 8)
     assert compare_function(CONVNET, sd, CONVNET, sd, inputs=x).source_input_shape == (2, 3, 8, 8)
+    other_rank = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))             # a 4-D output vs ConvNet's 2-D
     with pytest.raises(CheckpointError, match="outputs differ in shape"):
-        compare_function(CONVNET, sd, model_target(CONVNET, {"num_classes": 5}), None)
+        compare_function(CONVNET, sd, other_rank, None)
+
+
+def test_function_check_of_a_grown_head_compares_the_kept_rows(tmp_path):
+    """Classifier 10 -> 100 classes, fc padded with the target's init: outputs 0..9 are the
+    old model's (the suggestion's promise), 10..99 are new and not compared."""
+    out = tmp_path / "cls100.safetensors"
+    grow = {"op": "pad", "dim": 0, "fill": "init"}
+    ckptlab.remap(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt", out,
+                  recipe={"adapt": {"fc.weight": grow, "fc.bias": grow}})
+    classifier = "sample_ckpts.models:Classifier"
+    check = compare_function(classifier, SAMPLES / "classifier_10.pt",
+                             model_target(classifier, {"num_classes": 100}), out)
+    assert check.max_abs_diff < 1e-5
+    assert check.outputs == ("the output rows 0..9 of dim 1 only (source 10, target 100: the kept rows; "
+                             "the others are new)")
+    whole = compare_function(classifier, SAMPLES / "classifier_10.pt", classifier, SAMPLES / "classifier_10.pt")
+    assert whole.outputs == "every output, whole" and whole.equal
+    with pytest.raises(CheckpointError, match=r"10 is not a row count the adapters kept \(7\)"):
+        compare_function(classifier, SAMPLES / "classifier_10.pt", model_target(classifier, {"num_classes": 100}),
+                         out, kept_rows={7})
+    merged_ck = ckptlab.open(out)
+    merged = {k: merged_ck.tensor(k).clone() for k in merged_ck.keys()}
+    merged["fc.bias"][3] += 1.0                                           # a kept row changed: caught
+    bad = compare_function(classifier, SAMPLES / "classifier_10.pt", model_target(classifier, {"num_classes": 100}),
+                           merged)
+    assert bad.max_abs_diff == pytest.approx(1.0, abs=1e-5)
 
 
 class _Stack(torch.nn.Module):
@@ -217,6 +244,13 @@ def test_peak_memory_counts_live_tensors_not_freed_ones():
             c = x.new_ones(500, 1000)                     # 2 MB while b lives
             return b.sum() + c.sum()
     assert 6_000_000 <= peak_memory(TwoTemps(), torch.zeros(1)) < 6_100_000
+
+
+def test_peak_memory_does_not_count_views_of_weights_or_inputs():
+    """F.linear takes weight.t() (a view of 4 MB of parameters) and Flatten views the input:
+    neither allocates; only the (2, 1000) output does."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 1000)).eval()
+    assert peak_memory(net, torch.randn(2, 10, 100)) == 2 * 1000 * 4
 
 
 def test_compare_speed_inputs_per_model_backward_and_errors():

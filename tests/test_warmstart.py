@@ -142,3 +142,53 @@ def test_tied_weights_load_once_and_conflicting_values_warn():
     with pytest.warns(CkptlabWarning, match="'lm_head.weight' is tied to 'embed.weight'"):
         load_into(model, {"embed.weight": w, "lm_head.weight": w + 1})
     assert torch.equal(model.embed.weight, w + 1)
+
+
+# -- incompatible_keys: what plain load_state_dict(strict=False) says -------------------
+def _renamed(alignment: ckptlab.Alignment, source: dict) -> dict:
+    """The source as a training script would rename it with the same recipe's rules."""
+    renamed = alignment.effective_recipe.rename(list(source))
+    return {new: source[old] for old, (new, _) in renamed.items() if new is not None}
+
+
+def test_incompatible_keys_are_torchs_own_categories():
+    """Projector -> Classifier(100) stripping 'classifier.' and dropping the first conv:
+    the head is a size mismatch (torch raises), the dropped conv is missing, the projector
+    unexpected; nothing mismatched is called missing."""
+    from ckptlab.warmstart import incompatible_keys
+
+    recipe = {"rules": [{"drop": r"^classifier\.backbone\.0\."}, {"strip_prefix": "classifier."}]}
+    alignment = ckptlab.align(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", recipe, auto="none")
+    view = incompatible_keys(alignment)
+    source, model = _sd("projector.pt"), models.Classifier(100)
+    renamed = _renamed(alignment, source)
+    with pytest.raises(RuntimeError) as raised:
+        model.load_state_dict(renamed, strict=False)
+    reported = sorted(line.split("size mismatch for ")[1].split(":")[0]
+                      for line in str(raised.value).splitlines() if "size mismatch for" in line)
+    assert reported == sorted(m["key"] for m in view.size_mismatch) == ["fc.bias", "fc.weight"]
+    shapes = {m["key"]: (m["checkpoint_shape"], m["model_shape"]) for m in view.size_mismatch}
+    assert view.raises and shapes["fc.weight"] == ([10, 16], [100, 16]) == (
+        list(source["classifier.fc.weight"].shape), list(model.fc.weight.shape))
+    fitting = {k: v for k, v in renamed.items() if k not in reported}
+    result = model.load_state_dict(fitting, strict=False)
+    assert sorted(view.missing_keys) == sorted(set(result.missing_keys) - set(reported))
+    assert sorted(view.unexpected_keys) == sorted(result.unexpected_keys)
+    assert view.missing_keys and view.unexpected_keys
+    assert not set(view.missing_keys) & set(reported)
+    assert sorted(view.dropped) == sorted(k for k in source if k.startswith("classifier.backbone.0."))
+    assert view.to_dict()["raises"] is True
+
+
+def test_incompatible_keys_adapted_and_conflicts():
+    from ckptlab.warmstart import incompatible_keys
+
+    grow = {"op": "pad", "dim": 0, "fill": "init"}
+    grown = incompatible_keys(ckptlab.align(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt",
+                                            {"adapt": {"fc.weight": grow, "fc.bias": grow}}, auto="none"))
+    assert sorted(grown.adapted) == ["fc.bias", "fc.weight"] and not grown.raises and not grown.missing_keys
+    both = ckptlab.align({"a.weight": torch.zeros(2), "b.weight": torch.zeros(2)}, {"w.weight": torch.zeros(2)},
+                         {"rules": [{"replace": {"pattern": "^[ab]\\.", "with": "w."}}]}, auto="none")
+    view = incompatible_keys(both)
+    assert view.conflicts == [{"key": "w.weight", "sources": ["a.weight", "b.weight"]}]
+    assert not view.missing_keys and not view.unexpected_keys

@@ -38,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
         from ckptlab.sources import as_checkpoint
 
         shapes = as_checkpoint(args.source)
-    inverse = recipe.inverted(partial=args.partial, shapes=shapes)
+    try:
+        inverse = recipe.inverted(partial=args.partial, shapes=shapes)
+    except RecipeError as exc:  # the command line's word for it
+        raise RecipeError(exc.message.replace("partial=True", "--partial"), exc.path) from None
     written = inverse.save(args.output)
     skipped = list(getattr(inverse, "skipped", []))
     if skipped:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import defaultdict
 from typing import Any
 
 
@@ -56,37 +55,19 @@ def run(args: argparse.Namespace) -> int:
 def folded_lines(tensors: list[Any], fold: bool = True) -> list[tuple[str, list[Any]]]:
     """(key pattern, members) lines: flagged ones first (worst flag first), then in file order;
     tensors alike but for a layer index (same shape, dtype and flags) share one line."""
-    from ckptlab.keyfold import fold_keys
+    from ckptlab.cli.folding import fold_items
     from ckptlab.stats import FLAGS
 
     severity = {flag: i for i, flag in enumerate(FLAGS)}
-
-    by_key = {s.key: s for s in tensors}
-    order = {s.key: i for i, s in enumerate(tensors)}
-    if not fold:
-        lines = [(s.key, [s]) for s in tensors]
-    else:
-        alike: dict[tuple, list[str]] = defaultdict(list)
-        for s in tensors:
-            alike[(s.shape, s.dtype, s.flags)].append(s.key)
-        lines = [(f.pattern, [by_key[k] for k in f.keys]) for keys in alike.values() for f in fold_keys(keys)]
-    lines.sort(key=lambda line: (severity[line[1][0].flags[0]] if line[1][0].flags else len(severity),
-                                 order[line[1][0].key]))
-    return lines
-
-
-def _span(values: list[Any], fmt: str) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
-        return "-"
-    lo, hi = min(present), max(present)
-    return format(lo, fmt) if lo == hi else f"{format(lo, fmt)}..{format(hi, fmt)}"
+    return fold_items(tensors, key=lambda s: s.key, alike=lambda s: (s.shape, s.dtype, s.flags),
+                      rank=lambda s: severity[s.flags[0]] if s.flags else len(severity), fold=fold)
 
 
 def _print_table(result: Any, name: str, fold: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ckptlab.cli.folding import value_range
     from ckptlab.cli.output import print_table
     from ckptlab.stats import FLAGS
 
@@ -106,9 +87,9 @@ def _print_table(result: Any, name: str, fold: bool) -> None:
             Text(", ".join(first.flags), style="bold red" if first.flags else ""), Text(pattern),
             str(tuple(first.shape)), first.dtype + (" (dequantised)" if first.dequantized else ""),
             f"x{len(members)}" if len(members) > 1 else "",
-            _span(lo, ".4g") if len(members) == 1 else _fmt(min((v for v in lo if v is not None), default=None)),
-            _span(hi, ".4g") if len(members) == 1 else _fmt(max((v for v in hi if v is not None), default=None)),
-            _span([m.mean for m in members], ".4g"), _span([m.std for m in members], ".4g"),
+            value_range(lo, ".4g") if len(members) == 1 else _fmt(min((v for v in lo if v is not None), default=None)),
+            value_range(hi, ".4g") if len(members) == 1 else _fmt(max((v for v in hi if v is not None), default=None)),
+            value_range([m.mean for m in members], ".4g"), value_range([m.std for m in members], ".4g"),
             f"{zeros:,}" if zeros < numel or not numel else "all",
             f"{sum(m.nan for m in members):,}" or "", f"{sum(m.inf for m in members):,}")
     flagged = result.flagged

@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab import editing
 from ckptlab.ui import state
 from ckptlab.ui.verify_panel import model_of
 
@@ -24,15 +23,25 @@ def show(alignment: Any, target: Any) -> None:
                "multiplier; frozen ones get requires_grad=False and stay out of the optimizer. A scheduler "
                "scales every group alike, so the ratio holds.")
     model = model_of(target.model, target.kwargs).meta_model
+    grown = finetune.new_rows(alignment)
+    grown_as_new = True
+    if grown:
+        grown_as_new = st.checkbox(
+            f"Train the {len(grown)} grown tensor(s) whole at lr x multiplier (their new rows start untrained)",
+            value=True, key="ft_grown_as_new")
+        st.caption("New rows from an adapter: " + "; ".join(f"`{n.describe()}`" for n in grown[:8])
+                   + ("; ..." if len(grown) > 8 else "") + (
+                       ". Trained whole at the new rate." if grown_as_new else
+                       ". Left at the base rate: the new rows will learn slowly."))
     a, b, c = st.columns([1.2, 2, 2])
     freeze_loaded = a.checkbox("Freeze the pretrained parameters", key="ft_freeze_loaded")
-    freeze = b.text_input("Also freeze parameters matching (regex)", key="ft_freeze", placeholder="^backbone\\.")
-    as_new = c.text_input("Train at lr x multiplier too (regex; e.g. a grown head)", key="ft_as_new",
-                          placeholder="^fc\\.")
+    # No placeholders: a grey example in an empty field reads as a value already there.
+    freeze = b.text_input("Also freeze parameters matching (regex, searched; e.g. `^backbone\\.`)", key="ft_freeze")
+    as_new = c.text_input("Also train at lr x multiplier (regex, searched; e.g. `^head\\.`)", key="ft_as_new")
     d, e, _ = st.columns([1, 1, 2.2])
     lr = d.number_input("learning rate", min_value=0.0, value=1e-3, format="%g", key="ft_lr")
     mult = e.number_input("new params lr x", min_value=0.0, value=10.0, format="%g", key="ft_mult")
-    pretrained = state.guarded(st, lambda: editing.pretrained_keys(alignment.fed, as_new))
+    pretrained = state.guarded(st, lambda: finetune.pretrained_keys(alignment, as_new, grown_as_new))
     if pretrained is None:
         return
     plan = state.guarded(st, lambda: finetune.plan(model, pretrained, lr=lr, new_lr_mult=mult,

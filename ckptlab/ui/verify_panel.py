@@ -79,23 +79,41 @@ def _names(keys: list[str]) -> str:
     return shown + (f" and {len(keys) - LISTED} more (filter the table by status)" if len(keys) > LISTED else "")
 
 
+def _mismatches(items: list[dict]) -> str:
+    shown = ", ".join(f"`{m['key']}` {tuple(m['checkpoint_shape'])} vs model {tuple(m['model_shape'])}"
+                      for m in items[:LISTED])
+    return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
+
+
 def warm_start_report(alignment: Any) -> None:
-    """What ``model.load_state_dict(renamed_source, strict=False)`` (or ``ckptlab.load_into``)
-    would report with this recipe: read straight from the table's rows."""
-    loaded = alignment.by_status("exact", "renamed")
-    adapted = alignment.by_status("adapted")
-    missing = [r.target for r in alignment.by_status("missing", "mismatch", "conflict")]
-    unexpected = [r.source for r in alignment.by_status("unused")]
-    by_name = sum(r.status == "exact" for r in loaded)
-    lines = [f"**Loaded**: {len(loaded)} ({by_name} by name, {len(loaded) - by_name} renamed)"
-             + (f", **adapted**: {len(adapted)}" if adapted else ""),
-             f"**Missing keys** (keep the target's own value, start fresh): {len(missing)}"
-             + (f": {_names(missing)}" if missing else ""),
-             f"**Unexpected keys** (source keys that feed nothing): {len(unexpected)}"
-             + (f": {_names(unexpected)}" if unexpected else "")]
+    """What ``model.load_state_dict(renamed_source, strict=False)`` would report with this
+    recipe, in torch's own categories (``ckptlab.warmstart.incompatible_keys``)."""
+    from ckptlab.warmstart import incompatible_keys
+
+    view = incompatible_keys(alignment)
+    counts = alignment.summary
+    converted = f", {counts['converted']} converted" if counts.get("converted") else ""
+    lines = [f"**Loaded**: {len(view.loaded)} ({counts['exact']} by name, {counts['renamed']} renamed{converted})"
+             + (f", **adapted**: {len(view.adapted)} (fitted by the recipe's adapters: `ckptlab.load_into` and "
+                "the merged file load them; a plain `load_state_dict` of the renamed source would raise a size "
+                "mismatch on them)" if view.adapted else ""),
+             f"**Missing keys** (`missing_keys`: keep the model's own value, start fresh): {len(view.missing_keys)}"
+             + (f": {_names(view.missing_keys)}" if view.missing_keys else ""),
+             f"**Unexpected keys** (`unexpected_keys`: source keys that feed nothing): {len(view.unexpected_keys)}"
+             + (f": {_names(view.unexpected_keys)}" if view.unexpected_keys else "")]
+    if view.size_mismatch:
+        lines.append(f"**Size mismatch**: {len(view.size_mismatch)}: {_mismatches(view.size_mismatch)}. "
+                     "`load_state_dict` RAISES on these, even with strict=False (`RuntimeError: size mismatch "
+                     "for ...`): fix them under Shape fixes, or drop them with a rule")
+    if view.conflicts:
+        lines.append(f"**Conflicts**: {len(view.conflicts)}: "
+                     + ", ".join(f"`{c['key']}` <- {len(c['sources'])} sources" for c in view.conflicts[:LISTED])
+                     + " (a renamed dict would silently keep one; ckptlab refuses to build the merge)")
+    if view.dropped:
+        lines.append(f"Dropped by the recipe's rules (torch never sees them): {len(view.dropped)} source keys")
     with st.container(border=True, key="warm_start_report"):
-        st.markdown("**Warm-start report**: what `model.load_state_dict(source, strict=False)` would say "
-                    "with this recipe (`ckptlab.load_into` returns the same)  \n" + "  \n".join(lines))
+        st.markdown("**Warm-start report**: what `model.load_state_dict(renamed_source, strict=False)` would say "
+                    "with this recipe's renames (`ckptlab.load_into` returns the same keys)  \n" + "  \n".join(lines))
 
 
 def _load(alignment: Any, target: Any) -> dict:
@@ -127,6 +145,16 @@ def source_as_model_expects(source_ckpt: Any, src_model: Any) -> tuple[dict, str
     return tensors, ("keys as the source model names them: " + "; ".join(applied)) if applied else ""
 
 
+def kept_rows(alignment: Any) -> set[int]:
+    """Rows of dim 0 that adapters kept from the source (10 for a head padded 10 -> 100,
+    or truncated 100 -> 10): the only output widths a grown or cut head can be compared at."""
+    kept = set()
+    for row in alignment.by_status("adapted"):
+        if row.source_shape and row.target_shape and row.source_shape[0] != row.target_shape[0]:
+            kept.add(min(row.source_shape[0], row.target_shape[0]))
+    return kept
+
+
 def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) -> dict:
     from ckptlab import verify
 
@@ -134,7 +162,7 @@ def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) 
     src_model = model_of(src_spec, src_kwargs)
     src_tensors, fixed = source_as_model_expects(alignment.source, src_model)
     check = verify.compare_function(src_model, src_tensors, model_of(target.model, target.kwargs),
-                                    merged_tensors(alignment)).to_dict()
+                                    merged_tensors(alignment), kept_rows=kept_rows(alignment)).to_dict()
     check["compared"] = (f"source model `{src_spec}` {_kwargs_text(src_kwargs)} holding the source checkpoint"
                          + (f" ({fixed})" if fixed else "")
                          + f" vs target model `{target.model}` {_kwargs_text(target.kwargs)} holding the merged "
@@ -198,7 +226,7 @@ def _show_function(check: dict) -> None:
         "else until it is trained.")
     (st.success if good else st.warning)(
         f"Function preservation: {verdict} (source input {tuple(check['source_input_shape'])}, "
-        f"target input {tuple(check['target_input_shape'])}).{why}")
+        f"target input {tuple(check['target_input_shape'])}; compared: {check['outputs']}).{why}")
     st.caption(f"Compared: {check['compared']}. Extra target input channels, if any, are filled with zeros and "
                "with random values; every fill is listed.")
     st.dataframe(pd.DataFrame(check["fills"]), hide_index=True)
@@ -224,12 +252,12 @@ def speed_figure(speed: Any) -> Any:
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                         subplot_titles=("median time per pass (ms)", "peak memory (MB)",
                                         "time ratio target / source (IQR)"))
-    for name, colour in zip(speed.names, ("#1f77b4", "#ff7f0e")):
+    for name, colour, dash in zip(speed.names, ("#1f77b4", "#ff7f0e"), ("solid", "dash")):
+        line = {"color": colour, "dash": dash}                 # dashed: equal curves stay both visible
         fig.add_trace(go.Scatter(x=sizes, y=[p.median_ms[name] for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name), 1, 1)
+                                 mode="lines+markers", line=line, legendgroup=name), 1, 1)
         fig.add_trace(go.Scatter(x=sizes, y=[p.peak_bytes[name] / 2**20 for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name,
-                                 showlegend=False), 1, 2)
+                                 mode="lines+markers", line=line, legendgroup=name, showlegend=False), 1, 2)
     fig.add_trace(go.Scatter(
         x=sizes, y=[p.ratio for p in speed.points], mode="markers", name="ratio", showlegend=False,
         marker={"color": ["#d62728" if p.noisy else "#2ca02c" for p in speed.points], "size": 9},

@@ -92,6 +92,8 @@ def group_tensors(tensors: Sequence[OutTensor], by_itemsize: bool) -> list[Group
 def raw_bytes(t: torch.Tensor) -> memoryview:
     """The tensor's bytes, C-contiguous, without a copy when it already is."""
     flat = t.detach().cpu().contiguous().reshape(-1)
+    if flat.numel() == 1 and flat.stride(0) != 1:  # one element of a strided view counts as contiguous
+        flat = flat.clone(memory_format=torch.contiguous_format)
     if flat.dtype.is_complex:
         flat = torch.view_as_real(flat).reshape(-1)
     return memoryview(flat.view(torch.uint8).numpy()).cast("B")

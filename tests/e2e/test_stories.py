@@ -121,7 +121,8 @@ def test_story2_rgb_to_rgba_pad_zeros_function_preserved(page, tmp_path: Path) -
 
 def test_story3_finetune_projector_to_100_classes(page, tmp_path: Path) -> None:
     """Strip 'classifier.', keep only the backbone (head fresh, frozen backbone plan), then
-    grow the head instead (pad, new rows from the target's init) and train it at lr x10."""
+    grow the head instead (pad, new rows from the target's init): the plan trains it at lr x10
+    by itself (its new rows are untrained), freeze the backbone."""
     source_file, target_file = SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt"
     drive.pick_pair(page, "Fine-tune: projector")
     drive.accept(page, {"strip_prefix": "classifier."})
@@ -146,8 +147,9 @@ def test_story3_finetune_projector_to_100_classes(page, tmp_path: Path) -> None:
     assert {k: v["op"] for k, v in suggestion["adapt"].items()} == {k: "pad" for k in grow["adapt"]}
     drive.accept(page, suggestion)
     drive.wait_for_metrics(page, adapted=2, mismatch=0)
+    page.get_by_text("fc.weight: rows 10..99 new (pad dim 0 (fill init)), rows 0..9 pretrained").wait_for()
+    page.get_by_text("New or trained as new: 2 tensors").wait_for()   # the grown head, with nothing typed
     drive.type_text(page, "ft_freeze", r"^backbone\.")
-    drive.type_text(page, "ft_as_new", r"^fc\.")
     frozen = [n for n, _ in build_model(MODELS + "Classifier", {"num_classes": 100}).named_parameters()
               if n.startswith("backbone.")]
     page.get_by_text(f"Frozen: {len(frozen)} tensors").wait_for()

@@ -64,3 +64,87 @@ def test_sizes_are_parsed_or_refused_in_one_line() -> None:
             assert type(exc).__name__ == "CheckpointError" and "\n" not in str(exc)
         else:
             raise AssertionError(f"{bad!r} accepted")
+
+
+# -- the fine-tune plan: a grown head trains at the head rate ---------------------------
+def _projector_with_grown_head() -> tuple[AppTest, int]:
+    import ckptlab
+    from ckptlab import editing
+    from ckptlab.ui.samples import PAIRS
+
+    pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
+    at = new_app()
+    at.sidebar.selectbox(key="pair").set_value(PAIRS[pair].title).run()
+    strip = {"strip_prefix": "classifier."}
+    at.button(key=f"accept_{editing.fragment_id(strip)}").click().run()
+    head = next(s.rule for s in ckptlab.align(PAIRS[pair].source.path, PAIRS[pair].target.path,
+                                              {"rules": [strip]}, auto="none").suggestions if "adapt" in s.rule)
+    at.button(key=f"accept_{editing.fragment_id(head)}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at, pair
+
+
+def _groups(at: AppTest) -> dict[str, tuple[float, int]]:
+    frame = next(d.value for d in at.dataframe if "lr" in d.value.columns)
+    return {row["name"]: (row["lr"], row["tensors"]) for _, row in frame.iterrows()}
+
+
+def test_accepting_the_head_pad_puts_the_grown_head_at_the_head_rate_and_says_so() -> None:
+    import torch
+
+    from ckptlab.ui.samples import PAIRS
+
+    at, pair = _projector_with_grown_head()
+    target = torch.load(PAIRS[pair].target.path, weights_only=True)
+    backbone = [k for k in target if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
+    groups = _groups(at)
+    assert groups["new"][0] == 1e-3 * 10 and groups["new"][1] == 2          # fc.weight, fc.bias
+    assert groups["pretrained"] == (1e-3, len(backbone))
+    assert any("New or trained as new: 2 tensors" in c.value for c in at.caption)
+    assert any("`fc.weight: rows 10..99 new (pad dim 0 (fill init)), rows 0..9 pretrained`" in c.value
+               for c in at.caption)
+    code = next(c.value for c in at.code if "def param_groups" in c.value)
+    assert "'fc.weight'" not in code.split("PRETRAINED = ")[1].splitlines()[0]
+    at.checkbox(key="ft_grown_as_new").uncheck().run()                     # the user's choice, said out loud
+    assert "new" not in _groups(at) and _groups(at)["pretrained"][1] == len(backbone) + 2
+    assert any("Left at the base rate" in c.value for c in at.caption)
+
+
+def test_no_field_of_the_verify_and_finetune_panels_shows_a_placeholder() -> None:
+    at, _ = _projector_with_grown_head()
+    mine = [t for t in at.text_input if (t.key or "").startswith(("ft_", "verify_"))]
+    assert {t.key for t in mine} >= {"ft_freeze", "ft_as_new"}
+    assert all(not t.proto.placeholder for t in mine), [(t.key, t.proto.placeholder) for t in mine]
+
+
+def test_function_check_of_the_grown_head_compares_the_kept_rows() -> None:
+    """The projector's own output (8 wide) is not the head's: refused. The classifier inside
+    it (10 classes) vs the grown 100-class model: rows 0..9 compared, equal up to float."""
+    at, _ = _projector_with_grown_head()
+    at.button(key="verify_function").click().run()
+    assert any("8 is not a row count the adapters kept (10)" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    next(t for t in at.text_input if (t.key or "").startswith("verify_src_spec_")).input(
+        "sample_ckpts.models:Classifier").run()
+    next(t for t in at.text_input if (t.key or "").startswith("verify_src_kwargs_")).input(
+        '{"num_classes": 10}').run()
+    at.button(key="verify_function").click().run()
+    assert not at.exception
+    verdict = next(s.value for s in at.success if s.value.startswith("Function preservation"))
+    assert "compared: the output rows 0..9 of dim 1 only (source 10, target 100" in verdict
+
+
+def test_warm_start_report_calls_a_shape_mismatch_a_size_mismatch_not_missing() -> None:
+    from ckptlab.ui.samples import PAIRS
+
+    pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
+    at = new_app()
+    at.sidebar.selectbox(key="pair").set_value(PAIRS[pair].title).run()
+    from ckptlab import editing
+
+    at.button(key=f"accept_{editing.fragment_id({'strip_prefix': 'classifier.'})}").click().run()
+    text = next(m.value for m in at.markdown if m.value.startswith("**Warm-start report**"))
+    missing = text.split("**Missing keys**")[1].split("**Unexpected keys**")[0]
+    mismatch = text.split("**Size mismatch**")[1]
+    assert "fc.weight" not in missing and ": 0" in missing
+    assert "`fc.weight` (10, 16) vs model (100, 16)" in mismatch and "RAISES" in mismatch
