@@ -20,8 +20,9 @@ if source.ckpt is None or target.ckpt is None:
 
 state.start_pair((source.identity, target.identity))
 top, rules_slot, convert_slot, bottom = st.container(), st.container(), st.container(), st.container()
-recipe_view = rules.edit(rules_slot)          # first, so an edit shows in this run's table
+rules.edit(rules_slot)                        # first, so an edit shows in this run's table
 conversions.edit(convert_slot, source, target)
+recipe_panel = convert_slot.container()       # the recipe as YAML and its inverse, below both editors
 alignment = state.guarded(top, lambda: state.alignment(source.ckpt, target.ckpt, st.session_state.get("auto", "none")))
 if alignment is None:
     st.stop()
@@ -34,8 +35,8 @@ with top:
     if frame is not None:
         state.panel(table.show, alignment, frame)
 with bottom:
-    state.panel(rules.effective, recipe_view, alignment)
-    state.panel(conversions.invert, recipe_view, alignment)
+    state.panel(rules.effective, recipe_panel, alignment)
+    state.panel(conversions.invert, recipe_panel, alignment)
     state.panel(fixes.show, alignment)
     state.panel(charts.show, alignment)
     state.panel(verify_panel.show, alignment, source, target)
