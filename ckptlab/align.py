@@ -141,6 +141,12 @@ class Alignment:
         """Target keys that get a source tensor (exact + renamed + adapted)."""
         return [row.target for row in self.rows if row.status in FED_STATUSES]
 
+    @property
+    def unmatched_adapt(self) -> list[str]:
+        """Recipe ``adapt`` entries naming no target key: a typo there would otherwise fix
+        nothing, silently."""
+        return [key for key in self.effective_recipe.adapt if key not in self.target]
+
     def row(self, target_key: str) -> Row:
         for row in self.rows:
             if row.target == target_key:
