@@ -49,19 +49,21 @@ def heatmap_figure(grid: dict[str, Any], log: bool = True) -> go.Figure:
     rows = grid["rows"]
     text = [[("—" if v is None else f"{v:.3g}") for v in row] for row in grid["z"]]
     fig = go.Figure(go.Heatmap(
-        z=z, x=columns, y=rows, text=text, colorscale="Viridis", hoverongaps=False,
+        z=z, x=columns, y=rows, colorscale="Viridis", hoverongaps=False, hoverinfo="skip",
         colorbar={"title": {"text": "log10 rel_l2" if log else "rel_l2"}},
-        hovertemplate="layer %{y}<br>%{x}<br>rel_l2 %{text}<extra></extra>",
     ))
-    xs, ys, keys = [], [], []
+    xs, ys, keys, labels = [], [], [], []
     for r, row_keys in enumerate(grid["keys"]):
         for c, key in enumerate(row_keys):
             if key is not None:
                 xs.append(columns[c])
                 ys.append(rows[r])
                 keys.append(key)
+                labels.append(f"{html.escape(key)}<br>rel_l2 {text[r][c]}")
+    # the markers take the hover and the click (a heatmap trace gives Streamlit no selection)
     fig.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers", customdata=keys, showlegend=False, hoverinfo="skip",
+        x=xs, y=ys, mode="markers", customdata=keys, text=labels, showlegend=False,
+        hovertemplate="%{text}<extra></extra>",
         marker={"symbol": "square", "size": 18, "opacity": 0.01, "color": "#000000"},
         selected={"marker": {"opacity": 0.35}}, unselected={"marker": {"opacity": 0.01}},
     ))
@@ -85,12 +87,14 @@ def clicked_key(event: Any) -> str | None:
 
 
 def pairs_frame(result: Any) -> pd.DataFrame:
-    """The pairs, changed first (largest rel_l2 first), then those not compared, then equal."""
+    """The pairs, changed first (largest rel_l2 first, undefined ones after), then those not
+    compared, then equal ones."""
     frame = result.to_frame()
     if frame.empty:
         return frame
-    rank = frame["equal"].map({False: 0, None: 1, True: 2}).fillna(1)
-    frame = frame.assign(_rank=rank, _rel=frame["rel_l2"].fillna(float("inf")))
+    rank = [0 if p.equal is False and p.rel_l2 is not None else 1 if p.equal is False else 2 if p.equal is None
+            else 3 for p in result.pairs]
+    frame = frame.assign(_rank=rank, _rel=frame["rel_l2"].fillna(0.0))
     frame = frame.sort_values(["_rank", "_rel"], ascending=[True, False], kind="stable")
     return frame.drop(columns=["_rank", "_rel"]).reset_index(drop=True)
 
