@@ -37,7 +37,8 @@ class Checkpoint:
     ``other`` (non-tensor entries), ``placeholders`` (classes the restricted unpickler stood
     in for), ``metadata`` (string metadata of the file, e.g. safetensors' header),
     ``extras`` (the plain-Python values of ``other`` that can be written back: numbers,
-    strings, lists/dicts of them and tensors; never a placeholder object).
+    strings, lists/dicts of them and tensors; never a placeholder object), ``beside`` (every
+    entry beside the tensors as read, ``(key path, value)``: what ``keep_extras`` writes back).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class Checkpoint:
         placeholders: tuple[str, ...] = (),
         metadata: Mapping[str, str] | None = None,
         extras: Mapping[str, Any] | None = None,
+        beside: tuple[tuple[tuple, Any], ...] | None = None,
     ):
         self._tensors = dict(tensors)
         self.path = str(path) if path is not None else None
@@ -62,6 +64,7 @@ class Checkpoint:
         self.placeholders = tuple(placeholders)
         self.metadata = dict(metadata or {})
         self.extras = dict(extras or {})
+        self.beside = tuple(beside) if beside is not None else tuple(((k,), v) for k, v in self.extras.items())
 
     # -- construction -------------------------------------------------------------------
     @classmethod

@@ -510,7 +510,8 @@ def snippet(
     """The script's text. Given an ``Alignment``, paths, container and target come from it;
     given a ``Recipe`` (or its dict/path), SOURCE/TARGET are left for the command line.
     ``pretrained``: the keys the param groups treat as pretrained (default: every fed
-    target key; the app leaves out a grown head the user wants trained at lr x mult)."""
+    target key but those with new rows, see ``finetune.pretrained_keys``; the app also
+    leaves out what the user chose to train at lr x mult)."""
     from ckptlab import __version__
 
     alignment = alignment_or_recipe if hasattr(alignment_or_recipe, "effective_recipe") else None
@@ -538,8 +539,10 @@ def snippet(
         parts.append(_CONVERT)
     parts.append(_REMAP)
     parts.append(_SAVE_MAIN.replace("__LOAD_TARGET__", "load_target()" if model_code else "None"))
-    if pretrained is None:
-        pretrained = [r.target for r in alignment.rows if r.fed] if alignment else []
+    if pretrained is None:             # grown / re-initialised tensors train at lr x mult, as in the app's plan
+        from ckptlab.finetune import pretrained_keys
+
+        pretrained = pretrained_keys(alignment) if alignment else []
     parts.append(_FINETUNE.format(pretrained=_py_set(list(pretrained)), lr=1e-3 if lr is None else lr,
                                   new_lr_mult=10.0 if new_lr_mult is None else new_lr_mult,
                                   freeze_loaded=freeze_loaded, freeze=freeze))

@@ -29,6 +29,7 @@ OPTIMIZER_SLOTS = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", 
                              "square_avg", "acc_delta", "mu", "eta", "ax", "prev", "step_size", "exp_inf",
                              "grad_avg", "state"})
 MAX_DEPTH = 64
+MAX_PLAIN_NODES = 100_000  # values in one extra (epoch, config, ...) written back into a new file
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
@@ -80,16 +81,23 @@ def _children(node: Any) -> list[tuple[Any, Any]]:
     return []
 
 
-def _tensor_tree(node: Any, depth: int = 0) -> dict[str, LazyTensor] | None:
-    """A dict of only tensors and such dicts, with string keys, flattened to dotted keys."""
+def _tensor_tree(node: Any, depth: int = 0, seen: set[int] | None = None) -> dict[str, LazyTensor] | None:
+    """A dict of only tensors and such dicts, with string keys, flattened to dotted keys.
+
+    A dict reached twice (a shared sub-dict: the file is a DAG, not a tree) makes the whole
+    thing not a tensor tree, so a file of shared references costs its size, not its paths."""
     if depth > MAX_DEPTH or not isinstance(node, dict) or not node or not all(isinstance(k, str) for k in node):
         return None
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return None
+    seen.add(id(node))
     out: dict[str, LazyTensor] = {}
     for key, value in node.items():
         if isinstance(value, LazyTensor):
             out[key] = value
             continue
-        sub = _tensor_tree(value, depth + 1)
+        sub = _tensor_tree(value, depth + 1, seen)
         if sub is None:
             return None
         out.update({f"{key}.{k}": v for k, v in sub.items()})
@@ -149,16 +157,42 @@ def _other(root: Any, chosen: _Found) -> tuple[OtherEntry, ...]:
     return tuple(entries)
 
 
+def _beside(root: Any, chosen: _Found) -> tuple[tuple[tuple, Any], ...]:
+    """Every entry beside the chosen tensors as read (tensors lazy, other classes as placeholders),
+    with its key path from the root: what ``keep_extras`` writes back. Mirrors ``_other``."""
+    entries: list[tuple[tuple, Any]] = []
+    node, path = root, ()
+    for key, child in chosen.chain:
+        entries += [(path + (k,), v) for k, v in _children(node) if not (k == key and v is child)]
+        node, path = child, path + (key,)
+    entries += [(path + (k,), v) for k, v in _children(node) if k not in chosen.consumed]
+    return tuple(entries)
+
+
 def is_plain(value: Any, depth: int = 0) -> bool:
-    """Numbers, strings, and containers of them: safe to write back into a new file."""
-    if depth > MAX_DEPTH:
+    """Numbers, strings, and containers of them: safe to write back into a new file.
+
+    Only a *tree* of at most ``MAX_PLAIN_NODES`` values is plain: a container reached twice
+    (shared references, which JSON or ``str()`` would expand once per path) is not."""
+    budget = [MAX_PLAIN_NODES]
+    return _plain(value, depth, set(), budget)
+
+
+def _plain(value: Any, depth: int, seen: set[int], budget: list[int]) -> bool:
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
         return False
     if isinstance(value, _PLAIN) and not isinstance(value, Placeholder):
         return True
+    if id(value) in seen:
+        return False
     if type(value) in (list, tuple, set, frozenset):
-        return all(is_plain(v, depth + 1) for v in value)
+        seen.add(id(value))
+        return all(_plain(v, depth + 1, seen, budget) for v in value)
     if isinstance(value, dict) and type(value).__module__ in ("builtins", "collections"):
-        return all(is_plain(k, depth + 1) and is_plain(v, depth + 1) for k, v in value.items())
+        seen.add(id(value))
+        return all(_plain(k, depth + 1, seen, budget) and _plain(v, depth + 1, seen, budget)
+                   for k, v in value.items())
     return False
 
 
@@ -181,10 +215,12 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
     else:
         chosen = next((f for f in found if f.path == container), None)
         if chosen is None:
-            listed = ", ".join(repr(f.path) for f in found[:12]) + (", ..." if len(found) > 12 else "")
+            listed = ", ".join(repr(f.path) if f.path else "(top level)" for f in found[:12]) + (
+                ", ..." if len(found) > 12 else "")
             raise ContainerError(f"no tensor mapping at {container!r}; candidates: {listed}", path)
     return Checkpoint(
         chosen.mapping, path=path, format=loaded.format, container=chosen.path,
         candidates=tuple(f.candidate() for f in found), other=_other(loaded.root, chosen),
         placeholders=loaded.placeholders, metadata=loaded.metadata, extras=_extras(loaded.root, chosen),
+        beside=_beside(loaded.root, chosen),
     )

@@ -731,16 +731,17 @@ def _order(value: str) -> tuple:
 
 
 def find_groups(conversions: Sequence[Conversion], source_shapes: Mapping[str, Shape],
-                strict: bool = True) -> Matches:
+                strict: bool = True, start: int = 1) -> Matches:
     """Match each conversion against the source keys (in recipe order; a key claimed by an
     earlier entry is not offered to a later one) and preview every group's output shapes.
 
     With ``strict`` a conversion that matches nothing, or whose ops do not fit the shapes,
-    raises a one-line ``RecipeError`` naming the entry; otherwise it is skipped.
+    raises a one-line ``RecipeError`` naming the entry; otherwise it is skipped. ``start``:
+    the position of the first entry (an editor checking one line at a time).
     """
     out = Matches()
     keys = list(source_shapes)
-    for index, conv in enumerate(conversions, start=1):
+    for index, conv in enumerate(conversions, start=start):
         try:
             groups = _groups_of(index, conv, [k for k in keys if k not in out.claimed], source_shapes)
         except RecipeError:

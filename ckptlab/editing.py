@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -86,7 +87,8 @@ def rows_to_rules(rows: Iterable[Mapping[str, Any]]) -> list[Rule]:
 
 def with_rule_rows(recipe: Recipe, rows: Iterable[Mapping[str, Any]]) -> Recipe:
     """The recipe with its rules replaced by the grid's (map/adapt/container kept)."""
-    return Recipe(rows_to_rules(rows), dict(recipe.map), dict(recipe.adapt), recipe.container)
+    return replace(recipe, rules=rows_to_rules(rows), map=dict(recipe.map), adapt=dict(recipe.adapt),
+                   convert=list(recipe.convert))  # conversions and dtype stay as they are
 
 
 # -- explicit map ---------------------------------------------------------------------
@@ -112,7 +114,8 @@ def rows_to_map(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def with_map_rows(recipe: Recipe, rows: Iterable[Mapping[str, Any]]) -> Recipe:
-    return Recipe(list(recipe.rules), rows_to_map(rows), dict(recipe.adapt), recipe.container)
+    return replace(recipe, rules=list(recipe.rules), map=rows_to_map(rows), adapt=dict(recipe.adapt),
+                   convert=list(recipe.convert))
 
 
 # -- suggestions ----------------------------------------------------------------------
@@ -185,7 +188,7 @@ def with_shape_fix(recipe: Recipe, target_key: str, source_shape: Sequence[int],
 
 def without_shape_fix(recipe: Recipe, target_key: str) -> Recipe:
     adapt = {k: v for k, v in recipe.adapt.items() if k != target_key}
-    return Recipe(list(recipe.rules), dict(recipe.map), adapt, recipe.container)
+    return replace(recipe, rules=list(recipe.rules), map=dict(recipe.map), adapt=adapt, convert=list(recipe.convert))
 
 
 # -- fine-tune plan -------------------------------------------------------------------

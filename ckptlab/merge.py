@@ -11,7 +11,6 @@ checkpoint.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ckptlab import adapt
+from ckptlab import adapt, extras
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import AdaptError, MergeError
 from ckptlab.info import TensorInfo, dtype_name
@@ -64,6 +63,7 @@ class MergePlan:
         self.entries = {e.target: e for e in entries}
         self.unused = [r.source for r in alignment.rows if r.status == "unused"]
         self.keep_extras, self.nest = keep_extras, nest
+        self.extras_not_kept: list[extras.NotKept] = []  # filled when the writer asks for extras
         self._waiting: dict[int, dict[str, torch.Tensor]] = {}  # group id -> outputs not yet written
         self._members: dict[int, list[str]] = {}  # group id -> its target keys in the plan
         for e in entries:
@@ -110,8 +110,16 @@ class MergePlan:
 
     def _run(self, group: Any) -> list[torch.Tensor]:
         """A group's outputs, each in its own contiguous memory."""
-        outputs = group.run([self.source.tensor(s) for s in group.sources])
+        outputs = group.run([self._read(s) for s in group.sources])
         return [t.contiguous() for t in outputs]
+
+    def _read(self, key: str) -> torch.Tensor:
+        """A conversion's source tensor: mapped from the file where its bytes lie as one span
+        (the ops read the page cache; nothing is copied before they run), else loaded."""
+        from ckptlab.windows import mapped
+
+        view = mapped(self.source.lazy(key))
+        return view if view is not None else self.source.tensor(key)
 
     def _plain(self, e: PlanEntry) -> torch.Tensor:
         key = e.target
@@ -165,7 +173,8 @@ class MergePlan:
     def metadata(self) -> dict[str, str]:
         meta = {"format": "pt", "ckptlab.recipe": self.alignment.effective_recipe.to_json()}
         if self.keep_extras:
-            meta.update(_extras_as_metadata(self.source.extras))
+            kept, self.extras_not_kept = extras.for_safetensors(self.source.beside, (*meta, "ckptlab.aliases"))
+            meta.update(kept)
         return meta
 
     @property
@@ -173,13 +182,20 @@ class MergePlan:
         """Builds the saved object of a .pt around the tensor mapping (extras, nesting)."""
         if not (self.keep_extras or self.nest):
             return None
-        extras = dict(self.source.extras) if self.keep_extras else {}
         container = self.source.container if self.nest else ""
+        kept: list[tuple[tuple, Any]] = []
+        if self.keep_extras:
+            kept, self.extras_not_kept = extras.for_pt(self.source.beside, self.entries, nest=bool(container))
 
         def build(tensors: dict[str, Any]) -> Any:
             if not container:
-                return {**tensors, **{k: v for k, v in extras.items() if k not in tensors}}
-            root: dict[str, Any] = dict(extras)
+                return {**tensors, **{path[0]: v for path, v in kept}}
+            root: dict[Any, Any] = {}
+            for path, value in kept:  # each entry at its place in the file's layout
+                node = root
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = value
             node = root
             *parents, leaf = container.split(".")
             for part in parents:
@@ -209,7 +225,8 @@ class MergePlan:
                                   "(safetensors cannot share storage)")
                     if r.target in _tied_copies(aliases) else r for r in rows]
         return Report(rows=rows, unused=self.unused, recipe=self.alignment.effective_recipe.to_dict(),
-                      warning=self.alignment.warning, outputs=[str(p) for p in outputs or []], aliases=aliases)
+                      warning=self.alignment.warning, outputs=[str(p) for p in outputs or []], aliases=aliases,
+                      extras_not_kept=[str(n) for n in self.extras_not_kept])
 
 
 # -- building a plan ---------------------------------------------------------------------
@@ -269,7 +286,7 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
                                  _info(t_info.shape, out), cast_note(s_info.dtype, out)))
     if faults:
         shown = "; ".join(faults[:5]) + (f"; ... and {len(faults) - 5} more" if len(faults) > 5 else "")
-        err = MergeError(f"{len(faults)} row{'s' if len(faults) != 1 else ''} block the merge: {shown}"
+        err = MergeError(f"{len(faults)} row{'s block' if len(faults) != 1 else ' blocks'} the merge: {shown}"
                          f" ({_how_to_go_on(faults)})")
         err.faults = faults
         raise err
@@ -387,18 +404,6 @@ def _field(spec: Any, name: str) -> Any:
 
 
 # -- report helpers -------------------------------------------------------------------------
-def _extras_as_metadata(extras: Mapping[str, Any]) -> dict[str, str]:
-    """safetensors metadata is str -> str: strings as they are, the rest as JSON."""
-    meta = {}
-    for key, value in extras.items():
-        try:
-            meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
-        except TypeError:
-            raise MergeError(f"extra {key!r} ({type(value).__name__}) cannot go into safetensors "
-                             "metadata; write .pt to keep it") from None
-    return meta
-
-
 def _how_to_go_on(faults: list[str]) -> str:
     """The ways out of a blocked merge, for the kinds of fault present."""
     ways = []

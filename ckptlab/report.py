@@ -45,6 +45,7 @@ class Report:
     outputs: list[str] = field(default_factory=list)
     aliases: list[list[str]] = field(default_factory=list)
     new_rows: list[str] = field(default_factory=list)   # fed keys an adapter grew or re-initialised
+    extras_not_kept: list[str] = field(default_factory=list)  # "key (why)": asked to keep, could not
 
     # -- views ------------------------------------------------------------------------
     def _keys(self, *statuses: str) -> list[str]:
@@ -97,6 +98,7 @@ class Report:
             "outputs": list(self.outputs),
             "aliases": [list(a) for a in self.aliases],
             "new_rows": list(self.new_rows),
+            "extras_not_kept": list(self.extras_not_kept),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -135,6 +137,7 @@ class Report:
             outputs=list(data.get("outputs", [])),
             aliases=[list(a) for a in data.get("aliases", [])],
             new_rows=list(data.get("new_rows", [])),
+            extras_not_kept=list(data.get("extras_not_kept", [])),
         )
 
     def __repr__(self) -> str:

@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,8 +68,9 @@ def describe_misfit(report: Mapping[str, list]) -> str:
     parts = [f"{len(report[k])} {k}" for k in ("missing", "unexpected", "mismatched") if report[k]]
     if not parts:
         return "loads strictly: no missing, unexpected or mismatched keys"
-    first = (report["mismatched"][:1] and "first mismatched: {key} checkpoint {checkpoint_shape} vs model "
-             "{model_shape}".format(**report["mismatched"][0])) or (
+    m = report["mismatched"][0] if report["mismatched"] else None  # shapes as tuples, as everywhere else
+    first = (m and f"first mismatched: {m['key']} checkpoint {tuple(m['checkpoint_shape'])} vs model "
+             f"{tuple(m['model_shape'])}") or (
         report["missing"][:1] and f"first missing: {report['missing'][0]}") or (
         f"first unexpected: {report['unexpected'][0]}")
     return ", ".join(parts) + f" ({first})"
@@ -246,8 +247,9 @@ class _PeakTensorMemory(TorchDispatchMode):
     """Peak bytes of tensors created while active (storages tracked until freed).
 
     tracemalloc does not see torch's allocator and the profiler writes to stderr, so
-    every op output's storage is counted once and released by a weakref finalizer.
-    Kernel-internal scratch buffers that are never an op's output are not seen.
+    every op output's new storage is counted once and released by a weakref finalizer;
+    outputs that share an argument's storage (views, in-place ops) are not new. Kernel-
+    internal scratch buffers that are never an op's output are not seen.
     """
 
     def __init__(self):
@@ -262,11 +264,14 @@ class _PeakTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # A view, an in-place op or an out= op returns an argument's storage (weight.t() in
+        # a linear layer, the input flattened): nothing new was allocated.
+        held = {(str(t.device), t.untyped_storage().data_ptr()) for t in _outputs((args, kwargs or {}))}
         for t in _outputs(out):
             storage = t.untyped_storage()
             key = (str(t.device), storage.data_ptr())
             nbytes = storage.nbytes()
-            if nbytes == 0 or key in self._tracked:
+            if nbytes == 0 or key in self._tracked or key in held:
                 continue
             self._tracked[key] = weakref.finalize(storage, self._release, key, nbytes)
             self.live += nbytes
@@ -285,6 +290,7 @@ CPU_MEMORY_METHOD = ("peak bytes of the tensors one forward creates, live at onc
                      "scratch buffers are not counted")
 CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated during one forward, above the level before it"
 MIN_SAMPLE_S = 0.005        # one timed sample runs the forward this long at least (timer noise)
+FEWEST_PAIRS = 3            # the budget stops a size only after this many pairs (an IQR needs some)
 
 
 def peak_memory(module: nn.Module, x: torch.Tensor, backward: bool = False,
@@ -342,22 +348,25 @@ class SpeedComparison:
     threads: int
     budget_s: float
     tolerance: float
+    min_pairs: int = 10
 
     def point(self, size: int) -> SpeedPoint:
         return next(p for p in self.points if p.size == size)
 
     def verdict(self, point: SpeedPoint) -> str:
-        """One sentence a person can act on, honest about noise."""
+        """One sentence a person can act on, honest about noise and about few pairs."""
         base, other = self.names
         spread = f"interquartile range {point.ratio_low:.2f}-{point.ratio_high:.2f} over {point.pairs} pairs"
+        few = (f" Only {point.pairs} pairs fit in the time budget (fewer than {self.min_pairs}): a rough figure."
+               if point.pairs < self.min_pairs else "")
         if point.noisy:
             return (f"Too noisy to tell at size {point.size}: {other}/{base} time ratio {point.ratio:.2f}, "
                     f"{spread} includes 1 (in a quarter or more of the pairs the other model was faster); "
-                    "rerun with a larger time budget or on a quieter machine.")
+                    f"rerun when the machine is quieter.{few}")
         word = "faster" if point.ratio < 1 else "slower"
         factor = 1 / point.ratio if point.ratio < 1 else point.ratio
         return (f"At size {point.size}, {other} is {factor:.2f}x {word} than {base} "
-                f"(time ratio {point.ratio:.2f}, {spread}).")
+                f"(time ratio {point.ratio:.2f}, {spread}).{few}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -367,9 +376,26 @@ class SpeedComparison:
         return out
 
 
+def token_vocab(model: nn.Module) -> int | None:
+    """The vocabulary of a model that takes token ids (no conv, and an Embedding before any
+    linear layer: GPT, BERT), else None. An image model's embeddings (a style table) do
+    not count: its convs come first."""
+    modules = list(model.modules())
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in modules):
+        return None
+    for module in modules:
+        if isinstance(module, nn.Embedding):
+            return module.num_embeddings
+        if isinstance(module, nn.Linear):
+            return None
+    return None
+
+
 def default_sizes(model: nn.Module) -> list[int]:
-    """Three input sizes around the inferred one: spatial sides for a conv model, batch
-    sizes for a model that starts with a linear layer."""
+    """Three input sizes around the inferred one: spatial sides for a conv model, sequence
+    lengths for a token model, batch sizes for a model that starts with a linear layer."""
+    if token_vocab(model) is not None:
+        return [16, 64, 256]
     shape = infer_input_shape(model)
     if len(shape) == 2:
         return [1, 16, 64]
@@ -379,11 +405,24 @@ def default_sizes(model: nn.Module) -> list[int]:
 
 def input_shape_for(model: nn.Module, size: int, batch: int = 2) -> tuple[int, ...]:
     """The input of ``model`` at ``size``: ``(batch, C, size, size)`` for a 2-D conv model
-    (every spatial dim = size), ``(size, in_features)`` for a linear one (size = batch)."""
+    (every spatial dim = size), ``(batch, size)`` token ids for a token model (size =
+    sequence length), ``(size, in_features)`` for a linear one (size = batch)."""
+    if token_vocab(model) is not None:
+        return (batch, size)
     base = infer_input_shape(model, batch)
     if len(base) == 2:
         return (size, base[1])
     return (base[0], base[1], *([size] * (len(base) - 2)))
+
+
+def _example_input(model: nn.Module, size: int, batch: int, seed: int) -> torch.Tensor:
+    """Seeded random input at ``size``: floats, or token ids below the model's vocabulary."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = input_shape_for(model, size, batch)
+    vocab = token_vocab(model)
+    if vocab is not None:
+        return torch.randint(0, vocab, shape, generator=gen)
+    return torch.randn(shape, generator=gen)
 
 
 def compare_speed(
@@ -400,6 +439,7 @@ def compare_speed(
     threads: int | None = 1,
     seed: int = 0,
     allow_code: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SpeedComparison:
     """Time and peak memory of two models over input sizes, as a ratio you can trust.
 
@@ -407,14 +447,17 @@ def compare_speed(
     alternating order (A B, B A, A B, ...), so drift and load hit both alike; each pair
     gives one ratio time(second) / time(first). Pairs are added until the median's 95%
     interval is within ``tolerance`` of it (after ``min_pairs``), ``max_pairs``, or the
-    size's share of ``budget_s`` (seconds, over all sizes) runs out. The result per size is
+    size's share of ``budget_s`` (seconds, over all sizes) runs out (after 3 pairs, so a slow
+    model cannot overrun the budget tenfold; the verdict then says how few pairs there were). The result per size is
     the median ratio with its interquartile range; when that range includes 1 the point
-    is ``noisy``. ``sizes``: spatial sides (conv models) or batch sizes (linear ones); by
-    default three around the inferred input. Peak memory: see ``peak_memory``.
+    is ``noisy``. ``sizes``: spatial sides (conv models), sequence lengths (token models) or
+    batch sizes (linear ones); by default three around the inferred input. Peak memory: see ``peak_memory``.
 
     ``threads`` (torch intra-op threads while measuring; ``None`` keeps the current
     setting) is 1 by default: on a shared machine several threads wait on each other and
     that noise swamps the difference (2 threads on 2 busy cores: 5x slower, ratios all over).
+    The setting is process-wide while it runs (other sessions of a web app share it).
+    ``progress(done, total)`` is called after each size.
     """
     if len(models) != 2:
         raise CheckpointError(f"compare_speed compares two models, got {len(models)}")
@@ -430,14 +473,18 @@ def compare_speed(
         torch.set_num_threads(int(threads))
     try:
         used = torch.get_num_threads()
-        points = [_measure_size(built, size, batch, share, tolerance, min_pairs, max_pairs, warmup, device,
-                                backward, seed) for size in sizes]
+        points = []
+        for size in sizes:
+            points.append(_measure_size(built, size, batch, share, tolerance, min_pairs, max_pairs, warmup, device,
+                                        backward, seed))
+            if progress is not None:
+                progress(len(points), len(sizes))
     finally:
         torch.set_num_threads(before)
     return SpeedComparison(
         names=tuple(built), params={n: sum(p.numel() for p in m.parameters()) for n, m in built.items()},
         points=points, memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
-        device=str(device), threads=used, budget_s=budget_s, tolerance=tolerance)
+        device=str(device), threads=used, budget_s=budget_s, tolerance=tolerance, min_pairs=min_pairs)
 
 
 def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: float, tolerance: float,
@@ -447,8 +494,7 @@ def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: 
     (a, model_a), (b, model_b) = built.items()
     feeds = {}
     for name, module in built.items():
-        shape = input_shape_for(module, size, batch)
-        feeds[name] = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        feeds[name] = _example_input(module, size, batch, seed).to(device)
     for _ in range(max(warmup, 1)):
         for name, module in built.items():
             _checked(name, module, feeds[name], backward, device)
@@ -467,9 +513,9 @@ def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: 
             if high - low <= tolerance * statistics.median(ratios):
                 stopped = "spread small"
                 break
-            if time.perf_counter() - start >= budget_s:
-                stopped = "time budget"
-                break
+        if len(ratios) >= FEWEST_PAIRS and time.perf_counter() - start >= budget_s:
+            stopped = "time budget"
+            break
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
     peaks = {name: peak_memory(module, feeds[name], backward, device) for name, module in built.items()}
     return SpeedPoint(

@@ -151,7 +151,7 @@ def test_a_blocked_merge_is_one_line_with_the_way_out_and_lists_long_fault_lists
     assert code == 1 and out == ""
     [line] = err.strip().splitlines()
     assert line.startswith("ckptlab: error: 2 rows block the merge: shape mismatch at 'head.weight': source (2, 4)")
-    assert line.endswith("keep the target's values with on-mismatch keep-target)")
+    assert line.endswith("keep the target's values with --on-mismatch keep-target)")
     many = {f"layers.{i}.w": torch.zeros(3) for i in range(7)}
     torch.save(many, tmp_path / "s7.pt")
     torch.save({k: torch.zeros(4) for k in many}, tmp_path / "t7.pt")

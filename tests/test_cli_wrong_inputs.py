@@ -42,7 +42,7 @@ def one_line_error(err: str) -> str:
 
 @pytest.mark.parametrize("report, problem", [
     ("missing-folder/report.json", "folder"),
-    ("report.txt", "report must end in .json, .csv"),
+    ("report.txt", "must end in .json or .csv"),
 ])
 def test_a_bad_report_path_is_refused_before_the_checkpoint_is_written(tmp_path, capsys, pair, report, problem):
     out_dir = tmp_path / "out"

@@ -210,3 +210,16 @@ def test_grown_head_gets_the_head_rate_by_default(via, tmp_path):
     assert new["lr"] == pytest.approx(0.1) and sorted(names[id(p)] for p in new["params"]) == ["fc.bias", "fc.weight"]
     summary = plan(model, source, lr=0.01)
     assert sorted(summary.new_names) == ["fc.bias", "fc.weight"]
+
+
+def test_the_downloaded_script_trains_the_grown_head_at_the_new_rate_too():
+    from ckptlab import codegen
+
+    code = codegen.snippet(_grown_alignment())
+    namespace: dict = {}
+    exec(compile(code, "remap_checkpoint.py", "exec"), namespace)       # the script, as a user runs it
+    model = models.Classifier(100)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g["name"]: sorted(names[id(p)] for p in g["params"]) for g in namespace["param_groups"](model)}
+    assert groups["new"] == ["fc.bias", "fc.weight"]
+    assert all(n.startswith("backbone.") for n in groups["pretrained"])

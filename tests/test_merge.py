@@ -122,7 +122,7 @@ def test_a_conflict_blocks_the_merge_and_writes_nothing(tmp_path):
 def test_a_mismatch_without_an_adapter_blocks_the_merge(tmp_path):
     s, t = write_pair(tmp_path, {"conv1.weight": torch.ones(8, 3, 3, 3), "b": torch.ones(1)},
                       {"conv1.weight": torch.zeros(8, 4, 3, 3), "b": torch.zeros(1)})
-    with pytest.raises(MergeError, match=r"1 row block the merge: shape mismatch at 'conv1.weight': "
+    with pytest.raises(MergeError, match=r"1 row blocks the merge: shape mismatch at 'conv1.weight': "
                                          r"source \(8, 3, 3, 3\) vs target \(8, 4, 3, 3\) \(to go on: .*"
                                          r"keep-target\)$"):
         remap(s, t, tmp_path / "out.safetensors", auto="none")

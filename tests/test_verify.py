@@ -1,6 +1,7 @@
 """Load reports, function preservation and speed/memory comparison on real files."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ckptlab.verify import (
     load_report,
     loaded_model,
     peak_memory,
+    token_vocab,
 )
 from sample_ckpts import models
 
@@ -64,7 +66,7 @@ def test_load_report_shapes_and_message():
     assert report == {"missing": [], "unexpected": [], "mismatched": [
         {"key": "conv1.weight", "checkpoint_shape": [8, 3, 3, 3], "model_shape": [8, 4, 3, 3]}]}
     assert describe_misfit(report) == ("1 mismatched (first mismatched: conv1.weight checkpoint "
-                                       "[8, 3, 3, 3] vs model [8, 4, 3, 3])")
+                                       "(8, 3, 3, 3) vs model (8, 4, 3, 3))")
 
 
 def test_load_report_reads_no_tensor_bytes():
@@ -246,6 +248,13 @@ def test_peak_memory_counts_live_tensors_not_freed_ones():
     assert 6_000_000 <= peak_memory(TwoTemps(), torch.zeros(1)) < 6_100_000
 
 
+def test_peak_memory_does_not_count_views_of_weights_or_inputs():
+    """F.linear takes weight.t() (a view of 4 MB of parameters) and Flatten views the input:
+    neither allocates; only the (2, 1000) output does."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 1000)).eval()
+    assert peak_memory(net, torch.randn(2, 10, 100)) == 2 * 1000 * 4
+
+
 def test_compare_speed_inputs_per_model_backward_and_errors():
     report = compare_speed({"a": models.ConvNet(), "b": models.ConvNet(in_chans=4)}, sizes=[8], budget_s=0.3,
                            min_pairs=2, backward=True)
@@ -260,3 +269,44 @@ def test_compare_speed_inputs_per_model_backward_and_errors():
         compare_speed({"a": models.ConvNet(), "b": models.ConvNet()}, sizes=[0])
     with pytest.raises(CheckpointError, match=r"model 'b' fails on input \(2, 1, 20, 20\)"):
         compare_speed({"a": models.ConvNet(in_chans=1), "b": models.FontUNet()}, sizes=[20])
+
+
+class _Tokens(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 50)
+
+    def forward(self, ids):
+        return self.head(self.wte(ids))
+
+
+def test_token_models_are_timed_over_sequence_lengths_with_token_ids():
+    assert token_vocab(_Tokens()) == 50 and token_vocab(models.FontUNet()) is None   # a style table is no vocabulary
+    assert default_sizes(_Tokens()) == [16, 64, 256]
+    report = compare_speed({"a": _Tokens(), "b": _Tokens()}, sizes=[4, 16], budget_s=0.3, min_pairs=2)
+    assert [p.input_shapes["a"] for p in report.points] == [(2, 4), (2, 16)]
+    assert report.points[1].peak_bytes["a"] >= 2 * 16 * 50 * 4                       # the logits
+
+
+class _Sleeper(torch.nn.Module):
+    """A model slow on any machine: one pass sleeps ``seconds``."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return self.fc(x)
+
+
+def test_the_budget_stops_a_slow_pair_after_three_pairs_and_says_the_figure_is_rough():
+    seen = []
+    report = compare_speed({"a": _Sleeper(0.01), "b": _Sleeper(0.04)}, sizes=[1, 2], budget_s=0.01, warmup=1,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+    for point in report.points:
+        assert point.pairs == 3 and point.stopped == "time budget"
+        assert "Only 3 pairs fit in the time budget (fewer than 10)" in report.verdict(point)

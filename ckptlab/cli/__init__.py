@@ -52,7 +52,9 @@ def _dispatch(argv: list[str] | None) -> int:
     try:
         return int(args.func(args) or 0)
     except CheckpointError as exc:
-        print(f"ckptlab: error: {exc}", file=sys.stderr)
+        from ckptlab.cli.words import in_cli_words
+
+        print(f"ckptlab: error: {in_cli_words(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ckptlab: interrupted", file=sys.stderr)

@@ -86,7 +86,7 @@ def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
                  if len(lines) < len(ck) else "")]
     others = [c for c in ck.candidates if c.path != ck.container]
     if others:
-        listed = ", ".join(f"{c.path or '<top level>'!s} ({c.tensors} tensors)" for c in others[:8])
+        listed = ", ".join(f"{c.path or '(top level)'!s} ({c.tensors} tensors)" for c in others[:8])
         more = f" and {len(others) - 8} more" if len(others) > 8 else ""
         footer.append(f"other containers (--container): {listed}{more}")
     if ck.other:

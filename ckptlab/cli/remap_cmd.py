@@ -13,6 +13,7 @@ from ckptlab.cli.common import AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, res
 from ckptlab.cli.output import print_json, warn
 from ckptlab.errors import CheckpointError, MergeError
 
+OUT_SUFFIXES = ".safetensors, .pt or .pth"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Merge SOURCE into TARGET's keys and shapes and write OUT "
                                    "(.safetensors, .pt or .pth); nothing is written if the merge is blocked.")
     add_pair_arguments(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .safetensors, .pt or .pth")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help=f"output file: {OUT_SUFFIXES}")
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON)")
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="which suggestions to apply (default: high)")
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a shape mismatch without an adapter: fail (default) or keep the target's value")
     p.add_argument("--dtype", default=None, metavar="DTYPE",
                    help="'target' (default: keep the target's dtypes), 'source', or a dtype for floating tensors")
-    p.add_argument("--keep-extras", action="store_true", help="copy the source's non-tensor entries")
+    p.add_argument("--keep-extras", action="store_true", help="keep the source's other entries (optimizer state, epoch, hyper-parameters) beside the "
+                        "tensors; .safetensors keeps what fits as text metadata and names the rest")
     p.add_argument("--nest", action="store_true", help="nest the output in the source's container (.pt only)")
     p.add_argument("--max-shard-size", default=None, metavar="SIZE", help="split the output, e.g. 5GB or 500MiB")
     p.add_argument("--report", default=None, metavar="FILE", help="write the report (.json or .csv)")
@@ -51,10 +53,8 @@ def parse_size(text: str | None) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from ckptlab.merge import remap
-    from ckptlab.report import check_report_path
 
-    if args.report:  # refuse before writing a checkpoint the report would then not describe
-        check_report_path(args.report)
+    check_output(args)  # refuse before writing a checkpoint the report would then not describe
     shard = parse_size(args.max_shard_size)
     source, target = resolve_pair(args)
     with _ProgressBar(disabled=args.no_progress) as bar:
@@ -71,14 +71,46 @@ def run(args: argparse.Namespace) -> int:
             raise
     if report.warning:
         warn(report.warning)
+    if report.extras_not_kept:
+        warn(f"--keep-extras could not keep {len(report.extras_not_kept)} "
+             f"entr{'y' if len(report.extras_not_kept) == 1 else 'ies'}: " + "; ".join(report.extras_not_kept))
     if args.report:
         report.save(args.report)
     if args.json:
         print_json(report.to_dict())
     else:
         counts = ", ".join(f"{n} {status}" for status, n in report.summary.items() if n)
-        print(f"wrote {', '.join(report.outputs)} ({counts})")
+        kept = ""
+        if args.keep_extras:
+            kept = f"; extras kept except {len(report.extras_not_kept)} (see above)" if report.extras_not_kept \
+                else "; every extra entry kept"
+        print(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
     return 0
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """``-o``, ``--nest`` and ``--report`` checked in the CLI's words, before any work."""
+    from pathlib import Path
+
+    from ckptlab.report import REPORT_SUFFIXES
+    from ckptlab.writers import SUFFIXES
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise CheckpointError(f"-o {args.output!r} is a folder: give a file name ending in {OUT_SUFFIXES}")
+    if out.suffix.lower() not in SUFFIXES:
+        got = f"not {out.suffix!r}" if out.suffix else "it has no suffix"
+        raise CheckpointError(f"-o {args.output!r} must end in {OUT_SUFFIXES} (.bin and .ckpt are torch files too); {got}")
+    if args.nest and out.suffix.lower() == ".safetensors":
+        raise CheckpointError("--nest needs a .pt or .pth output (-o): safetensors holds tensors only")
+    if args.report:
+        report = Path(args.report)
+        if report.suffix.lower() not in REPORT_SUFFIXES:
+            got = f"not {report.suffix!r}" if report.suffix else "it has no suffix"
+            raise CheckpointError(f"--report {args.report!r} must end in .json or .csv; {got}")
+        from ckptlab.report import check_report_path
+
+        check_report_path(args.report)
 
 
 class _ProgressBar:

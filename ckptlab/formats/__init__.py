@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ckptlab.errors import UnsupportedFormatError
+from ckptlab.errors import CheckpointError, UnreadableFileError, UnsupportedFormatError
 from ckptlab.formats import sniff as _sniff
 from ckptlab.formats.base import LazyTensor, Loaded
 from ckptlab.formats.region import Region
@@ -34,9 +34,28 @@ def paused_gc() -> Iterator[None]:
 
 
 def read(path: str | Path) -> Loaded:
-    """Parse the checkpoint at ``path`` (file, ``*.index.json`` or DCP folder), headers only."""
-    with paused_gc():
-        return _read(Path(path))
+    """Parse the checkpoint at ``path`` (file, ``*.index.json`` or DCP folder), headers only.
+
+    Every failure is a one-line ``CheckpointError``: the readers raise their own for every
+    problem they check, and this boundary turns anything else that parsing hostile bytes
+    (or a path the OS refuses) can raise into an ``UnreadableFileError`` naming the file.
+    """
+    text = str(path)
+    if "\0" in text:
+        raise UnreadableFileError("path contains a NUL byte", text)
+    try:
+        with paused_gc():
+            return _read(Path(path))
+    except CheckpointError:
+        raise
+    except RecursionError:
+        raise UnreadableFileError("corrupt checkpoint (nested too deeply)", text) from None
+    except MemoryError:
+        raise UnreadableFileError("corrupt checkpoint (asks for more memory than exists)", text) from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read ({exc.strerror or type(exc).__name__})", text) from None
+    except Exception as exc:  # noqa: BLE001 - hostile bytes: any other failure is "corrupt"
+        raise UnreadableFileError(f"corrupt checkpoint ({type(exc).__name__}: {str(exc)[:120]})", text) from None
 
 
 def _read(path: Path) -> Loaded:

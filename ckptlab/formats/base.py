@@ -58,6 +58,26 @@ class LazyTensor:
         return f"LazyTensor(shape={self.info.shape}, dtype={self.info.dtype_name})"
 
 
+def guarded(load: Callable[[], torch.Tensor], where: str | None) -> Callable[[], torch.Tensor]:
+    """``load`` whose every failure is a one-line ``CheckpointError`` naming ``where``: reading
+    tensor bytes of a hostile file may fail inside torch, zlib or the OS, never as a traceback."""
+    from ckptlab.errors import CheckpointError, UnreadableFileError
+
+    def run() -> torch.Tensor:
+        try:
+            return load()
+        except CheckpointError:
+            raise
+        except MemoryError:
+            raise UnreadableFileError("tensor data asks for more memory than exists", where) from None
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot read tensor data ({exc.strerror or type(exc).__name__})", where) from None
+        except Exception as exc:  # noqa: BLE001 - hostile bytes: any other failure is "corrupt"
+            raise UnreadableFileError(f"corrupt tensor data ({type(exc).__name__}: {str(exc)[:120]})", where) from None
+
+    return run
+
+
 @dataclass
 class Loaded:
     """The parsed file: its format name, its object tree, and what was stood in for."""

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.formats import limits
 from ckptlab.formats.base import LazyTensor, Loaded
 from ckptlab.formats.placeholder import Placeholder
 from ckptlab.formats.region import Region
@@ -24,7 +25,8 @@ from ckptlab.formats.unpickler import restricted_load
 from ckptlab.info import TensorInfo
 
 METADATA_FILE = ".metadata"
-MAX_METADATA_BYTES = 512 * 2**20
+MAX_METADATA_BYTES = limits.MAX_PICKLE_BYTES
+MAX_KEY_PARTS = 64  # nesting of a saved state_dict's keys (planner paths) rebuilt as dicts
 
 
 def _attrs(obj: Any, what: str, path: Path) -> dict[Any, Any]:
@@ -58,9 +60,9 @@ class _Chunk:
             raise UnsupportedFormatError(f"{self.name}: transformed (e.g. compressed) chunks are not supported",
                                          self.region.path)
         root = read_torch_zip(self.region, self.region.path).root
-        if not isinstance(root, LazyTensor) or root.info.shape != self.info.shape:
-            raise UnreadableFileError(f"chunk of {self.name} does not hold a tensor of shape {self.info.shape}",
-                                      self.region.path)
+        if not isinstance(root, LazyTensor) or (root.info.shape, root.info.dtype) != (self.info.shape, self.info.dtype):
+            raise UnreadableFileError(f"chunk of {quote(self.name)} does not hold a {self.info.dtype_name} tensor of "
+                                      f"shape {self.info.shape}", self.region.path)
         return root.load()
 
 
@@ -79,9 +81,13 @@ def read_dcp(folder: Path) -> Loaded:
     root: dict[str, Any] = {}
     stood_in: set[str] = set()  # only from saved values: the metadata's own classes are the format
     for fqn, entry in entries.items():
-        value = _entry(folder, str(fqn), entry, locations, stood_in)
-        _place(root, str(fqn), planner.get(fqn), value)
-    return Loaded("dcp", root, tuple(sorted(stood_in)), {"dcp.version": str(md.get("version", ""))})
+        if not isinstance(fqn, str):
+            raise UnreadableFileError(f"{METADATA_FILE} names an entry by a {type(fqn).__name__}, not a string", folder)
+        value = _entry(folder, fqn, entry, locations, stood_in)
+        _place(root, fqn, planner.get(fqn), value)
+    version = md.get("version", "")
+    version = version if isinstance(version, (str, int)) else ""
+    return Loaded("dcp", root, tuple(sorted(stood_in)), {"dcp.version": str(version)})
 
 
 def _locations(storage_data: Any, folder: Path) -> dict[tuple[str, tuple], tuple[Region, Any]]:
@@ -89,16 +95,31 @@ def _locations(storage_data: Any, folder: Path) -> dict[tuple[str, tuple], tuple
     if not isinstance(storage_data, dict):
         raise UnreadableFileError(f"{METADATA_FILE} has no storage_data", folder)
     out = {}
+    base = folder.resolve()
     for index, info in storage_data.items():
         idx, where = _attrs(index, "storage index", folder), _attrs(info, "storage info", folder)
-        rel = str(where.get("relative_path", ""))
-        file = (folder / rel).resolve()
-        if folder.resolve() not in file.parents:
-            raise UnreadableFileError(f"storage file {rel!r} lies outside the checkpoint folder", folder)
-        offsets = tuple(idx.get("offset") or ())
-        region = Region(file, int(where.get("offset", 0)), int(where.get("length", 0)))
-        out[(str(idx.get("fqn")), offsets)] = (region, where.get("transform_descriptors"))
+        rel, fqn = where.get("relative_path", ""), idx.get("fqn")
+        if not isinstance(rel, str) or not isinstance(fqn, str):
+            raise UnreadableFileError(f"{METADATA_FILE} has a malformed storage entry", folder)
+        file = (base / rel).resolve()
+        if base not in file.parents:
+            raise UnreadableFileError(f"storage file {quote(rel)} lies outside the checkpoint folder", folder)
+        offsets = _ints(idx.get("offset") or (), f"offsets of {quote(fqn)}", folder)
+        start, length = where.get("offset", 0), where.get("length", 0)
+        if not (type(start) is int and type(length) is int and start >= 0 and length >= 0):
+            raise UnreadableFileError(f"storage of {quote(fqn)} has a malformed byte range", folder)
+        if not file.is_file() or start + length > file.stat().st_size:
+            raise UnreadableFileError(f"storage of {quote(fqn)} lies beyond the end of {quote(rel)} (or the file "
+                                      "is missing)", folder)
+        out[(fqn, offsets)] = (Region(file, start, length), where.get("transform_descriptors"))
     return out
+
+
+def _ints(values: Any, what: str, folder: Path) -> tuple[int, ...]:
+    if not isinstance(values, (list, tuple)) or len(values) > limits.MAX_TENSOR_DIMS or not all(
+            type(v) is int and 0 <= v <= limits.MAX_TENSOR_DIM_SIZE for v in values):
+        raise UnreadableFileError(f"{METADATA_FILE}: malformed {what}", folder)
+    return tuple(values)
 
 
 def _entry(folder: Path, fqn: str, entry: Any, locations, stood_in: set[str]) -> Any:
@@ -109,25 +130,30 @@ def _entry(folder: Path, fqn: str, entry: Any, locations, stood_in: set[str]) ->
         stood_in.update(value.placeholders)
         return value.root
     if kind != "TensorStorageMetadata":
-        raise UnsupportedFormatError(f"entry {fqn!r} has an unknown kind {kind or type(entry).__name__}", folder)
+        raise UnsupportedFormatError(f"entry {quote(fqn)} has an unknown kind {quote(kind) if kind else type(entry).__name__}",
+                                     folder)
     attrs = entry.attributes()
     dtype = _dtype(attrs.get("properties"))
-    shape = tuple(int(s) for s in attrs.get("size") or ())
     if not isinstance(dtype, torch.dtype):
-        raise UnreadableFileError(f"entry {fqn!r} has no dtype", folder)
+        raise UnreadableFileError(f"entry {quote(fqn)} has no dtype", folder)
+    shape = _ints(attrs.get("size") or (), f"size of {quote(fqn)}", folder)
     info = TensorInfo(shape, dtype, prod(shape) * dtype.itemsize)
     pieces = []
-    for chunk in attrs.get("chunks") or []:
+    chunks = attrs.get("chunks") or []
+    if not isinstance(chunks, list):
+        raise UnreadableFileError(f"entry {quote(fqn)} has malformed chunks", folder)
+    for chunk in chunks:
         c = _attrs(chunk, "chunk", folder)
-        offsets, sizes = tuple(int(o) for o in c["offsets"]), tuple(int(s) for s in c["sizes"])
+        offsets = _ints(c.get("offsets"), f"chunk offsets of {quote(fqn)}", folder)
+        sizes = _ints(c.get("sizes"), f"chunk sizes of {quote(fqn)}", folder)
         region, descriptors = _find(locations, fqn, offsets, folder)
         piece = TensorInfo(sizes, dtype, prod(sizes) * dtype.itemsize)
         pieces.append((offsets, _Chunk(region, piece, descriptors, fqn).lazy()))
     if not pieces and info.numel:
-        raise UnreadableFileError(f"entry {fqn!r} has no stored chunks", folder)
+        raise UnreadableFileError(f"entry {quote(fqn)} has no stored chunks", folder)
     if not pieces:
         return LazyTensor(info, lambda: torch.empty(shape, dtype=dtype))
-    return lazy_from_chunks(info, pieces, (str(folder), fqn))
+    return lazy_from_chunks(info, pieces, (str(folder), fqn), fqn, str(folder))
 
 
 def _find(locations, fqn: str, offsets: tuple, folder: Path):
@@ -135,13 +161,13 @@ def _find(locations, fqn: str, offsets: tuple, folder: Path):
     if found is None and not offsets:
         found = next((v for (k, _o), v in locations.items() if k == fqn), None)
     if found is None:
-        raise UnreadableFileError(f"no stored bytes for {fqn!r} at offsets {list(offsets)}", folder)
+        raise UnreadableFileError(f"no stored bytes for {quote(fqn)} at offsets {list(offsets)}", folder)
     return found
 
 
 def _place(root: dict[str, Any], fqn: str, path: Any, value: Any) -> None:
     """Put a value back where the saved state_dict had it (nested dicts), else flat."""
-    parts = list(path) if isinstance(path, (list, tuple)) else []
+    parts = list(path) if isinstance(path, (list, tuple)) and len(path) <= MAX_KEY_PARTS else []
     if not parts or not all(isinstance(p, str) for p in parts):
         root[fqn] = value
         return

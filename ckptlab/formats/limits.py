@@ -11,16 +11,17 @@ from __future__ import annotations
 from ckptlab.errors import LimitError
 
 # -- pickles -------------------------------------------------------------------------------
-# Bytes of one pickle (data.pkl, .metadata, a legacy header). A 100k-tensor state_dict's
-# data.pkl is ~10 MB.
-MAX_PICKLE_BYTES = 512 * 2**20
+# Bytes of one pickle (data.pkl, .metadata, a legacy header). A 20k-tensor state_dict's
+# data.pkl is ~2 MB.
+MAX_PICKLE_BYTES = 128 * 2**20
 # Opcodes run for one pickle; each makes at most one object or reference, so this bounds
-# the objects (and list/dict elements) a pickle can make. ~25 per tensor in torch's pickles.
-MAX_PICKLE_OBJECTS = 10_000_000
+# the objects (and list/dict elements) a pickle can make. ~30 per tensor in torch's pickles
+# (so ~160k tensors; memo slots: ~8 per tensor).
+MAX_PICKLE_OBJECTS = 5_000_000
 # Memo: the highest slot index, and the number of slots filled. Picklers number slots
 # 0, 1, 2, ... so a real index never exceeds the object count.
 MAX_MEMO_INDEX = MAX_PICKLE_OBJECTS
-MAX_MEMO_ENTRIES = 5_000_000
+MAX_MEMO_ENTRIES = 1_500_000
 # Nesting of containers (tuples, lists, dicts, sets, stood-in objects) as they are built.
 # Hashing a tuple recurses in C without a guard, so a deep tuple key would crash the process.
 MAX_PICKLE_DEPTH = 500
@@ -48,6 +49,8 @@ MAX_VIEW_EXPANSION = 1
 MAX_MEMBER_INFLATED_BYTES = 2 * 2**30
 # Bytes inflated in all, over every read of one opened archive.
 MAX_TOTAL_INFLATED_BYTES = 64 * 2**30
+# Members listed in one archive's directory (one per storage; each costs an object to list).
+MAX_ZIP_MEMBERS = 500_000
 # A metadata member (data.pkl, code) may not compress better than this.
 MAX_DEFLATE_RATIO = 100
 # Indirection: a *.index.json names shards, and a shard may not be an index itself.

@@ -21,7 +21,12 @@ _SPEC = re.compile(r"[<>|=]?([a-z])(\d{1,2})")
 
 
 class NumpyDType(make_placeholder_class("numpy", "dtype")):
-    """``numpy.dtype(spec, align, copy)`` as the pickle gave it, plus its BUILD state."""
+    """``numpy.dtype(spec, align, copy)`` as the pickle gave it, plus its BUILD state
+    (checked as it arrives: an object or structured dtype is refused right there)."""
+
+    def __setstate__(self, state: Any) -> None:
+        super().__setstate__(state)
+        self.resolve()
 
     def resolve(self):
         import numpy as np
@@ -49,10 +54,21 @@ class NumpyArray(make_placeholder_class("numpy", "ndarray")):
 
     display_name = "ndarray"
 
+    def __setstate__(self, state: Any) -> None:
+        """The array's state is checked as it arrives (dtype allowed, shape and data agree);
+        the record is kept, and an array made from it only on ``to_numpy()``."""
+        super().__setstate__(state)
+        self._checked()
+
     def to_numpy(self):
-        """A fresh array, after checking the recorded dtype, shape and data agree."""
+        """A fresh array made from the (checked) record."""
         import numpy as np
 
+        dtype, shape, fortran, data = self._checked()
+        flat = np.frombuffer(bytes(data), dtype=dtype).copy()
+        return flat.reshape(shape, order="F" if fortran else "C")
+
+    def _checked(self):
         state = self.__dict__["state"]
         if not (isinstance(state, tuple) and len(state) == 5):
             raise UnsupportedFormatError("malformed numpy array in a pickle")
@@ -70,8 +86,7 @@ class NumpyArray(make_placeholder_class("numpy", "ndarray")):
             raise UnsupportedFormatError("numpy array whose data does not match its shape in a pickle")
         if nbytes > limits.MAX_NUMPY_BYTES:
             raise limits.exceeded("numpy array bytes", f"{nbytes:,}", "MAX_NUMPY_BYTES")
-        flat = np.frombuffer(bytes(data), dtype=dtype).copy()
-        return flat.reshape(shape, order="F" if fortran else "C")
+        return dtype, shape, fortran, data
 
 
 def reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> NumpyArray:

@@ -107,10 +107,16 @@ def submodules(obj: Placeholder) -> list[tuple[str, Placeholder]]:
     return [(str(k), v) for k, v in obj.attributes()["_modules"].items() if is_module(v)]
 
 
-def module_state_dict(obj: Placeholder, prefix: str = "", _seen: frozenset[int] = frozenset()) -> dict[str, LazyTensor]:
-    """What ``module.state_dict()`` would have returned, from the pickled attributes."""
-    if id(obj) in _seen or len(_seen) > MAX_MODULE_DEPTH:
+def module_state_dict(obj: Placeholder, prefix: str = "", _seen: set[int] | None = None,
+                      _depth: int = 0) -> dict[str, LazyTensor]:
+    """What ``module.state_dict()`` would have returned, from the pickled attributes.
+
+    Each module is visited once (as ``named_modules()`` does), so a file whose modules
+    share submodules level after level costs its size, not its number of paths."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen or _depth > MAX_MODULE_DEPTH:
         return {}
+    seen.add(id(obj))
     attrs = obj.attributes()
     out: dict[str, LazyTensor] = {}
     for name, value in attrs["_parameters"].items():
@@ -120,8 +126,16 @@ def module_state_dict(obj: Placeholder, prefix: str = "", _seen: frozenset[int] 
     buffers = attrs.get("_buffers")
     if isinstance(buffers, dict):
         for name, value in buffers.items():
-            if isinstance(value, LazyTensor) and name not in skip:
+            if isinstance(value, LazyTensor) and not _member(name, skip):
                 out[prefix + str(name)] = value
     for name, child in submodules(obj):
-        out.update(module_state_dict(child, f"{prefix}{name}.", _seen | {id(obj)}))
+        out.update(module_state_dict(child, f"{prefix}{name}.", seen, _depth + 1))
     return out
+
+
+def _member(name: Any, names: Any) -> bool:
+    """``name in names`` for a set the file made (a list or placeholder would fail or lie)."""
+    try:
+        return isinstance(names, (set, frozenset, list, tuple, dict)) and name in names
+    except TypeError:
+        return False

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ckptlab.errors import UnreadableFileError, UnsupportedFormatError
-from ckptlab.formats.base import LazyTensor, Loaded
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.formats.base import LazyTensor, Loaded, guarded
 from ckptlab.formats.region import Region
+from ckptlab.formats.storage import checked_shape
 from ckptlab.info import TensorInfo
 
 MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors format itself sets
@@ -53,9 +54,12 @@ def read_safetensors(path: Path) -> Loaded:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
             described = {key: (f.get_slice(key).get_dtype(), tuple(f.get_slice(key).get_shape())) for key in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UnreadableFileError(f"invalid safetensors file ({str(exc).splitlines()[0]})", path) from None
-    header = json.loads(Region(path).read(8, n))
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as exc:
+        raise UnreadableFileError(f"invalid safetensors file ({str(exc)[:120]})", path) from None
+    try:
+        header = json.loads(Region(path).read(8, n))
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
     region = Region(path, 8 + n)
     root: dict[str, LazyTensor] = {}
     for key, entry in header.items():
@@ -64,30 +68,53 @@ def read_safetensors(path: Path) -> Loaded:
         code, shape = described[key]
         dtype = DTYPES.get(code)
         if dtype is None:
-            raise UnsupportedFormatError(f"safetensors dtype {code} of {key!r} is not supported", path)
+            raise UnsupportedFormatError(f"safetensors dtype {quote(code)} of {quote(key)} is not supported", path)
+        shape, _ = checked_shape(list(shape), None, str(path))
         begin, end = entry["data_offsets"]
         nbytes = prod(shape) * dtype.itemsize
         if end - begin != nbytes:
-            raise UnreadableFileError(f"bad offsets for {key!r}: {end - begin} bytes for {nbytes}", path)
+            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {nbytes}", path)
         root[key] = _lazy(region, key, begin, shape, dtype)
-    _restore_ties(root, metadata)
+    _restore_ties(root, metadata, region)
     return Loaded("safetensors", root, (), metadata)
 
 
-def _restore_ties(root: dict[str, LazyTensor], metadata: dict[str, str]) -> None:
+def _restore_ties(root: dict[str, LazyTensor], metadata: dict[str, str], region: Region) -> None:
     """safetensors cannot share storage, so ckptlab's writer stores each tied name as a copy
     and lists the groups under ``ckptlab.aliases``; reading them back as one tensor lets a
-    .pt written from this file tie them again. Groups that do not fit are ignored."""
+    .pt written from this file tie them again. The metadata is the file's word only: a group
+    is trusted when its tensors' bytes are identical (same span, or compared), else ignored,
+    so a file cannot make a writer copy one tensor's values over another's."""
     try:
         groups = json.loads(metadata.get("ckptlab.aliases", "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     for group in groups if isinstance(groups, list) else []:
-        members = [root.get(k) for k in group] if isinstance(group, list) and len(group) > 1 else [None]
+        members = [root.get(k) if isinstance(k, str) else None for k in group] \
+            if isinstance(group, list) and len(group) > 1 else [None]
         if any(not isinstance(m, LazyTensor) for m in members) or len({m.info for m in members}) != 1:
+            continue
+        if not all(_same_bytes(region, members[0], m) for m in members[1:]):
             continue
         for member in members[1:]:
             member.storage_id, member.view = members[0].storage_id, members[0].view
+
+
+_COMPARE_STEP = 16 * 2**20
+
+
+def _same_bytes(region: Region, a: LazyTensor, b: LazyTensor) -> bool:
+    """Whether two tensors of this file hold the same bytes: the same span, or equal when
+    read side by side in 16 MB steps (stopping at the first difference)."""
+    begin_a, begin_b = a.view[0], b.view[0]
+    if begin_a == begin_b:
+        return True
+    nbytes = a.info.nbytes
+    for done in range(0, nbytes, _COMPARE_STEP):
+        step = min(_COMPARE_STEP, nbytes - done)
+        if not torch.equal(region.read_into_tensor(begin_a + done, step), region.read_into_tensor(begin_b + done, step)):
+            return False
+    return True
 
 
 def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: torch.dtype) -> LazyTensor:
@@ -100,4 +127,4 @@ def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: t
     def span() -> tuple[str, int, int] | None:
         return (str(region.path), region.start + begin, info.nbytes) if info.nbytes else None
 
-    return LazyTensor(info, load, (str(region.path), begin), (begin, shape, dtype), span)
+    return LazyTensor(info, guarded(load, str(region.path)), (str(region.path), begin), (begin, shape, dtype), span)

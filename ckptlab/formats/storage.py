@@ -14,7 +14,7 @@ import torch
 
 from ckptlab.errors import UnreadableFileError
 from ckptlab.formats import limits
-from ckptlab.formats.base import FileSpan, LazyTensor
+from ckptlab.formats.base import FileSpan, LazyTensor, guarded
 from ckptlab.info import TensorInfo
 
 
@@ -104,7 +104,7 @@ def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
         return span + (where[3],) if whole_member else span
 
     info = TensorInfo(shape, dtype, prod(shape) * itemsize)
-    return LazyTensor(info, load, storage.ident, (offset, shape, stride, dtype), span)
+    return LazyTensor(info, guarded(load, where), storage.ident, (offset, shape, stride, dtype), span)
 
 
 def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -117,17 +117,64 @@ def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def lazy_from_chunks(info: TensorInfo, chunks: list[tuple[tuple[int, ...], LazyTensor]],
-                     ident: Hashable) -> LazyTensor:
-    """A tensor assembled from pieces ``(offsets, piece)`` (a sharded distributed checkpoint)."""
+                     ident: Hashable, name: str = "tensor", where: str | None = None) -> LazyTensor:
+    """A tensor assembled from pieces ``(offsets, piece)`` (a sharded distributed checkpoint).
+
+    The pieces must tile the tensor exactly (inside it, no overlaps, no gaps): a gap would
+    otherwise come back as whatever memory held before. The error names a missing region."""
+    check_tiling(info.shape, [(offsets, piece.info.shape) for offsets, piece in chunks], name, where)
     if len(chunks) == 1 and chunks[0][1].info.shape == info.shape:
         piece = chunks[0][1]
         return LazyTensor(info, piece.load, ident, ("whole", info.shape, info.dtype))
 
     def load() -> torch.Tensor:
-        out = torch.empty(info.shape, dtype=info.dtype)
+        out = torch.empty(info.shape, dtype=info.dtype)  # every element written below (tiling checked)
         for offsets, piece in chunks:
             index = tuple(slice(o, o + s) for o, s in zip(offsets, piece.info.shape))
             out[index] = piece.load()
         return out
 
-    return LazyTensor(info, load, ident, ("whole", info.shape, info.dtype))
+    return LazyTensor(info, guarded(load, where), ident, ("whole", info.shape, info.dtype))
+
+
+def check_tiling(shape: tuple[int, ...], boxes: list[tuple[tuple[int, ...], tuple[int, ...]]], name: str,
+                 where: str | None = None) -> None:
+    """Raise unless the boxes ``(offsets, sizes)`` cover ``shape`` exactly once."""
+    from ckptlab.errors import quote
+
+    total = prod(shape)
+    for offsets, sizes in boxes:
+        if len(offsets) != len(shape) or len(sizes) != len(shape) or any(
+                o < 0 or s < 0 or o + s > d for o, s, d in zip(offsets, sizes, shape)):
+            raise UnreadableFileError(f"a chunk of {quote(name)} (offsets {tuple(offsets)}, sizes {tuple(sizes)}) "
+                                      f"lies outside its shape {shape}", where)
+    boxes = [b for b in boxes if prod(b[1])]
+    # sweep along the dimension the chunks split most (row or column sharding): once a box
+    # starts past box a's end there, no later box can overlap a
+    axis = max(range(len(shape)), key=lambda d: len({b[0][d] for b in boxes}), default=0)
+    boxes.sort(key=lambda b: b[0][axis] if shape else 0)
+    for i, (off_a, size_a) in enumerate(boxes):
+        for off_b, size_b in boxes[i + 1:]:
+            if shape and off_b[axis] >= off_a[axis] + size_a[axis]:
+                break
+            if all(ob < oa + sa and oa < ob + sb for oa, sa, ob, sb in zip(off_a, size_a, off_b, size_b)):
+                raise UnreadableFileError(f"chunks of {quote(name)} overlap (at offsets {tuple(off_a)} and "
+                                          f"{tuple(off_b)})", where)
+    covered = sum(prod(sizes) for _, sizes in boxes)
+    if covered != total:
+        gap = _uncovered_point(shape, boxes)
+        at = f"; index {gap} is in no chunk" if gap is not None else ""
+        raise UnreadableFileError(f"the chunks of {quote(name)} (shape {shape}) cover {covered:,} of its "
+                                  f"{total:,} elements{at}", where)
+
+
+def _uncovered_point(shape, boxes, budget: int = 1_000) -> tuple[int, ...] | None:
+    """One index no box covers, looked for among the boxes' corners (bounded search)."""
+    import itertools
+
+    axes = [sorted({0} | {o + s for o, s in zip((b[0][d] for b in boxes), (b[1][d] for b in boxes)) if o + s < size})
+            for d, size in enumerate(shape)]
+    for point in itertools.islice(itertools.product(*axes), budget):
+        if not any(all(o <= p < o + s for p, o, s in zip(point, off, sizes)) for off, sizes in boxes):
+            return point
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from ckptlab.formats.region import Region
 from ckptlab.formats.storage import StorageRef
 from ckptlab.formats.unpickler import restricted_load
 
-MAX_PICKLE_BYTES = 512 * 2**20  # a data.pkl this large would describe millions of tensors
-MAX_DEFLATE_RATIO = 100  # a pickle compresses well, but not 100x: beyond that, a zip bomb
+MAX_PICKLE_BYTES = limits.MAX_PICKLE_BYTES  # (old names, kept for callers)
+MAX_DEFLATE_RATIO = limits.MAX_DEFLATE_RATIO
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+_INFLATE_STEP = 2**20  # bytes inflated (and dropped) per step on the way to a tensor's span
 
 
 @dataclass
@@ -36,6 +38,7 @@ class _Members:
     region: Region
     infos: dict[str, zipfile.ZipInfo]
     starts: dict[str, int] = field(default_factory=dict)
+    inflated: int = 0  # bytes inflated so far by reads of this archive's compressed members
 
     def read(self, name: str, offset: int, nbytes: int) -> torch.Tensor:
         info = self.infos[name]
@@ -66,12 +69,31 @@ class _Members:
         return str(self.region.path), self.region.start + self.start(name), info.file_size, info.CRC
 
     def _read_compressed(self, info: zipfile.ZipInfo, offset: int, nbytes: int) -> torch.Tensor:
-        """Re-zipped archives deflate their members: inflate just up to the span we need."""
-        with self.region.open() as fp, zipfile.ZipFile(fp) as zf, zf.open(info) as member:
-            member.read(offset)
-            data = member.read(nbytes)
+        """Re-zipped archives deflate their members: inflate just up to the span we need,
+        in bounded steps, within ``MAX_MEMBER_INFLATED_BYTES`` per member and
+        ``MAX_TOTAL_INFLATED_BYTES`` for the archive."""
+        if info.file_size > limits.MAX_MEMBER_INFLATED_BYTES:
+            raise limits.exceeded(f"compressed member {quote(info.filename)} inflating to", f"{info.file_size:,} bytes",
+                                  "MAX_MEMBER_INFLATED_BYTES", self.region.path)
+        if self.inflated + offset + nbytes > limits.MAX_TOTAL_INFLATED_BYTES:
+            raise limits.exceeded("bytes inflated from this archive's compressed members",
+                                  f"{self.inflated + offset + nbytes:,}", "MAX_TOTAL_INFLATED_BYTES", self.region.path)
+        self.inflated += offset + nbytes
+        try:
+            with self.region.open() as fp, zipfile.ZipFile(fp) as zf, zf.open(info) as member:
+                left = offset
+                while left > 0:
+                    step = member.read(min(left, _INFLATE_STEP))
+                    if not step:
+                        break
+                    left -= len(step)
+                data = member.read(nbytes)
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
+            raise UnreadableFileError(f"cannot inflate {quote(info.filename)} ({str(exc)[:80]})", self.region.path) from None
+        except zlib.error as exc:
+            raise UnreadableFileError(f"corrupt compressed member {quote(info.filename)} ({exc})", self.region.path) from None
         if len(data) != nbytes:
-            raise UnreadableFileError(f"truncated member {info.filename}", self.region.path)
+            raise UnreadableFileError(f"truncated member {quote(info.filename)}", self.region.path)
         return torch.frombuffer(bytearray(data), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
 
 
@@ -82,12 +104,16 @@ class ZipArchive:
         self.region, self.path = region, path
         self._fp = region.open()
         try:
+            _check_member_count(self._fp, path)
             self._zip = zipfile.ZipFile(self._fp)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, struct.error,
+                UnicodeDecodeError) as exc:
             self._fp.close()
-            raise UnreadableFileError(f"truncated or corrupt zip archive ({str(exc).splitlines()[0]})",
-                                      path) from None
+            raise UnreadableFileError(f"truncated or corrupt zip archive ({str(exc)[:100]})", path) from None
+        except BaseException:
+            self._fp.close()
+            raise
         pkls = sorted((i.filename for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")),
                       key=len)
         if not pkls:
@@ -115,18 +141,21 @@ class ZipArchive:
     def read_small(self, name: str) -> bytes:
         """A metadata member (data.pkl, byteorder), refusing zip bombs."""
         info = self.infos[name]
-        if info.file_size > MAX_PICKLE_BYTES:
-            raise UnreadableFileError(f"{name} declares {info.file_size} bytes (limit {MAX_PICKLE_BYTES})", self.path)
-        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
-            raise UnreadableFileError(f"{name} inflates {info.file_size // max(info.compress_size, 1)}x "
-                                      "(a zip bomb?); refusing to inflate it", self.path)
+        if info.file_size > limits.MAX_PICKLE_BYTES:
+            raise limits.exceeded(f"{quote(name)} declaring", f"{info.file_size:,} bytes", "MAX_PICKLE_BYTES", self.path)
+        if (info.compress_type != zipfile.ZIP_STORED
+                and info.file_size > limits.MAX_DEFLATE_RATIO * max(info.compress_size, 1)):
+            raise UnreadableFileError(f"{quote(name)} inflates {info.file_size // max(info.compress_size, 1)}x "
+                                      "(a zip bomb?); refusing to inflate it (limit MAX_DEFLATE_RATIO = "
+                                      f"{limits.MAX_DEFLATE_RATIO})", self.path)
         try:
             with self._zip.open(info) as member:
-                data = member.read(MAX_PICKLE_BYTES + 1)
-        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
-            raise UnreadableFileError(f"cannot read {name} ({str(exc).splitlines()[0]})", self.path) from None
-        if len(data) > MAX_PICKLE_BYTES:
-            raise UnreadableFileError(f"{name} inflates past {MAX_PICKLE_BYTES} bytes; refusing", self.path)
+                data = member.read(info.file_size + 1)
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError, ValueError,
+                zlib.error) as exc:
+            raise UnreadableFileError(f"cannot read {quote(name)} ({str(exc)[:100]})", self.path) from None
+        if len(data) > limits.MAX_PICKLE_BYTES:
+            raise limits.exceeded(f"{quote(name)} inflating to", f"> {len(data):,} bytes", "MAX_PICKLE_BYTES", self.path)
         return data
 
     def check_byteorder(self) -> None:
@@ -169,6 +198,18 @@ class ZipArchive:
 
         ident = (str(self.region.path), self.region.start, key)
         return StorageRef(ident, dtype, numel, read, str(self.path), lambda: members.locate(member))
+
+
+def _check_member_count(fp, path: Path) -> None:
+    """Refuse an archive whose directory lists more than ``MAX_ZIP_MEMBERS`` members before
+    ``zipfile`` builds an object for each one."""
+    end = zipfile._EndRecData(fp)  # noqa: SLF001 - the end record: the count, before the directory is read
+    if end is None:
+        raise zipfile.BadZipFile("no end of central directory record")
+    count = end[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
+    if count > limits.MAX_ZIP_MEMBERS:
+        raise limits.exceeded("zip members", f"{count:,}", "MAX_ZIP_MEMBERS", path)
+    fp.seek(0)
 
 
 def read_torch_zip(region: Region, path: Path) -> Loaded:

@@ -40,21 +40,24 @@ def declared_state(archive) -> dict[str, set[str]]:
 
 
 def script_tensors(obj: Any, declared: dict[str, set[str]], prefix: str = "",
-                   _seen: frozenset[int] = frozenset()) -> dict[str, LazyTensor]:
+                   _seen: set[int] | None = None, _depth: int = 0) -> dict[str, LazyTensor]:
     """Parameters and buffers of a scripted module tree, by dotted attribute path.
 
-    A class without a declaration we could read keeps all its tensor attributes.
+    A class without a declaration we could read keeps all its tensor attributes. Each
+    object is visited once, so shared submodules cost their size, not their paths.
     """
     out: dict[str, LazyTensor] = {}
-    if not isinstance(obj, Placeholder) or id(obj) in _seen or len(_seen) > MAX_MODULE_DEPTH:
+    seen = set() if _seen is None else _seen
+    if not isinstance(obj, Placeholder) or id(obj) in seen or _depth > MAX_MODULE_DEPTH:
         return out
+    seen.add(id(obj))
     keep = declared.get(obj.qualname)
     for name, value in obj.attributes().items():
         if isinstance(value, LazyTensor):
             if keep is None or name in keep:
                 out[f"{prefix}{name}"] = value
         elif isinstance(value, Placeholder) and value.qualname.startswith(SCRIPT_NAMESPACE):
-            out.update(script_tensors(value, declared, f"{prefix}{name}.", _seen | {id(obj)}))
+            out.update(script_tensors(value, declared, f"{prefix}{name}.", seen, _depth + 1))
     return out
 
 

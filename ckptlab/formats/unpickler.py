@@ -119,12 +119,26 @@ class RestrictedUnpickler:
         return line[:-1]
 
     def _unpack(self, fmt: str, size: int) -> Any:
-        return struct.unpack(fmt, self._bytes(size))[0]
+        """A fixed-size argument (1 to 8 bytes: nothing to bound before reading it)."""
+        data = self._read(size)
+        if len(data) != size:
+            raise EOFError
+        return struct.unpack(fmt, data)[0]
+
+    def _byte(self) -> int:
+        data = self._read(1)
+        if not data:
+            raise EOFError
+        return data[0]
 
     # -- shape accounting (depth and hashing cost), without recursion -----------------------
     def _measure(self, obj: Any, children) -> Any:
-        """Record ``obj``'s depth (and, for a tuple or frozenset, hashing cost) from its
-        direct ``children``; refuse it past the limits."""
+        """Record ``obj``'s depth (and, for a tuple, hashing cost) from its direct
+        ``children``; refuse it past the limits.
+
+        Hashing a tuple hashes its items, recursively and with no memo: its cost is its
+        items counted along every path (``expansion``). Only tuples pass that on (a list
+        is unhashable, a frozenset caches its hash), so only tuples accumulate it."""
         depth, expansion, nested = 1, 1, False
         shape = self._shape
         for child in children:
@@ -133,15 +147,17 @@ class RestrictedUnpickler:
                 nested = True
                 if known[1] >= depth:
                     depth = known[1] + 1
-                expansion += known[2]
+                expansion += known[2] if type(child) is tuple else 1
+            elif type(child) in _CONTAINERS or isinstance(child, Placeholder):
+                nested = True
+                if depth < 2:
+                    depth = 2
+                expansion += 1 + len(child) if type(child) is tuple else 1
             else:
-                if type(child) in _CONTAINERS or isinstance(child, Placeholder):
-                    nested = True
-                    depth = max(depth, 2)
-                expansion += 1 + (len(child) if type(child) in (tuple, frozenset) else 0)
+                expansion += 1
         if depth > limits.MAX_PICKLE_DEPTH:
             raise limits.exceeded("pickle nesting depth", f"> {limits.MAX_PICKLE_DEPTH}", "MAX_PICKLE_DEPTH")
-        if expansion > limits.MAX_TUPLE_EXPANSION and type(obj) is tuple:
+        if type(obj) is tuple and expansion > limits.MAX_TUPLE_EXPANSION:
             raise limits.exceeded("elements reached hashing a tuple", f"{expansion:,}", "MAX_TUPLE_EXPANSION")
         if nested:
             old = shape.get(id(obj))
@@ -224,7 +240,7 @@ class RestrictedUnpickler:
 
     # -- opcodes: framing and control ---------------------------------------------------------
     def op_proto(self) -> None:
-        if self._bytes(1)[0] > 5:
+        if self._byte() > 5:
             raise _Corrupt("unsupported pickle protocol")
 
     def op_frame(self) -> None:
@@ -268,7 +284,7 @@ class RestrictedUnpickler:
         self.stack.append(self._unpack("<i", 4))
 
     def op_binint1(self) -> None:
-        self.stack.append(self._bytes(1)[0])
+        self.stack.append(self._byte())
 
     def op_binint2(self) -> None:
         self.stack.append(self._unpack("<H", 2))
@@ -285,7 +301,7 @@ class RestrictedUnpickler:
         self.stack.append(int.from_bytes(self._bytes(n), "little", signed=True))
 
     def op_long1(self) -> None:
-        self._long(self._bytes(1)[0])
+        self._long(self._byte())
 
     def op_long4(self) -> None:
         self._long(self._unpack("<i", 4))
@@ -307,13 +323,13 @@ class RestrictedUnpickler:
         self.stack.append(self._bytes(self._unpack("<i", 4)).decode("utf-8"))
 
     def op_short_binstring(self) -> None:
-        self.stack.append(self._bytes(self._bytes(1)[0]).decode("utf-8"))
+        self.stack.append(self._bytes(self._byte()).decode("utf-8"))
 
     def op_binbytes(self) -> None:
         self.stack.append(self._bytes(self._unpack("<I", 4)))
 
     def op_short_binbytes(self) -> None:
-        self.stack.append(self._bytes(self._bytes(1)[0]))
+        self.stack.append(self._bytes(self._byte()))
 
     def op_binbytes8(self) -> None:
         self.stack.append(self._bytes(self._unpack("<Q", 8)))
@@ -328,7 +344,7 @@ class RestrictedUnpickler:
         self.stack.append(str(self._bytes(self._unpack("<I", 4)), "utf-8", "surrogatepass"))
 
     def op_short_binunicode(self) -> None:
-        self.stack.append(str(self._bytes(self._bytes(1)[0]), "utf-8", "surrogatepass"))
+        self.stack.append(str(self._bytes(self._byte()), "utf-8", "surrogatepass"))
 
     def op_binunicode8(self) -> None:
         self.stack.append(str(self._bytes(self._unpack("<Q", 8)), "utf-8", "surrogatepass"))
@@ -434,7 +450,7 @@ class RestrictedUnpickler:
         self._put(int(self._line()))
 
     def op_binput(self) -> None:
-        self._put(self._bytes(1)[0])
+        self._put(self._byte())
 
     def op_long_binput(self) -> None:
         self._put(self._unpack("<I", 4))
@@ -452,7 +468,7 @@ class RestrictedUnpickler:
         self._get(int(self._line()))
 
     def op_binget(self) -> None:
-        self._get(self._bytes(1)[0])
+        self._get(self._byte())
 
     def op_long_binget(self) -> None:
         self._get(self._unpack("<I", 4))

@@ -46,8 +46,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
                                             key=f"verify_src_kwargs_{source.model}")
     sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
     sizes_text = sizes_col.text_input(
-        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, batch for "
-        "linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
+        "Input sizes for the speed check (comma-separated: image side in pixels for conv models, sequence "
+        "length for token models, batch for linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
     budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, value=10.0,
                                      step=1.0, key="verify_budget")
     threads = threads_col.number_input("torch threads", min_value=1, max_value=64, value=1, step=1,
@@ -62,9 +62,11 @@ def show(alignment: Any, source: Any, target: Any) -> None:
         results[("function", run_key)] = state.guarded(
             where, lambda: _function(alignment, target, src_spec, src_kwargs_text))
     if speed_col.button("Compare speed and memory", key="verify_speed", disabled=not src_spec.strip()):
-        with st.spinner(f"Timing both models, interleaved, for up to {budget:g} s..."):
-            results[("speed", run_key)] = state.guarded(
-                where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads)))
+        bar = where.progress(0.0, text=f"Timing both models in interleaved pairs, up to {budget:g} s...")
+        results[("speed", run_key)] = state.guarded(
+            where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads),
+                                  lambda done, total: bar.progress(done / total, text=f"{done} of {total} sizes")))
+        bar.empty()
     if not src_spec.strip():
         st.caption("Give the source model's definition to compare outputs, speed and memory.")
     _show_results(results, run_key)
@@ -195,12 +197,14 @@ def parse_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int) -> Any:
+def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int,
+           progress: Any = None) -> Any:
     from ckptlab import verify
 
     models = {"source": model_of(src_spec, parse_kwargs(src_kwargs_text)),
               "target": model_of(target.model, target.kwargs)}
-    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads)
+    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads,
+                                progress=progress)
 
 
 def _show_results(results: dict, run_key: tuple) -> None:
@@ -252,12 +256,12 @@ def speed_figure(speed: Any) -> Any:
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                         subplot_titles=("median time per pass (ms)", "peak memory (MB)",
                                         "time ratio target / source (IQR)"))
-    for name, colour in zip(speed.names, ("#1f77b4", "#ff7f0e")):
+    for name, colour, dash in zip(speed.names, ("#1f77b4", "#ff7f0e"), ("solid", "dash")):
+        line = {"color": colour, "dash": dash}                 # dashed: equal curves stay both visible
         fig.add_trace(go.Scatter(x=sizes, y=[p.median_ms[name] for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name), 1, 1)
+                                 mode="lines+markers", line=line, legendgroup=name), 1, 1)
         fig.add_trace(go.Scatter(x=sizes, y=[p.peak_bytes[name] / 2**20 for p in speed.points], name=name,
-                                 mode="lines+markers", line={"color": colour}, legendgroup=name,
-                                 showlegend=False), 1, 2)
+                                 mode="lines+markers", line=line, legendgroup=name, showlegend=False), 1, 2)
     fig.add_trace(go.Scatter(
         x=sizes, y=[p.ratio for p in speed.points], mode="markers", name="ratio", showlegend=False,
         marker={"color": ["#d62728" if p.noisy else "#2ca02c" for p in speed.points], "size": 9},

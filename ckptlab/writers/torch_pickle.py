@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ckptlab.formats.base import LazyTensor
 from ckptlab.formats.storage import c_strides
 from ckptlab.info import TensorInfo
 
@@ -60,21 +61,98 @@ class _RefPickler(pickle.Pickler):
         return obj.persistent_id() if type(obj) is _StorageRef else None  # called for every object
 
 
-def dumps(tree: Any) -> memoryview:
-    """The pickle of ``tree`` (protocol 2, as torch.save), ``TensorRef``s as storages."""
+class Rebuild:
+    """An object of a class ckptlab never imported, written back as the file had it: the class
+    by name (GLOBAL), its recorded arguments (NEWOBJ, or REDUCE when there are arguments: a
+    function or a class with its own ``__reduce__``), items, and state (BUILD)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+        self.args: tuple = ()
+        self.state: Any = None
+        self.items: list[tuple[Any, Any]] = []
+        self.list_items: list[Any] = []
+
+
+class _RebuildPickler(pickle._Pickler):  # the Python pickler: only it lets us write a GLOBAL by name
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def persistent_id(self, obj: Any) -> tuple | None:
+        return obj.persistent_id() if type(obj) is _StorageRef else None
+
+    def save_rebuild(self, obj: Rebuild) -> None:
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8"))
+        self.save(obj.args)
+        self.write(pickle.REDUCE if obj.args else pickle.NEWOBJ)
+        self.memoize(obj)
+        if obj.list_items:
+            self._batch_appends(iter(obj.list_items))
+        if obj.items:
+            self._batch_setitems(iter(obj.items))
+        if obj.state is not None:
+            self.save(obj.state)
+            self.write(pickle.BUILD)
+
+    dispatch[Rebuild] = save_rebuild
+
+
+def dumps(tree: Any, rebuilds: bool = False) -> memoryview:
+    """The pickle of ``tree`` (protocol 2, as torch.save), ``TensorRef``s as storages;
+    ``rebuilds``: the tree holds ``Rebuild`` objects (slower pickler)."""
     buf = io.BytesIO()
-    _RefPickler(buf, protocol=2).dump(tree)
+    (_RebuildPickler if rebuilds else _RefPickler)(buf, protocol=2).dump(tree)
     return buf.getbuffer()
 
 
-def swap_tensors(obj: Any, extras: list[torch.Tensor], first: int) -> Any:
-    """Tensors among the extras (e.g. optimizer state) become refs to extra storages."""
-    if isinstance(obj, torch.Tensor):
-        extras.append(obj.detach().cpu().contiguous())
-        return TensorRef(str(first + len(extras) - 1), TensorInfo.of(extras[-1]))
-    if isinstance(obj, dict):
-        return type(obj)((k, swap_tensors(v, extras, first)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(swap_tensors(v, extras, first) for v in obj)
-    return obj
+def swap_tensors(obj: Any, extras: list[Any], first: int, memo: dict[int, Any] | None = None) -> Any:
+    """Tensors among the extras (e.g. optimizer state; in memory or ``LazyTensor``s read when
+    their turn comes) become refs to extra storages. Shared parts stay shared."""
+    memo = {} if memo is None else memo
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, (torch.Tensor, LazyTensor)):
+        info = TensorInfo.of(obj) if isinstance(obj, torch.Tensor) else obj.info
+        extras.append(obj)
+        out: Any = TensorRef(str(first + len(extras) - 1), info)
+    elif isinstance(obj, dict):
+        out = type(obj)()
+        memo[id(obj)] = out
+        for k, v in obj.items():
+            out[k] = swap_tensors(v, extras, first, memo)
+    elif type(obj) is list:
+        out = []
+        memo[id(obj)] = out
+        out.extend(swap_tensors(v, extras, first, memo) for v in obj)
+    elif isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        out = type(obj)(swap_tensors(v, extras, first, memo) for v in obj)
+    elif isinstance(obj, Rebuild):
+        out = Rebuild(obj.module, obj.name)
+        memo[id(obj)] = out
+        out.args = swap_tensors(obj.args, extras, first, memo)
+        out.state = swap_tensors(obj.state, extras, first, memo)
+        out.items = [(k, swap_tensors(v, extras, first, memo)) for k, v in obj.items]
+        out.list_items = [swap_tensors(v, extras, first, memo) for v in obj.list_items]
+    else:
+        return obj
+    memo[id(obj)] = out
+    return out
 
+
+def has_rebuilds(obj: Any, seen: set[int] | None = None) -> bool:
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, Rebuild):
+        return True
+    if isinstance(obj, dict):
+        return any(has_rebuilds(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(has_rebuilds(v, seen) for v in obj)
+    return False
+
+
+def extra_tensor(obj: Any) -> torch.Tensor:
+    """An extra's bytes to write: in memory as it is, or read now (one at a time)."""
+    t = obj.load() if isinstance(obj, LazyTensor) else obj
+    return t.detach().cpu().contiguous()

@@ -25,11 +25,12 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
                     bar: ByteProgress, zip64_limit: int = zipfile.ZIP64_LIMIT) -> None:
     """data.pkl needs only each storage's key, dtype and size, so it goes first; storages follow."""
     mapping = {key: torch_pickle.TensorRef(str(n), g.info) for n, g in enumerate(groups) for key in g.keys}
-    extras: list[torch.Tensor] = []
+    extras: list = []  # tensors (or LazyTensors) among the kept extras, after the groups' storages
     tree = torch_pickle.swap_tensors(wrap(mapping), extras, len(groups)) if wrap else mapping
+    rebuilds = wrap is not None and torch_pickle.has_rebuilds(tree)
     prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in archive) or "archive"
     zf = StoredZip(Sink(f), zip64_limit=zip64_limit)
-    zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree))
+    zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree, rebuilds))
     zf.add_bytes(f"{prefix}/.format_version", b"1")
     zf.add_bytes(f"{prefix}/.storage_alignment", b"64")
     zf.add_bytes(f"{prefix}/byteorder", b"little")
@@ -43,6 +44,6 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
             del data
         bar.advance(g.info.nbytes, g.keys[-1])
     for n, t in enumerate(extras, start=len(groups)):
-        zf.add_bytes(f"{prefix}/data/{n}", raw_bytes(t))
+        zf.add_bytes(f"{prefix}/data/{n}", raw_bytes(torch_pickle.extra_tensor(t)))
     zf.add_bytes(f"{prefix}/version", b"3\n")
     zf.close()

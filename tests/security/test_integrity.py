@@ -1,0 +1,187 @@
+"""What a reader returns is what the file holds: no gaps of old memory, no false ties,
+and every failure a one-line message whatever names the file uses."""
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import ckptlab
+from ckptlab.errors import CheckpointError, PathNotAllowedError, UnreadableFileError, quote
+from ckptlab.merge import remap
+from ckptlab.roots import check_path
+from tests.security.conftest import assert_one_line
+from tests.security.crafted import Ops, as_legacy, as_zip
+
+
+# -- DCP: chunks must tile their tensor ------------------------------------------------------
+def _dcp(folder, tensor):
+    import torch.distributed.checkpoint as dcp
+
+    dcp.save({"model": {"w": tensor}}, checkpoint_id=str(folder), no_dist=True)
+    return folder
+
+
+def _rewrite_metadata(folder, change):
+    """Edit the saved Metadata object (torch's own classes) and pickle it back."""
+    with open(folder / ".metadata", "rb") as f:
+        md = pickle.load(f)  # our own file, written just above by torch
+    change(md)
+    with open(folder / ".metadata", "wb") as f:
+        pickle.dump(md, f)
+
+
+def test_a_dcp_tensor_declared_larger_than_its_chunks_names_the_gap(tmp_path):
+    folder = _dcp(tmp_path / "ckpt", torch.arange(12.0).reshape(3, 4))
+
+    def grow(md):
+        entry = md.state_dict_metadata["model.w"]
+        entry.size = torch.Size([5, 4])  # two rows no chunk holds: torch.empty would return heap bytes
+
+    _rewrite_metadata(folder, grow)
+    with pytest.raises(UnreadableFileError, match=r"cover 12 of its 20 elements; index \(3, 0\) is in no chunk"):
+        ckptlab.open(folder)
+
+
+def test_dcp_chunks_that_overlap_or_leave_the_tensor_are_refused(tmp_path):
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+
+    folder = _dcp(tmp_path / "ckpt", torch.arange(12.0).reshape(3, 4))
+
+    def twice(md):
+        entry = md.state_dict_metadata["model.w"]
+        entry.chunks.append(ChunkStorageMetadata(offsets=torch.Size([0, 0]), sizes=torch.Size([3, 4])))
+
+    _rewrite_metadata(folder, twice)
+    with pytest.raises(UnreadableFileError, match="overlap"):
+        ckptlab.open(folder)
+
+    def outside(md):
+        entry = md.state_dict_metadata["model.w"]
+        entry.chunks = [ChunkStorageMetadata(offsets=torch.Size([0, 0]), sizes=torch.Size([4, 4]))]
+
+    folder = _dcp(tmp_path / "ckpt2", torch.arange(12.0).reshape(3, 4))
+    _rewrite_metadata(folder, outside)
+    with pytest.raises(UnreadableFileError, match="lies outside its shape"):
+        ckptlab.open(folder)
+
+
+def test_negative_dcp_sizes_and_byte_ranges_are_one_line_errors(tmp_path):
+    folder = _dcp(tmp_path / "ckpt", torch.arange(6.0))
+
+    def negative(md):
+        md.state_dict_metadata["model.w"].size = torch.Size([-6])
+
+    _rewrite_metadata(folder, negative)
+    with pytest.raises(UnreadableFileError, match="malformed size") as err:
+        ckptlab.open(folder)
+    assert_one_line(err.value)
+
+    folder = _dcp(tmp_path / "ckpt2", torch.arange(6.0))
+
+    def past_the_end(md):
+        for info in md.storage_data.values():
+            info.length = 10**9
+
+    _rewrite_metadata(folder, past_the_end)
+    with pytest.raises(UnreadableFileError, match="beyond the end"):
+        ckptlab.open(folder)
+
+
+def test_a_whole_dcp_checkpoint_still_reads_exactly(tmp_path):
+    t = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    ck = ckptlab.open(_dcp(tmp_path / "ckpt", t))
+    assert torch.equal(ck.tensor("w"), t)
+
+
+# -- safetensors: ckptlab's own alias metadata is only a claim ---------------------------------
+def test_alias_metadata_is_trusted_only_for_identical_bytes(tmp_path):
+    a, b = torch.arange(6.0), torch.arange(6.0) + 100
+    path = tmp_path / "lie.safetensors"
+    save_file({"a": a, "b": b}, str(path), metadata={"ckptlab.aliases": json.dumps([["a", "b"]])})
+    ck = ckptlab.open(path)
+    assert ck.aliases() == [] or all(len(g) < 2 for g in ck.aliases())
+    out = tmp_path / "out.pt"
+    remap(path, path, out)
+    back = torch.load(out, weights_only=True)
+    assert torch.equal(back["a"], a) and torch.equal(back["b"], b)  # b's values, not a's
+
+    honest = tmp_path / "tied.safetensors"
+    save_file({"a": a, "b": a.clone()}, str(honest), metadata={"ckptlab.aliases": json.dumps([["a", "b"]])})
+    assert [sorted(g) for g in ckptlab.open(honest).aliases()] == [["a", "b"]]
+
+
+def test_safetensors_shapes_past_the_limits_are_refused(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [0, 2**63 - 1], "data_offsets": [0, 0]}}).encode()
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError) as err:
+        ckptlab.open(path).tensor("w")
+    assert_one_line(err.value)
+
+
+# -- messages: names from the file never add lines, escapes or length ---------------------------
+HOSTILE_NAMES = [
+    "w\nckptlab: file verified safe",
+    "\x1b[2J\x1b[32mverified\x1b[0m",
+    "x" * 140_000,
+    "nul\x00byte",
+    "line\u2028separator",
+    "bidi\u202eexe.txt",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["newline", "ansi", "long", "nul", "u2028", "bidi"])
+def test_names_from_the_file_are_escaped_and_bounded_in_every_message(tmp_path, name):
+    # a storage type that does not exist, named by the hostile string: the error quotes it
+    data = Ops().state_dict(w={}).stop().replace(b"FloatStorage", name.encode("utf-8", "surrogatepass")[:60_000])
+    paths = [as_zip(tmp_path / "zip.pt", data)]
+    # a legacy file whose storage-key list names a storage never used
+    legacy = Ops(legacy=True).state_dict(w={}).stop()
+    paths.append(as_legacy(tmp_path / "legacy.pt", legacy))
+    data_legacy = paths[-1].read_bytes().replace(pickle.dumps(["0"], protocol=2), pickle.dumps(["0", name], protocol=2))
+    paths[-1].write_bytes(data_legacy)
+    # an index naming a missing shard
+    index = tmp_path / "model.bin.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": name}}))
+    paths.append(index)
+    for path in paths:
+        with pytest.raises(CheckpointError) as err:
+            ckptlab.open(path)
+        text = assert_one_line(err.value)
+        assert "\n" not in text and "\x1b" not in text and "\x00" not in text
+
+
+def test_quote_escapes_and_bounds_and_never_walks_a_dag():
+    assert quote("a\nb") == "'a\\nb'"
+    assert len(quote("x" * 10_000)) < 120
+    dag: list = []
+    for _ in range(60):
+        dag = [dag, dag]
+    assert len(quote(dag)) <= 80  # reprlib stops after two levels: no 2**60 walk
+
+
+def test_the_constructor_makes_any_message_one_printable_line():
+    err = CheckpointError("first\nsecond\x1b[31m" + "y" * 5000, "/tmp/" + "d" * 5000 + "/f\n.pt")
+    text = str(err)
+    assert text.isprintable() and len(text) <= 300 and "\\n" in text
+    assert err.path.endswith("/f\n.pt")  # the path itself is kept as given
+
+
+# -- server paths ------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000, "/" + "/".join(["d" * 200] * 30)])
+def test_server_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
+    with pytest.raises(PathNotAllowedError) as err:
+        check_path(text, [tmp_path])
+    assert_one_line(err.value)
+
+
+@pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt"])
+def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
+    with pytest.raises(CheckpointError) as err:
+        ckptlab.open(tmp_path / text)
+    assert_one_line(err.value)
