@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ckptlab.ui import valuecache
+from ckptlab.ui import kept, valuecache
 from ckptlab.ui.values import SAMPLE, histogram_data, histogram_figure, merged_key, merged_of
 
 HEATMAP = "compare_heatmap"
@@ -127,7 +127,7 @@ def show(alignment: Any) -> None:
 
     st.markdown("**Compare values**")
     options = choices(alignment)
-    mode = st.segmented_control("Compare", options, key=MODE_KEY, default=options[0]) or options[0]
+    mode = kept.segmented(st, "Compare", options, MODE_KEY, options[0])
     result, why = run_diff(alignment, mode)
     if result is None:
         st.text(f"Nothing to compare yet: {why}")
@@ -141,14 +141,15 @@ def show(alignment: Any) -> None:
     grid = layer_grid(result.pairs)
     picked = None
     if grid["rows"]:
-        log = st.toggle("log scale", value=True, key="compare_log")
+        log = kept.keep("compare_log", st.toggle("log scale", value=bool(kept.value("compare_log", True)),
+                                                 key=kept.widget_key("compare_log")))
         st.caption("rel_l2 = ||a-b|| / ||b|| per tensor, by layer (rows) and tensor kind (columns); "
                    "click a cell for its histograms.")
         event = st.plotly_chart(heatmap_figure(grid, log), key=HEATMAP, on_select="rerun", selection_mode="points")
         picked = clicked_key(event)
         if picked and picked != st.session_state.get(_LAST_CLICK):
             st.session_state[_LAST_CLICK] = picked
-            st.session_state[PICK_KEY] = picked
+            kept.renew(PICK_KEY, picked)  # the selectbox follows the click
     else:
         st.caption("No layer-indexed keys: no heatmap (the table lists every pair).")
     st.dataframe(pairs_frame(result), hide_index=True, height=300, column_config={
@@ -159,9 +160,9 @@ def show(alignment: Any) -> None:
     keys = [p.target for p in result.pairs if p.equal is not None]
     if not keys:
         return
-    if st.session_state.get(PICK_KEY) not in keys:
-        st.session_state[PICK_KEY] = next((p.target for p in result.pairs if p.equal is False), keys[0])
-    key = st.selectbox("Tensor (or click a heatmap cell)", keys, key=PICK_KEY)
+    if kept.value(PICK_KEY) not in keys:
+        kept.keep(PICK_KEY, next((p.target for p in result.pairs if p.equal is False), keys[0]))
+    key = kept.selectbox(st, "Tensor (or click a heatmap cell)", keys, PICK_KEY)
     _tensor_histograms(alignment, mode, key, result.pair(key))
 
 
