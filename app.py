@@ -1,43 +1,12 @@
-"""ckptlab web app (``streamlit run app.py``): page config and the panels, top to bottom.
+"""ckptlab web app: ``streamlit run app.py`` (or ``ckptlab app``).
 
-No logic here: each panel lives in ``ckptlab/ui/`` and every decision in the core.
+A thin entry: Streamlit finds ``app`` (an ``st.App``) and serves the page
+(``ckptlab/ui/app_script.py`` -> ``ckptlab/ui/page.py``) with one extra route that
+streams built files from disk (``ckptlab/ui/server.py``); ``ckptlab/ui/serve.py`` is the
+same entry inside the package.
 """
 import streamlit as st
 
-st.set_page_config(page_title="ckptlab", page_icon="🧪", layout="wide")
+from ckptlab.ui.server import PAGE_SCRIPT, routes
 
-from ckptlab.ui import (  # noqa: E402 - set_page_config must come first
-    charts, conversions, downloads, finetune_panel, fixes, inputs, rules, state, suggestions, summary, table,
-    verify_panel,
-)
-
-pair, source, target = inputs.sidebar()
-summary.intro(pair, st.session_state.get("source_mode") == inputs.SAMPLE)
-
-if source.ckpt is None or target.ckpt is None:
-    st.info("Choose a source and a target in the sidebar (the error, if any, is shown there).")
-    st.stop()
-
-state.start_pair((source.identity, target.identity))
-top, rules_slot, convert_slot, bottom = st.container(), st.container(), st.container(), st.container()
-recipe_view = rules.edit(rules_slot)          # first, so an edit shows in this run's table
-conversions.edit(convert_slot, source, target)
-alignment = state.guarded(top, lambda: state.alignment(source.ckpt, target.ckpt, st.session_state.get("auto", "none")))
-if alignment is None:
-    st.stop()
-
-with top:
-    state.panel(summary.counts, alignment)
-    state.panel(suggestions.show, alignment)
-    charts.take_click()
-    frame = state.panel(table.frame_of, alignment)
-    if frame is not None:
-        state.panel(table.show, alignment, frame)
-with bottom:
-    state.panel(rules.effective, recipe_view, alignment)
-    state.panel(conversions.invert, recipe_view, alignment)
-    state.panel(fixes.show, alignment)
-    state.panel(charts.show, alignment)
-    state.panel(verify_panel.show, alignment, source, target)
-    state.panel(finetune_panel.show, alignment, target)
-    state.panel(downloads.show, alignment)
+app = st.App(str(PAGE_SCRIPT), routes=routes())

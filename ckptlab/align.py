@@ -141,6 +141,12 @@ class Alignment:
         """Target keys that get a source tensor (exact + renamed + adapted)."""
         return [row.target for row in self.rows if row.status in FED_STATUSES]
 
+    @property
+    def unmatched_adapt(self) -> list[str]:
+        """Recipe ``adapt`` entries naming no target key: a typo there would otherwise fix
+        nothing, silently."""
+        return [key for key in self.effective_recipe.adapt if key not in self.target]
+
     def row(self, target_key: str) -> Row:
         for row in self.rows:
             if row.target == target_key:
@@ -185,12 +191,14 @@ class Labels:
     """Where each part of an effective recipe came from, for the rows' reasons.
 
     ``rules`` maps a rule position (0-based) to e.g. ``"suggested, high"`` (default
-    ``"rule N"``); ``map``/``adapt`` map a target key to a label (default explicit).
+    ``"rule N"``); ``map``/``adapt`` map a target key to a label (default explicit);
+    ``convert`` maps a convert entry's position (1-based) to a label (default none).
     """
 
     rules: dict[int, str] = field(default_factory=dict)
     map: dict[str, str] = field(default_factory=dict)
     adapt: dict[str, str] = field(default_factory=dict)
+    convert: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -315,7 +323,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         t = target.info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
         if tkey in m.converted:
-            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of)
+            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of, labels.convert)
             feeding.update(s for g, _ in m.converted[tkey] for s in g.sources)
             rows.append(row)
             continue
@@ -366,7 +374,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
 
 
 def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Group, int]],
-                   s_info: Mapping, name_of) -> Row:
+                   s_info: Mapping, name_of, tags: Mapping[int, str]) -> Row:
     """One target fed by a conversion: ``converted`` when the ops give its shape, else a
     ``mismatch`` naming both; two conversions onto one target are a ``conflict``."""
     if len(feeds) > 1:
@@ -375,6 +383,7 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
         return Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
                    f"{len(feeds)} conversions feed this key: {listed}", sources=sources)
     group, i = feeds[0]
+    why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
     single = group.sources[0] if len(group.sources) == 1 else None
     s_shape = tuple(s_info[single].shape) if single else None
     s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
@@ -382,11 +391,11 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
     if got != t_shape:
-        reason = _join(group.describe(tkey), f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
+        reason = _join(why, f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
         return Row(tkey, single, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
                    convert=group)
     return Row(tkey, single, "converted", t_shape, s_shape, t_dtype, s_dtype,
-               _join(group.describe(tkey), dtype_note), group.sources, convert=group)
+               _join(why, dtype_note), group.sources, convert=group)
 
 
 def _note_split_ties(rows: list[Row], target: Checkpoint, source: Checkpoint) -> list[Row]:
@@ -486,9 +495,10 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
         take = s.applied or s.confidence in accept
         if take and not s.applied:
             if "container" not in s.rule:
-                before = len(effective.rules)
+                before, converts = len(effective.rules), len(effective.convert)
                 effective = effective.merged(s.rule)
                 labels.rules.update({i: s.label for i in range(before, len(effective.rules))})
+                labels.convert.update({i: s.label for i in range(converts + 1, len(effective.convert) + 1)})
             else:
                 effective = effective.merged(s.rule)
             for key in s.rule.get("map", {}):

@@ -110,8 +110,16 @@ class MergePlan:
 
     def _run(self, group: Any) -> list[torch.Tensor]:
         """A group's outputs, each in its own contiguous memory."""
-        outputs = group.run([self.source.tensor(s) for s in group.sources])
+        outputs = group.run([self._read(s) for s in group.sources])
         return [t.contiguous() for t in outputs]
+
+    def _read(self, key: str) -> torch.Tensor:
+        """A conversion's source tensor: mapped from the file where its bytes lie as one span
+        (the ops read the page cache; nothing is copied before they run), else loaded."""
+        from ckptlab.windows import mapped
+
+        view = mapped(self.source.lazy(key))
+        return view if view is not None else self.source.tensor(key)
 
     def _plain(self, e: PlanEntry) -> torch.Tensor:
         key = e.target

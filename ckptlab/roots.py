@@ -69,3 +69,49 @@ def check_path(path: str | Path, roots: Iterable[Path]) -> Path:
     raise PathNotAllowedError(
         f"{quote(text)} is outside the allowed folders ({', '.join(str(r) for r in roots)}); "
         f"add a folder with {ROOTS_ENV}")
+
+
+OUTPUT_ROOTS_ENV = "CKPTLAB_OUTPUT_ROOTS"
+OUTPUT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def output_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The folders the web app may write merged files into (``CKPTLAB_OUTPUT_ROOTS``,
+    ``os.pathsep``-separated). None by default: writing on the server is opt-in."""
+    env = os.environ if env is None else env
+    roots: list[Path] = []
+    for part in env.get(OUTPUT_ROOTS_ENV, "").split(os.pathsep):
+        if part.strip():
+            root = Path(part.strip()).expanduser().resolve()
+            if root.is_dir() and root not in roots:
+                roots.append(root)
+    return roots
+
+
+def check_output_path(path: str | Path, roots: Iterable[Path]) -> Path:
+    """Where to write a merged file: a new ``.safetensors``/``.pt``/``.pth`` file whose
+    folder lies under one of ``roots`` (``PathNotAllowedError`` otherwise). A relative
+    path is taken from the first root; an existing file is never overwritten."""
+    roots = [Path(r).resolve() for r in roots]
+    text = str(path).strip()
+    if not roots:
+        raise PathNotAllowedError(f"writing on the server is off; start the app with {OUTPUT_ROOTS_ENV}=<folder>")
+    if not text:
+        raise PathNotAllowedError("no output path given")
+    raw = Path(text).expanduser()
+    if ".." in raw.parts:
+        raise PathNotAllowedError(f"'..' is not allowed in server paths: {text}")
+    candidate = raw if raw.is_absolute() else roots[0] / raw
+    if candidate.suffix not in OUTPUT_SUFFIXES:
+        raise PathNotAllowedError(f"{text}: the file name must end in {', '.join(OUTPUT_SUFFIXES)}")
+    folder = candidate.parent.resolve()
+    if not any(folder == root or folder.is_relative_to(root) for root in roots):
+        raise PathNotAllowedError(
+            f"{text} is outside the output folders ({', '.join(str(r) for r in roots)}); "
+            f"add a folder with {OUTPUT_ROOTS_ENV}")
+    if not folder.is_dir():
+        raise UnreadableFileError("no such folder", str(folder))
+    target = folder / candidate.name
+    if target.exists() or target.is_symlink():
+        raise PathNotAllowedError(f"{target} exists already; choose a new file name")
+    return target

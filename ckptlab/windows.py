@@ -129,3 +129,14 @@ def sample(lazy: LazyTensor, count: int) -> torch.Tensor:
         if first < w.count:
             parts.append(w.read()[first::step].clone())
     return torch.cat(parts) if parts else torch.empty(0, dtype=lazy.info.dtype)
+
+
+def mapped(lazy: LazyTensor) -> torch.Tensor | None:
+    """The whole tensor as a private map of its bytes in the file (read-only use, no copy out
+    of the page cache), or None when its bytes are not one span of the file. A conversion
+    then reads the page cache directly (a transpose copies once, not twice)."""
+    span = getattr(lazy, "file_span", None)
+    info = lazy.info
+    if span is None or info.numel == 0 or span[2] != info.nbytes:
+        return None
+    return _Mapped(span[0], span[1], info.numel, info.dtype)().view(info.shape)

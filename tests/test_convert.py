@@ -248,3 +248,75 @@ def test_an_op_whose_shapes_do_not_work_names_the_entry_the_op_and_the_key():
     with pytest.raises(ConvertError, match=r"^convert 1: op 1 \(chunk 0: dim 0 of \(10, 4\) \(10\) does not "
                                            r"split into 3 equal parts\) on 'b.0.qkv' \(10, 4\)$"):
         find_groups([conv], {"b.0.qkv": (10, 4)})
+
+
+# -- entries in a recipe: one-line errors naming the entry, exact round trips ----------------------
+@pytest.mark.parametrize("entry, message", [
+    ({"from": "x.{i}", "to": "y.{i}.{j}", "ops": ["transpose"]},
+     r"^convert 2: 'to' has placeholder \{j\} that 'from' lacks \(only an unbind op makes one target per index\)$"),
+    ({"from": "x.{i}.{e}", "to": "y.{i}", "ops": ["transpose"]},
+     r"^convert 2: the ops give a variable number of tensors but 'to' names 1 \(add a stack or cat op\)$"),
+    ({"from": ["a.{i}", "b.{j}"], "to": "c.{i}", "ops": [{"cat": 0}]},
+     r"^convert 2: the 'from' patterns use different placeholders"),
+    ({"from": "x.{i}", "to": ["a.{i}", "b.{i}"], "ops": ["transpose"]},
+     r"^convert 2: the ops give 1 tensor but 'to' names 2$"),
+    ({"from": "x.{i}", "to": "a.{i}.{e}", "ops": [{"chunk": 0}]},
+     r"^convert 2, op 1 \(chunk\): chunk needs \{chunk: \{dim: d, parts: n\}\} here"),
+    ({"from": ["a.{i}", "b.{i}"], "to": ["c.{i}", "d.{i}"], "ops": [{"chunk": 0}]},
+     r"^convert 2, op 1 \(chunk\): chunk takes one tensor, but 2 reach it$"),
+    ({"from": "x.{i", "to": "y", "ops": []}, r"^convert 2 \(from\): bad placeholder in 'x.\{i'"),
+    ({"from": "x.{a}{b}", "to": "y.{a}{b}", "ops": []}, r"touch each other"),
+    ({"form": "x", "to": "y"}, r"^convert 2: unknown field 'form' \(did you mean 'from'\?"),
+    ({"from": "x"}, r"^convert 2: needs 'from' and 'to'$"),
+    ({"from": [], "to": "y"}, r"^convert 2 \(from\): expected a key pattern or a non-empty list of them, got list$"),
+    ({"from": "x", "to": "y", "ops": "transpose"}, r"^convert 2: 'ops' must be a list, got str$"),
+    ("x -> y", r"^convert 2: expected \{from: ..., to: ..., ops: \[...\]\}, got str$"),
+])
+def test_conversion_errors_are_one_line_and_name_the_entry(entry, message):
+    from ckptlab.recipe import Recipe
+
+    first = {"from": "ok.{i}", "to": "ok.{i}", "ops": ["transpose"]}
+    with pytest.raises(RecipeError, match=message) as info:
+        Recipe.from_dict({"convert": [first, entry]})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype, message", [
+    ({"to": "bf16"}, r"^dtype: unknown dtype 'bf16' \(did you mean 'bfloat16'\?"),
+    ({"to": "bfloat16", "kept": "norm"}, r"^dtype: unknown field 'kept' \(did you mean 'keep'\?"),
+    ({"to": "bfloat16", "keep": "("}, r"^dtype \(keep\): bad regex '\('"),
+    ({"keep": "norm"}, r"^dtype: needs 'to'"),
+])
+def test_dtype_errors_are_one_line(dtype, message):
+    from ckptlab.recipe import Recipe
+
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_dict({"dtype": dtype})
+
+
+def test_convert_and_dtype_round_trip_exactly_through_yaml_and_json(tmp_path):
+    from ckptlab.recipe import DtypeSpec, Recipe
+
+    data = {"rules": [{"strip_prefix": "module."}],
+            "convert": [{"from": "h.{i}.w", "to": "h.{i}.w", "ops": ["transpose"]},
+                        {"from": "b.{i}.qkv", "to": ["b.{i}.q", "b.{i}.k", "b.{i}.v"], "ops": [{"chunk": 0}]},
+                        {"from": ["b.{i}.q", "b.{i}.k"], "to": "b.{i}.qk", "ops": [{"cat": 0}, {"transpose": [0, 1]}]},
+                        {"from": "e.{i}.x.{e}", "to": "e.{i}.x", "ops": [{"stack": 0}]},
+                        {"from": "m.{i}", "to": "m.{i}.{e}", "ops": [{"unbind": 1}]},
+                        {"from": "r.{i}", "to": "r.{i}", "ops": [{"rope_permute": {"heads": 4}}, {"reshape": [-1]},
+                                                              {"split": {"dim": 0, "sizes": [2, 6]}}, {"stack": 0}]},
+                        {"from": "s", "to": "t", "ops": []}],
+            "dtype": {"to": "bfloat16", "keep": "norm|bias"}}
+    recipe = Recipe.from_dict(data)
+    assert recipe.to_dict() == data
+    assert Recipe.from_text(recipe.to_yaml()) == recipe and Recipe.from_text(recipe.to_yaml()).to_yaml() == recipe.to_yaml()
+    assert Recipe.from_text(recipe.to_json()) == recipe
+    assert Recipe.load(recipe.save(tmp_path / "r.json")) == recipe
+    assert recipe.dtype == DtypeSpec("bfloat16", "norm|bias")
+    assert recipe.dtype.casts("h.0.w") and not recipe.dtype.casts("h.0.norm.weight")
+    # suggestion fragments and the with_* copies carry conversions along
+    grown = recipe.merged({"convert": {"from": "u", "to": "v", "ops": ["transpose"]}}).with_rule({"add_prefix": "p."})
+    assert len(grown.convert) == 8 and grown.dtype == recipe.dtype and len(recipe.convert) == 7
+    assert recipe.merged({"dtype": None}).dtype is None
+    with pytest.raises(RecipeError, match=r"^convert 8, op 1: unknown op 'transposed'"):
+        recipe.with_convert({"from": "u", "to": "v", "ops": ["transposed"]})

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 UI = Path(__file__).resolve().parents[1] / "ui"
-SCRIPT = UI / "app_script.py"
+SCRIPT = UI / "serve.py"            # an st.App: the page (app_script.py) + the file route
 CONFIG = UI / "streamlit_config.toml"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_S = 10.0

@@ -1,26 +1,38 @@
-"""Charts: a treemap of parameters by module coloured by status (a click filters the
-table), and a histogram of one tensor's values, source beside merged."""
+"""Charts: a treemap of parameters by module coloured by the share of its target keys
+that get a source tensor (a click filters the Alignment table, both sides), and a
+histogram of one tensor's values, source beside merged.
+
+Titles and key names are drawn by Streamlit as plain text above the figures, not inside
+them: plotly's breadcrumb (pathbar) would cover a treemap title, long subplot titles
+overlap, and a key name from the file never goes through plotly's HTML-ish labels
+unescaped in a title.
+"""
 from __future__ import annotations
 
+import html
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from plotly.subplots import make_subplots
 
 from ckptlab import modtree
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import icons, state, table
+from ckptlab.ui import kept, state, table, text
 
 TREEMAP = "treemap"
 _LAST_CLICK = "_treemap_last_click"
 _SAMPLE = 200_000        # values drawn per histogram (a fixed, evenly spaced subset)
 TREEMAP_NODES = 600      # more is unreadable and slow to draw: big checkpoints show modules only
+FED = ("exact", "renamed", "adapted")
+# share of the module's target keys that are fed: 0 red .. 1 green; unused source keys grey
+SHARE_SCALE = [[0.0, "#e53935"], [0.5, "#fbc02d"], [1.0, "#2e7d32"]]
+UNUSED_GREY = "#9e9e9e"
 
 
 def take_click() -> None:
-    """Turn a new treemap click into the table's module filter (called before the table)."""
+    """Turn a new treemap click into the table's module filter (called before drawing)."""
     event = st.session_state.get(TREEMAP)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     if not points:
@@ -33,30 +45,64 @@ def take_click() -> None:
 
 
 def show(alignment: Any) -> None:
-    st.subheader("Charts")
-    left, right = st.columns(2)
+    take_click()
+    left, right = st.columns(2, gap="medium")
     with left:
         _treemap(alignment)
     with right:
         _histogram(alignment)
 
 
+def fed_shares(rows: Any, nodes: pd.DataFrame) -> list[float | None]:
+    """For each treemap node: fed target keys / target keys inside it (None under the
+    unused-source root). A module that loads 37 of 43 keys is mostly green, whatever the
+    six others are (a worst-status colour would paint it all red)."""
+    fed: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for row in rows:
+        if row.target is None:
+            continue
+        parts = row.target.split(".")
+        ids = [modtree.TARGET_ROOT] + [modtree.node_id(modtree.TARGET_ROOT, ".".join(parts[:d]))
+                                       for d in range(1, len(parts) + 1)]
+        for nid in ids:
+            total[nid] = total.get(nid, 0) + 1
+            fed[nid] = fed.get(nid, 0) + (row.status in FED)
+    return [fed[nid] / total[nid] if total.get(nid) else None for nid in nodes["id"]]
+
+
 def _treemap(alignment: Any) -> None:
     nodes = state.derived("treemap", lambda: modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES))
     if nodes.empty:
         return
+    shares = state.derived("treemap_shares", lambda: fed_shares(alignment.rows, nodes))
+    st.markdown("**Parameters by module**")
+    st.caption("Size: parameters. Colour: share of the module's target keys fed by the source (red none, "
+               "green all; grey: unused source keys). Click a module to filter the Alignment table (either side).")
     fig = go.Figure(go.Treemap(
-        ids=nodes["id"], parents=nodes["parent"], labels=nodes["label"], values=nodes["value"],
-        branchvalues="total", maxdepth=4,
-        marker={"colors": [modtree.STATUS_COLOURS[s] for s in nodes["status"]]},
-        customdata=nodes[["status", "tensors"]].to_numpy(),
-        hovertemplate="<b>%{id}</b><br>%{value:,} parameters in %{customdata[1]} tensors"
-                      "<br>worst status: %{customdata[0]}<extra></extra>",
+        ids=nodes["id"], parents=nodes["parent"], labels=[html.escape(str(x)) for x in nodes["label"]],
+        values=nodes["value"], branchvalues="total", maxdepth=3,
+        marker={"colors": [_hex(UNUSED_GREY if s is None else s) for s in shares]},
+        customdata=[[("—" if s is None else f"{s:.0%}"), n] for s, n in zip(shares, nodes["tensors"])],
+        hovertemplate="%{label}<br>%{value:,} parameters in %{customdata[1]} tensors"
+                      "<br>fed: %{customdata[0]}<extra></extra>",
+        pathbar={"side": "bottom"},
     ))
-    fig.update_layout(margin={"t": 30, "l": 0, "r": 0, "b": 0}, height=420,
-                      title="Parameters by module (colour: worst status inside; click to filter the table)")
+    fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 4}, height=430)
     st.plotly_chart(fig, key=TREEMAP, on_select="rerun", selection_mode="points")
-    st.caption(icons.legend(modtree.SEVERITY[::-1]))
+    module = st.session_state.get(table.MODULE_FILTER)
+    if module is not None:
+        st.text(f"Clicked: {table.module_label(module)}. The Alignment table shows only its rows.")
+
+
+def _hex(value: float | str) -> str:
+    """A colour of ``SHARE_SCALE`` for a share (or the grey given)."""
+    if isinstance(value, str):
+        return value
+    (a, ca), (b, cb) = (SHARE_SCALE[0], SHARE_SCALE[1]) if value <= 0.5 else (SHARE_SCALE[1], SHARE_SCALE[2])
+    t = (value - a) / (b - a)
+    mix = [round(int(ca[i:i + 2], 16) * (1 - t) + int(cb[i:i + 2], 16) * t) for i in (1, 3, 5)]
+    return "#" + "".join(f"{v:02x}" for v in mix)
 
 
 CHANGED_FIRST = {"adapted": 0, "converted": 0, "mismatch": 1, "renamed": 2, "exact": 3}
@@ -73,28 +119,31 @@ def _histogram(alignment: Any) -> None:
     from ckptlab import merge
 
     keys = changed_first(alignment.rows)
+    st.markdown("**Tensor values: source vs merged**")
     if not keys:
         st.caption("No target key is fed yet: the histogram compares a source tensor with its merged value.")
         return
-    key = st.selectbox("Tensor values: source vs merged (changed tensors first)", keys, key="histogram_key")
+    key = kept.selectbox(st, "Tensor (changed tensors first)", keys, "histogram_key")
     row = alignment.row(key)
     source = alignment.source.tensor(row.source)
     try:
         plan = state.derived("plan_keep_target", lambda: merge.plan(alignment, on_mismatch="keep-target"))
         merged = merge.merged_tensor(plan, key)
     except CheckpointError as exc:   # conflicts elsewhere block the plan: show the source alone
-        st.caption(f"Merged value not available yet: {exc}")
+        st.caption(f"Merged value not available yet: {text.md(state.error_message(exc))}")
         merged = None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        f"source: {row.source}", f"merged: {key}" + (" (target's own value until fixed)"
-                                                    if row.status == "mismatch" else "")))
-    for col, values in ((1, source), (2, merged)):
-        if values is None:
-            continue
-        fig.add_trace(go.Histogram(x=_sample(values), nbinsx=50, showlegend=False), row=1, col=col)
-    fig.update_layout(margin={"t": 40, "l": 0, "r": 0, "b": 0}, height=380)
-    st.plotly_chart(fig, key="histogram")
-    st.caption(f"{row.status}: {row.reason}")
+    columns = st.columns(2)
+    for column, values, title in ((columns[0], source, f"source: {row.source}"),
+                                  (columns[1], merged, f"merged: {key}" + (" (target's own value until fixed)"
+                                                                          if row.status == "mismatch" else ""))):
+        with column:
+            st.text(text.one_line(title, 120))
+            if values is None:
+                continue
+            fig = go.Figure(go.Histogram(x=_sample(values), nbinsx=50, showlegend=False))
+            fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 0}, height=300)
+            st.plotly_chart(fig, key=f"histogram_{'source' if values is source else 'merged'}")
+    st.text(text.one_line(f"{row.status}: {row.reason}", 300))
 
 
 def _sample(tensor: torch.Tensor) -> Any:

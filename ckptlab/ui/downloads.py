@@ -1,5 +1,10 @@
-"""Downloads: the merged checkpoint (built with a progress bar into the session's folder),
-the recipe, the report as CSV/JSON and a standalone PyTorch snippet."""
+"""Downloads: the merged checkpoint (built with a progress bar into the session's folder
+and served from disk, or written straight into a server folder under an output root),
+the recipe, the report as CSV/JSON and a standalone PyTorch snippet.
+
+The merged file is never read into the server's memory: the browser gets a link to the
+server's file route (``ckptlab.ui.server``), which streams it in chunks.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,65 +13,133 @@ from typing import Any
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import icons, state
+from ckptlab.roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
+from ckptlab.ui import files, icons, server, state, text
 
 FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
+BROWSER, SERVER_FOLDER = "Browser download", "Write to a server folder"
 
 
 def show(alignment: Any) -> None:
     from ckptlab import merge
 
-    st.subheader("Download")
     try:
         plan = merge.plan(alignment)
     except CheckpointError as exc:
         plan = None
-        st.error(f"Merged checkpoint refused: {exc}. Resolve these rows (rules, explicit map, shape fixes) first.",
-                 icon=icons.ERROR)
-    merged_col, other_col = st.columns(2)
+        st.error(f"Merged checkpoint refused: {text.md(state.error_message(exc))}. Resolve these rows (rules, "
+                 "explicit map, shape fixes) first.", icon=icons.ERROR)
+    merged_col, other_col = st.columns([3, 2], gap="medium")
     with merged_col:
         _merged(plan, alignment)
     with other_col:
         _others(plan, alignment)
 
 
+def _size(plan: Any) -> int:
+    return sum(o.info.nbytes for o in plan.outputs()) if plan is not None else 0
+
+
+def _forget_built() -> None:
+    previous = st.session_state.get(BUILT)
+    if previous:
+        files.forget(previous.get("url", ""))
+        if previous.get("temporary"):
+            Path(previous["path"]).unlink(missing_ok=True)
+    st.session_state[BUILT] = None
+
+
 def _merged(plan: Any, alignment: Any) -> None:
-    from ckptlab import write
-
-    suffix = st.radio("Merged checkpoint format", FORMATS, horizontal=True, key="out_format")
-    key = (state.alignment_key(), suffix)
-    if st.button("Build merged checkpoint", key="build_merged", disabled=plan is None, type="primary"):
-        folder = state.session_dir() / "merged"
-        folder.mkdir(parents=True, exist_ok=True)
-        previous = st.session_state.get(BUILT)
-        if previous:
-            Path(previous[1]).unlink(missing_ok=True)
-            st.session_state[BUILT] = None
-        out = folder / f"merged{suffix}"
-        bar = st.progress(0.0, text="writing...")
-
-        def progress(done: int, total: int, tensor_key: str) -> None:
-            bar.progress(min(1.0, done / total) if total else 1.0, text=f"writing {tensor_key}")
-
-        written = state.guarded(st, lambda: write.write(plan, out, progress=progress), what="writing failed: ")
-        if written is not None:
-            bar.progress(1.0, text=f"done: {len(plan.outputs())} tensors")
-            st.session_state[BUILT] = (key, str(out))
+    st.markdown("**Merged checkpoint**" + (f" (about {_human(_size(plan))})" if plan is not None else ""))
+    suffix = st.radio("Format", FORMATS, horizontal=True, key="out_format")
+    roots = output_roots()
+    where = st.radio("Where", [BROWSER, SERVER_FOLDER], horizontal=True, key="out_where",
+                     help="A file too big for a browser download can be written on the server, under a folder "
+                          f"the server allows ({OUTPUT_ROOTS_ENV}).") if roots else BROWSER
+    key = (state.alignment_key(), suffix, where)
     built = st.session_state.get(BUILT)
-    if plan is not None and built and built[0] == key and Path(built[1]).exists():
-        path = Path(built[1])
-        st.download_button(f"Download merged{suffix} ({path.stat().st_size:,} bytes)", data=path.read_bytes(),
-                           file_name=f"merged{suffix}", mime="application/octet-stream", key="download_merged",
-                           on_click="ignore")
+    if built and built["key"] != key:                 # the recipe or format changed: the file is stale
+        _forget_built()
+        built = None
+    out: Path | None = None
+    if where == SERVER_FOLDER:
+        st.caption("Output folders: " + text.md(", ".join(str(r) for r in roots)))
+        typed = st.text_input("File on the server (relative to the first output folder, or absolute)",
+                              value=f"merged{suffix}", key="out_server_path")
+        out = state.guarded(st, lambda: check_output_path(typed, roots))
+    elif not roots:
+        st.caption(f"Too big for a browser download? Start the server with {OUTPUT_ROOTS_ENV}=<folder> to write "
+                   "the merge into a server folder instead.")
+    disabled = plan is None or (where == SERVER_FOLDER and out is None)
+    if st.button("Build merged checkpoint", key="build_merged", disabled=disabled, type="primary"):
+        _build(plan, key, suffix, out)
+        built = st.session_state.get(BUILT)
+    if built and Path(built["path"]).exists():
+        _offer(built, suffix)
     elif plan is not None:
         st.caption("Build the file, then download it. Every target key is written: mapped, adapted, "
                    "or the target's own value.")
 
 
+def _build(plan: Any, key: tuple, suffix: str, out: Path | None) -> None:
+    from ckptlab import write
+
+    _forget_built()
+    temporary = out is None
+    if temporary:
+        folder = state.session_dir() / "merged"
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"merged{suffix}"
+    bar = st.progress(0.0, text="writing...")
+
+    def progress(done: int, total: int, tensor_key: str) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=text.one_line(f"writing {tensor_key}", 120))
+
+    written = state.guarded(st, lambda: write.write(plan, out, progress=progress), what="writing failed: ")
+    if written is None:
+        bar.empty()
+        return
+    bar.progress(1.0, text=f"done: {text.plural(len(plan.outputs()), 'tensor')}")
+    built = {"key": key, "path": str(out), "temporary": temporary, "url": ""}
+    if temporary and server.ACTIVE:
+        built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir())
+    st.session_state[BUILT] = built
+
+
+def _offer(built: dict, suffix: str) -> None:
+    path = Path(built["path"])
+    size = path.stat().st_size
+    if not built["temporary"]:
+        st.success(f"Written on the server ({_human(size)}):", icon=icons.OK)
+        st.code(str(path), language=None)
+        return
+    label = f"Download merged{suffix} ({_human(size)})"
+    with st.container(key="download_merged"):
+        if built["url"]:
+            # our own link (a random token), never a name from the file: served from disk in chunks
+            st.markdown(f'<a href="{built["url"]}" download="merged{suffix}" class="ckptlab-download">'
+                        f'{label}</a>', unsafe_allow_html=True)
+            st.html("<style>a.ckptlab-download{display:inline-block;padding:.4rem .9rem;border-radius:.5rem;"
+                    "border:1px solid rgba(49,51,63,.2);text-decoration:none;color:inherit}"
+                    "a.ckptlab-download:hover{border-color:#ff4b4b;color:#ff4b4b}</style>")
+        else:   # no file route in this process (tests): a deferred button reading the file on click
+            st.download_button(label, data=lambda: path.open("rb"), file_name=f"merged{suffix}",
+                               mime="application/octet-stream", key="download_merged_button", on_click="ignore")
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
 def _others(plan: Any, alignment: Any) -> None:
     from ckptlab import merge
 
+    st.markdown("**Recipe, report, code**")
     if plan is None:
         plan = state.guarded(st, lambda: merge.plan(alignment, on_mismatch="keep-target"), what="report: ")
     if plan is not None:
@@ -84,7 +157,7 @@ def _others(plan: Any, alignment: Any) -> None:
         st.download_button("PyTorch snippet (remap.py)", data=snippet, file_name="remap.py", mime="text/x-python",
                            key="download_snippet", on_click="ignore")
         with st.expander("The snippet: the same remap in plain PyTorch, no ckptlab needed"):
-            st.code(snippet, language="python")
+            st.code(snippet, language="python", height=300)
 
 
 def _snippet(alignment: Any) -> str:

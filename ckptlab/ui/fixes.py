@@ -11,9 +11,10 @@ import streamlit as st
 
 from ckptlab import editing
 from ckptlab.recipe import ADAPT_FILLS, ADAPT_OPS, AdaptSpec
-from ckptlab.ui import icons, state
+from ckptlab.ui import icons, state, text
 
 MAX_ROWS = 40
+FITS, BOX_HEIGHT = 5, 560      # more rows than fit one screen scroll inside a box
 AUTO = "auto"
 
 
@@ -24,7 +25,7 @@ def _set(key: str, source_shape: tuple, target_shape: tuple, op: str, dim: Any, 
         state.set_recipe(new)
         st.session_state[f"_fix_error_{key}"] = None
     except Exception as exc:  # noqa: BLE001 - shown on the row
-        st.session_state[f"_fix_error_{key}"] = str(exc).splitlines()[0]
+        st.session_state[f"_fix_error_{key}"] = text.one_line(exc)
 
 
 def _remove(key: str) -> None:
@@ -42,14 +43,16 @@ def _suggested(alignment: Any, key: str) -> AdaptSpec | None:
 def show(alignment: Any) -> None:
     rows = [r for r in alignment.rows if r.status == "mismatch" or (r.status == "adapted" and r.source_shape)]
     if not rows:
+        st.info("No shape to fix: every mapped source tensor has its target's shape.")
         return
-    st.subheader("Shape fixes")
     st.caption("Each mismatched tensor: pick how the source is fitted to the target shape. `pad` grows a dim "
                "(fill: zeros, mean, init = the target's own values, repeat = tile and rescale), `truncate` keeps "
                "the leading slices, `resize` pads/cuts every dim, `sum` collapses channels, `reinit` keeps the "
                "target's value.")
-    for row in rows[:MAX_ROWS]:
-        _fix_row(alignment, row)
+    box = st.container(height=BOX_HEIGHT, border=False) if len(rows) > FITS else st.container()
+    with box:
+        for row in rows[:MAX_ROWS]:
+            _fix_row(alignment, row)
     if len(rows) > MAX_ROWS:
         st.caption(f"{len(rows) - MAX_ROWS} more rows: fix them with `adapt` entries in the recipe YAML.")
 
@@ -61,7 +64,7 @@ def _fix_row(alignment: Any, row: Any) -> None:
     with st.container(border=True):
         name, op_col, dim_col, fill_col, result, action = st.columns([4, 1.4, 1, 1.4, 3, 1.4],
                                                                      vertical_alignment="bottom")
-        name.markdown(f"{icons.mark(row.status)} `{key}`  \n`{src}` -> `{dst}`")
+        name.markdown(f"{icons.mark(row.status)} {text.md(key)}  \n{src} -> {dst}")
         op = op_col.selectbox("op", ADAPT_OPS, index=ADAPT_OPS.index(start.op), key=f"fix_op_{key}")
         dims = [AUTO, *range(len(dst))]
         dim = dim_col.selectbox("dim", dims, index=dims.index(start.dim if start.dim is not None else AUTO),
@@ -73,7 +76,7 @@ def _fix_row(alignment: Any, row: Any) -> None:
             result.markdown(f"-> `{shape}` :green[fits]")
             fits = True
         except Exception as exc:  # noqa: BLE001 - the preview says why it does not fit
-            result.markdown(f":red[{str(exc).splitlines()[0]}]")
+            result.markdown(f":red[{text.md(exc)}]")
             fits = False
         action.button("Apply" if current is None else "Update", key=f"fix_apply_{key}", disabled=not fits,
                       on_click=_set, args=(key, src, dst, op, dim, fill), type="primary")
@@ -81,4 +84,4 @@ def _fix_row(alignment: Any, row: Any) -> None:
             action.button("Remove", key=f"fix_remove_{key}", on_click=_remove, args=(key,))
         error = st.session_state.get(f"_fix_error_{key}")
         if error:
-            st.error(error, icon=icons.ERROR)
+            st.error(text.md(error), icon=icons.ERROR)

@@ -1,16 +1,20 @@
-"""How each status looks, so the metrics, the table, the fixes and the treemap legend speak
-the same colours. No emoji: headless browsers and many Linux desktops have no colour-emoji
+"""How each status looks, so the metrics, the table, the fixes and the legends speak the
+same colours. No emoji: headless browsers and many Linux desktops have no colour-emoji
 font and would draw boxes, so colour comes from Streamlit's own markdown colours, the
-table's coloured labels and Material icons (a font Streamlit ships)."""
+table's coloured labels and Material icons (a font Streamlit ships). Every status has a
+colour of its own (exact and renamed are told apart at a glance)."""
 from __future__ import annotations
 
-from ckptlab.modtree import STATUS_COLOURS as STATUS_HEX
-
 STATUS_ORDER = ("exact", "renamed", "adapted", "converted", "mismatch", "missing", "unused", "conflict")
-# Streamlit's markdown colour names, nearest to the treemap's colours (ckptlab.modtree).
+# Streamlit's markdown colour names (metric labels, fixes, legends) ...
 STATUS_COLOURS = {
-    "exact": "green", "renamed": "green", "adapted": "blue", "converted": "blue", "mismatch": "orange",
-    "missing": "red", "unused": "gray", "conflict": "violet",
+    "exact": "green", "renamed": "blue", "adapted": "violet", "converted": "rainbow", "mismatch": "orange",
+    "missing": "red", "unused": "gray", "conflict": "yellow",
+}
+# ... and the same colours as hex for the table's labels (Streamlit's palette).
+STATUS_HEX = {
+    "exact": "#21c354", "renamed": "#1c83e1", "adapted": "#803df5", "converted": "#00c0f2", "mismatch": "#ff8700",
+    "missing": "#ff2b2b", "unused": "#a3a8b8", "conflict": "#faca2b",
 }
 STATUS_HELP = {
     "exact": "same key, same shape: loads as is",

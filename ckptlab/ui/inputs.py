@@ -16,7 +16,7 @@ import ckptlab
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.roots import allowed_roots, check_path
 from ckptlab.targets import ALLOW_CODE_ENV, code_allowed, model_target, parse_kwargs
-from ckptlab.ui import state
+from ckptlab.ui import state, text
 from ckptlab.ui.samples import PAIRS, SamplePair
 
 SAMPLE, UPLOAD, PATH, MODEL = "Sample", "Upload", "Server path", "Model definition"
@@ -88,18 +88,24 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     choice_key = f"{side.role}_container_{abs(hash(base))}"
     container = st.session_state.get(choice_key)
     ck = state.guarded(slot, lambda: state.cached(base + (container,), lambda: ckptlab.open(path, container)),
-                       what=f"{label}: ")
+                       label=label, path=path)
     side.label, side.identity = label, base
     if ck is None:
         return side
     side.ckpt = ck
     _container_picker(slot, ck, choice_key)
-    slot.caption(_describe(ck))
+    slot.text(describe(ck))
     return side
 
 
+def natural_key(name: str | None) -> tuple:
+    """Sort key reading digit runs as numbers: ``state.4`` before ``state.10``; top level first."""
+    parts = re.split(r"(\d+)", name or "")
+    return (name is not None and name != "", [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts])
+
+
 def _container_picker(slot: Any, ck: Checkpoint, choice_key: str) -> None:
-    options = [c.path for c in ck.candidates] or [ck.container]
+    options = sorted([c.path for c in ck.candidates] or [ck.container], key=natural_key)
     if len(options) < 2:
         return
     sizes = {c.path: c for c in ck.candidates}
@@ -108,14 +114,37 @@ def _container_picker(slot: Any, ck: Checkpoint, choice_key: str) -> None:
                    format_func=lambda p: f"{p or '(top level)'}: {sizes[p].tensors} tensors" if p in sizes else p)
 
 
-def _describe(ck: Checkpoint) -> str:
-    where = f" under `{ck.container}`" if ck.container else ""
-    text = f"{len(ck)} tensors{where}, {ck.total_params:,} parameters, {ck.format}"
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def parameter_count(ck: Checkpoint) -> tuple[int, int]:
+    """(values in parameters, values in buffers). A model definition says which tensors are
+    buffers; for a file, BatchNorm's well-known buffer names (and integer tensors) count as
+    buffers, since a state_dict does not mark them."""
+    model = getattr(ck, "meta_model", None)
+    if model is not None:
+        params = sum(p.numel() for p in model.parameters())
+        return params, max(0, sum(b.numel() for b in model.buffers()))
+    buffers = 0
+    for key in ck.keys():
+        info = ck.info(key)
+        if key.rsplit(".", 1)[-1] in BUFFER_SUFFIXES or not (info.dtype.is_floating_point or info.dtype.is_complex):
+            buffers += info.numel
+    return ck.total_params - buffers, buffers
+
+
+def describe(ck: Checkpoint) -> str:
+    """One plain-text line (names from the file are never markup): tensors, container,
+    parameters without buffers, format, what else the file holds."""
+    where = f" under '{ck.container}'" if ck.container else ""
+    params, buffers = parameter_count(ck)
+    line = f"{len(ck):,} tensors{where}, {params:,} parameters" + (f" (+{buffers:,} buffer values)" if buffers else "")
+    line += f", {ck.format}"
     if ck.other:
-        text += "; also in the file: " + ", ".join(o.key for o in ck.other[:6]) + ("..." if len(ck.other) > 6 else "")
+        line += "; also in the file: " + ", ".join(o.key for o in ck.other[:6]) + ("..." if len(ck.other) > 6 else "")
     if ck.placeholders:
-        text += "; stood in for classes: " + ", ".join(ck.placeholders)
-    return text
+        line += "; stood in for classes: " + ", ".join(ck.placeholders)
+    return text.one_line(line, 600)
 
 
 def _keep_upload(role: str, uploaded: Any) -> Path | None:
@@ -134,9 +163,31 @@ def _keep_upload(role: str, uploaded: Any) -> Path | None:
     folder = state.session_dir() / role
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_name(uploaded.name)
-    path.write_bytes(uploaded.getbuffer())
+    copy_upload(uploaded, path)
     st.session_state[key] = (uploaded.file_id, str(path))
     return path
+
+
+CHUNK = 16 * 2**20
+
+
+def copy_upload(uploaded: Any, path: Path, chunk: int = CHUNK) -> None:
+    """Copy an upload into the session folder in chunks, with a progress bar for big ones
+    (through a temp name: a half-copied file is never opened)."""
+    size = getattr(uploaded, "size", 0) or 0
+    bar = st.sidebar.progress(0.0, text=f"saving {safe_name(uploaded.name)}") if size > 8 * chunk else None
+    part = path.with_name(path.name + ".part")
+    uploaded.seek(0)
+    done = 0
+    with open(part, "wb") as out:
+        while block := uploaded.read(chunk):
+            out.write(block)
+            done += len(block)
+            if bar is not None:
+                bar.progress(min(1.0, done / size), text=f"saving {safe_name(uploaded.name)}: {done >> 20:,} MB")
+    part.replace(path)
+    if bar is not None:
+        bar.empty()
 
 
 def safe_name(name: str) -> str:
@@ -165,7 +216,7 @@ def _open_model(slot: Any, side: Side, sample: Any) -> Side:
     side.label, side.identity, side.model, side.kwargs = spec, key, spec, kwargs
     if ck is not None:
         side.ckpt = ck
-        slot.caption(_describe(ck))
+        slot.text(describe(ck))
     return side
 
 

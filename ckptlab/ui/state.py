@@ -6,9 +6,6 @@ cached in ``st.session_state``, which Streamlit keeps per session.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import icons
+from ckptlab.ui import files, icons, text
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -25,20 +22,11 @@ _SESSION_DIR = "_ckptlab_session_dir"
 _OPENED_MAX = 6          # a few pairs; each Checkpoint is lazy, so this is cheap
 
 
-class _SessionDir:
-    """A temp folder owned by one session's state: removed when that state is dropped
-    (the visitor left) or, at the latest, when the server exits."""
-
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="ckptlab-session-"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
-
-
 def session_dir() -> Path:
-    """This session's private folder for uploads and built files."""
+    """This session's private folder for uploads and built files (``ckptlab.ui.files``)."""
     holder = st.session_state.get(_SESSION_DIR)
     if holder is None or not holder.path.is_dir():
-        holder = _SessionDir()
+        holder = files.SessionFolder()
         st.session_state[_SESSION_DIR] = holder
     return holder.path
 
@@ -56,17 +44,23 @@ def cached(key: tuple, build: Callable[[], T]) -> T:
     return value
 
 
-def guarded(where: Any, action: Callable[[], T], what: str = "") -> T | None:
+def guarded(where: Any, action: Callable[[], T], what: str = "", label: str = "", path: str | Path = "") -> T | None:
     """Run ``action``; a CheckpointError (or any other failure) becomes one ``st.error``
     line in ``where`` and ``None`` is returned, so the rest of the page keeps working."""
     try:
         return action()
     except CheckpointError as exc:
-        where.error(f"{what}{exc}" if what else str(exc), icon=icons.ERROR)
+        where.error(text.md(what + error_message(exc, label, path)), icon=icons.ERROR)
     except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        where.error(f"{what}{type(exc).__name__}: {first}", icon=icons.ERROR)
+        where.error(text.md(f"{what}{type(exc).__name__}: {error_message(exc, label, path)}"), icon=icons.ERROR)
     return None
+
+
+def error_message(exc: BaseException, label: str = "", path: str | Path = "") -> str:
+    """One line for the page: the session folder never shown, the file named once."""
+    holder = st.session_state.get(_SESSION_DIR)
+    hide = [holder.path] if holder is not None else []
+    return text.error_text(exc, label, hide=hide, path=path)
 
 
 def get(name: str, default: Any = None) -> Any:
@@ -93,6 +87,7 @@ def recipe():
 
 
 EDITOR_VERSION = "_editor_version"
+UPLOAD_VERSION = "_recipe_upload_version"     # part of the recipe uploader's key: a new one is empty
 
 
 def set_recipe(new_recipe: Any, from_editor: bool = False) -> None:
@@ -110,6 +105,8 @@ def start_pair(identity: tuple) -> bool:
     st.session_state[_PAIR] = identity
     st.session_state[RECIPE] = None
     st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
+    st.session_state[UPLOAD_VERSION] = st.session_state.get(UPLOAD_VERSION, 0) + 1
+    st.session_state.pop("_recipe_upload_id", None)
     st.session_state["module_filter"] = None
     st.session_state.pop("_built", None)
     return True

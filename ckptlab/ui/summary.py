@@ -1,22 +1,29 @@
-"""Top of the page: what is being compared, counts by status, and the loud warning."""
+"""Top of the page: what is compared, counts by status, the warnings (loud when few keys
+are fed) — the first things to read, above every view."""
 from __future__ import annotations
 
 from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui import icons
+from ckptlab.ui import icons, text
 from ckptlab.ui.icons import STATUS_ORDER
 
 
+COMPACT_CSS = """<style>
+.block-container {padding-top: 2.2rem; padding-bottom: 1rem;}
+[data-testid="stMetric"] [data-testid="stMetricValue"] {font-size: 1.6rem; line-height: 1.9rem;}
+</style>"""
+
+
 def intro(pair: Any, using_sample_pair: bool) -> None:
-    st.title("ckptlab: checkpoint lab")
-    st.markdown(
-        "Each row below is one tensor: a **target** key (what the model expects) beside the **source** "
-        "key that would feed it, with a status and the reason. Fix what does not fit with rules, "
-        "suggestions and shape fixes, then download the merged checkpoint.")
+    """One title line and, for a demo pair, what it shows (the page must leave room for a view)."""
+    st.html(COMPACT_CSS)
+    st.markdown("#### ckptlab: checkpoint lab", help=(
+        "Each row is one tensor: a target key (what the model expects) beside the source key that would feed it, "
+        "with a status and the reason. Fix what does not fit, then download the merged checkpoint."))
     if using_sample_pair:
-        st.caption(f"Demo pair: **{pair.title}**. {pair.explain}")
+        st.caption(f"Demo pair: **{text.md(pair.title)}**. {text.md(pair.explain)}")
 
 
 def counts(alignment: Any) -> None:
@@ -24,9 +31,29 @@ def counts(alignment: Any) -> None:
     columns = st.columns(len(STATUS_ORDER))
     for column, status in zip(columns, STATUS_ORDER):
         column.metric(icons.label(status), summary.get(status, 0), help=icons.STATUS_HELP[status])
-    total = len(alignment.target)
-    fed = len(alignment.fed)
-    if alignment.warning:
-        st.error(f"**Nearly nothing would load:** {alignment.warning}", icon=icons.LOUD)
-    else:
-        st.success(f"{fed} of {total} target keys are fed by the source.", icon=icons.OK)
+
+
+def warning_lines(alignment: Any) -> tuple[str | None, list[str]]:
+    """(the loud few-keys-fed warning or None, every other warning) as plain text.
+
+    ``alignment.warnings`` (a list, when the core gives one) is shown whole; the loud one is
+    ``alignment.warning``. Recipe ``adapt`` entries that name no target key are warned
+    about too: such a typo would otherwise fix nothing, silently."""
+    loud = alignment.warning
+    others = [str(w) for w in (getattr(alignment, "warnings", None) or []) if str(w) != loud]
+    unmatched = list(getattr(alignment, "unmatched_adapt", []) or [])
+    if unmatched:
+        others.append(f"recipe adapt entries match no target key (they change nothing): {', '.join(unmatched[:8])}"
+                      + (f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""))
+    return loud, others
+
+
+def warnings(alignment: Any) -> None:
+    loud, others = warning_lines(alignment)
+    if loud:
+        st.error(f"**Nearly nothing would load:** {text.md(loud)}", icon=icons.LOUD)
+    for line in others:
+        st.warning(text.md(line), icon=icons.WARN)
+    if not loud:
+        total, fed = len(alignment.target), len(alignment.fed)
+        st.success(f"{fed:,} of {text.plural(total, 'target key')} are fed by the source.", icon=icons.OK)

@@ -13,9 +13,16 @@ HEADER_PX = 36        # glide grid header row
 ROW_PX = 35           # glide grid data row
 
 
+KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part")   # ckptlab.ui.kept widgets
+
+
 def key(page, widget_key: str):
-    """The element Streamlit marks with the widget's key (odd characters become '-')."""
-    return page.locator(".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", widget_key.strip()))
+    """The element Streamlit marks with the widget's key (odd characters become '-'). A
+    widget of ``ckptlab.ui.kept`` gets a new key (``<key>_<n>``) after a run without it."""
+    name = re.sub(r"[^a-zA-Z0-9_-]", "-", widget_key.strip())
+    if name in KEPT:
+        return page.locator(f".st-key-{name}, [class*='st-key-{name}_']").first
+    return page.locator(".st-key-" + name)
 
 
 def metrics(page) -> dict[str, int]:
@@ -42,6 +49,7 @@ def wait_for_metrics(page, timeout: float = 30.0, **expected: int) -> dict[str, 
 
 
 def choose_option(page, widget_key: str, option: str, exact: bool = False) -> None:
+    ensure_view_of(page, widget_key)
     key(page, widget_key).get_by_role("combobox").click()
     page.keyboard.press("ArrowDown")      # opens the list with every option (clicks alone may not)
     page.get_by_role("option", name=option, exact=exact).first.click()
@@ -53,6 +61,7 @@ def pick_pair(page, title_start: str) -> None:
 
 
 def choose_radio(page, widget_key: str, label: str) -> None:
+    ensure_view_of(page, widget_key)
     key(page, widget_key).get_by_text(label, exact=True).click()
     wait_idle(page)
 
@@ -90,6 +99,7 @@ def type_rule(page, kind: str, pattern: str, row: int) -> None:
     """Add a grid line and fill kind + pattern with the keyboard, stopping before the
     final Enter: select the new line's first cell by coordinates, move right, open the
     kind dropdown, type, Enter; then move to the pattern cell and type it."""
+    open_view(page, "Alignment")
     holder = page.locator("[class*='st-key-rules_grid_']")
     holder.scroll_into_view_if_needed()
     holder.hover()
@@ -123,9 +133,11 @@ def add_rule(page, kind: str, pattern: str, row: int) -> None:
 def click_treemap_module(page, label: str) -> None:
     """Click the header band of the treemap box labelled ``label`` (its centre belongs to
     its children)."""
+    open_view(page, "Values & charts")
     chart = key(page, "treemap")
     chart.scroll_into_view_if_needed()
     slices = chart.locator("g.slice")
+    slices.first.wait_for()
     for i in range(slices.count()):
         text = (slices.nth(i).locator("text").first.text_content() or "").strip()
         if text.split("\n")[0].startswith(label) and not text[len(label):len(label) + 1].isalnum():
@@ -135,14 +147,43 @@ def click_treemap_module(page, label: str) -> None:
     raise AssertionError(f"no treemap box labelled {label!r}")
 
 
+VIEW_OF = {      # widget key prefix -> the view that holds it
+    "fix_": "Shape fixes", "treemap": "Values & charts", "histogram": "Values & charts", "verify_": "Verify",
+    "warm_start": "Verify", "ft_": "Fine-tune", "build_merged": "Download", "download_": "Download",
+    "out_": "Download", "rules_grid": "Alignment", "map_grid": "Alignment", "key_search": "Alignment",
+    "status_filter": "Alignment", "clear_module": "Alignment", "recipe_upload": "Alignment",
+}
+
+
+def open_view(page, name: str) -> None:
+    """Pick a view in the main area's segmented control (no-op when it is open)."""
+    button = key(page, "view").get_by_role("radio", name=name, exact=True)
+    if button.get_attribute("aria-checked") == "true":
+        return
+    button.click()
+    wait_idle(page)
+    page.wait_for_function("n => [...document.querySelectorAll(\"[class*='st-key-view'] [role=radio]\")]"
+                           ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')", arg=name)
+
+
+def ensure_view_of(page, widget_key: str) -> None:
+    for prefix, view in VIEW_OF.items():
+        if widget_key.startswith(prefix):
+            if not key(page, widget_key).count():
+                open_view(page, view)
+            return
+
+
 def click(page, widget_key: str) -> None:
     """Click the button with this key and wait for the rerun."""
+    ensure_view_of(page, widget_key)
     key(page, widget_key).locator("button").click()
     wait_idle(page)
 
 
 def type_text(page, widget_key: str, text: str) -> None:
     """Replace a text input's content, as typed, and commit it with Enter."""
+    ensure_view_of(page, widget_key)
     field = key(page, widget_key).locator("input, textarea").first
     field.click()
     field.press("Control+A")
@@ -159,15 +200,18 @@ def accept(page, fragment: dict) -> None:
 
 
 def download(page, widget_key: str, folder: Path) -> Path:
-    """Click a download button; return where the browser's file was saved."""
+    """Click a download button (or the merged file's link); return where the browser's
+    file was saved."""
+    ensure_view_of(page, widget_key)
     with page.expect_download() as event:
-        key(page, widget_key).locator("button").click()
+        key(page, widget_key).locator("a, button").first.click()
     path = folder / event.value.suggested_filename
     event.value.save_as(path)
     return path
 
 
 def text_of(page, widget_key: str) -> str:
+    ensure_view_of(page, widget_key)
     return key(page, widget_key).inner_text()
 
 
@@ -184,6 +228,7 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
 
     The grid is a canvas: under load a click can land before it takes the keyboard, and
     the keys go nowhere. The cell's text is read back, and the edit tried again if so."""
+    open_view(page, "Alignment")
     got = ""
     for _ in range(attempts):
         x, y = grid_cell_point(page, grid_key_prefix, row, 60)
@@ -191,6 +236,9 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
         page.wait_for_timeout(400)
         page.mouse.click(x, y)                # ...the second selects the cell the keys start from
         page.wait_for_timeout(150)
+        if page.locator("#portal input, #portal textarea").count():
+            page.keyboard.press("Escape")     # the second click opened the cell's editor: keep the selection only
+            page.wait_for_timeout(150)
         for _ in range(column):
             page.keyboard.press("ArrowRight")
         page.keyboard.type(text)
@@ -207,5 +255,6 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
 
 def toggle(page, widget_key: str) -> None:
     """Tick or untick a checkbox (its label is what a visitor clicks)."""
+    ensure_view_of(page, widget_key)
     key(page, widget_key).locator("label").click()
     wait_idle(page)

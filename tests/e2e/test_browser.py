@@ -54,6 +54,7 @@ def test_rule_added_in_the_grid_changes_the_table(page) -> None:
 def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
     drive.pick_pair(page, "RGB -> RGBA")
     drive.wait_for_metrics(page, mismatch=1, adapted=0)
+    drive.open_view(page, "Download")
     assert page.get_by_text("Merged checkpoint refused").is_visible()
     drive.choose_option(page, "fix_op_conv1.weight", "truncate", exact=True)
     assert page.get_by_text("truncate cannot grow dim 1").is_visible()     # previewed, not applied
@@ -61,17 +62,12 @@ def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
     drive.choose_option(page, "fix_op_conv1.weight", "pad", exact=True)
     drive.choose_option(page, "fix_fill_conv1.weight", "zeros", exact=True)
     assert drive.key(page, "fix_apply_conv1.weight").locator("button").is_enabled()
-    drive.key(page, "fix_apply_conv1.weight").locator("button").click()
-    wait_idle(page)
+    drive.click(page, "fix_apply_conv1.weight")
     drive.wait_for_metrics(page, mismatch=0, adapted=1)
     screenshot(page, "06-shape-fixed")
     drive.choose_radio(page, "out_format", ".pt")
-    drive.key(page, "build_merged").locator("button").click()
-    wait_idle(page)
-    with page.expect_download() as download:
-        drive.key(page, "download_merged").locator("button").click()
-    saved = tmp_path / download.value.suggested_filename
-    download.value.save_as(saved)
+    drive.click(page, "build_merged")
+    saved = drive.download(page, "download_merged", tmp_path)
     merged = torch.load(saved, weights_only=True)
     source = torch.load(SAMPLES / "convnet_rgb.pt", weights_only=True)
     assert sorted(merged) == sorted(torch.load(SAMPLES / "convnet_rgba.pt", weights_only=True))
@@ -92,9 +88,9 @@ def test_clicking_a_module_in_the_treemap_filters_the_table(page) -> None:
     total = len(ckptlab.open(SAMPLES / "convnet_rgba.pt"))
     conv1 = [k for k in ckptlab.open(SAMPLES / "convnet_rgba.pt").keys() if k.startswith("conv1.")]
     drive.click_treemap_module(page, "conv1")
-    page.get_by_text("Showing only module conv1").wait_for()
+    page.get_by_text("Clicked: conv1").wait_for()
+    drive.open_view(page, "Alignment")
     assert page.get_by_text(f"{len(conv1)} of {total} rows").is_visible()
     screenshot(page, "08-treemap-filter")
-    drive.key(page, "clear_module").locator("button").click()
-    wait_idle(page)
+    drive.click(page, "clear_module")
     assert page.get_by_text(f"{total} of {total} rows").is_visible()

@@ -147,6 +147,7 @@ def test_story3_finetune_projector_to_100_classes(page, tmp_path: Path) -> None:
     assert {k: v["op"] for k, v in suggestion["adapt"].items()} == {k: "pad" for k in grow["adapt"]}
     drive.accept(page, suggestion)
     drive.wait_for_metrics(page, adapted=2, mismatch=0)
+    drive.open_view(page, "Fine-tune")
     page.get_by_text("fc.weight: rows 10..99 new (pad dim 0 (fill init)), rows 0..9 pretrained").wait_for()
     page.get_by_text("New or trained as new: 2 tensors").wait_for()   # the grown head, with nothing typed
     drive.type_text(page, "ft_freeze", r"^backbone\.")

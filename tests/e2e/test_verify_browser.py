@@ -29,6 +29,7 @@ def test_a_4x_deeper_target_is_slower_at_every_chosen_size(page) -> None:
     drive.choose_radio(page, "target_mode", "Model definition")
     drive.type_text(page, "target_spec", STACK)
     drive.type_text(page, "target_kwargs", json.dumps({"depth": 8}))
+    drive.open_view(page, "Verify")
     _type_by_prefix(page, "verify_src_spec_", STACK)
     _type_by_prefix(page, "verify_src_kwargs_", json.dumps({"depth": 2}))
     _type_by_prefix(page, "verify_sizes_", "8, 16")

@@ -10,7 +10,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "app.py"
+APP = ROOT / "ckptlab" / "ui" / "app_script.py"
 SAMPLES = ROOT / "sample_ckpts"
 
 
@@ -55,6 +55,16 @@ def download_bytes(at: AppTest, key: str, seen: dict[str, Any]) -> bytes:
     button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
     if button.proto.deferred_file_id:
         data = seen[button.proto.deferred_file_id]()
+        if hasattr(data, "read"):          # a file opened on click (the merged checkpoint)
+            with data:
+                data = data.read()
         return data.encode() if isinstance(data, str) else data
     file_id = button.proto.url.rsplit("/", 1)[-1].split(".", 1)[0]
     return seen[file_id]
+
+
+def plain(markdown: str) -> str:
+    """What a markdown-escaped line shows (names from files are escaped: ``ckptlab.ui.text.md``)."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -38,7 +38,10 @@ def _gpt_pair() -> AppTest:
 
 
 def _load_recipe(at: AppTest, recipe: dict, name: str = "r.yaml") -> AppTest:
-    at.file_uploader(key="recipe_upload").set_value((name, yaml.safe_dump(recipe).encode(), "application/x-yaml")).run()
+    from ckptlab.ui import rules
+
+    version = at.session_state[rules.UPLOAD_VERSION] if rules.UPLOAD_VERSION in at.session_state else 0
+    at.file_uploader(key=f"recipe_upload_{version}").set_value((name, yaml.safe_dump(recipe).encode(), "application/x-yaml")).run()
     _no_failure(at)
     return at
 

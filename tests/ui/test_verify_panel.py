@@ -7,7 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from ckptlab.ui.verify_panel import RESULTS, parse_sizes
 
-from .conftest import new_app
+from .conftest import new_app, plain
+from .test_app import view
 
 STACK = "tests.ui.speed_models:Stack"
 
@@ -17,6 +18,7 @@ def _compare(source_depth: int, target_depth: int, sizes: str, budget: float = 2
     at.sidebar.radio(key="target_mode").set_value("Model definition").run()
     at.sidebar.text_input(key="target_spec").input(STACK).run()
     at.sidebar.text_input(key="target_kwargs").input(json.dumps({"depth": target_depth})).run()
+    view(at, "Verify")
     spec = next(t for t in at.text_input if (t.key or "").startswith("verify_src_spec_"))
     spec.input(STACK).run()
     kwargs = next(t for t in at.text_input if (t.key or "").startswith("verify_src_kwargs_"))
@@ -95,6 +97,7 @@ def test_accepting_the_head_pad_puts_the_grown_head_at_the_head_rate_and_says_so
     from ckptlab.ui.samples import PAIRS
 
     at, pair = _projector_with_grown_head()
+    view(at, "Fine-tune")
     target = torch.load(PAIRS[pair].target.path, weights_only=True)
     backbone = [k for k in target if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
     groups = _groups(at)
@@ -112,7 +115,10 @@ def test_accepting_the_head_pad_puts_the_grown_head_at_the_head_rate_and_says_so
 
 def test_no_field_of_the_verify_and_finetune_panels_shows_a_placeholder() -> None:
     at, _ = _projector_with_grown_head()
-    mine = [t for t in at.text_input if (t.key or "").startswith(("ft_", "verify_"))]
+    mine = []
+    for name in ("Fine-tune", "Verify"):                  # the two panels are two views
+        view(at, name)
+        mine += [t for t in at.text_input if (t.key or "").startswith(("ft_", "verify_"))]
     assert {t.key for t in mine} >= {"ft_freeze", "ft_as_new"}
     assert all(not t.proto.placeholder for t in mine), [(t.key, t.proto.placeholder) for t in mine]
 
@@ -121,8 +127,9 @@ def test_function_check_of_the_grown_head_compares_the_kept_rows() -> None:
     """The projector's own output (8 wide) is not the head's: refused. The classifier inside
     it (10 classes) vs the grown 100-class model: rows 0..9 compared, equal up to float."""
     at, _ = _projector_with_grown_head()
+    view(at, "Verify")
     at.button(key="verify_function").click().run()
-    assert any("8 is not a row count the adapters kept (10)" in e.value for e in at.error), \
+    assert any("8 is not a row count the adapters kept (10)" in plain(e.value) for e in at.error), \
         [e.value for e in at.error]
     next(t for t in at.text_input if (t.key or "").startswith("verify_src_spec_")).input(
         "sample_ckpts.models:Classifier").run()
@@ -143,6 +150,7 @@ def test_warm_start_report_calls_a_shape_mismatch_a_size_mismatch_not_missing() 
     from ckptlab import editing
 
     at.button(key=f"accept_{editing.fragment_id({'strip_prefix': 'classifier.'})}").click().run()
+    view(at, "Verify")
     text = next(m.value for m in at.markdown if m.value.startswith("**Warm-start report**"))
     missing = text.split("**Missing keys**")[1].split("**Unexpected keys**")[0]
     mismatch = text.split("**Size mismatch**")[1]

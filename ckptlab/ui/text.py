@@ -1,0 +1,54 @@
+"""Names from files shown safely: as inert text, never as markdown.
+
+Key names, container names, placeholder class names and error messages come from the
+file, so a checkpoint could name a key ``[click](http://evil)`` or ``![x](http://evil/p.png)``.
+Where Streamlit only offers markdown (``st.error``, metric labels, captions), every ASCII
+punctuation character is backslash-escaped (CommonMark lets any of them be escaped), which
+also breaks Streamlit's ``:color[...]``/``:material/...:`` directives, ``$`` maths, HTML and
+bare-URL autolinks (``http\\://``, ``www\\.``). Anything else goes through ``st.text``,
+``st.code`` or a dataframe, which render no markup at all.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_SPACES = re.compile(r"\s+")
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    """One printable line (newlines and tabs become spaces), cut at ``limit`` characters."""
+    line = _SPACES.sub(" ", "".join(ch if ch.isprintable() else " " for ch in str(text))).strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def md(text: object, limit: int = 400) -> str:
+    """``text`` as one markdown-inert line: it shows exactly these characters, links none."""
+    return _PUNCTUATION.sub(r"\\\1", one_line(text, limit))
+
+
+def names(items: Iterable[object], limit: int = 6) -> str:
+    """A short markdown-inert list: ``a, b, c and 3 more``."""
+    items = list(items)
+    shown = ", ".join(md(i, 120) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 key``, ``2 keys`` (``many`` for irregular plurals)."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
+def error_text(exc: object, label: str = "", hide: Iterable[str | Path] = (), path: str | Path = "") -> str:
+    """An error as one line for the page: a path under the server folders in ``hide`` (a
+    session folder the visitor never saw) becomes ``label`` (the name the visitor knows),
+    and ``label`` is put in front only when the message names neither it nor ``path``."""
+    message = one_line(exc, 600)
+    for folder in sorted({str(h) for h in hide if str(h)}, key=len, reverse=True):
+        message = re.sub(re.escape(folder.rstrip("/")) + r"/[^\s'\":,;]*", label or "the file", message)
+        message = message.replace(folder, "")
+    if label and label not in message and not (path and str(path) in message):
+        message = f"{label}: {message}"
+    return message
