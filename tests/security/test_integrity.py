@@ -180,6 +180,15 @@ def test_server_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
     assert_one_line(err.value)
 
 
+@pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt", "/" + "/".join(["d" * 200] * 30) + ".pt"])
+def test_output_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
+    from ckptlab.roots import check_output_path
+
+    with pytest.raises(PathNotAllowedError) as err:
+        check_output_path(text, [tmp_path])
+    assert_one_line(err.value)
+
+
 @pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt"])
 def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
     with pytest.raises(CheckpointError) as err:
