@@ -198,7 +198,7 @@ def test_compare_speed_ratio_sign_and_one_point_per_size_for_both_models():
         assert set(point.median_ms) == set(point.peak_bytes) == {"shallow", "deep"}
         assert point.input_shapes == {"shallow": (2, 3, point.size, point.size),
                                       "deep": (2, 3, point.size, point.size)}
-        assert point.ratio_low <= point.ratio <= point.ratio_high and point.pairs >= 10
+        assert point.ratio_low <= point.ratio <= point.ratio_high and point.pairs >= 3     # the budget floor
         assert point.ratio_ci[0] <= point.ratio <= point.ratio_ci[1]
         assert point.stopped in ("spread small", "time budget", "max pairs")
     assert report.params == {"shallow": sum(p.numel() for p in _Stack(2).parameters()),
