@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.crafted import FLOATS, Ops, as_zip
+from tests.security.crafted import FLOATS, Ops, as_zip, in_every_form
 
 REPO = Path(__file__).resolve().parents[2]
 HEADROOM_MB = 384  # address space the child may map beyond what its imports took
@@ -182,6 +182,16 @@ def _bombs(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("deflated_member_too_big", _deflated_storage_zip(tmp / "lying.pt", 2**20, declared=3 * 2**30),
         "MAX_MEMBER_INFLATED_BYTES")
     add("tensor_at_end_of_deflated_member", _deflated_storage_zip(tmp / "deflated.pt", 2**29), "ok")
+    # the memo and deep-key bombs as a prefix of a real checkpoint, in every container form
+    prefixes = {
+        "memo_index": (lambda ops: ops.none().raw(b"r\xff\xff\xff\xff").pop(), "MAX_MEMO_INDEX"),
+        "deep_key": (lambda ops: ops.empty_dict().none().raw(b"\x85" * 150_000).none().setitem().pop(),
+                     "MAX_PICKLE_DEPTH"),
+    }
+    for name, (prefix, limit) in prefixes.items():
+        (tmp / name).mkdir()
+        for form, path in in_every_form(tmp / name, name, prefix).items():
+            add(f"{name}_as_{form}", path, limit)
     # an index naming itself, and two naming each other
     (tmp / "self").mkdir()
     (tmp / "self" / "model.bin.index.json").write_text(json.dumps({"weight_map": {"w": "model.bin.index.json"}}))
