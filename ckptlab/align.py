@@ -96,6 +96,12 @@ class Suggestion:
         if "adapt" in rule:
             return ", ".join(f"adapt {quote(t)}: {AdaptSpec.from_dict(s, t).describe()}"
                              for t, s in rule["adapt"].items())
+        if "convert" in rule:
+            from ckptlab.convert import Conversion
+
+            entries = [Conversion.from_dict(e, i).describe() for i, e in enumerate(rule["convert"], start=1)]
+            more = f" (+{len(entries) - 2} more)" if len(entries) > 2 else ""
+            return "convert " + "; ".join(entries[:2]) + more
         return Rule.from_dict(rule).describe()
 
     def to_dict(self) -> dict[str, Any]:
@@ -489,7 +495,8 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     and the suggestions marked ``applied``."""
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
-    accept = {"none": (), "high": ("high",), "all": CONFIDENCES}[auto]
+    # low guesses (a head truncated, rows chosen by order alone) are never applied by any level
+    accept = {"none": (), "high": ("high",), "all": ("high", "medium")}[auto]
     labels, marked, effective = Labels(), [], recipe
     for s in suggestions:
         take = s.applied or s.confidence in accept
@@ -511,9 +518,15 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     return effective, labels, marked
 
 
-def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> list[str]:
-    """Every warning of an alignment, the loudest first (one line each)."""
-    return [w for w in (fed_warning(rows, n_target, suggestions),) if w]
+def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion],
+                       notes: Iterable[str] = ()) -> list[str]:
+    """Every warning of an alignment, the loudest first (one line each): few keys fed, what
+    the suggestions could not do (a parameter missing), then the structural ones
+    (``ckptlab.alerts``: partly fed modules, a square weight beside transposed siblings,
+    an adapter on a fused or transposed tensor)."""
+    from ckptlab.alerts import structural_warnings
+
+    return [w for w in (fed_warning(rows, n_target, suggestions), *notes, *structural_warnings(rows)) if w]
 
 
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
@@ -535,11 +548,14 @@ def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -
     return f"{text}; no suggestion explains the rest"
 
 
-def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> Alignment:
+def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
+          params: Mapping[str, Any] | None = None) -> Alignment:
     """Say for every target key what will feed it, and why; see the module docstring.
 
     ``source``/``target``: a path, Checkpoint, mapping of tensors, nn.Module or model
     spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
+    ``params``: values for the known conversions' parameters (``{"heads": 32}``), over
+    those of the recipe and those read from a model's config or a config.json beside a file.
     """
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
@@ -548,10 +564,19 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> A
     tgt = as_checkpoint(target)
     from ckptlab.suggest import suggest
 
-    suggestions = suggest(src, tgt, given)
+    notes: list[str] = []
+    sides = [(name, raw if _carries_config(raw) else ck) for name, raw, ck in
+             (("source", source, src), ("target", target, tgt))]
+    given_params = {**(getattr(given, "params", None) or {}), **dict(params or {})}
+    suggestions = suggest(src, tgt, given, params=given_params, sides=sides, notes=notes)
     effective, labels, suggestions = apply_suggestions(given, suggestions, auto)
     if effective.container is not None and effective.container != src.container:
         src = _open_source(src, effective.container)
     rows = build_rows(src, tgt, effective, labels)
-    warnings = alignment_warnings(rows, len(tgt), suggestions)
+    warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
     return Alignment(src, tgt, given, effective, rows, suggestions, warnings)
+
+
+def _carries_config(obj: Any) -> bool:
+    """A model as given (its ``config``/``params`` name the head counts a conversion needs)."""
+    return hasattr(obj, "state_dict") and (hasattr(obj, "config") or hasattr(obj, "params"))

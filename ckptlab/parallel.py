@@ -35,7 +35,9 @@ def default_workers() -> int:
 
 
 def _single_threaded() -> None:
-    torch.set_num_threads(1)
+    # CKPTLAB_WORKER_THREADS: only for bench/bench_values.py, to measure torch's own threading
+    env = os.environ.get("CKPTLAB_WORKER_THREADS", "")
+    torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0 else 1)
 
 
 def run_ordered(jobs: Iterable[Callable[[], T]], workers: int | None = None,

@@ -73,3 +73,23 @@ def resolve_pair(args: argparse.Namespace) -> tuple["Checkpoint", "Checkpoint"]:
                            kwargs=parse_kwargs(args.target_kwargs, "--target-kwargs", args.target_config,
                                                "--target-config"))
     return source, target
+
+
+def add_param_argument(parser: argparse.ArgumentParser) -> None:
+    """``--param heads=32``: a value a known conversion needs (repeatable)."""
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of a known conversion, e.g. heads=32 (repeatable; "
+                             "`ckptlab recipes` lists them)")
+
+
+def recipe_with_params(args: argparse.Namespace):
+    """``--recipe`` as given, or (with ``--param``) the recipe carrying those params."""
+    if not getattr(args, "param", None):
+        return args.recipe
+    from dataclasses import replace
+
+    from ckptlab.known.params import parse_assignments
+    from ckptlab.recipe import Recipe
+
+    recipe = Recipe.coerce(args.recipe)
+    return replace(recipe, params={**recipe.params, **parse_assignments(args.param)})
