@@ -82,7 +82,7 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
     inverse_map = {}
     for target, source in recipe.map.items():
         inverse_map[source] = target
-    out = Recipe(rules=rules, map=inverse_map, adapt=adapt, convert=convert)
+    out = Recipe(rules=rules, map=inverse_map, adapt=adapt, convert=convert, params=dict(recipe.params))
     out.skipped = lost  # what partial=True left out (shown by the CLI and the app)
     return out
 
