@@ -45,6 +45,8 @@ def vm(field):
 
 headroom, per_bomb = int(sys.argv[1]), int(sys.argv[2])
 cases = json.loads(sys.stdin.read())
+torch.set_num_threads(1)  # thread pools reserve address space per core: start them before the cap
+float(torch.arange(1000.0).double().sum())
 limit = vm("VmSize") + headroom
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
@@ -234,7 +236,8 @@ def test_every_bomb_ends_in_its_limit_error_in_bounded_memory(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(HEADROOM_MB * 2**20), str(PER_BOMB_SECONDS)],
         input=json.dumps(cases), capture_output=True, text=True, cwd=REPO,
-        timeout=PER_BOMB_SECONDS * len(cases) + 60, env={**os.environ, "PYTHONPATH": str(REPO)})
+        timeout=PER_BOMB_SECONDS * len(cases) + 60, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+             "MALLOC_ARENA_MAX": "2"})
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     results = {r["name"]: r for r in lines if "outcome" in r}
     started = [r["name"] for r in lines if r.get("started")]
