@@ -224,3 +224,25 @@ def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
     with pytest.raises(CheckpointError) as err:
         ckptlab.open(tmp_path / text)
     assert_one_line(err.value)
+
+
+# -- names of other files: never outside the checkpoint's folder -------------------------------
+def test_shards_and_dcp_files_outside_the_checkpoint_folder_are_refused(tmp_path, secret, secret_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name in ("../outside/secret.txt", str(secret_path), "sub/../../outside/secret.txt"):
+        index = ckpt / "model.bin.index.json"
+        index.write_text(json.dumps({"weight_map": {"w": name}}))
+        with pytest.raises(UnreadableFileError, match="outside the index's folder") as err:
+            ckptlab.open(index)
+        assert secret.decode() not in assert_one_line(err.value)
+    folder = _dcp(tmp_path / "dcp", torch.arange(4.0))
+
+    def elsewhere(md):
+        for info in md.storage_data.values():
+            info.relative_path = "../outside/secret.txt"
+
+    _rewrite_metadata(folder, elsewhere)
+    with pytest.raises(UnreadableFileError, match="outside the checkpoint folder") as err:
+        ckptlab.open(folder)
+    assert secret.decode() not in assert_one_line(err.value)
