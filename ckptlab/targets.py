@@ -273,6 +273,8 @@ class ModelCheckpoint(Checkpoint):
                     "built_on": "cpu" if real_model is not None else "meta"}
         super().__init__(tensors, format="model", metadata=metadata)
         self._meta_model = meta_model
+        # a model tells parameters from buffers (a file cannot): ckptlab.counts uses it
+        self.parameter_keys = frozenset(name for name, _ in meta_model.named_parameters(remove_duplicate=False))
 
     @property
     def meta_model(self) -> nn.Module:

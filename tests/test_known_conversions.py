@@ -220,3 +220,12 @@ def test_bert_gamma_beta_to_weight_bias_and_back(tmp_path):
         assert (fresh(ids).last_hidden_state - b(ids).last_hidden_state).abs().max() <= TOL
     back = converted(str(tmp_path / "new.safetensors"), old, tmp_path, "old", "bert-weight-bias-to-gamma-beta")
     assert_same_tensors(back, old)
+
+
+def test_load_into_a_hf_llama_reads_the_head_counts_from_the_model():
+    meta = reseeded(llama.llama(), seed=2)
+    h = reseeded(hf.llama())
+    rep = ckptlab.load_into(h, meta.state_dict())  # a bare state_dict: only the model knows its heads
+    assert rep.summary.get("converted") == len(h.state_dict())
+    with torch.no_grad():
+        assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
