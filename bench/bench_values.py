@@ -5,15 +5,18 @@
 In ONE run, on freshly written files (so all read from the page cache alike), each job in a
 fresh subprocess:
 1. ``cat FILE > /dev/null`` (the floor: every byte read once), and ``cat A B`` for a diff;
-2. ``ckptlab.stats`` of a 2.5 GB float32 ``torch.save`` zip (random normal values);
+2. ``ckptlab.stats`` of a 2.5 GB float32 ``torch.save`` zip (random normal values), with the
+   default worker threads (single-threaded torch each), with one such worker, and with one
+   worker letting torch use 2 intra-op threads (is our own parallelism worth it?);
 3. ``ckptlab.diff`` of it against its byte copy (``cp``): the "is it the same?" case;
 4. ``ckptlab.diff`` against a copy whose every tensor changed by one ulp-ish step (the
    float path: max_abs, rel_l2, cosine over every value);
 5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors.
 Reported: wall time of the call and its ratio to ``cat`` of the same bytes, and peak RSS
 (VmHWM, reset after ``import torch`` and ckptlab) as MB above that point.
-Targets (DESIGN.md): <= 1.5x the read, <= 256 MB above ``import torch``. Files are deleted
-at the end.
+Targets (DESIGN.md): <= 1.5x the read, <= 256 MB above ``import torch``. ``--cold`` evicts
+the benchmark's own files from the page cache (``posix_fadvise DONTNEED``) before each cat and
+each job, so both read from disk. Files are deleted at the end.
 """
 from __future__ import annotations
 
@@ -89,11 +92,22 @@ print(json.dumps({"seconds": seconds, "peak_above_mb": status("VmHWM") - rss0, "
 """
 
 
-def child(mode: str, a: Path, b: Path | str = "-") -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def child(mode: str, a: Path, b: Path | str = "-", **extra_env: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a), str(b)], capture_output=True, text=True,
                          check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def evict(paths) -> None:
+    """Drop these files' pages from the page cache (only theirs: other processes keep theirs)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def cat(*paths: Path) -> float:
@@ -114,6 +128,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to write the files (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time, max RSS)")
     parser.add_argument("--only", default=None, help="comma-separated job names to run (default: all)")
+    parser.add_argument("--cold", action="store_true",
+                        help="evict the files from the page cache before every cat and every job (disk reads)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench_values_", dir=args.dir))
     try:
@@ -132,6 +148,9 @@ def main() -> None:
         sb = base / "shards_copy" / "model.safetensors.index.json"
         jobs = {
             "stats .pt": (("stats", a), (a,)),
+            "stats .pt 1 worker": (("stats", a), (a,), {"CKPTLAB_WORKERS": "1"}),
+            "stats .pt 1 worker x 2 torch threads": (("stats", a), (a,),
+                                                       {"CKPTLAB_WORKERS": "1", "CKPTLAB_WORKER_THREADS": "2"}),
             "diff .pt vs copy": (("diff", a, b), (a, b)),
             "diff .pt vs changed": (("diff", a, changed), (a, changed)),
             "stats 10 shards": (("stats", sa), tuple(shard_files(base / "shards"))),
@@ -140,20 +159,26 @@ def main() -> None:
         }
         only = set(args.only.split(",")) if args.only else None
         os.sync()
-        cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
+        if not args.cold:
+            cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
         print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cpus (shared), "
               f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint\n")
-        print(f"{'job':26} {'ckptlab s':>10} {'cat s':>8} {'ratio':>7} {'peak MB above torch':>20}")
-        for name, (call, read) in jobs.items():
+        print(f"{'job':40} {'ckptlab s':>10} {'cat s':>8} {'ratio':>7} {'peak MB above torch':>20}")
+        for name, (call, read, *env) in jobs.items():
             if only and name not in only:
                 continue
             runs, reads = [], []
+            files = [p for p in base.rglob("*") if p.is_file()]
             for _ in range(args.repeat):  # alternate, so load changes hit both alike
+                if args.cold:
+                    evict(files)
                 reads.append(cat(*read))
-                runs.append(child(*call))
+                if args.cold:
+                    evict(files)
+                runs.append(child(*call, **(env[0] if env else {})))
             best = min(r["seconds"] for r in runs)
             floor = min(reads)
-            print(f"{name:26} {best:10.2f} {floor:8.2f} {best / floor:6.2f}x {max(r['peak_above_mb'] for r in runs):20.0f}",
+            print(f"{name:40} {best:10.2f} {floor:8.2f} {best / floor:6.2f}x {max(r['peak_above_mb'] for r in runs):20.0f}",
                   flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -96,6 +96,12 @@ class Suggestion:
         if "adapt" in rule:
             return ", ".join(f"adapt {quote(t)}: {AdaptSpec.from_dict(s, t).describe()}"
                              for t, s in rule["adapt"].items())
+        if "convert" in rule:
+            from ckptlab.convert import Conversion
+
+            entries = [Conversion.from_dict(e, i).describe() for i, e in enumerate(rule["convert"], start=1)]
+            more = f" (+{len(entries) - 2} more)" if len(entries) > 2 else ""
+            return "convert " + "; ".join(entries[:2]) + more
         return Rule.from_dict(rule).describe()
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,12 +197,14 @@ class Labels:
     """Where each part of an effective recipe came from, for the rows' reasons.
 
     ``rules`` maps a rule position (0-based) to e.g. ``"suggested, high"`` (default
-    ``"rule N"``); ``map``/``adapt`` map a target key to a label (default explicit).
+    ``"rule N"``); ``map``/``adapt`` map a target key to a label (default explicit);
+    ``convert`` maps a convert entry's position (1-based) to a label (default none).
     """
 
     rules: dict[int, str] = field(default_factory=dict)
     map: dict[str, str] = field(default_factory=dict)
     adapt: dict[str, str] = field(default_factory=dict)
+    convert: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -321,7 +329,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         t = target.info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
         if tkey in m.converted:
-            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of)
+            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of, labels.convert)
             feeding.update(s for g, _ in m.converted[tkey] for s in g.sources)
             rows.append(row)
             continue
@@ -372,7 +380,7 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
 
 
 def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Group, int]],
-                   s_info: Mapping, name_of) -> Row:
+                   s_info: Mapping, name_of, tags: Mapping[int, str]) -> Row:
     """One target fed by a conversion: ``converted`` when the ops give its shape, else a
     ``mismatch`` naming both; two conversions onto one target are a ``conflict``."""
     if len(feeds) > 1:
@@ -381,6 +389,7 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
         return Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
                    f"{len(feeds)} conversions feed this key: {listed}", sources=sources)
     group, i = feeds[0]
+    why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
     single = group.sources[0] if len(group.sources) == 1 else None
     s_shape = tuple(s_info[single].shape) if single else None
     s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
@@ -388,11 +397,11 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
     if got != t_shape:
-        reason = _join(group.describe(tkey), f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
+        reason = _join(why, f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
         return Row(tkey, single, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
                    convert=group)
     return Row(tkey, single, "converted", t_shape, s_shape, t_dtype, s_dtype,
-               _join(group.describe(tkey), dtype_note), group.sources, convert=group)
+               _join(why, dtype_note), group.sources, convert=group)
 
 
 def _note_split_ties(rows: list[Row], target: Checkpoint, source: Checkpoint) -> list[Row]:
@@ -486,15 +495,17 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     and the suggestions marked ``applied``."""
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
-    accept = {"none": (), "high": ("high",), "all": CONFIDENCES}[auto]
+    # low guesses (a head truncated, rows chosen by order alone) are never applied by any level
+    accept = {"none": (), "high": ("high",), "all": ("high", "medium")}[auto]
     labels, marked, effective = Labels(), [], recipe
     for s in suggestions:
         take = s.applied or s.confidence in accept
         if take and not s.applied:
             if "container" not in s.rule:
-                before = len(effective.rules)
+                before, converts = len(effective.rules), len(effective.convert)
                 effective = effective.merged(s.rule)
                 labels.rules.update({i: s.label for i in range(before, len(effective.rules))})
+                labels.convert.update({i: s.label for i in range(converts + 1, len(effective.convert) + 1)})
             else:
                 effective = effective.merged(s.rule)
             for key in s.rule.get("map", {}):
@@ -507,9 +518,15 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     return effective, labels, marked
 
 
-def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> list[str]:
-    """Every warning of an alignment, the loudest first (one line each)."""
-    return [w for w in (fed_warning(rows, n_target, suggestions),) if w]
+def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion],
+                       notes: Iterable[str] = ()) -> list[str]:
+    """Every warning of an alignment, the loudest first (one line each): few keys fed, what
+    the suggestions could not do (a parameter missing), then the structural ones
+    (``ckptlab.alerts``: partly fed modules, a square weight beside transposed siblings,
+    an adapter on a fused or transposed tensor)."""
+    from ckptlab.alerts import structural_warnings
+
+    return [w for w in (fed_warning(rows, n_target, suggestions), *notes, *structural_warnings(rows)) if w]
 
 
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
@@ -531,11 +548,14 @@ def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -
     return f"{text}; no suggestion explains the rest"
 
 
-def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> Alignment:
+def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
+          params: Mapping[str, Any] | None = None) -> Alignment:
     """Say for every target key what will feed it, and why; see the module docstring.
 
     ``source``/``target``: a path, Checkpoint, mapping of tensors, nn.Module or model
     spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
+    ``params``: values for the known conversions' parameters (``{"heads": 32}``), over
+    those of the recipe and those read from a model's config or a config.json beside a file.
     """
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
@@ -544,10 +564,19 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high") -> A
     tgt = as_checkpoint(target)
     from ckptlab.suggest import suggest
 
-    suggestions = suggest(src, tgt, given)
+    notes: list[str] = []
+    sides = [(name, raw if _carries_config(raw) else ck) for name, raw, ck in
+             (("source", source, src), ("target", target, tgt))]
+    given_params = {**(getattr(given, "params", None) or {}), **dict(params or {})}
+    suggestions = suggest(src, tgt, given, params=given_params, sides=sides, notes=notes)
     effective, labels, suggestions = apply_suggestions(given, suggestions, auto)
     if effective.container is not None and effective.container != src.container:
         src = _open_source(src, effective.container)
     rows = build_rows(src, tgt, effective, labels)
-    warnings = alignment_warnings(rows, len(tgt), suggestions)
+    warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
     return Alignment(src, tgt, given, effective, rows, suggestions, warnings)
+
+
+def _carries_config(obj: Any) -> bool:
+    """A model as given (its ``config``/``params`` name the head counts a conversion needs)."""
+    return hasattr(obj, "state_dict") and (hasattr(obj, "config") or hasattr(obj, "params"))

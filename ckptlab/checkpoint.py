@@ -122,7 +122,9 @@ class Checkpoint:
         """Groups of keys that are the same tensor in the file (tied weights)."""
         groups: dict[tuple, list[str]] = {}
         for key, ref in self._tensors.items():
-            if ref.storage_id is not None and ref.view is not None:
+            # a tensor with no elements shares no bytes: never tied (else every empty
+            # tensor, all at data_ptr 0, would be one group of thousands)
+            if ref.storage_id is not None and ref.view is not None and ref.info.nbytes:
                 groups.setdefault((ref.storage_id, ref.view), []).append(key)
         return [tuple(keys) for keys in groups.values() if len(keys) > 1]
 
@@ -152,7 +154,7 @@ def _eager(tensor: torch.Tensor) -> LazyTensor:
 
     storage_id = None
     view = None
-    if t.device.type != "meta":
+    if t.device.type != "meta" and t.numel():  # empty tensors share nothing (all at data_ptr 0)
         storage_id = ("mem", t.untyped_storage().data_ptr())
         view = (t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
     return LazyTensor(TensorInfo.of(t), load, storage_id, view)

@@ -510,7 +510,18 @@ class KeyPattern:
         parts.append(re.escape(self.text[pos:]))
         return re.compile("".join(parts))
 
+    @cached_property
+    def ends(self) -> tuple[str, str]:
+        """The literal text before the first and after the last placeholder (a cheap first test)."""
+        found = list(_PLACEHOLDER.finditer(self.text))
+        if not found:
+            return self.text, ""
+        return self.text[:found[0].start()], self.text[found[-1].end():]
+
     def match(self, key: str) -> dict[str, str] | None:
+        head, tail = self.ends
+        if not (key.startswith(head) and key.endswith(tail)):
+            return None
         m = self.regex.fullmatch(key)
         return m.groupdict() if m else None
 
@@ -772,6 +783,7 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
             found.setdefault(group_key, {}).setdefault(p, []).append((order, key))
             break
     groups = []
+    previews: dict[tuple, list[Shape]] = {}  # layers alike share one preview
     for group_key, by_pattern in found.items():
         if len(by_pattern) != len(pats):
             continue  # a group that lacks one of its sources is left to the rules
@@ -779,7 +791,10 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
         values = dict(zip(conv.shared, group_key))
         in_shapes = [tuple(shapes[s]) for s in sources]
         try:
-            out_shapes = preview(conv.ops, in_shapes, conv.chunk_parts)
+            signature = tuple(in_shapes)
+            out_shapes = previews.get(signature)
+            if out_shapes is None:
+                out_shapes = previews[signature] = preview(conv.ops, in_shapes, conv.chunk_parts)
         except ConvertError as exc:
             shown = ", ".join(f"'{s}' {sh}" for s, sh in zip(sources[:3], in_shapes[:3]))
             raise ConvertError(f"convert {index}: {exc.message} on {shown}"

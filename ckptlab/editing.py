@@ -143,7 +143,7 @@ def fragment_id(fragment: Mapping[str, Any]) -> str:
 def accept_suggestion(recipe: Recipe, fragment: Mapping[str, Any]) -> Recipe:
     """The recipe plus a suggestion's fragment; accepting the same rule twice adds it once."""
     fragment = dict(fragment)
-    if not ({"map", "adapt", "container"} & fragment.keys()):
+    if not ({"map", "adapt", "container", "convert", "dtype"} & fragment.keys()):
         rule = Rule.from_dict(fragment, len(recipe.rules) + 1)
         if rule in recipe.rules:
             return recipe

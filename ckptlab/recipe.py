@@ -25,7 +25,7 @@ from ckptlab.errors import RecipeError
 RULE_KINDS = ("strip_prefix", "add_prefix", "replace", "drop", "keep")
 ADAPT_OPS = ("pad", "truncate", "resize", "sum", "reinit")
 ADAPT_FILLS = ("zeros", "mean", "init", "repeat")
-TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container", "convert", "dtype")
+TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container", "convert", "dtype", "params")
 CAST_DTYPES = ("bfloat16", "float16", "float32", "float64", "float8_e4m3fn", "float8_e5m2")
 DTYPE_FIELDS = ("to", "keep")
 _REGEX_KINDS = ("replace", "drop", "keep")
@@ -263,6 +263,18 @@ class DtypeSpec:
         return cls(data["to"], data.get("keep"))
 
 
+def _params(data: Any) -> dict[str, Any]:
+    """``params: {heads: 32}``: values a known conversion needs (ckptlab.known)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise RecipeError(f"recipe: 'params' must be a mapping name: value, got {_type_name(data)}")
+    for name, value in data.items():
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise RecipeError(f"params: {name!r} must be a number or a string, got {_type_name(value)}")
+    return dict(data)
+
+
 @dataclass
 class Recipe:
     """Ordered rules, an explicit ``map`` (target_key: source_key, wins over the rules),
@@ -279,6 +291,7 @@ class Recipe:
     container: str | None = None
     convert: list[Conversion] = field(default_factory=list)
     dtype: DtypeSpec | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # for known conversions: {heads: 32}
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -357,7 +370,7 @@ class Recipe:
             raise RecipeError(f"recipe: 'convert' must be a list, got {_type_name(convert_in)}")
         convert = [Conversion.from_dict(item, index) for index, item in enumerate(convert_in, start=1)]
         dtype = DtypeSpec.from_dict(data["dtype"]) if data.get("dtype") is not None else None
-        return cls(rules, dict(map_in), adapt, container, convert, dtype)
+        return cls(rules, dict(map_in), adapt, container, convert, dtype, _params(data.get("params")))
 
     # -- serialising -------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -373,6 +386,8 @@ class Recipe:
             out["convert"] = [c.to_dict() for c in self.convert]
         if self.dtype is not None:
             out["dtype"] = self.dtype.to_dict()
+        if self.params:
+            out["params"] = dict(self.params)
         return out
 
     def to_yaml(self) -> str:
@@ -416,7 +431,7 @@ class Recipe:
 
     def _copy(self, **changes: Any) -> "Recipe":
         base = {"rules": list(self.rules), "map": dict(self.map), "adapt": dict(self.adapt),
-                "convert": list(self.convert)}
+                "convert": list(self.convert), "params": dict(self.params)}
         return replace(self, **{**base, **changes})
 
     def merged(self, fragment: dict) -> "Recipe":

@@ -99,7 +99,8 @@ def scan(values: torch.Tensor) -> Part:
     """The part of a 1-D tensor (any dtype, any length), run by run."""
     part = Part()
     for start in range(0, values.numel(), RUN):
-        part = part.merge(_scan_run(values[start:start + RUN]))
+        # runs after the first are shifted by the mean so far: deviations stay small
+        part = part.merge(_scan_run(values[start:start + RUN], part.mean if part.finite else None))
     return part
 
 
@@ -115,7 +116,7 @@ def _exact_range(raw: torch.Tensor, lo: float, hi: float) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def _scan_run(raw: torch.Tensor) -> Part:
+def _scan_run(raw: torch.Tensor, shift: float | None = None) -> Part:
     c = widen(raw)
     n = c.numel()  # complex: real and imaginary parts count as two values
     if n == 0:
@@ -134,13 +135,20 @@ def _scan_run(raw: torch.Tensor) -> Part:
         lo, hi = (float(v) for v in torch.aminmax(c))
     if not (raw.is_floating_point() or raw.is_complex()):
         lo, hi = _exact_range(raw, lo, hi)
-    c = c.double()  # a no-op for float64; a 512 KB run of float64 still sits in the L2 cache
-    k = c.mean()
-    d = c - k
-    s1 = float(d.sum())
-    s2 = float(torch.dot(d, d))
+    return _moments(c, n, zeros, nan, inf, lo, hi, shift)
+
+
+def _moments(c: torch.Tensor, n: int, zeros: int, nan: int, inf: int, lo: float, hi: float,
+             shift: float | None) -> Part:
+    """Sum and sum of squares of ``c - shift`` in float64 (shift: a value of the tensor near
+    its others, so squares do not cancel), as (mean, m2)."""
+    k = float(c[0]) if shift is None else shift
+    x = c.double()
+    x = x.sub_(k) if x is not c else x - k  # float32 input: in place on the fresh float64 copy
+    s1 = float(x.sum())
+    s2 = float(torch.dot(x, x))
     kept = c.numel()
-    return Part(n, kept, zeros, nan, inf, float(k) + s1 / kept, max(s2 - s1 * s1 / kept, 0.0), lo, hi)
+    return Part(n, kept, zeros, nan, inf, k + s1 / kept, max(s2 - s1 * s1 / kept, 0.0), lo, hi)
 
 
 # -- per-tensor results ---------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from typing import Any
 
 from ckptlab.align import Suggestion, shape_text
 from ckptlab.checkpoint import Checkpoint
@@ -45,36 +46,75 @@ WRAPPERS = {
 # -- the state the stages work on ---------------------------------------------------------
 @dataclass
 class State:
-    """Source keys' current names under a recipe, and what they feed."""
+    """Source keys' current names under a recipe, and what they feed.
 
-    names: dict[str, str | None]          # source key -> current name (None: dropped)
+    ``converted``: target key -> (source keys, the shape the conversion gives) for targets a
+    ``convert`` entry feeds; their source keys are claimed (named None: no rule sees them).
+    """
+
+    names: dict[str, str | None]          # source key -> current name (None: dropped or claimed)
     source_shapes: dict[str, Shape]
     target_shapes: dict[str, Shape]
     target_order: list[str]
     mapped: dict[str, str]                # target key -> source key, from the explicit map
+    converted: dict[str, tuple[tuple[str, ...], Shape]] = field(default_factory=dict)
+    claimed: frozenset = frozenset()
     _candidates: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, source: Checkpoint, target: Checkpoint, recipe: Recipe) -> "State":
-        renamed = recipe.rename(source.keys())
-        names = {key: new for key, (new, _) in renamed.items()}
         target_shapes = {key: tuple(target.info(key).shape) for key in target.keys()}
+        source_shapes = {key: tuple(source.info(key).shape) for key in source.keys()}
+        state = cls({key: key for key in source_shapes}, source_shapes, target_shapes, target.keys(), {})
+        if recipe.convert:
+            state = state.with_conversions([c.to_dict() for c in recipe.convert])
+        renamed = recipe.rename([k for k in source_shapes if k not in state.claimed])
+        names = {key: (None if key in state.claimed else renamed[key][0]) for key in source_shapes}
         mapped = {t: s for t, s in recipe.map.items() if t in target_shapes and s in names}
-        return cls(names, {key: tuple(source.info(key).shape) for key in source.keys()},
-                   target_shapes, target.keys(), mapped)
+        return state._copy(names=names, mapped=mapped)
+
+    def _copy(self, **changes) -> "State":
+        fields = dict(names=self.names, source_shapes=self.source_shapes, target_shapes=self.target_shapes,
+                      target_order=self.target_order, mapped=self.mapped, converted=self.converted,
+                      claimed=self.claimed)
+        fields.update(changes)
+        return State(**fields)
 
     def with_rule(self, rule: Rule) -> "State":
         names = {key: (None if new is None else rule.apply(new)) for key, new in self.names.items()}
-        return State(names, self.source_shapes, self.target_shapes, self.target_order, self.mapped)
+        return self._copy(names=names)
+
+    def with_conversions(self, entries: list[dict]) -> "State":
+        """The state once these ``convert`` entries (dicts) claim what they match; entries
+        that match nothing or whose ops do not fit are skipped here (align names them)."""
+        from ckptlab.convert import Conversion, find_groups
+
+        convs = [Conversion.from_dict(e, i) for i, e in enumerate(entries, start=1)]
+        free = {k: v for k, v in self.source_shapes.items() if k not in self.claimed}
+        found = find_groups(convs, free, strict=False)
+        converted = dict(self.converted)
+        claimed = set(self.claimed)
+        names = dict(self.names)
+        for group in found.groups:
+            for tkey, shape in zip(group.targets, group.target_shapes):
+                if tkey in self.target_shapes:
+                    converted[tkey] = (tuple(group.sources), tuple(shape))
+            for skey in group.sources:
+                claimed.add(skey)
+                names[skey] = None
+        return self._copy(names=names, converted=converted, claimed=frozenset(claimed))
 
     def with_fragment(self, fragment: dict) -> "State":
+        if "convert" in fragment:
+            return self.with_conversions(list(fragment["convert"]))
         if "map" in fragment or "adapt" in fragment or "container" in fragment:
             mapped = {**self.mapped, **{t: s for t, s in fragment.get("map", {}).items() if s in self.names}}
-            return State(self.names, self.source_shapes, self.target_shapes, self.target_order, mapped)
+            return self._copy(mapped=mapped)
         return self.with_rule(Rule.from_dict(fragment))
 
     def candidates(self) -> dict[str, list[str]]:
-        """Target key -> source keys whose current name is that key (the map wins)."""
+        """Target key -> source keys whose current name is that key (conversions win over
+        names, the map over both)."""
         if self._candidates is None:
             self._candidates = self._find_candidates()
         return self._candidates
@@ -82,18 +122,28 @@ class State:
     def _find_candidates(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for skey, new in self.names.items():
-            if new is not None and new in self.target_shapes and new not in self.mapped:
+            if new is not None and new in self.target_shapes and new not in self.mapped and new not in self.converted:
                 out.setdefault(new, []).append(skey)
+        for tkey, (skeys, _) in self.converted.items():
+            if tkey not in self.mapped:
+                out[tkey] = [skeys[0]]
         for tkey, skey in self.mapped.items():
             out[tkey] = [skey]
         return out
+
+    def shape_fed(self, tkey: str, skey: str) -> Shape:
+        """The shape ``tkey`` would receive from ``skey`` (a conversion's output, or as is)."""
+        conv = self.converted.get(tkey)
+        if conv is not None and tkey not in self.mapped:
+            return conv[1]
+        return self.source_shapes[skey]
 
     def stats(self) -> "Stats":
         fed, mismatch, conflict = set(), set(), set()
         for tkey, skeys in self.candidates().items():
             if len(skeys) > 1:
                 conflict.add(tkey)
-            elif self.source_shapes[skeys[0]] == self.target_shapes[tkey]:
+            elif self.shape_fed(tkey, skeys[0]) == self.target_shapes[tkey]:
                 fed.add(tkey)
             else:
                 mismatch.add(tkey)
@@ -116,22 +166,42 @@ class Stats:
 
 
 # -- entry point --------------------------------------------------------------------------
-def suggest(source: Checkpoint, target: Checkpoint, recipe: Recipe) -> list[Suggestion]:
+def suggest(source: Checkpoint, target: Checkpoint, recipe: Recipe, params: Mapping[str, Any] | None = None,
+            sides: Iterable[tuple[str, Any]] | None = None, notes: list[str] | None = None) -> list[Suggestion]:
     """All suggestions for this pair under ``recipe``, strongest stage first.
 
-    Later stages are computed as if the high suggestions before them were accepted, so
-    accepting them in list order is consistent.
+    Later stages are computed as if the high suggestions before them were accepted (and
+    the structural conversions, which change what the adapters see), so accepting them
+    in list order is consistent. ``params`` (e.g. ``{"heads": 32}``) and ``sides`` (the
+    source and target as given: models carry configs) feed the known conversions; what
+    they still lack is appended to ``notes`` as a one-line warning.
     """
+    from ckptlab.known.fit import known_suggestions
+    from ckptlab.structure import order_suggestion, structure_suggestions
+
     out: list[Suggestion] = []
     container, source = _container_suggestion(source, target, recipe)
     if container is not None:
         out.append(container)
-    prefixes, state = prefix_suggestions(State.of(source, target, recipe))
+    sides = list(sides) if sides is not None else [("source", source), ("target", target)]
+    known, state = known_suggestions(State.of(source, target, recipe), params, sides, notes)
+    out.extend(known)
+    prefixes, state = prefix_suggestions(state)
     out.extend(prefixes)
-    for s in rename_suggestions(state):
+    for s in structure_suggestions(state):
         out.append(s)
         state = state.with_fragment(s.rule)
-    out.extend(adapter_suggestions(state, recipe))
+    for s in rename_suggestions(state):
+        out.append(s)
+        if s.confidence != "low":  # a guess is not assumed by the stages after it
+            state = state.with_fragment(s.rule)
+    adapters = adapter_suggestions(state, recipe)
+    out.extend(adapters)
+    for s in adapters:
+        state = state.with_fragment(s.rule)
+    order = order_suggestion(state)
+    if order is not None:
+        out.append(order)
     return out
 
 
@@ -461,8 +531,9 @@ def adapter_suggestions(state: State, recipe: Recipe) -> list[Suggestion]:
     mismatched: dict[str, dict[str, tuple[Shape, Shape]]] = defaultdict(dict)
     for tkey in state.target_order:
         skeys = cands.get(tkey)
-        if not skeys or len(skeys) != 1 or tkey in recipe.adapt:
-            continue
+        if not skeys or len(skeys) != 1 or tkey in recipe.adapt or (
+                tkey in state.converted and tkey not in state.mapped):
+            continue  # (an adapter never applies to a conversion's output)
         s_shape, t_shape = state.source_shapes[skeys[0]], state.target_shapes[tkey]
         if s_shape != t_shape:
             mismatched[_parent(tkey)][tkey] = (s_shape, t_shape)

@@ -131,8 +131,64 @@ def resolve(spec: str | ModelSpec, allow_code: bool | None = None) -> Callable[.
     return obj
 
 
+def _constructor(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """transformers' ``AutoModel*`` classes refuse to be called: they build from a config."""
+    if isinstance(factory, type) and hasattr(factory, "_model_mapping") and hasattr(factory, "from_config"):
+        return factory.from_config
+    return factory
+
+
+def is_typed_argument(value: Any) -> bool:
+    """``{"class": "pkg.module:Name", "kwargs": {...}}``: an argument that is an object to build."""
+    return (isinstance(value, Mapping) and isinstance(value.get("class"), str) and set(value) <= {"class", "kwargs"})
+
+
+def build_arguments(kwargs: Mapping[str, Any], allow_code: bool | None, where: str = "") -> dict[str, Any]:
+    """The keyword arguments with every typed argument built first, inner ones before outer ones,
+    under the same import rules as the model spec (a file spec needs code allowed).
+
+    ``{"config": {"class": "transformers:BertConfig", "kwargs": {"num_labels": 3}}}`` passes
+    ``config=BertConfig(num_labels=3)``: JSON cannot say "an object of this class" otherwise.
+    """
+    return {key: _argument(value, allow_code, f"{where}{key}", 0) for key, value in kwargs.items()}
+
+
+MAX_ARGUMENT_DEPTH = 16
+
+
+def _argument(value: Any, allow_code: bool | None, where: str, depth: int) -> Any:
+    if depth > MAX_ARGUMENT_DEPTH:
+        raise ModelSpecError(f"model argument {where!r} is nested deeper than {MAX_ARGUMENT_DEPTH} levels")
+    if is_typed_argument(value):
+        spec, inner = value["class"], value.get("kwargs") or {}
+        if not isinstance(inner, Mapping):
+            raise ModelSpecError(f"model argument {where!r}: 'kwargs' must be a JSON object")
+        factory = _constructor(resolve(spec, allow_code))
+        built = {k: _argument(v, allow_code, f"{where}.{k}", depth + 1) for k, v in inner.items()}
+        try:
+            return factory(**built)
+        except Exception as exc:
+            raise ModelSpecError(f"model argument {where!r}: building {spec!r} raised {_one_line(exc)}") from exc
+    if isinstance(value, Mapping):
+        return {k: _argument(v, allow_code, f"{where}.{k}", depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_argument(v, allow_code, f"{where}.{i}", depth + 1) for i, v in enumerate(value)]
+    return value
+
+
+def config_argument(path: str | os.PathLike) -> dict[str, Any]:
+    """The typed ``config`` argument for a transformers model from a local ``config.json``
+    (or the folder holding it): read offline, its own code never run (no ``trust_remote_code``)."""
+    path = Path(path).expanduser()
+    if not (path.is_file() or (path / "config.json").is_file()):
+        raise ModelSpecError(f"no config.json at {str(path)!r}", path)
+    return {"class": "transformers:AutoConfig.from_pretrained",
+            "kwargs": {"pretrained_model_name_or_path": str(path), "local_files_only": True}}
+
+
 def _call(factory: Callable[..., Any], spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """Call the factory; bad kwargs, an exception or a non-module each give one line."""
+    factory = _constructor(factory)
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as exc:
@@ -160,8 +216,8 @@ def build_model(
     """Build the model. ``device="meta"`` allocates nothing; otherwise it is built on CPU
     with ``torch.manual_seed(seed)`` (the caller's RNG state is left as it was) and moved,
     so the same seed gives the same values on every device."""
-    kwargs = dict(kwargs or {})
     factory = resolve(spec, allow_code)
+    kwargs = build_arguments(kwargs or {}, allow_code)  # typed arguments (a config object) first
     if torch.device(device).type == "meta":
         with torch.device("meta"):
             return _call(factory, spec, kwargs)
@@ -217,6 +273,8 @@ class ModelCheckpoint(Checkpoint):
                     "built_on": "cpu" if real_model is not None else "meta"}
         super().__init__(tensors, format="model", metadata=metadata)
         self._meta_model = meta_model
+        # a model tells parameters from buffers (a file cannot): ckptlab.counts uses it
+        self.parameter_keys = frozenset(name for name, _ in meta_model.named_parameters(remove_duplicate=False))
 
     @property
     def meta_model(self) -> nn.Module:

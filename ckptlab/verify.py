@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -290,6 +290,7 @@ CPU_MEMORY_METHOD = ("peak bytes of the tensors one forward creates, live at onc
                      "scratch buffers are not counted")
 CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated during one forward, above the level before it"
 MIN_SAMPLE_S = 0.005        # one timed sample runs the forward this long at least (timer noise)
+FEWEST_PAIRS = 3            # the budget stops a size only after this many pairs (an IQR needs some)
 
 
 def peak_memory(module: nn.Module, x: torch.Tensor, backward: bool = False,
@@ -347,22 +348,25 @@ class SpeedComparison:
     threads: int
     budget_s: float
     tolerance: float
+    min_pairs: int = 10
 
     def point(self, size: int) -> SpeedPoint:
         return next(p for p in self.points if p.size == size)
 
     def verdict(self, point: SpeedPoint) -> str:
-        """One sentence a person can act on, honest about noise."""
+        """One sentence a person can act on, honest about noise and about few pairs."""
         base, other = self.names
         spread = f"interquartile range {point.ratio_low:.2f}-{point.ratio_high:.2f} over {point.pairs} pairs"
+        few = (f" Only {point.pairs} pairs fit in the time budget (fewer than {self.min_pairs}): a rough figure."
+               if point.pairs < self.min_pairs else "")
         if point.noisy:
             return (f"Too noisy to tell at size {point.size}: {other}/{base} time ratio {point.ratio:.2f}, "
                     f"{spread} includes 1 (in a quarter or more of the pairs the other model was faster); "
-                    "rerun when the machine is quieter.")
+                    f"rerun when the machine is quieter.{few}")
         word = "faster" if point.ratio < 1 else "slower"
         factor = 1 / point.ratio if point.ratio < 1 else point.ratio
         return (f"At size {point.size}, {other} is {factor:.2f}x {word} than {base} "
-                f"(time ratio {point.ratio:.2f}, {spread}).")
+                f"(time ratio {point.ratio:.2f}, {spread}).{few}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -435,6 +439,7 @@ def compare_speed(
     threads: int | None = 1,
     seed: int = 0,
     allow_code: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SpeedComparison:
     """Time and peak memory of two models over input sizes, as a ratio you can trust.
 
@@ -442,7 +447,8 @@ def compare_speed(
     alternating order (A B, B A, A B, ...), so drift and load hit both alike; each pair
     gives one ratio time(second) / time(first). Pairs are added until the median's 95%
     interval is within ``tolerance`` of it (after ``min_pairs``), ``max_pairs``, or the
-    size's share of ``budget_s`` (seconds, over all sizes) runs out. The result per size is
+    size's share of ``budget_s`` (seconds, over all sizes) runs out (after 3 pairs, so a slow
+    model cannot overrun the budget tenfold; the verdict then says how few pairs there were). The result per size is
     the median ratio with its interquartile range; when that range includes 1 the point
     is ``noisy``. ``sizes``: spatial sides (conv models), sequence lengths (token models) or
     batch sizes (linear ones); by default three around the inferred input. Peak memory: see ``peak_memory``.
@@ -451,6 +457,7 @@ def compare_speed(
     setting) is 1 by default: on a shared machine several threads wait on each other and
     that noise swamps the difference (2 threads on 2 busy cores: 5x slower, ratios all over).
     The setting is process-wide while it runs (other sessions of a web app share it).
+    ``progress(done, total)`` is called after each size.
     """
     if len(models) != 2:
         raise CheckpointError(f"compare_speed compares two models, got {len(models)}")
@@ -466,14 +473,18 @@ def compare_speed(
         torch.set_num_threads(int(threads))
     try:
         used = torch.get_num_threads()
-        points = [_measure_size(built, size, batch, share, tolerance, min_pairs, max_pairs, warmup, device,
-                                backward, seed) for size in sizes]
+        points = []
+        for size in sizes:
+            points.append(_measure_size(built, size, batch, share, tolerance, min_pairs, max_pairs, warmup, device,
+                                        backward, seed))
+            if progress is not None:
+                progress(len(points), len(sizes))
     finally:
         torch.set_num_threads(before)
     return SpeedComparison(
         names=tuple(built), params={n: sum(p.numel() for p in m.parameters()) for n, m in built.items()},
         points=points, memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
-        device=str(device), threads=used, budget_s=budget_s, tolerance=tolerance)
+        device=str(device), threads=used, budget_s=budget_s, tolerance=tolerance, min_pairs=min_pairs)
 
 
 def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: float, tolerance: float,
@@ -502,9 +513,9 @@ def _measure_size(built: dict[str, nn.Module], size: int, batch: int, budget_s: 
             if high - low <= tolerance * statistics.median(ratios):
                 stopped = "spread small"
                 break
-            if time.perf_counter() - start >= budget_s:
-                stopped = "time budget"
-                break
+        if len(ratios) >= FEWEST_PAIRS and time.perf_counter() - start >= budget_s:
+            stopped = "time budget"
+            break
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
     peaks = {name: peak_memory(module, feeds[name], backward, device) for name, module in built.items()}
     return SpeedPoint(

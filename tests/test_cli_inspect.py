@@ -69,7 +69,7 @@ def test_table_shows_keys_totals_container_and_placeholders(capsys, tmp_path):
     code, out, _ = _inspect(capsys, str(path))
     assert code == 0
     assert "fc.weight" in out and "(3, 2)" in out and "float32" in out
-    assert "1 tensors, 6 parameters" in out
+    assert "1 tensors: 6 floating-point + 0 integer elements" in out
     assert "'state_dict'" in out and "argparse.Namespace" in out
 
 
@@ -99,8 +99,8 @@ def test_piped_table_folds_layer_runs_and_never_breaks_a_key(tmp_path):
     query = [ln for ln in lines if "bert.encoder.layer.{0..11}.attention.self.query.weight" in ln]
     assert len(query) == 1 and "(4, 4)" in query[0] and "x12" in query[0] and "768 B" in query[0]
     assert any("classifier[0].weight" in ln for ln in lines)
-    assert lines[-1] == "25 tensors, 248 parameters, 992 B (25 keys folded into 3 lines; --no-fold lists every key)"
+    assert lines[-1] == "25 tensors: 248 floating-point + 0 integer elements, 992 B (25 keys folded into 3 lines; --no-fold lists every key)"
     proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", str(tmp_path / "bert.pt"), "--no-fold"],
                           capture_output=True, text=True, cwd=REPO)
     assert sum("bert.encoder.layer." in ln for ln in proc.stdout.splitlines()) == 24
-    assert proc.stdout.splitlines()[-1] == "25 tensors, 248 parameters, 992 B"
+    assert proc.stdout.splitlines()[-1] == "25 tensors: 248 floating-point + 0 integer elements, 992 B"

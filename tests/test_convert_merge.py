@@ -219,3 +219,16 @@ def test_single_element_outputs_of_a_strided_view_are_written(tmp_path, suffix):
     ckptlab.remap(src, tgt, tmp_path / f"o{suffix}", recipe=recipe, auto="none")
     out = ckptlab.open(tmp_path / f"o{suffix}")
     assert out.tensor("m.0").item() == 0.0 and out.tensor("m.1").item() == 1.0
+
+
+def test_an_accepted_conversion_suggestion_is_labelled_in_the_reasons():
+    from ckptlab.align import Suggestion, apply_suggestions, build_rows
+    from ckptlab.checkpoint import Checkpoint
+    from ckptlab.recipe import Recipe
+
+    src, tgt = _qkv_pair(1)
+    fragment = {"convert": QKV["convert"]}
+    effective, labels, marked = apply_suggestions(Recipe(), [Suggestion(fragment, "medium", "fused qkv", 3)], "all")
+    assert marked[0].applied and effective.convert and labels.convert == {1: "suggested, medium"}
+    rows = {r.target: r for r in build_rows(Checkpoint.from_mapping(src), Checkpoint.from_mapping(tgt), effective, labels)}
+    assert rows["b.0.k"].reason == "convert 1: chunk 0 of 'b.0.qkv' (output 2 of 3) (suggested, medium)"

@@ -124,6 +124,20 @@ def test_one_file_split_into_shards_equals_the_file(tmp_path, no_float_work):
     assert d.summary["equal"] == 5 and not d.summary["identical_files"]
 
 
+def test_a_dcp_folder_against_the_file_it_was_saved_from(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    g = torch.Generator().manual_seed(8)
+    state = {f"layers.{i}.w": torch.randn(20, 9, generator=g) for i in range(3)}
+    save_file(state, tmp_path / "whole.safetensors")
+    changed = {k: v.clone() for k, v in state.items()}
+    changed["layers.1.w"][2, 3] = 7.0
+    dcp.save({"model": changed}, checkpoint_id=str(tmp_path / "dcp"), no_dist=True)
+    d = ckptlab.diff(tmp_path / "dcp", tmp_path / "whole.safetensors")
+    assert [p.target for p in d.changed] == ["layers.1.w"] and d.summary["equal"] == 2
+    assert d.changed[0].max_abs == pytest.approx(abs(7.0 - float(state["layers.1.w"][2, 3])), rel=1e-12)
+
+
 def test_the_same_file_is_equal_without_reading_it(sample, monkeypatch):
     import sys
 

@@ -1,6 +1,7 @@
 """Load reports, function preservation and speed/memory comparison on real files."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,7 @@ def test_compare_speed_ratio_sign_and_one_point_per_size_for_both_models():
         assert set(point.median_ms) == set(point.peak_bytes) == {"shallow", "deep"}
         assert point.input_shapes == {"shallow": (2, 3, point.size, point.size),
                                       "deep": (2, 3, point.size, point.size)}
-        assert point.ratio_low <= point.ratio <= point.ratio_high and point.pairs >= 10
+        assert point.ratio_low <= point.ratio <= point.ratio_high and point.pairs >= 3     # the budget floor
         assert point.ratio_ci[0] <= point.ratio <= point.ratio_ci[1]
         assert point.stopped in ("spread small", "time budget", "max pairs")
     assert report.params == {"shallow": sum(p.numel() for p in _Stack(2).parameters()),
@@ -286,3 +287,26 @@ def test_token_models_are_timed_over_sequence_lengths_with_token_ids():
     report = compare_speed({"a": _Tokens(), "b": _Tokens()}, sizes=[4, 16], budget_s=0.3, min_pairs=2)
     assert [p.input_shapes["a"] for p in report.points] == [(2, 4), (2, 16)]
     assert report.points[1].peak_bytes["a"] >= 2 * 16 * 50 * 4                       # the logits
+
+
+class _Sleeper(torch.nn.Module):
+    """A model slow on any machine: one pass sleeps ``seconds``."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return self.fc(x)
+
+
+def test_the_budget_stops_a_slow_pair_after_three_pairs_and_says_the_figure_is_rough():
+    seen = []
+    report = compare_speed({"a": _Sleeper(0.01), "b": _Sleeper(0.04)}, sizes=[1, 2], budget_s=0.01, warmup=1,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+    for point in report.points:
+        assert point.pairs == 3 and point.stopped == "time budget"
+        assert "Only 3 pairs fit in the time budget (fewer than 10)" in report.verdict(point)

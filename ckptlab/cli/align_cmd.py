@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ckptlab.cli import output
-from ckptlab.cli.common import AUTO_LEVELS, add_pair_arguments, resolve_pair
+from ckptlab.cli.common import AUTO_LEVELS, add_pair_arguments, add_param_argument, recipe_with_params, resolve_pair
 from ckptlab.cli.output import print_json, warn
 from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "1 on an error.")
     add_pair_arguments(p)
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
+    add_param_argument(p)
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="apply suggestions automatically: none, only high-confidence ones (default), or all")
     p.add_argument("--strict", action="store_true",
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ckptlab.align import align
 
     source, target = resolve_pair(args)
-    alignment = align(source, target, recipe=args.recipe, auto=args.auto)
+    alignment = align(source, target, recipe=recipe_with_params(args), auto=args.auto)
     if args.json:
         print_json(alignment.to_dict())
     else:

@@ -23,21 +23,39 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-container", default=None, metavar="DOTTED",
                         help="where the tensors sit inside the source file (default: found)")
     parser.add_argument("--target-kwargs", default=None, metavar="JSON",
-                        help="keyword arguments for a target model definition, as JSON")
+                        help=f"keyword arguments for a target model definition, as JSON; {TYPED_HELP}")
     parser.add_argument("--source-kwargs", default=None, metavar="JSON",
                         help="keyword arguments for a source model definition, as JSON")
+    parser.add_argument("--target-config", default=None, metavar="PATH",
+                        help=f"config.json (or its folder) for a transformers target, {CONFIG_HELP}")
+    parser.add_argument("--source-config", default=None, metavar="PATH",
+                        help="config.json (or its folder) for a transformers source model definition")
     parser.add_argument("--allow-code", action="store_true",
                         help="allow 'path/to/file.py:callable' model definitions (runs that file)")
 
 
-def parse_kwargs(text: str | None, flag: str) -> dict:
-    """A ``--*-kwargs`` JSON object (the error names the flag)."""
+TYPED_HELP = ('an argument {"class": "pkg.module:Name", "kwargs": {...}} is built first '
+              '(e.g. {"config": {"class": "transformers:BertConfig", "kwargs": {"num_labels": 3}}})')
+CONFIG_HELP = "e.g. transformers:AutoModelForSequenceClassification (built on the meta device, offline)"
+
+
+def parse_kwargs(text: str | None, flag: str, config: str | None = None, config_flag: str = "") -> dict:
+    """A ``--*-kwargs`` JSON object (the error names the flag), plus ``config`` from a
+    ``--*-config`` path as a typed argument."""
     from ckptlab import targets
 
     try:
-        return targets.parse_kwargs(text)
+        kwargs = targets.parse_kwargs(text)
     except ModelSpecError as exc:
         raise ModelSpecError(f"{flag}: {exc.message}") from None
+    if config:
+        if "config" in kwargs:
+            raise ModelSpecError(f"{config_flag} and a 'config' in {flag} say the same thing twice: keep one")
+        try:
+            kwargs["config"] = targets.config_argument(config)
+        except ModelSpecError as exc:
+            raise ModelSpecError(f"{config_flag}: {exc}") from None
+    return kwargs
 
 
 def allow_code(args: argparse.Namespace) -> bool:
@@ -49,7 +67,29 @@ def resolve_pair(args: argparse.Namespace) -> tuple["Checkpoint", "Checkpoint"]:
     from ckptlab.sources import as_checkpoint
 
     source = as_checkpoint(args.source, container=args.source_container, allow_code=allow_code(args),
-                           kwargs=parse_kwargs(args.source_kwargs, "--source-kwargs"))
+                           kwargs=parse_kwargs(args.source_kwargs, "--source-kwargs", args.source_config,
+                                               "--source-config"))
     target = as_checkpoint(args.target, allow_code=allow_code(args),
-                           kwargs=parse_kwargs(args.target_kwargs, "--target-kwargs"))
+                           kwargs=parse_kwargs(args.target_kwargs, "--target-kwargs", args.target_config,
+                                               "--target-config"))
     return source, target
+
+
+def add_param_argument(parser: argparse.ArgumentParser) -> None:
+    """``--param heads=32``: a value a known conversion needs (repeatable)."""
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of a known conversion, e.g. heads=32 (repeatable; "
+                             "`ckptlab recipes` lists them)")
+
+
+def recipe_with_params(args: argparse.Namespace):
+    """``--recipe`` as given, or (with ``--param``) the recipe carrying those params."""
+    if not getattr(args, "param", None):
+        return args.recipe
+    from dataclasses import replace
+
+    from ckptlab.known.params import parse_assignments
+    from ckptlab.recipe import Recipe
+
+    recipe = Recipe.coerce(args.recipe)
+    return replace(recipe, params={**recipe.params, **parse_assignments(args.param)})

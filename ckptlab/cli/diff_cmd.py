@@ -51,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rank(p: Any) -> tuple:
-    """Changed pairs first (largest rel_l2 first), then those not compared, then equal ones."""
+    """Changed pairs first (largest rel_l2 first, undefined ones after), then those not
+    compared, then equal ones."""
     if p.equal is False:
-        return (0, -(p.rel_l2 if p.rel_l2 is not None else float("inf")))
-    return (1,) if p.equal is None else (2,)
+        return (0, -p.rel_l2) if p.rel_l2 is not None else (1, 0.0)
+    return (2, 0.0) if p.equal is None else (3, 0.0)
 
 
 def folded_lines(pairs: list[Any], fold: bool = True) -> list[tuple[str, list[Any]]]:

@@ -16,9 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect", help="list a checkpoint's tensors (keys, shapes, dtypes) without loading them",
         description="Open a checkpoint lazily and safely (no code from the file runs) and list its "
                     "tensors, where they sit in the file, and everything else the file holds.")
-    p.add_argument("path", metavar="PATH", help="checkpoint file, *.index.json, or distributed-checkpoint folder")
+    p.add_argument("path", metavar="PATH", help="checkpoint file, *.index.json, distributed-checkpoint folder, "
+                                                "or a model definition 'pkg.module:callable'")
     p.add_argument("--container", default=None, metavar="DOTTED",
                    help="where the tensors sit inside the file, e.g. 'net' or 'state_dict' (default: found)")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="keyword arguments for a model definition")
+    p.add_argument("--model-config", default=None, metavar="PATH", help="config.json for a transformers model definition")
+    p.add_argument("--allow-code", action="store_true", help="allow 'path/to/file.py:callable' (runs that file)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the documented contract)")
     p.add_argument("--no-fold", action="store_true",
                    help="list every key (by default keys alike but for a layer index share one line)")
@@ -26,8 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def to_json(ck: "Checkpoint") -> dict[str, Any]:
-    """The contract's object, plus ``candidates``, ``placeholders``, ``total_bytes`` and
-    ``aliases`` (groups of keys that are one tensor: tied weights)."""
+    """The contract's object (``total_params``: every element of every tensor, as it always was),
+    plus ``elements`` (floating vs integer; parameters vs buffers for a model definition),
+    ``candidates``, ``optimizer`` (per-parameter optimizer state, grouped), ``placeholders``,
+    ``total_bytes`` and ``aliases`` (groups of keys that are one tensor: tied weights)."""
+    from ckptlab.counts import counts, split_optimizer
+
+    _, optimizers = split_optimizer(ck.candidates)
     return {
         "format": ck.format,
         "container": ck.container,
@@ -36,6 +45,9 @@ def to_json(ck: "Checkpoint") -> dict[str, Any]:
         "total_params": ck.total_params,
         "other": [{"key": e.key, "type": e.type} for e in ck.other],
         "total_bytes": ck.total_bytes,
+        "elements": counts(ck).to_dict(),
+        "optimizer": [{"path": o.path, "entries": o.entries, "tensors": o.tensors, "nbytes": o.nbytes}
+                      for o in optimizers],
         "candidates": [{"path": c.path, "tensors": c.tensors, "nbytes": c.nbytes} for c in ck.candidates],
         "placeholders": list(ck.placeholders),
         "aliases": [list(group) for group in ck.aliases()],
@@ -44,8 +56,16 @@ def to_json(ck: "Checkpoint") -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ckptlab.checkpoint import open as open_checkpoint
+    from ckptlab.cli.common import allow_code, parse_kwargs
+    from ckptlab.sources import is_model_spec
 
-    ck = open_checkpoint(args.path, container=args.container)
+    if is_model_spec(args.path):
+        from ckptlab.targets import model_target
+
+        kwargs = parse_kwargs(args.model_kwargs, "--model-kwargs", args.model_config, "--model-config")
+        ck = model_target(args.path, kwargs, allow_code(args))
+    else:
+        ck = open_checkpoint(args.path, container=args.container)
     if args.json:
         print_json(to_json(ck))
     else:
@@ -81,14 +101,20 @@ def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
         info = ck.info(first)
         table.add_row(Text(pattern), str(tuple(info.shape)), info.dtype_name, f"x{count}" if count > 1 else "",
                       human_bytes(nbytes))
-    footer = [f"{len(ck)} tensors, {ck.total_params:,} parameters, {human_bytes(ck.total_bytes)}"
+    from ckptlab.counts import counts, split_optimizer
+
+    footer = [f"{counts(ck).describe()}, {human_bytes(ck.total_bytes)}"
               + (f" ({len(ck)} keys folded into {len(lines)} lines; --no-fold lists every key)"
                  if len(lines) < len(ck) else "")]
-    others = [c for c in ck.candidates if c.path != ck.container]
+    candidates, optimizers = split_optimizer(ck.candidates)
+    others = [c for c in candidates if c.path != ck.container]
     if others:
         listed = ", ".join(f"{c.path or '(top level)'!s} ({c.tensors} tensors)" for c in others[:8])
         more = f" and {len(others) - 8} more" if len(others) > 8 else ""
         footer.append(f"other containers (--container): {listed}{more}")
+    for o in optimizers:
+        footer.append(f"optimizer state at {o.path}: {o.entries} per-parameter entr{'y' if o.entries == 1 else 'ies'}, "
+                      f"{o.tensors} tensors, {human_bytes(o.nbytes)}")
     if ck.other:
         footer.append("also in the file: " + ", ".join(f"{e.key} ({e.type})" for e in ck.other[:20])
                       + (f" and {len(ck.other) - 20} more" if len(ck.other) > 20 else ""))

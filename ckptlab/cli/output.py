@@ -25,20 +25,110 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def print_table(table: Any, *footer: str) -> None:
+KEY_HEADERS = frozenset({"key", "target", "source", "a key", "b key"})  # columns holding dotted keys
+ELLIPSIS = "\u2026"
+MIN_KEY_WIDTH = 12
+MAX_KEY_LINES = 2
+MIN_PROSE_WIDTH = 14
+
+
+def print_table(table: Any, *footer: Any, console: Any = None) -> None:
     """Print a rich table (and footer lines) on stdout without breaking keys mid-name.
 
-    Piped or redirected output has no width to respect (rich assumes 80 columns), so it
-    gets the table's natural width: one line per row, whole keys, fit for grep. A terminal
-    keeps its own width and rich folds the longest cells.
+    Piped or redirected output has no width to respect, so it gets the table's natural
+    width: one line per row, whole keys, fit for grep. On a terminal narrower than the table,
+    key columns (``KEY_HEADERS``) wrap at ``.`` boundaries (at most two lines, then the middle
+    elided: ``encoder.…layernorm.weight``), never mid-name; the title is its own line, its
+    middle elided when it cannot fit.
     """
-    console = _console()
+    console = console or _console()
+    title, table.title = table.title, None
     if not console.is_terminal:
         console.width = 100_000  # measure against no limit, then size the console to fit
         console.width = max(console.measure(table).maximum, 80)
+    else:
+        fit_keys(table, console)
+    if title:
+        text = str(title)
+        console.print(text if not console.is_terminal else elide_middle(text, console.width), soft_wrap=True,
+                      markup=False)
     console.print(table)
-    for line in footer:
-        console.print(line, soft_wrap=True)
+    for line in footer:  # piped: one line each; a terminal wraps them at spaces
+        console.print(line, soft_wrap=not console.is_terminal)
+
+
+def fit_keys(table: Any, console: Any) -> None:
+    """Share the console's width out: fixed columns (shapes, dtypes, statuses) keep theirs, key
+    columns get what they need of the rest (up to 70% when a prose column such as a reason
+    shares the row, which then wraps at spaces), and their keys wrap at dots to fit."""
+    width = {id(col): max(_cell_width(cell) for cell in [col.header, *col._cells]) for col in table.columns}
+    overhead = 3 * len(table.columns) + 1  # a space either side of each cell, and the borders
+    if sum(width.values()) + overhead <= console.width:
+        return
+    keys = [c for c in table.columns if str(c.header).strip().lower() in KEY_HEADERS]
+    prose = [c for c in table.columns if c not in keys and not c.no_wrap]
+    fixed = sum(width[id(c)] for c in table.columns if c not in keys and c not in prose)
+    room = console.width - overhead - fixed
+    need = sum(width[id(c)] for c in keys)
+    if not keys or need == 0:
+        return
+    prose_need = sum(min(MIN_PROSE_WIDTH, width[id(c)]) for c in prose)
+    budget_total = min(need, room - prose_need)
+    if prose and budget_total > 0.7 * room:  # prose (reasons) wraps at words: leave it a fair share
+        budget_total = max(int(0.7 * room), min(need, room - sum(width[id(c)] for c in prose)))
+    budget_total = max(budget_total, MIN_KEY_WIDTH * len(keys))
+    budgets = {id(c): min(width[id(c)], max(MIN_KEY_WIDTH, budget_total * width[id(c)] // need)) for c in keys}
+    left = console.width - overhead - fixed - sum(budgets.values())
+    for column in prose:  # prose wraps at spaces: a few words wide, whatever the keys left
+        column.min_width = max(4, min(MIN_PROSE_WIDTH, width[id(column)], left // len(prose)))
+    for column in keys:
+        budget = budgets[id(column)]
+        if budget < width[id(column)]:
+            column._cells = [_fit_cell(cell, budget) for cell in column._cells]
+        column.no_wrap, column.overflow, column.max_width = True, "ellipsis", budget
+
+
+def _cell_width(cell: Any) -> int:
+    plain = cell.plain if hasattr(cell, "plain") else str(cell)
+    return max((len(line) for line in plain.split("\n")), default=0)
+
+
+def _fit_cell(cell: Any, width: int) -> Any:
+    from rich.text import Text
+
+    plain = cell.plain if isinstance(cell, Text) else str(cell)
+    style = cell.style if isinstance(cell, Text) else ""
+    return Text(wrap_key(plain, width), style=style)
+
+
+def wrap_key(key: str, width: int) -> str:
+    """``key`` in at most two lines of ``width``, broken only after a ``.``; a line that is
+    still too long has its middle elided (``word_embe…ngs.weight``), never a silent cut."""
+    if len(key) <= width:
+        return key
+    parts = [p + "." for p in key.split(".")]
+    parts[-1] = parts[-1][:-1]
+    lines = [""]
+    for part in parts:  # greedy: as many parts per line as fit
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    if len(lines) <= MAX_KEY_LINES and all(len(line) <= width for line in lines):
+        return "\n".join(lines)
+    if len(parts) == 1:
+        return elide_middle(key, width)
+    cut = min(range(1, len(parts)), key=lambda i: max(len("".join(parts[:i])), len("".join(parts[i:]))))
+    return elide_middle("".join(parts[:cut]), width) + "\n" + elide_middle("".join(parts[cut:]), width)
+
+
+def elide_middle(text: str, width: int) -> str:
+    """``text`` with its middle replaced by an ellipsis so it fits in ``width`` characters."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    head = (width - 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
 
 
 def _console():

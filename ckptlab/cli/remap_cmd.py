@@ -9,7 +9,8 @@ import argparse
 import re
 import sys
 
-from ckptlab.cli.common import AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, resolve_pair
+from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
+                                recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, warn
 from ckptlab.errors import CheckpointError, MergeError
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pair_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help=f"output file: {OUT_SUFFIXES}")
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON)")
+    add_param_argument(p)
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="which suggestions to apply (default: high)")
     p.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error",
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     source, target = resolve_pair(args)
     with _ProgressBar(disabled=args.no_progress) as bar:
         try:
-            report = remap(source, target, args.output, recipe=args.recipe, auto=args.auto,
+            report = remap(source, target, args.output, recipe=recipe_with_params(args), auto=args.auto,
                            on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
                            nest=args.nest, max_shard_size=shard, progress=bar.update)
         except MergeError as exc:
@@ -69,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
                 for fault in faults:
                     print(f"  {fault}", file=sys.stderr)
             raise
-    if report.warning:
-        warn(report.warning)
+    for message in report.warnings or ([report.warning] if report.warning else []):
+        warn(message)
     if report.extras_not_kept:
         warn(f"--keep-extras could not keep {len(report.extras_not_kept)} "
              f"entr{'y' if len(report.extras_not_kept) == 1 else 'ies'}: " + "; ".join(report.extras_not_kept))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ckptlab.cli.common import allow_code, parse_kwargs
+from ckptlab.cli.common import CONFIG_HELP, TYPED_HELP, allow_code, parse_kwargs
 from ckptlab.cli.output import print_json
 
 
@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint file (or index.json, DCP folder)")
     p.add_argument("--model", required=True, metavar="SPEC",
                    help="model definition 'pkg.module:callable' or 'path/to/file.py:callable'")
-    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="keyword arguments for SPEC, as JSON")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON",
+                   help=f"keyword arguments for SPEC, as JSON; {TYPED_HELP}")
+    p.add_argument("--model-config", default=None, metavar="PATH",
+                   help=f"config.json (or its folder) for a transformers SPEC, {CONFIG_HELP}")
     p.add_argument("--container", default=None, metavar="DOTTED",
                    help="where the tensors sit inside CKPT (default: found)")
     p.add_argument("--allow-code", action="store_true",
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ckptlab.targets import model_target
     from ckptlab.verify import load_report
 
-    model = model_target(args.model, parse_kwargs(args.model_kwargs, "--model-kwargs"), allow_code(args))
+    kwargs = parse_kwargs(args.model_kwargs, "--model-kwargs", args.model_config, "--model-config")
+    model = model_target(args.model, kwargs, allow_code(args))
     ckpt = open_checkpoint(args.ckpt, container=args.container)
     report = load_report(ckpt, model)
     ok = not any(report.values())

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ckptlab.ui import valuecache
+from ckptlab.ui import kept, valuecache
 from ckptlab.ui.values import SAMPLE, histogram_data, histogram_figure, merged_key, merged_of
 
 HEATMAP = "compare_heatmap"
@@ -49,19 +49,21 @@ def heatmap_figure(grid: dict[str, Any], log: bool = True) -> go.Figure:
     rows = grid["rows"]
     text = [[("—" if v is None else f"{v:.3g}") for v in row] for row in grid["z"]]
     fig = go.Figure(go.Heatmap(
-        z=z, x=columns, y=rows, text=text, colorscale="Viridis", hoverongaps=False,
+        z=z, x=columns, y=rows, colorscale="Viridis", hoverongaps=False, hoverinfo="skip",
         colorbar={"title": {"text": "log10 rel_l2" if log else "rel_l2"}},
-        hovertemplate="layer %{y}<br>%{x}<br>rel_l2 %{text}<extra></extra>",
     ))
-    xs, ys, keys = [], [], []
+    xs, ys, keys, labels = [], [], [], []
     for r, row_keys in enumerate(grid["keys"]):
         for c, key in enumerate(row_keys):
             if key is not None:
                 xs.append(columns[c])
                 ys.append(rows[r])
                 keys.append(key)
+                labels.append(f"{html.escape(key)}<br>rel_l2 {text[r][c]}")
+    # the markers take the hover and the click (a heatmap trace gives Streamlit no selection)
     fig.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers", customdata=keys, showlegend=False, hoverinfo="skip",
+        x=xs, y=ys, mode="markers", customdata=keys, text=labels, showlegend=False,
+        hovertemplate="%{text}<extra></extra>",
         marker={"symbol": "square", "size": 18, "opacity": 0.01, "color": "#000000"},
         selected={"marker": {"opacity": 0.35}}, unselected={"marker": {"opacity": 0.01}},
     ))
@@ -85,12 +87,14 @@ def clicked_key(event: Any) -> str | None:
 
 
 def pairs_frame(result: Any) -> pd.DataFrame:
-    """The pairs, changed first (largest rel_l2 first), then those not compared, then equal."""
+    """The pairs, changed first (largest rel_l2 first, undefined ones after), then those not
+    compared, then equal ones."""
     frame = result.to_frame()
     if frame.empty:
         return frame
-    rank = frame["equal"].map({False: 0, None: 1, True: 2}).fillna(1)
-    frame = frame.assign(_rank=rank, _rel=frame["rel_l2"].fillna(float("inf")))
+    rank = [0 if p.equal is False and p.rel_l2 is not None else 1 if p.equal is False else 2 if p.equal is None
+            else 3 for p in result.pairs]
+    frame = frame.assign(_rank=rank, _rel=frame["rel_l2"].fillna(0.0))
     frame = frame.sort_values(["_rank", "_rel"], ascending=[True, False], kind="stable")
     return frame.drop(columns=["_rank", "_rel"]).reset_index(drop=True)
 
@@ -123,7 +127,7 @@ def show(alignment: Any) -> None:
 
     st.markdown("**Compare values**")
     options = choices(alignment)
-    mode = st.segmented_control("Compare", options, key=MODE_KEY, default=options[0]) or options[0]
+    mode = kept.segmented(st, "Compare", options, MODE_KEY, options[0])
     result, why = run_diff(alignment, mode)
     if result is None:
         st.text(f"Nothing to compare yet: {why}")
@@ -137,14 +141,15 @@ def show(alignment: Any) -> None:
     grid = layer_grid(result.pairs)
     picked = None
     if grid["rows"]:
-        log = st.toggle("log scale", value=True, key="compare_log")
+        log = kept.keep("compare_log", st.toggle("log scale", value=bool(kept.value("compare_log", True)),
+                                                 key=kept.widget_key("compare_log")))
         st.caption("rel_l2 = ||a-b|| / ||b|| per tensor, by layer (rows) and tensor kind (columns); "
                    "click a cell for its histograms.")
         event = st.plotly_chart(heatmap_figure(grid, log), key=HEATMAP, on_select="rerun", selection_mode="points")
         picked = clicked_key(event)
         if picked and picked != st.session_state.get(_LAST_CLICK):
             st.session_state[_LAST_CLICK] = picked
-            st.session_state[PICK_KEY] = picked
+            kept.renew(PICK_KEY, picked)  # the selectbox follows the click
     else:
         st.caption("No layer-indexed keys: no heatmap (the table lists every pair).")
     st.dataframe(pairs_frame(result), hide_index=True, height=300, column_config={
@@ -155,9 +160,9 @@ def show(alignment: Any) -> None:
     keys = [p.target for p in result.pairs if p.equal is not None]
     if not keys:
         return
-    if st.session_state.get(PICK_KEY) not in keys:
-        st.session_state[PICK_KEY] = next((p.target for p in result.pairs if p.equal is False), keys[0])
-    key = st.selectbox("Tensor (or click a heatmap cell)", keys, key=PICK_KEY)
+    if kept.value(PICK_KEY) not in keys:
+        kept.keep(PICK_KEY, next((p.target for p in result.pairs if p.equal is False), keys[0]))
+    key = kept.selectbox(st, "Tensor (or click a heatmap cell)", keys, PICK_KEY)
     _tensor_histograms(alignment, mode, key, result.pair(key))
 
 

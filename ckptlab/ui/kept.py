@@ -48,6 +48,13 @@ def widget_key(base: str) -> str:
     return f"{base}_{generation}" if generation else base
 
 
+def renew(base: str, chosen: Any) -> None:
+    """Set the kept value from code (e.g. a chart click) and draw the widget afresh under a
+    new key, so it shows that value (a widget's own state would win over a new default)."""
+    keep(base, chosen)
+    st.session_state[f"_kept_gen_{base}"] = st.session_state.get(f"_kept_gen_{base}", 0) + 1
+
+
 def value(base: str, default: Any = None) -> Any:
     """The widget's last value (also while it is not drawn)."""
     return st.session_state.get(f"_kept_{base}", default)

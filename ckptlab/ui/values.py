@@ -16,7 +16,7 @@ import streamlit as st
 import torch
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import valuecache
+from ckptlab.ui import kept, valuecache
 
 SAMPLE = 200_000   # values drawn per histogram (evenly spaced, read window by window)
 BINS = 60
@@ -116,7 +116,7 @@ def merged_stats(alignment: Any):
 
 def show(alignment: Any) -> None:
     st.markdown("**Value statistics**")
-    side = st.segmented_control("Values of", SIDES, key=SIDE_KEY, default=SIDES[0]) or SIDES[0]
+    side = kept.segmented(st, "Values of", SIDES, SIDE_KEY, SIDES[0])
     if side == SIDES[0]:
         result, why = source_stats(alignment), ""
     else:
@@ -137,9 +137,10 @@ def _stats_table(result: Any) -> None:
     st.caption(f"{len(result)} tensors; flagged: {text}. min/max/mean/std are over finite values, std is the "
                "population std, sums in float64.")
     left, right = st.columns([1, 3])
-    flagged_only = left.toggle("Flagged only", key=FLAGGED_KEY)
-    search = right.text_input("Search keys", key=SEARCH_KEY, placeholder="part of a key",
-                              label_visibility="collapsed")
+    flagged_only = kept.keep(FLAGGED_KEY, left.toggle("Flagged only", value=bool(kept.value(FLAGGED_KEY, False)),
+                                                      key=kept.widget_key(FLAGGED_KEY)))
+    search = kept.text_input(right, "Search keys", SEARCH_KEY, placeholder="part of a key",
+                             label_visibility="collapsed")
     frame = stats_frame(result, flagged_only, search)
     st.dataframe(frame, hide_index=True, height=360, column_config={
         "flags": st.column_config.TextColumn("flags", help="; ".join(f"{k}: {v}" for k, v in FLAGS.items())),
@@ -156,7 +157,7 @@ def _histograms(alignment: Any) -> None:
         st.caption("No target key is fed yet: nothing to compare.")
         return
     keys = [r.target for r in rows]
-    key = st.selectbox("Tensor", keys, key=TENSOR_KEY)
+    key = kept.selectbox(st, "Tensor", keys, TENSOR_KEY)
     show_tensor_pair(alignment, key)
 
 

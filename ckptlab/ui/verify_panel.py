@@ -62,9 +62,11 @@ def show(alignment: Any, source: Any, target: Any) -> None:
         results[("function", run_key)] = state.guarded(
             where, lambda: _function(alignment, target, src_spec, src_kwargs_text))
     if speed_col.button("Compare speed and memory", key="verify_speed", disabled=not src_spec.strip()):
-        with st.spinner(f"Timing both models, interleaved, for up to {budget:g} s..."):
-            results[("speed", run_key)] = state.guarded(
-                where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads)))
+        bar = where.progress(0.0, text=f"Timing both models in interleaved pairs, up to {budget:g} s...")
+        results[("speed", run_key)] = state.guarded(
+            where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads),
+                                  lambda done, total: bar.progress(done / total, text=f"{done} of {total} sizes")))
+        bar.empty()
     if not src_spec.strip():
         st.caption("Give the source model's definition to compare outputs, speed and memory.")
     _show_results(results, run_key)
@@ -195,12 +197,14 @@ def parse_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int) -> Any:
+def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int,
+           progress: Any = None) -> Any:
     from ckptlab import verify
 
     models = {"source": model_of(src_spec, parse_kwargs(src_kwargs_text)),
               "target": model_of(target.model, target.kwargs)}
-    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads)
+    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads,
+                                progress=progress)
 
 
 def _show_results(results: dict, run_key: tuple) -> None:

@@ -118,3 +118,51 @@ def test_content_key_changes_with_the_file_and_not_with_reopening(tmp_path):
     mem = ckptlab.Checkpoint.from_mapping({"w": torch.ones(3)})
     assert valuecache.content_key(mem) == valuecache.content_key(ckptlab.Checkpoint.from_mapping({"w": torch.ones(3)}))
     assert valuecache.content_key(mem) != valuecache.content_key(ckptlab.Checkpoint.from_mapping({"w": torch.zeros(3)}))
+
+
+def test_the_page_reaches_statistics_and_compare_in_a_few_clicks():
+    """Through the real page: a demo pair, the 'Values & charts' view, its Statistics and Compare parts."""
+    from ckptlab.ui.samples import PAIRS
+
+    from .test_app import kept_key, pick_pair, view
+
+    valuecache.clear()
+    index = next(i for i, p in enumerate(PAIRS) if p.title.startswith("Attention swap"))
+    at = view(pick_pair(_page(), index), "Values & charts")
+    at.segmented_control(key=kept_key(at, "values_part")).set_value("Statistics").run()
+    assert not at.exception
+    source = PAIRS[index].source.path
+    frame = at.dataframe[0].value
+    assert len(frame) == len(ckptlab.open(source))
+    want = ckptlab.stats(source)
+    first = frame.iloc[0]["key"]
+    assert frame.iloc[0]["mean"] == want[first].mean
+    at.segmented_control(key=kept_key(at, "values_part")).set_value("Compare").run()
+    assert not at.exception
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["type"] for t in figure["data"]] == ["heatmap", "scatter"]
+    expected = ckptlab.diff(source, PAIRS[index].target.path)
+    assert int({m.label: m.value for m in at.metric}["changed"]) == expected.summary["changed"]
+
+
+def _page() -> AppTest:
+    from .conftest import new_app
+
+    return new_app()
+
+
+def test_a_scan_runs_once_per_content(tmp_path, monkeypatch):
+    import sys
+
+    valuecache.clear()
+    source, target, _, _ = _fine_tuned_pair(tmp_path)
+    stats_module = sys.modules[ckptlab.stats.__module__]
+    calls = []
+    real = stats_module.stats
+    monkeypatch.setattr(stats_module, "stats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = _view_app("values", source, target)
+    at.run()                                      # a rerun (e.g. a search typed): no new scan
+    assert len(calls) == 1
+    save_file({"embed.weight": torch.zeros(2)}, source)   # the file changes: a new scan
+    _view_app("values", source, target)
+    assert len(calls) == 2

@@ -1,0 +1,75 @@
+"""The conversion editor in a real browser: a GPT-2 (Conv1D) checkpoint into a nanoGPT
+(Linear) target, the transpose typed into the grid line by line, the preview and the error
+beside the line, then "invert recipe"."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.e2e import appdriver as drive
+from tests.e2e.conftest import screenshot, wait_idle
+from tests.gpt_models import gpt2, nanogpt
+
+pytestmark = pytest.mark.e2e
+GRID = "convert_grid_"
+
+
+def _type_cell(page, column: int, text: str) -> None:
+    """Type into line 0's cell ``column`` (0: position): select the line's first cell with
+    one click, move right, type (typing replaces the value), Enter; read it back."""
+    for _ in range(3):
+        x, y = drive.grid_cell_point(page, GRID, 0, 60)
+        page.mouse.click(x, y)
+        page.wait_for_timeout(300)
+        for _ in range(column):
+            page.keyboard.press("ArrowRight")
+        page.keyboard.type(text)
+        page.wait_for_timeout(200)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        if drive.grid_cell_text(page, GRID, 0, column) == text:
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    raise AssertionError(f"cell {column} of the conversion grid does not show {text!r}")
+
+
+def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    torch.save(gpt2().state_dict(), tmp_path / "gpt2.pt")
+    torch.save(nanogpt().state_dict(), tmp_path / "nanogpt.pt")
+    drive.choose_radio(page, "source_mode", "Upload")
+    drive.upload_with_chooser(page, "source_upload", tmp_path / "gpt2.pt")
+    drive.choose_radio(page, "target_mode", "Upload")
+    drive.upload_with_chooser(page, "target_upload", tmp_path / "nanogpt.pt")
+    drive.wait_for_metrics(page, mismatch=6, converted=0)
+    page.get_by_role("tab", name="Conversions").click()      # the Alignment view's editor tabs
+    wait_idle(page)
+    holder = page.locator(f"[class*='st-key-{GRID}']")
+    holder.scroll_into_view_if_needed()
+    holder.hover()
+    holder.get_by_role("button", name="Add row").click()
+    page.wait_for_timeout(300)
+    _type_cell(page, 1, "h.{i}.{m}.{p}.weight")
+    _type_cell(page, 2, "h.{i}.{m}.{p}.weight")
+    _type_cell(page, 3, "transpos")      # a typo: the error beside the line
+    assert page.get_by_text("unknown op 'transpos' (did you mean 'transpose'?").first.is_visible()
+    drive.wait_for_metrics(page, mismatch=6, converted=0)    # the table keeps working without the line
+    _type_cell(page, 3, "transpose")
+    drive.wait_for_metrics(page, mismatch=0, converted=8)
+    assert page.get_by_text("convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> "
+                            "'h.0.attn.c_attn.weight' (48, 16)").is_visible()
+    screenshot(page, "20-conversion-typed")
+    page.get_by_role("tab", name="Recipe").click()
+    wait_idle(page)
+    drive.key(page, "invert_recipe").get_by_role("button", name="Invert recipe").click()
+    wait_idle(page)
+    assert page.get_by_text("Inverse recipe").first.is_visible()
+    with page.expect_download() as download:
+        drive.key(page, "download_inverse").locator("button").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert "transpose" in saved.read_text() and "h.{i}.{m}.{p}.weight" in saved.read_text()
+    screenshot(page, "21-inverse-recipe")
