@@ -16,10 +16,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,29 +36,25 @@ def machine() -> str:
 
 
 # -- 2. align -----------------------------------------------------------------------------
-def timed(fn, repeats: int = 3) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def bench_align(n: int) -> None:
     import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_align import timed  # (median wall, last result, median CPU) over repeats
 
     from ckptlab.align import align
     from ckptlab.checkpoint import Checkpoint
 
     same_src = Checkpoint.from_mapping({f"encoder.{i}.w": torch.empty(8, 8, device="meta") for i in range(n)})
     same_tgt = Checkpoint.from_mapping({f"blocks.{i}.weight": torch.empty(8, 8, device="meta") for i in range(n)})
-    seconds, al = timed(lambda: align(same_src, same_tgt, auto="all"))
-    print(f"align {n} x {n} keys, every tensor (8, 8), other names: median {seconds:.3f} s; {al.summary}")
+    seconds, al, cpu = timed(lambda: align(same_src, same_tgt, auto="all"), 3)
+    print(f"align {n} x {n} keys, every tensor (8, 8), other names: median {seconds:.3f} s wall, {cpu:.3f} s CPU; "
+          f"{al.summary}; suggestions: " + ", ".join(f"{s.confidence} ({s.keys} keys)" for s in al.suggestions))
     zero_src = Checkpoint.from_mapping({f"layers.{i}.w": torch.empty(0) for i in range(n)})
     zero_tgt = Checkpoint.from_mapping({f"layers.{i}.w": torch.empty(0) for i in range(n)})
-    seconds, al = timed(lambda: align(zero_src, zero_tgt, auto="all"))
-    print(f"align {n} x {n} zero-size in-memory tensors, same names: median {seconds:.3f} s; {al.summary}")
+    seconds, al, cpu = timed(lambda: align(zero_src, zero_tgt, auto="all"), 3)
+    print(f"align {n} x {n} zero-size in-memory tensors, same names: median {seconds:.3f} s wall, {cpu:.3f} s CPU; "
+          f"{al.summary}")
 
 
 # -- 1. remap -----------------------------------------------------------------------------
@@ -103,10 +99,22 @@ print(json.dumps({"seconds": seconds, "rss_start_mb": rss0, "converted": rep.sum
 """
 
 
-def bench_remap(gb: float, where: str | None, repeats: int) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_remap import run_job, time_cp
+def measure(argv: list[str]) -> dict:
+    """Run a command; wall seconds, CPU seconds (user + system) and peak RSS from wait4. On
+    a shared machine the CPU figure is the one the neighbours do not inflate."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"job failed: {argv[:3]}")
+    text = out.decode().strip().splitlines()
+    extra = json.loads(text[-1]) if text and text[-1].startswith("{") else {}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024, **extra}
 
+
+def bench_remap(gb: float, where: str | None, repeats: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="ckptlab-bench-convert-", dir=where))
     try:
         src = work / "gpt2.safetensors"
@@ -115,20 +123,25 @@ def bench_remap(gb: float, where: str | None, repeats: int) -> None:
         size = src.stat().st_size
         print(f"source: {size / 1e9:.2f} GB GPT-2-style float32 safetensors, {layers} blocks of d=1024 "
               f"(4 Conv1D weights each to transpose)")
-        runs: dict[str, list[dict]] = {"cp": [], "remap transposed -> .safetensors": []}
-        for _ in range(repeats):  # interleaved: a slow spell of the shared disk hits both
-            os.sync()
-            runs["cp"].append({"seconds": time_cp(src, work / "copy.safetensors")})
-            (work / "copy.safetensors").unlink()
-            os.sync()
-            runs["remap transposed -> .safetensors"].append(run_job(REMAP_TRANSPOSED, str(src), str(work / "out.safetensors")))
-            (work / "out.safetensors").unlink()
-        best = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in runs.items()}
-        print("every round's seconds: " + "; ".join(f"{n} " + " ".join(f"{r['seconds']:.2f}" for r in rs)
-                                                    for n, rs in runs.items()))
-        cp, remap = best["cp"]["seconds"], best["remap transposed -> .safetensors"]
-        print(f"cp {cp:.2f} s; remap with every Conv1D weight transposed ({remap['converted']} tensors) "
-              f"{remap['seconds']:.2f} s = {remap['seconds'] / cp:.2f}x cp (target <= 2); "
+        jobs = {"cp": ["cp", "--reflink=never", str(src), str(work / "copy.safetensors")],
+                "remap": [sys.executable, "-c", REMAP_TRANSPOSED, str(src), str(work / "out.safetensors")]}
+        runs: dict[str, list[dict]] = {name: [] for name in jobs}
+        for _ in range(repeats):  # interleaved: a slow spell of the shared machine hits both
+            for name, argv in jobs.items():
+                os.sync()
+                runs[name].append(measure(argv))
+                for p in work.glob("copy.*"):
+                    p.unlink()
+                for p in work.glob("out.*"):
+                    p.unlink()
+        print("every round (wall s / cpu s): " + "; ".join(
+            f"{n} " + " ".join(f"{r['wall']:.2f}/{r['cpu']:.2f}" for r in rs) for n, rs in runs.items()))
+        cp = min(runs["cp"], key=lambda r: r["wall"])
+        remap = min(runs["remap"], key=lambda r: r["wall"])
+        # the remap child's own clock starts after its imports; its wall from outside includes them
+        print(f"cp {cp['wall']:.2f} s wall, {cp['cpu']:.2f} s CPU; remap with every Conv1D weight transposed "
+              f"({remap['converted']} tensors) {remap['seconds']:.2f} s wall after imports = "
+              f"{remap['seconds'] / cp['wall']:.2f}x cp (target <= 2); whole process {remap['cpu']:.2f} s CPU; "
               f"peak RSS {remap['peak_rss_mb']:.0f} MB (target <= 512; {remap['rss_start_mb']:.0f} MB after imports)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

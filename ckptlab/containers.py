@@ -15,7 +15,7 @@ from typing import Any
 
 from ckptlab.checkpoint import Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
-from ckptlab.formats import paused_gc
+from ckptlab.formats import limits, paused_gc
 from ckptlab.formats.base import LazyTensor, Loaded
 from ckptlab.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
@@ -28,8 +28,8 @@ OPTIMIZER_NAMES = frozenset({"optimizer", "optimizers", "optimizer_states", "opt
 OPTIMIZER_SLOTS = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "sum",
                              "square_avg", "acc_delta", "mu", "eta", "ax", "prev", "step_size", "exp_inf",
                              "grad_avg", "state"})
-MAX_DEPTH = 64
-MAX_PLAIN_NODES = 100_000  # values in one extra (epoch, config, ...) written back into a new file
+MAX_DEPTH = limits.MAX_TREE_DEPTH
+MAX_PLAIN_NODES = limits.MAX_PLAIN_NODES
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 

@@ -225,7 +225,8 @@ class MergePlan:
                                   "(safetensors cannot share storage)")
                     if r.target in _tied_copies(aliases) else r for r in rows]
         return Report(rows=rows, unused=self.unused, recipe=self.alignment.effective_recipe.to_dict(),
-                      warning=self.alignment.warning, outputs=[str(p) for p in outputs or []], aliases=aliases,
+                      warning=self.alignment.warning, warnings=list(self.alignment.warnings),
+                      outputs=[str(p) for p in outputs or []], aliases=aliases,
                       extras_not_kept=[str(n) for n in self.extras_not_kept])
 
 

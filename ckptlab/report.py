@@ -46,6 +46,7 @@ class Report:
     aliases: list[list[str]] = field(default_factory=list)
     new_rows: list[str] = field(default_factory=list)   # fed keys an adapter grew or re-initialised
     extras_not_kept: list[str] = field(default_factory=list)  # "key (why)": asked to keep, could not
+    warnings: list[str] = field(default_factory=list)  # every warning of the alignment (warning = the first)
 
     # -- views ------------------------------------------------------------------------
     def _keys(self, *statuses: str) -> list[str]:
@@ -95,6 +96,7 @@ class Report:
             "summary": self.summary,
             "recipe": self.recipe,
             "warning": self.warning,
+            "warnings": list(self.warnings),
             "outputs": list(self.outputs),
             "aliases": [list(a) for a in self.aliases],
             "new_rows": list(self.new_rows),
@@ -138,6 +140,7 @@ class Report:
             aliases=[list(a) for a in data.get("aliases", [])],
             new_rows=list(data.get("new_rows", [])),
             extras_not_kept=list(data.get("extras_not_kept", [])),
+            warnings=list(data.get("warnings", [data["warning"]] if data.get("warning") else [])),
         )
 
     def __repr__(self) -> str:

@@ -33,6 +33,15 @@ def allowed_roots(start_dir: str | Path | None = None, env: Mapping[str, str] | 
     return roots
 
 
+def _check_text(text: str) -> None:
+    """A path the OS would refuse (NUL byte, over-long) is refused here, as a one-line error."""
+    if "\0" in text:
+        raise PathNotAllowedError("a server path may not contain a NUL byte", text)
+    if len(text) > MAX_PATH_CHARS or any(len(part) > MAX_NAME_CHARS for part in text.split("/")):
+        raise PathNotAllowedError(f"server path too long (at most {MAX_PATH_CHARS} characters, "
+                                  f"{MAX_NAME_CHARS} per name)", text)
+
+
 def check_path(path: str | Path, roots: Iterable[Path]) -> Path:
     """The resolved path if it lies under one of ``roots``, else ``PathNotAllowedError``.
 
@@ -44,11 +53,7 @@ def check_path(path: str | Path, roots: Iterable[Path]) -> Path:
     text = str(path).strip()
     if not text:
         raise PathNotAllowedError("no path given")
-    if "\0" in text:
-        raise PathNotAllowedError("a server path may not contain a NUL byte", text)
-    if len(text) > MAX_PATH_CHARS or any(len(part) > MAX_NAME_CHARS for part in text.split("/")):
-        raise PathNotAllowedError(f"server path too long (at most {MAX_PATH_CHARS} characters, "
-                                  f"{MAX_NAME_CHARS} per name)", text)
+    _check_text(text)
     raw = Path(text).expanduser()
     if ".." in raw.parts:
         raise PathNotAllowedError(f"'..' is not allowed in server paths: {quote(text)}")
@@ -98,6 +103,7 @@ def check_output_path(path: str | Path, roots: Iterable[Path]) -> Path:
         raise PathNotAllowedError(f"writing on the server is off; start the app with {OUTPUT_ROOTS_ENV}=<folder>")
     if not text:
         raise PathNotAllowedError("no output path given")
+    _check_text(text)
     raw = Path(text).expanduser()
     if ".." in raw.parts:
         raise PathNotAllowedError(f"'..' is not allowed in server paths: {text}")

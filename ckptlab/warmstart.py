@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import CheckpointError
 from ckptlab.report import Report
 
@@ -55,7 +54,7 @@ def load_into(
     if on_meta:
         raise CheckpointError(f"{type(model).__name__} holds {len(on_meta)} tensors on the meta device "
                               f"(first: {on_meta[0]!r}); call model.to_empty(device=...) before load_into")
-    alignment = align(source, Checkpoint.from_module(model), recipe=recipe, auto=auto)
+    alignment = align(source, model, recipe=recipe, auto=auto)  # the model itself: its config names head counts
     merge_plan = plan(alignment, on_mismatch)
     tied = _tied_keys(state)
     copied: dict[tuple, tuple[str, torch.Tensor]] = {}

@@ -220,3 +220,26 @@ def test_bert_gamma_beta_to_weight_bias_and_back(tmp_path):
         assert (fresh(ids).last_hidden_state - b(ids).last_hidden_state).abs().max() <= TOL
     back = converted(str(tmp_path / "new.safetensors"), old, tmp_path, "old", "bert-weight-bias-to-gamma-beta")
     assert_same_tensors(back, old)
+
+
+def test_load_into_a_hf_llama_reads_the_head_counts_from_the_model():
+    meta = reseeded(llama.llama(), seed=2)
+    h = reseeded(hf.llama())
+    rep = ckptlab.load_into(h, meta.state_dict())  # a bare state_dict: only the model knows its heads
+    assert rep.summary.get("converted") == len(h.state_dict())
+    with torch.no_grad():
+        assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
+
+
+def test_a_head_of_another_class_count_is_left_to_the_target_and_never_truncated(tmp_path):
+    """timm ViT with 7 classes into an HF ViT with 5: every other tensor converts; the head is
+    left out of the conversion (the target keeps its own), the reason says so, and no
+    adapter cuts the fused qkv to the parts' size."""
+    timm_model = vit.vit(eps=1e-12, num_classes=7)
+    al = ckptlab.align(timm_model, hf.vit_classifier(), auto="all")
+    [known] = [s for s in al.suggestions if "'timm-vit-to-hf-vit'" in s.reason]
+    assert known.confidence == "high" and "classifier" in known.reason and "left out" in known.reason
+    assert al.row("classifier.weight").status == "missing" and al.summary["converted"] == len(al.target) - 2
+    assert not [s for s in al.suggestions if "adapt" in s.rule and "q_proj" in str(s.rule)]
+    rep = ckptlab.remap(timm_model, hf.vit_classifier(), tmp_path / "out.safetensors", auto="all")
+    assert sorted(rep.missing) == ["classifier.bias", "classifier.weight"]

@@ -39,6 +39,21 @@ def test_square_c_proj_is_never_silently_exact_under_auto_high(tmp_path, capsys)
     assert "attn.c_proj.weight" in capsys.readouterr().err
 
 
+def test_remap_reports_every_warning(tmp_path, capsys):
+    source, target = off_catalogue(hf.gpt2().state_dict()), off_catalogue(gpt.nanogpt().state_dict())
+    save_file({k: v.contiguous() for k, v in source.items() if k != "lm_head.weight"}, tmp_path / "gpt2.safetensors")
+    save_file({k: v.contiguous() for k, v in target.items() if k != "lm_head.weight"}, tmp_path / "nano.safetensors")
+    out = tmp_path / "out.safetensors"
+    assert main(["remap", str(tmp_path / "gpt2.safetensors"), str(tmp_path / "nano.safetensors"), "-o", str(out),
+                 "--on-mismatch", "keep-target", "--no-progress", "--report", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    assert "only partly fed" in err and "needed a transpose" in err
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["warnings"]) >= 2 and report["warning"] == report["warnings"][0]
+
+
 def test_transposed_family_with_its_square_member_applied_by_auto_all_gives_the_same_outputs():
     h = hf.gpt2()
     source = off_catalogue(h.state_dict())

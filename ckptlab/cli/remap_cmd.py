@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
                 for fault in faults:
                     print(f"  {fault}", file=sys.stderr)
             raise
-    if report.warning:
-        warn(report.warning)
+    for message in report.warnings or ([report.warning] if report.warning else []):
+        warn(message)
     if report.extras_not_kept:
         warn(f"--keep-extras could not keep {len(report.extras_not_kept)} "
              f"entr{'y' if len(report.extras_not_kept) == 1 else 'ies'}: " + "; ".join(report.extras_not_kept))

@@ -11,6 +11,7 @@ from typing import Any, Callable, Hashable
 
 import torch
 
+from ckptlab.errors import CheckpointError, UnreadableFileError
 from ckptlab.info import TensorInfo
 
 # (path, offset, nbytes), plus the CRC-32 of those bytes when the reader knows it for free
@@ -61,8 +62,6 @@ class LazyTensor:
 def guarded(load: Callable[[], torch.Tensor], where: str | None) -> Callable[[], torch.Tensor]:
     """``load`` whose every failure is a one-line ``CheckpointError`` naming ``where``: reading
     tensor bytes of a hostile file may fail inside torch, zlib or the OS, never as a traceback."""
-    from ckptlab.errors import CheckpointError, UnreadableFileError
-
     def run() -> torch.Tensor:
         try:
             return load()

@@ -26,7 +26,7 @@ from ckptlab.info import TensorInfo
 
 METADATA_FILE = ".metadata"
 MAX_METADATA_BYTES = limits.MAX_PICKLE_BYTES
-MAX_KEY_PARTS = 64  # nesting of a saved state_dict's keys (planner paths) rebuilt as dicts
+MAX_KEY_PARTS = limits.MAX_DCP_KEY_PARTS
 
 
 def _attrs(obj: Any, what: str, path: Path) -> dict[Any, Any]:

@@ -33,6 +33,16 @@ MAX_INT_BYTES = 64
 # Characters of one text-protocol line (INT, FLOAT, GLOBAL names, ...).
 MAX_LINE_CHARS = 4096
 
+# -- the loaded tree ------------------------------------------------------------------------
+# Levels the container search (and a pickled nn.Module's or TorchScript module's submodule
+# walk) goes down; every walk keeps a visited set, so shared references cost nothing extra.
+MAX_TREE_DEPTH = 64
+MAX_MODULE_DEPTH = MAX_TREE_DEPTH
+# Values in one plain extra (epoch, config, ...) that may be written back into a new file.
+MAX_PLAIN_NODES = 100_000
+# Parts of a DCP key path rebuilt as nested dicts (deeper: kept as one flat dotted key).
+MAX_DCP_KEY_PARTS = 64
+
 # -- tensors --------------------------------------------------------------------------------
 # Dimensions of a tensor, and the largest size or stride of one dimension.
 MAX_TENSOR_DIMS = 64
@@ -53,6 +63,8 @@ MAX_TOTAL_INFLATED_BYTES = 64 * 2**30
 MAX_ZIP_MEMBERS = 500_000
 # A metadata member (data.pkl, code) may not compress better than this.
 MAX_DEFLATE_RATIO = 100
+# A safetensors JSON header (the format's own limit).
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
 # Indirection: a *.index.json names shards, and a shard may not be an index itself.
 MAX_INDEX_DEPTH = 1
 MAX_INDEX_BYTES = 64 * 2**20

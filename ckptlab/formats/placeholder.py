@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from ckptlab.errors import UnsafePickleError
+from ckptlab.formats import limits
 from ckptlab.formats.base import LazyTensor
 
 
-MAX_MODULE_DEPTH = 64  # a deeper module tree is a hostile file, not a model
+MAX_MODULE_DEPTH = limits.MAX_MODULE_DEPTH  # a deeper module tree is a hostile file, not a model
 
 
 class _PlaceholderMeta(type):

@@ -47,13 +47,13 @@ class Region:
 
     def read_into_tensor(self, offset: int, nbytes: int) -> torch.Tensor:
         """A fresh uint8 CPU tensor holding exactly ``nbytes`` read at ``offset``."""
-        buf = torch.empty(nbytes, dtype=torch.uint8)
         if nbytes == 0:
-            return buf
-        if offset < 0 or offset + nbytes > self.size:
+            return torch.empty(0, dtype=torch.uint8)
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.size:  # checked before allocating
             raise UnreadableFileError(
                 f"truncated: tensor data at offset {offset} (+{nbytes} bytes) lies beyond the end of the file",
                 self.path)
+        buf = torch.empty(nbytes, dtype=torch.uint8)
         view = memoryview(buf.numpy())
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.start + offset)

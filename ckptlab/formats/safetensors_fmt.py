@@ -16,12 +16,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.formats import limits
 from ckptlab.formats.base import LazyTensor, Loaded, guarded
 from ckptlab.formats.region import Region
 from ckptlab.formats.storage import checked_shape
 from ckptlab.info import TensorInfo
 
-MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors format itself sets
+MAX_HEADER_BYTES = limits.MAX_SAFETENSORS_HEADER_BYTES  # the limit the safetensors format itself sets
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -43,6 +43,10 @@ PersistentLoad = Callable[[Any], Any]
 # Containers this machine may fill after making them (exact types: no subclass with hooks).
 _DICTS = (dict, OrderedDict, Counter)
 _CONTAINERS = (tuple, list, dict, set, frozenset, OrderedDict, Counter)
+_MEASURED = (tuple, list, set, frozenset, dict)  # isinstance: subclasses (torch.Size) too
+
+
+_U32 = struct.Struct("<I").unpack
 
 
 class _Stop(Exception):
@@ -75,7 +79,9 @@ class RestrictedUnpickler:
         # id -> (object, nesting depth, tuple expansion) for containers that hold containers;
         # the object is kept so its id cannot be reused by another during this load.
         self._shape: dict[int, tuple[Any, int, int]] = {}
-        self._dispatch = {code: getattr(self, name) for code, name in _OPCODES.items()}
+        self._dispatch = [None] * 256
+        for code, name in _OPCODES.items():
+            self._dispatch[code] = getattr(self, name)
 
     # -- the loop -------------------------------------------------------------------------
     def load(self) -> Any:
@@ -89,7 +95,7 @@ class RestrictedUnpickler:
                 budget -= 1
                 if budget < 0:
                     raise limits.exceeded("pickle opcodes", f"> {limits.MAX_PICKLE_OBJECTS:,}", "MAX_PICKLE_OBJECTS")
-                op = dispatch.get(code[0])
+                op = dispatch[code[0]]
                 if op is None:
                     raise _Corrupt(f"unknown opcode {code!r}")
                 op()
@@ -183,11 +189,11 @@ class RestrictedUnpickler:
     def _made(self, obj: Any) -> Any:
         """A callable's result: account for it like the containers built by opcodes (a
         ``tuple(...)`` or ``torch.Size`` is as much a hashable key as a TUPLE opcode's)."""
-        if isinstance(obj, (tuple, list, set, frozenset)):
-            return self._measure(obj, obj)
+        if not isinstance(obj, _MEASURED):
+            return obj
         if isinstance(obj, dict):
             return self._measure(obj, itertools.chain(obj.keys(), obj.values()))
-        return obj
+        return self._measure(obj, obj)
 
     # -- stack ----------------------------------------------------------------------------------
     def _pop_mark(self) -> list[Any]:
@@ -224,7 +230,7 @@ class RestrictedUnpickler:
     def _call(self, func: Any, args: Any, kwargs: Any = None) -> Any:
         if type(args) is not tuple or (kwargs is not None and type(kwargs) is not dict):
             raise _Corrupt("call arguments are not a tuple")
-        if isinstance(func, Allowed):
+        if type(func) is Allowed:
             if kwargs:
                 raise _Corrupt(f"keyword arguments to {func.name}")
             return self._made(func.fn(*args))
@@ -452,8 +458,11 @@ class RestrictedUnpickler:
     def op_binput(self) -> None:
         self._put(self._byte())
 
-    def op_long_binput(self) -> None:
-        self._put(self._unpack("<I", 4))
+    def op_long_binput(self) -> None:  # the commonest opcode of torch's pickles: kept short
+        data = self._read(4)
+        if len(data) != 4:
+            raise EOFError
+        self._put(_U32(data)[0])
 
     def op_memoize(self) -> None:
         self._put(len(self.memo))
@@ -468,7 +477,13 @@ class RestrictedUnpickler:
         self._get(int(self._line()))
 
     def op_binget(self) -> None:
-        self._get(self._byte())
+        data = self._read(1)
+        if not data:
+            raise EOFError
+        try:
+            self.stack.append(self.memo[data[0]])
+        except KeyError:
+            raise _Corrupt(f"memo slot {data[0]} read before it was written") from None
 
     def op_long_binget(self) -> None:
         self._get(self._unpack("<I", 4))

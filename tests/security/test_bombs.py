@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.crafted import FLOATS, Ops, as_zip
+from tests.security.crafted import FLOATS, Ops, as_zip, in_every_form
 
 REPO = Path(__file__).resolve().parents[2]
 HEADROOM_MB = 384  # address space the child may map beyond what its imports took
@@ -45,6 +45,8 @@ def vm(field):
 
 headroom, per_bomb = int(sys.argv[1]), int(sys.argv[2])
 cases = json.loads(sys.stdin.read())
+torch.set_num_threads(1)  # thread pools reserve address space per core: start them before the cap
+float(torch.arange(1000.0).double().sum())
 limit = vm("VmSize") + headroom
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
@@ -155,6 +157,31 @@ def _bombs(tmp: Path) -> dict[str, tuple[Path, str]]:
     for level in range(50):
         ops.pop().empty_list().mark().get(1000 + level).get(1000 + level).appends().put(1001 + level)
     add("dag_containers", as_zip(tmp / "dag_containers.pt", ops.setitem().stop()), "ok")
+    # a pickled nn.Module (placeholders) whose every level holds the level below twice, and
+    # the same as a TorchScript module: state_dict-style walks visit each module once
+    def module_dag(script: bool) -> bytes:
+        ops = Ops()
+        cls = ("__torch__", "Net") if script else ("somelib.nets", "Net")
+        for level in range(60):
+            ops.glob(*cls).empty_tuple().raw(b"\x81").empty_dict()
+            if script:
+                (ops.str("w").tensor().setitem() if level == 0 else
+                 ops.str("a").get(level - 1).setitem().str("b").get(level - 1).setitem())
+            else:
+                ops.str("_parameters").empty_dict()
+                if level == 0:
+                    ops.str("w").tensor().setitem()
+                ops.setitem().str("_buffers").empty_dict().setitem().str("_modules").empty_dict()
+                if level:
+                    ops.str("a").get(level - 1).setitem().str("b").get(level - 1).setitem()
+                ops.setitem()
+            ops.build().put(level).pop()
+        return ops.get(59).stop()
+
+    from tests.security.crafted import as_torchscript
+
+    add("module_dag", as_zip(tmp / "module_dag.pt", module_dag(False)), "ok")
+    add("torchscript_module_dag", as_torchscript(tmp / "module_dag.jit", module_dag(True)), "ok")
     # 6M one-byte references inside a deflated data.pkl that compresses only ~2x (within the
     # ratio limit): they would make a list of 6M items, 48 MB, from a 7 MB file
     memo = b"".join(b"K" + bytes([i]) + b"q" + bytes([i]) + b"0" for i in range(256))
@@ -182,6 +209,16 @@ def _bombs(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("deflated_member_too_big", _deflated_storage_zip(tmp / "lying.pt", 2**20, declared=3 * 2**30),
         "MAX_MEMBER_INFLATED_BYTES")
     add("tensor_at_end_of_deflated_member", _deflated_storage_zip(tmp / "deflated.pt", 2**29), "ok")
+    # the memo and deep-key bombs as a prefix of a real checkpoint, in every container form
+    prefixes = {
+        "memo_index": (lambda ops: ops.none().raw(b"r\xff\xff\xff\xff").pop(), "MAX_MEMO_INDEX"),
+        "deep_key": (lambda ops: ops.empty_dict().none().raw(b"\x85" * 150_000).none().setitem().pop(),
+                     "MAX_PICKLE_DEPTH"),
+    }
+    for name, (prefix, limit) in prefixes.items():
+        (tmp / name).mkdir()
+        for form, path in in_every_form(tmp / name, name, prefix).items():
+            add(f"{name}_as_{form}", path, limit)
     # an index naming itself, and two naming each other
     (tmp / "self").mkdir()
     (tmp / "self" / "model.bin.index.json").write_text(json.dumps({"weight_map": {"w": "model.bin.index.json"}}))
@@ -199,7 +236,8 @@ def test_every_bomb_ends_in_its_limit_error_in_bounded_memory(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(HEADROOM_MB * 2**20), str(PER_BOMB_SECONDS)],
         input=json.dumps(cases), capture_output=True, text=True, cwd=REPO,
-        timeout=PER_BOMB_SECONDS * len(cases) + 60, env={**os.environ, "PYTHONPATH": str(REPO)})
+        timeout=PER_BOMB_SECONDS * len(cases) + 60, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+             "MALLOC_ARENA_MAX": "2"})
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     results = {r["name"]: r for r in lines if "outcome" in r}
     started = [r["name"] for r in lines if r.get("started")]
@@ -224,7 +262,8 @@ def test_every_bomb_ends_in_its_limit_error_in_bounded_memory(tmp_path):
                 failures.append(f"{name}: message not one printable line <= 300 chars: {message!r}")
     print({name: r["seconds"] for name, r in results.items()})
     assert not failures, "\n".join(failures)
-    assert results["dag_containers"]["keys"] == 1 and results["dag_containers"]["sum"] == sum(range(FLOATS))
+    for name in ("dag_containers", "module_dag", "torchscript_module_dag"):
+        assert results[name]["keys"] == 1 and results[name]["sum"] == sum(range(FLOATS)), results[name]
     assert results["tensor_at_end_of_deflated_member"]["sum"] == 0.0
 
 

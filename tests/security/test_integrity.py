@@ -92,10 +92,40 @@ def test_negative_dcp_sizes_and_byte_ranges_are_one_line_errors(tmp_path):
         ckptlab.open(folder)
 
 
+def test_deep_dcp_key_paths_are_kept_flat(tmp_path):
+    folder = _dcp(tmp_path / "ckpt", torch.arange(3.0))
+
+    def deep(md):
+        md.planner_data["model.w"] = ["p"] * 5000
+
+    _rewrite_metadata(folder, deep)
+    ck = ckptlab.open(folder)
+    assert ck.keys() == ["model.w"] and torch.equal(ck.tensor("model.w"), torch.arange(3.0))
+
+
 def test_a_whole_dcp_checkpoint_still_reads_exactly(tmp_path):
     t = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
     ck = ckptlab.open(_dcp(tmp_path / "ckpt", t))
     assert torch.equal(ck.tensor("w"), t)
+
+
+# -- legacy files: storage counts and views --------------------------------------------------
+def test_legacy_negative_counts_and_views_past_their_storage_are_refused(tmp_path):
+    good = as_legacy(tmp_path / "good.pt", Ops(legacy=True).state_dict(w={}).stop()).read_bytes()
+    negative = tmp_path / "negative.pt"
+    negative.write_bytes(good.replace(struct.pack("<q", 8), struct.pack("<q", -8)))
+    with pytest.raises(UnreadableFileError, match="holds -8 elements") as err:
+        ckptlab.open(negative)
+    assert_one_line(err.value)
+    # a storage view (legacy pickles name views as (key, offset, size)) reaching past the storage
+    ops = Ops(legacy=True)
+    ops.empty_dict().str("w").glob("torch._utils", "_rebuild_tensor_v2").mark()
+    ops.mark().str("storage").glob("torch", "FloatStorage").str("0").str("cpu").int(8)
+    ops.mark().str("v").int(6).int(4).tuple().tuple().raw(b"Q")
+    ops.int(0).tuple_of_ints((4,)).tuple_of_ints((1,)).false().glob("collections", "OrderedDict").empty_tuple()
+    ops.reduce().tuple().reduce().setitem()
+    with pytest.raises(UnreadableFileError, match="view of storage '0' reaches past its end"):
+        ckptlab.open(as_legacy(tmp_path / "view.pt", ops.stop()))
 
 
 # -- safetensors: ckptlab's own alias metadata is only a claim ---------------------------------
@@ -180,8 +210,39 @@ def test_server_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
     assert_one_line(err.value)
 
 
+@pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt", "/" + "/".join(["d" * 200] * 30) + ".pt"])
+def test_output_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
+    from ckptlab.roots import check_output_path
+
+    with pytest.raises(PathNotAllowedError) as err:
+        check_output_path(text, [tmp_path])
+    assert_one_line(err.value)
+
+
 @pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt"])
 def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
     with pytest.raises(CheckpointError) as err:
         ckptlab.open(tmp_path / text)
     assert_one_line(err.value)
+
+
+# -- names of other files: never outside the checkpoint's folder -------------------------------
+def test_shards_and_dcp_files_outside_the_checkpoint_folder_are_refused(tmp_path, secret, secret_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name in ("../outside/secret.txt", str(secret_path), "sub/../../outside/secret.txt"):
+        index = ckpt / "model.bin.index.json"
+        index.write_text(json.dumps({"weight_map": {"w": name}}))
+        with pytest.raises(UnreadableFileError, match="outside the index's folder") as err:
+            ckptlab.open(index)
+        assert secret.decode() not in assert_one_line(err.value)
+    folder = _dcp(tmp_path / "dcp", torch.arange(4.0))
+
+    def elsewhere(md):
+        for info in md.storage_data.values():
+            info.relative_path = "../outside/secret.txt"
+
+    _rewrite_metadata(folder, elsewhere)
+    with pytest.raises(UnreadableFileError, match="outside the checkpoint folder") as err:
+        ckptlab.open(folder)
+    assert secret.decode() not in assert_one_line(err.value)
