@@ -8,7 +8,8 @@ order. What loses information (``drop``, ``keep``, a ``truncate``/``resize``/``s
 adapter, ``narrow``, a ``dtype`` cast, a regex ``replace``) cannot be undone: it is named in a
 one-line ``RecipeError``, or left out with ``partial=True``.
 
-Two assumptions the recipe text cannot check: a ``strip_prefix`` is undone by adding the
+The source ``container`` is not carried over: the merged file holds its tensors at the top
+level. Two assumptions the recipe text cannot check: a ``strip_prefix`` is undone by adding the
 prefix to every key (so every source key should have carried it), and a ``replace`` is
 undone by replacing back (so no key held the replacement text before).
 """
@@ -81,7 +82,7 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
     inverse_map = {}
     for target, source in recipe.map.items():
         inverse_map[source] = target
-    out = Recipe(rules=rules, map=inverse_map, adapt=adapt, convert=convert)
+    out = Recipe(rules=rules, map=inverse_map, adapt=adapt, convert=convert, params=dict(recipe.params))
     out.skipped = lost  # what partial=True left out (shown by the CLI and the app)
     return out
 
