@@ -56,7 +56,8 @@ class Sums:
             x = widen(a[start:start + RUN]).double()
             y = widen(b[start:start + RUN]).double()
             d = x - y
-            self.max_abs = max(self.max_abs, float(d.abs().max()))
+            lo, hi = torch.aminmax(d)
+            self.max_abs = max(self.max_abs, -float(lo), float(hi))
             self.dd += float(torch.dot(d, d))
             self.aa += float(torch.dot(x, x))
             self.bb += float(torch.dot(y, y))

@@ -20,7 +20,7 @@ from ckptlab.ui.inputs import natural_key, parameter_count
 from ckptlab.ui.samples import PAIRS
 
 from .conftest import SAMPLES, new_app, plain
-from .test_app import PT, counts, errors, kept_key, no_failure, pick_pair, recipe_uploader, table, upload, view
+from .test_app import PT, counts, errors, kept_key, no_failure, pick_pair, recipe_uploader, recipe_widget, table, upload, view
 
 LINK = "[click me](http://evil.example/steal)"
 IMAGE = "![pixel](http://evil.example/track.png)"
@@ -133,7 +133,7 @@ def test_parameter_count_leaves_buffers_out() -> None:
 def test_unmatched_adapt_entries_are_reported() -> None:
     recipe = "adapt:\n  conv1.weight: {op: pad, dim: 1}\n  conv9.weight: {op: pad, dim: 1}\n"
     at = pick_pair(new_app(), 2)
-    at.file_uploader(key=recipe_uploader(at)).set_value(("r.yaml", recipe.encode(), "application/x-yaml")).run()
+    recipe_widget(at).set_value(("r.yaml", recipe.encode(), "application/x-yaml")).run()
     no_failure(at)
     assert counts(at)["adapted"] == 1
     warned = [plain(w.value) for w in at.warning]
