@@ -148,8 +148,8 @@ def main() -> None:
         sb = base / "shards_copy" / "model.safetensors.index.json"
         jobs = {
             "stats .pt": (("stats", a), (a,)),
-            "stats .pt, 1 worker": (("stats", a), (a,), {"CKPTLAB_WORKERS": "1"}),
-            "stats .pt, 1 worker x 2 torch threads": (("stats", a), (a,),
+            "stats .pt 1 worker": (("stats", a), (a,), {"CKPTLAB_WORKERS": "1"}),
+            "stats .pt 1 worker x 2 torch threads": (("stats", a), (a,),
                                                        {"CKPTLAB_WORKERS": "1", "CKPTLAB_WORKER_THREADS": "2"}),
             "diff .pt vs copy": (("diff", a, b), (a, b)),
             "diff .pt vs changed": (("diff", a, changed), (a, changed)),

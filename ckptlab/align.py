@@ -458,8 +458,11 @@ def _missing_reason(tkey: str, m: Matching) -> str:
 def _unused_reason(skey: str, m: Matching, target: Checkpoint, labels: Labels) -> str:
     group = m.conversions.claimed.get(skey)
     if group is not None:
-        shown = ", ".join(quote(t) for t in group.targets)
-        return f"convert {group.index} sends it to {shown}, which the target does not have (or the map feeds)"
+        by_map = [t for t in group.targets if t in m.mapped or t in m.map_missing]
+        if by_map:
+            return f"convert {group.index} would feed {quote(by_map[0])}, but the map feeds it instead"
+        shown = ", ".join(quote(t) for t in group.targets[:3]) + (" ..." if len(group.targets) > 3 else "")
+        return f"convert {group.index} sends it to {shown}, which the target does not have"
     new, why = m.renamed[skey]
     if new in m.converted:
         return f"{quote(new)} is fed by convert {m.converted[new][0][0].index} instead"

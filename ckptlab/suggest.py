@@ -531,8 +531,9 @@ def adapter_suggestions(state: State, recipe: Recipe) -> list[Suggestion]:
     mismatched: dict[str, dict[str, tuple[Shape, Shape]]] = defaultdict(dict)
     for tkey in state.target_order:
         skeys = cands.get(tkey)
-        if not skeys or len(skeys) != 1 or tkey in recipe.adapt:
-            continue
+        if not skeys or len(skeys) != 1 or tkey in recipe.adapt or (
+                tkey in state.converted and tkey not in state.mapped):
+            continue  # (an adapter never applies to a conversion's output)
         s_shape, t_shape = state.source_shapes[skeys[0]], state.target_shapes[tkey]
         if s_shape != t_shape:
             mismatched[_parent(tkey)][tkey] = (s_shape, t_shape)

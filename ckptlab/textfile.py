@@ -17,7 +17,8 @@ def check_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ...]
     """``path`` as a Path, or ``error`` when its suffix or folder cannot work."""
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
-        raise error(f"{what} must end in {', '.join(suffixes)}, not {path.suffix or 'nothing'!r}", path)
+        got = f"not {path.suffix!r}" if path.suffix else "it has no suffix"
+        raise error(f"{what} must end in {', '.join(suffixes)}; {got}", path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise error(f"cannot write the {what}: folder {str(folder)!r} does not exist", path)

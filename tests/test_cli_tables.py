@@ -7,6 +7,7 @@ cells are the whole keys.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -38,7 +39,17 @@ def bert_pair(tmp_path_factory) -> tuple[Path, Path]:
     return source, target
 
 
+@functools.lru_cache(maxsize=None)
+def _render(args: tuple[str, ...], columns: int | None) -> tuple[str, ...]:
+    return tuple(render_now(list(args), columns))
+
+
 def render(args: list[str], columns: int | None) -> list[str]:
+    """The command's stdout lines (each rendering made once per test run)."""
+    return list(_render(tuple(args), columns))
+
+
+def render_now(args: list[str], columns: int | None) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
     env.update(PYTHONPATH=str(ROOT), NO_COLOR="1")
     if columns:

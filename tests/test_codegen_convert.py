@@ -122,3 +122,20 @@ def test_script_reproduces_gpt2_to_nanogpt_with_a_model_target(tmp_path):
     _same(load_file(tmp_path / "got.safetensors"), load_file(tmp_path / "expected.safetensors"))
     assert "def run_ops" in script.read_text()
     assert "def run_ops" not in snippet(ckptlab.align(tmp_path / "gpt2.pt", tmp_path / "gpt2.pt"))
+
+
+def test_script_casts_by_the_recipe_dtype_without_conversions(tmp_path):
+    import runpy
+
+    g = torch.Generator().manual_seed(5)
+    src = {"layer.weight": torch.randn(3, 3, generator=g, dtype=torch.float64), "layer.norm.weight": torch.randn(3, generator=g),
+           "steps": torch.tensor([3])}
+    tgt = {**{k: torch.zeros_like(v, dtype=torch.float32 if v.is_floating_point() else v.dtype) for k, v in src.items()},
+           "new.bias": torch.ones(2)}
+    recipe = {"dtype": {"to": "float16", "keep": "norm"}}
+    ckptlab.remap(src, tgt, tmp_path / "expected.pt", recipe=recipe, auto="none")
+    script = tmp_path / "s.py"
+    script.write_text(snippet(recipe))
+    namespace = runpy.run_path(str(script))  # defines, does not run main()
+    assert "def run_ops" not in script.read_text()
+    _same(namespace["remap"](src, tgt), torch.load(tmp_path / "expected.pt", weights_only=True))

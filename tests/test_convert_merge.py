@@ -232,3 +232,18 @@ def test_an_accepted_conversion_suggestion_is_labelled_in_the_reasons():
     assert marked[0].applied and effective.convert and labels.convert == {1: "suggested, medium"}
     rows = {r.target: r for r in build_rows(Checkpoint.from_mapping(src), Checkpoint.from_mapping(tgt), effective, labels)}
     assert rows["b.0.k"].reason == "convert 1: chunk 0 of 'b.0.qkv' (output 2 of 3) (suggested, medium)"
+
+
+def test_a_claimed_source_that_feeds_nothing_says_why():
+    src = {"a.w": torch.randn(2, 3), "b.w": torch.randn(3, 2)}
+    tgt = {"x.w": torch.zeros(3, 2)}
+    recipe = {"map": {"x.w": "b.w"}, "convert": [{"from": "a.w", "to": "x.w", "ops": ["transpose"]},
+                                                  {"from": "b.w", "to": "gone.w", "ops": []}]}
+    al = ckptlab.align(src, tgt, recipe=recipe, auto="none")
+    unused = {r.source: r.reason for r in al.by_status("unused")}
+    assert unused == {"a.w": "convert 1 would feed 'x.w', but the map feeds it instead"}
+    assert al.row("x.w").source == "b.w"  # the map names a key convert 2 claims: the map wins
+    recipe["map"] = {}
+    al = ckptlab.align(src, tgt, recipe=recipe, auto="none")
+    assert {r.source: r.reason for r in al.by_status("unused")} == {
+        "b.w": "convert 2 sends it to 'gone.w', which the target does not have"}

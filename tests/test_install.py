@@ -76,6 +76,11 @@ def test_inspect_a_bundled_sample_and_use_a_bundled_model(venv):
     assert out["container"] == "state_dict" and out["tensors"][0]["key"] == "model.conv1.weight"
     proc = run(venv, "verify", str(folder / "convnet_rgb.pt"), "--model", "sample_ckpts.models:ConvNet", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stderr
+    proc = run(venv, "recipes", "--json")  # the catalogue's YAML files ship in the wheel
+    assert proc.returncode == 0, proc.stderr
+    names = {r["name"] for r in json.loads(proc.stdout)["recipes"]}
+    shipped = {p.stem for p in (ROOT / "ckptlab" / "known").glob("*.yaml")}
+    assert shipped and len(names) >= len(shipped)
 
 
 def free_port() -> int:

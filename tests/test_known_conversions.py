@@ -229,3 +229,24 @@ def test_load_into_a_hf_llama_reads_the_head_counts_from_the_model():
     assert rep.summary.get("converted") == len(h.state_dict())
     with torch.no_grad():
         assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
+
+
+def test_a_head_of_another_class_count_is_left_to_the_target_and_never_truncated(tmp_path):
+    """timm ViT with 7 classes into an HF ViT with 5: every other tensor converts; the head is
+    left out of the conversion (the target keeps its own), the reason says so, and no
+    adapter cuts the fused qkv to the parts' size."""
+    timm_model = vit.vit(eps=1e-12, num_classes=7)
+    al = ckptlab.align(timm_model, hf.vit_classifier(), auto="all")
+    [known] = [s for s in al.suggestions if "'timm-vit-to-hf-vit'" in s.reason]
+    assert known.confidence == "high" and "classifier" in known.reason and "left out" in known.reason
+    assert al.row("classifier.weight").status == "missing" and al.summary["converted"] == len(al.target) - 2
+    assert not [s for s in al.suggestions if "adapt" in s.rule and "q_proj" in str(s.rule)]
+    rep = ckptlab.remap(timm_model, hf.vit_classifier(), tmp_path / "out.safetensors", auto="all")
+    assert sorted(rep.missing) == ["classifier.bias", "classifier.weight"]
+
+
+def test_a_recipe_that_already_converts_everything_gets_no_parameter_warning():
+    meta, h = llama.llama(), hf.llama()
+    recipe = ckptlab.align(meta, h).effective_recipe  # the known conversion, heads filled in
+    al = ckptlab.align(meta.state_dict(), h.state_dict(), recipe=recipe)  # no configs now
+    assert al.summary["converted"] == len(h.state_dict()) and al.warnings == []

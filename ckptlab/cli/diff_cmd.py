@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-AUTO = ("none", "high", "all")
+from ckptlab.cli.common import AUTO_LEVELS  # light: no torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", metavar="B", help="checkpoint B, the reference (rel_l2 divides by ||b||)")
     p.add_argument("--container", default=None, metavar="DOTTED", help="where the tensors sit inside A")
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) mapping A's keys onto B's")
-    p.add_argument("--auto", choices=AUTO, default="high",
+    p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="apply alignment suggestions automatically: none, high-confidence ones (default), or all")
     deq = p.add_mutually_exclusive_group()
     deq.add_argument("--dequantize", dest="dequantize", action="store_const", const=True, default=None,

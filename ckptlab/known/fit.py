@@ -26,7 +26,10 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
     from ckptlab.suggest import prefix_suggestions
 
     sides = list(sides)
-    s_index, t_index = KeyIndex(state.source_shapes), KeyIndex(state.target_shapes)
+    if len(state.stats().fed) == len(state.target_shapes):
+        return [], state  # everything loads already (the recipe given does the job): nothing to offer
+    free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
+    s_index, t_index = KeyIndex(free), KeyIndex(state.target_shapes)
     out: list[Suggestion] = []
     base_fed = None
     for known in catalogue():
@@ -60,15 +63,21 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
     free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
     entries = []
     misfit = []
+    left_out: list[str] = []
     for entry in data.get("convert", []):
         conv = Conversion.from_dict(entry, len(entries) + 1)
         groups = find_groups([conv], free, strict=False).groups
         groups = [g for g in groups if all(t in state.target_shapes for t in g.targets)]
         if not groups:
             continue  # this pair has no such tensors (no qkv bias, no head): leave the entry out
+        fits = all(tuple(shape) == state.target_shapes[t] for g in groups for t, shape in zip(g.targets, g.target_shapes))
+        if not fits and not conv.ops:
+            # a rename onto a tensor of another shape (a head with another class count): left
+            # out, so the target keeps its own values there instead of blocking the merge
+            left_out.extend(t for g in groups for t in g.targets)
+            continue
         entries.append(entry)
-        if conv.ops and any(tuple(shape) != state.target_shapes[t]
-                            for g in groups for t, shape in zip(g.targets, g.target_shapes)):
+        if not fits:
             misfit.append(entry)
     rules = [Rule.from_dict(r, i) for i, r in enumerate(data.get("rules", []), start=1)]
     if not entries and not rules:
@@ -93,6 +102,11 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
         reason += f" ({given})"
     if misfit:
         reason += f"; {len(misfit)} of its conversions give other shapes than the target's"
+    if left_out:
+        from ckptlab.keyfold import fold_pattern
+
+        reason += (f"; {fold_pattern(left_out)!r} left out: the shapes differ (e.g. another class count), "
+                   "so the target keeps its own values there")
     converted = len(applied.converted) - len(state.converted)
     suggestions = []
     if entries:

@@ -87,7 +87,7 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     base = ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
     choice_key = f"{side.role}_container_{abs(hash(base))}"
     container = st.session_state.get(choice_key)
-    ck = state.guarded(slot, lambda: state.cached(base + (container,), lambda: ckptlab.open(path, container)),
+    ck = state.guarded(slot, lambda: state.shared(base + (container,), lambda: ckptlab.open(path, container)),
                        label=label, path=path)
     side.label, side.identity = label, base
     if ck is None:
@@ -212,7 +212,7 @@ def _open_model(slot: Any, side: Side, sample: Any) -> Side:
     if kwargs is None or not spec.strip():
         return side
     key = ("model", spec, _json(kwargs))
-    ck = state.guarded(slot, lambda: state.cached(key, lambda: model_target(spec, kwargs)))
+    ck = state.guarded(slot, lambda: state.shared(key, lambda: model_target(spec, kwargs)))
     side.label, side.identity, side.model, side.kwargs = spec, key, spec, kwargs
     if ck is not None:
         side.ckpt = ck

@@ -20,7 +20,7 @@ def main() -> None:
         st.stop()
 
     state.start_pair((source.identity, target.identity))
-    header, picker, body = st.container(), st.container(), st.container()
+    header, picker, body = st.container(), st.container(), st.container(key="view_body")
     ctx = views.Context(source, target, pair, body=body)
     view = views.choose(picker)
     views.prepare(view, ctx)            # the Alignment view's editors: before the alignment

@@ -7,12 +7,26 @@ in chunks (Starlette's ``FileResponse``) for a link made by ``ckptlab.ui.files.s
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from ckptlab.ui import files
 
 PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
 ACTIVE = False          # True in a process that serves the route (links work); else buttons
+
+
+def warm_up() -> None:
+    """At server start, import what the page needs and align the demo pair once, so the
+    first visitor does not wait for torch, pandas and plotly to load."""
+    try:
+        import ckptlab
+        from ckptlab.ui import inputs, page, suggestions, summary, views  # noqa: F401
+        from ckptlab.ui.samples import PAIRS
+
+        ckptlab.align(PAIRS[0].source.path, PAIRS[0].target.path, auto="none")
+    except Exception:  # noqa: BLE001 - a warm-up only: the page reports real errors itself
+        pass
 
 
 def routes() -> list:
@@ -31,4 +45,5 @@ def routes() -> list:
 
     files.sweep_stale()
     ACTIVE = True
+    threading.Thread(target=warm_up, name="ckptlab-warm-up", daemon=True).start()
     return [Route(files.DOWNLOAD_ROUTE, download, methods=["GET", "HEAD"])]

@@ -31,6 +31,21 @@ def session_dir() -> Path:
     return holder.path
 
 
+@st.cache_resource(max_entries=24, show_spinner=False)
+def _shared(key: tuple, _build: Callable[[], Any]) -> Any:
+    return _build()
+
+
+def shared(key: tuple, build: Callable[[], T]) -> T:
+    """``build()`` once per ``key`` for the whole server (every session), for read-only
+    results keyed by content: an opened checkpoint (path, size, mtime, container), a model
+    definition (spec, kwargs), an alignment of those with a recipe. A key that names this
+    session's folder (an upload) stays in this session (``cached``). Errors are not cached."""
+    if not _session_free(key):
+        return cached(key, build)
+    return _shared(key, build)
+
+
 def cached(key: tuple, build: Callable[[], T]) -> T:
     """``build()`` once per ``key`` in this session (small LRU); errors are not cached."""
     store: OrderedDict = st.session_state.setdefault(_OPENED, OrderedDict())
@@ -126,9 +141,17 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     saved = st.session_state.get(_ALIGNED)
     if saved is not None and saved[0] == key:
         return saved[1]
-    result = align(source, target, current, auto=auto)
+    result = shared(("align",) + key, lambda: align(source, target, current, auto=auto))
     st.session_state[_ALIGNED] = (key, result, {})
     return result
+
+
+def _session_free(pair: tuple) -> bool:
+    """Whether a pair's identity names nothing of this session (no uploaded file): only
+    such results may be shared between sessions."""
+    holder = st.session_state.get(_SESSION_DIR)
+    private = str(holder.path) if holder is not None else None
+    return not (private and private in repr(pair))
 
 
 def alignment_key() -> tuple:

@@ -63,7 +63,8 @@ def write_tensors(
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise MergeError(f"output must end in {', '.join(SUFFIXES)}, not {suffix or 'nothing'!r}", out_path)
+        got = f"not {suffix!r}" if suffix else "it has no suffix"
+        raise MergeError(f"output must end in {', '.join(SUFFIXES)}; {got}", out_path)
     if sys.byteorder != "little":
         raise MergeError("writing needs a little-endian machine", out_path)
     is_safetensors = suffix == ".safetensors"

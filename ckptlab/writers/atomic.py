@@ -49,15 +49,18 @@ def output_mode(final: str | os.PathLike) -> int:
         return 0o666 & ~current_umask()
 
 
-def _remove(paths) -> None:
-    for tmp in list(paths):
+def _remove(paths, registry: set[str] | None = None) -> None:
+    """Delete ``paths`` and forget them in ``registry`` (the live temp files by default); a
+    path that cannot be deleted stays registered for the exit handler."""
+    registry = _LIVE if registry is None else registry
+    for path in list(paths):
         try:
-            os.unlink(tmp)
+            os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError:
             continue
-        _LIVE.discard(tmp)
+        registry.discard(path)
 
 
 atexit.register(lambda: _remove(_LIVE))
@@ -167,20 +170,11 @@ class AtomicFiles:
                 raise self.error(f"cannot move the output into place ({err.strerror or err})", final) from None
             raise
         finally:
-            _remove_backups(backups)
+            _remove(backups, _BACKUPS)
 
 _BACKUPS: set[str] = set()  # hard links to replaced files, kept until their output is whole
 _UNRESTORABLE = "<no hard link possible>"
-atexit.register(lambda: _remove_backups(_BACKUPS))
-
-
-def _remove_backups(paths) -> None:
-    for path in list(paths):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        _BACKUPS.discard(path)
+atexit.register(lambda: _remove(_BACKUPS, _BACKUPS))
 
 
 def _backup(final: str) -> str | None:

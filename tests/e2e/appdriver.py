@@ -13,7 +13,7 @@ HEADER_PX = 36        # glide grid header row
 ROW_PX = 35           # glide grid data row
 
 
-KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part")   # ckptlab.ui.kept widgets
+KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part", "editor_part")   # ckptlab.ui.kept widgets
 
 
 def key(page, widget_key: str):
@@ -99,7 +99,7 @@ def type_rule(page, kind: str, pattern: str, row: int) -> None:
     """Add a grid line and fill kind + pattern with the keyboard, stopping before the
     final Enter: select the new line's first cell by coordinates, move right, open the
     kind dropdown, type, Enter; then move to the pattern cell and type it."""
-    open_view(page, "Alignment")
+    open_editor(page, "Rules")
     holder = page.locator("[class*='st-key-rules_grid_']")
     holder.scroll_into_view_if_needed()
     holder.hover()
@@ -166,6 +166,15 @@ def open_view(page, name: str) -> None:
                            ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')", arg=name)
 
 
+def open_editor(page, name: str) -> None:
+    """Pick one of the Alignment view's editors (Rules, Mappings, Conversions, Recipe)."""
+    open_view(page, "Alignment")
+    button = key(page, "editor_part").get_by_role("radio", name=name, exact=True)
+    if button.get_attribute("aria-checked") != "true":
+        button.click()
+        wait_idle(page)
+
+
 def ensure_view_of(page, widget_key: str) -> None:
     for prefix, view in VIEW_OF.items():
         if widget_key.startswith(prefix):
@@ -228,7 +237,8 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
 
     The grid is a canvas: under load a click can land before it takes the keyboard, and
     the keys go nowhere. The cell's text is read back, and the edit tried again if so."""
-    open_view(page, "Alignment")
+    open_editor(page, "Mappings" if grid_key_prefix.startswith("map_grid") else
+                "Conversions" if grid_key_prefix.startswith("convert_grid") else "Rules")
     got = ""
     for _ in range(attempts):
         x, y = grid_cell_point(page, grid_key_prefix, row, 60)

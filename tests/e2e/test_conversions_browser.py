@@ -45,8 +45,7 @@ def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tm
     drive.choose_radio(page, "target_mode", "Upload")
     drive.upload_with_chooser(page, "target_upload", tmp_path / "nanogpt.pt")
     drive.wait_for_metrics(page, mismatch=6, converted=0)
-    page.get_by_role("tab", name="Conversions").click()      # the Alignment view's editor tabs
-    wait_idle(page)
+    drive.open_editor(page, "Conversions")                   # the Alignment view's editors
     holder = page.locator(f"[class*='st-key-{GRID}']")
     holder.scroll_into_view_if_needed()
     holder.hover()
@@ -62,8 +61,7 @@ def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tm
     assert page.get_by_text("convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> "
                             "'h.0.attn.c_attn.weight' (48, 16)").is_visible()
     screenshot(page, "20-conversion-typed")
-    page.get_by_role("tab", name="Recipe").click()
-    wait_idle(page)
+    drive.open_editor(page, "Recipe")
     drive.key(page, "invert_recipe").get_by_role("button", name="Invert recipe").click()
     wait_idle(page)
     assert page.get_by_text("Inverse recipe").first.is_visible()

@@ -60,6 +60,13 @@ def kept_key(at: AppTest, base: str) -> str:
     return f"{base}_{generation}" if generation else base
 
 
+def editor(at: AppTest, name: str) -> AppTest:
+    """Pick one of the Alignment view's editors (Rules, Mappings, Conversions, Recipe)."""
+    at.segmented_control(key=kept_key(at, "editor_part")).set_value(name).run()
+    no_failure(at)
+    return at
+
+
 def errors(at: AppTest, where=None) -> list[str]:
     return [plain(e.value) for e in (where or at).error]
 
@@ -103,6 +110,7 @@ def test_accepting_the_prefix_suggestion_renames_every_attention_map_row(app: Ap
     assert len(wrapped) == len(torch.load(PAIRS[0].source.path, weights_only=True)["net"])
     assert all(list(s) == ["renamed"] for s in wrapped["status"])
     assert not any("Nearly nothing would load" in e.value for e in app.error)
+    editor(app, "Recipe")
     assert any("add_prefix: attention_map." in c.value for c in app.code)     # the recipe YAML
 
 
@@ -279,7 +287,13 @@ def test_warm_start_report_lists_missing_and_unexpected_keys() -> None:
 def recipe_uploader(at: AppTest) -> str:
     from ckptlab.ui import rules
 
+    editor(at, "Recipe")
     return f"recipe_upload_{at.session_state[rules.UPLOAD_VERSION] if rules.UPLOAD_VERSION in at.session_state else 0}"
+
+
+def recipe_widget(at: AppTest):
+    key = recipe_uploader(at)          # first: it reruns the page (a list taken before would be stale)
+    return at.file_uploader(key=key)
 
 
 def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> None:
@@ -300,12 +314,12 @@ def test_two_sessions_never_share_files_and_replaced_uploads_are_deleted() -> No
 def test_recipe_upload_applies_and_a_bad_one_says_why() -> None:
     at = pick_pair(new_app(), 5)                              # warm start: conv1 -> backbone_conv
     text = "rules:\n- replace: {pattern: '^conv1\\.', with: 'backbone_conv.'}\n"
-    at.file_uploader(key=recipe_uploader(at)).set_value(("recipe.yaml", text.encode(), "application/x-yaml")).run()
+    recipe_widget(at).set_value(("recipe.yaml", text.encode(), "application/x-yaml")).run()
     no_failure(at)
     expected = ckptlab.align(PAIRS[5].source.path, PAIRS[5].target.path, Recipe.from_text(text), auto="none")
     assert counts(at) == expected.summary and counts(at)["renamed"] == 2
     assert any("backbone_conv." in c.value for c in at.code)
-    at.file_uploader(key=recipe_uploader(at)).set_value(("bad.yaml", b"rules:\n- drop: '('\n", "text/yaml")).run()
+    recipe_widget(at).set_value(("bad.yaml", b"rules:\n- drop: '('\n", "text/yaml")).run()
     no_failure(at)
     assert any(e.startswith("bad.yaml: rule 1 (drop): bad regex") for e in errors(at))
     assert counts(at) == expected.summary                   # the last good recipe stays in force

@@ -12,7 +12,8 @@ import ckptlab
 from ckptlab.recipe import Recipe
 from tests.gpt_models import TRANSPOSE_RECIPE, gpt2, nanogpt
 
-from .conftest import download_bytes, new_app
+from .conftest import download_bytes, new_app, plain
+from .test_app import editor
 
 PT = "application/octet-stream"
 
@@ -40,9 +41,11 @@ def _gpt_pair() -> AppTest:
 def _load_recipe(at: AppTest, recipe: dict, name: str = "r.yaml") -> AppTest:
     from ckptlab.ui import rules
 
+    editor(at, "Recipe")
     version = at.session_state[rules.UPLOAD_VERSION] if rules.UPLOAD_VERSION in at.session_state else 0
     at.file_uploader(key=f"recipe_upload_{version}").set_value((name, yaml.safe_dump(recipe).encode(), "application/x-yaml")).run()
     _no_failure(at)
+    editor(at, "Conversions")                 # the previews and errors sit beside the grid
     return at
 
 
@@ -60,6 +63,7 @@ def test_a_convert_recipe_gives_converted_rows_a_preview_and_an_inverse(download
     assert row["source"] == "h.0.attn.c_proj.weight" and row["reason"].startswith("convert 1: transpose of")
     previews = [t.value for t in at.text if t.value.startswith("convert 1:")]
     assert previews == ["convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> 'h.0.attn.c_attn.weight' (48, 16)"]
+    editor(at, "Recipe")
     at.button(key="invert_recipe").click().run()
     _no_failure(at)
     inverse = Recipe.from_text(download_bytes(at, "download_inverse", downloads).decode())
@@ -72,7 +76,7 @@ def test_a_conversion_that_does_not_work_says_why_beside_it_and_the_page_keeps_w
                        {"from": "h.{i}.mlp.c_fc.weight", "to": "h.{i}.mlp.c_fc.weight", "ops": [{"chunk": 0}]},
                        {"from": "h.{i}.mlp.c_proj.weight", "to": "h.{i}.mlp.c_proj.weight", "ops": ["transpose"]}]}
     at = _load_recipe(_gpt_pair(), bad)
-    errors = [e.value for e in at.error]
+    errors = [plain(e.value) for e in at.error]
     assert "convert 1: 'h.{i}.attn.c_atn.weight' matches no source key (did you mean 'h.0.attn.c_attn.weight'?)" \
         in errors
     assert not any(e.startswith("convert 2") for e in errors)  # chunk: 0 into one part is valid...

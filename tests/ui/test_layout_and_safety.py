@@ -20,13 +20,13 @@ from ckptlab.ui.inputs import natural_key, parameter_count
 from ckptlab.ui.samples import PAIRS
 
 from .conftest import SAMPLES, new_app, plain
-from .test_app import PT, counts, errors, kept_key, no_failure, pick_pair, recipe_uploader, table, upload, view
+from .test_app import PT, counts, errors, kept_key, no_failure, pick_pair, recipe_uploader, recipe_widget, table, upload, view
 
 LINK = "[click me](http://evil.example/steal)"
 IMAGE = "![pixel](http://evil.example/track.png)"
 HTML = "<img src=http://evil.example/x.png>"
 HOSTILE_KEYS = (f"a.{LINK}.weight", f"b.{IMAGE}.weight", f"c.{HTML}.weight", "d.www.evil.example.weight",
-                "e.:red[loud].weight", "f.$x^2$.weight")
+                "e.:red[loud].weight", "f.$x^2$.weight", "g.`[tick](http://evil.example/t)`.weight")
 
 
 def hostile_pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -41,10 +41,12 @@ def hostile_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def live(body: str, token: str) -> bool:
-    """Whether ``token`` occurs with its first character unescaped (markdown would act on it)."""
+    """Whether ``token`` occurs with its first character unescaped and outside a code span
+    (markdown would act on it there; a code span shows its text as written)."""
     import re
 
-    return re.search(r"(?<!\\)" + re.escape(token), body) is not None
+    outside = re.sub(r"(?<!\\)(`+)(?!`).*?(?<!`)\1(?!`)", "", body)
+    return re.search(r"(?<!\\)" + re.escape(token), outside) is not None
 
 
 def rendered_markdown(at: AppTest) -> list[str]:
@@ -69,7 +71,7 @@ def test_key_names_with_markdown_links_images_and_html_are_shown_as_text(tmp_pat
     assert set(table(at)["source"]) - {""} == set(HOSTILE_KEYS)           # the names, exactly, in the grid
     accept_all = [s for s in ckptlab.align(source, target, auto="none").suggestions]
     assert accept_all, "the pair needs a suggestion, so names go through its markdown line"
-    for name in ("Alignment", "Shape fixes", "Values & charts", "Download"):
+    for name in ("Alignment", "Shape fixes", "Values & charts", "Verify", "Fine-tune", "Download"):
         view(at, name)
         for body in rendered_markdown(at):
             # a live link/image needs an unescaped "](" or "<"; a directive an unescaped ":red["
@@ -133,7 +135,7 @@ def test_parameter_count_leaves_buffers_out() -> None:
 def test_unmatched_adapt_entries_are_reported() -> None:
     recipe = "adapt:\n  conv1.weight: {op: pad, dim: 1}\n  conv9.weight: {op: pad, dim: 1}\n"
     at = pick_pair(new_app(), 2)
-    at.file_uploader(key=recipe_uploader(at)).set_value(("r.yaml", recipe.encode(), "application/x-yaml")).run()
+    recipe_widget(at).set_value(("r.yaml", recipe.encode(), "application/x-yaml")).run()
     no_failure(at)
     assert counts(at)["adapted"] == 1
     warned = [plain(w.value) for w in at.warning]

@@ -149,3 +149,20 @@ def _page() -> AppTest:
     from .conftest import new_app
 
     return new_app()
+
+
+def test_a_scan_runs_once_per_content(tmp_path, monkeypatch):
+    import sys
+
+    valuecache.clear()
+    source, target, _, _ = _fine_tuned_pair(tmp_path)
+    stats_module = sys.modules[ckptlab.stats.__module__]
+    calls = []
+    real = stats_module.stats
+    monkeypatch.setattr(stats_module, "stats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = _view_app("values", source, target)
+    at.run()                                      # a rerun (e.g. a search typed): no new scan
+    assert len(calls) == 1
+    save_file({"embed.weight": torch.zeros(2)}, source)   # the file changes: a new scan
+    _view_app("values", source, target)
+    assert len(calls) == 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui import conversions, rules, table
+from ckptlab.ui import conversions, kept, rules, table
 
 # (tab label, draw(ctx) before the alignment)
 EDITORS: list[tuple[str, Any]] = [
@@ -21,23 +21,28 @@ EDITORS: list[tuple[str, Any]] = [
 RECIPE_TAB = "Recipe"
 
 
+EDITOR = "editor_part"
+
+
 def prepare(ctx: Any) -> None:
     with ctx.body:
         left, right = st.columns([3, 2], gap="medium")
     ctx.slots["table"] = left
     with right:
-        tabs = st.tabs([label for label, _ in EDITORS] + [RECIPE_TAB])
-        for (label, draw), tab in zip(EDITORS, tabs):
-            with tab:
-                draw(ctx)
-        with tabs[-1]:
+        # one editor at a time (a segmented control: tabs would draw every grid on each run)
+        labels = [label for label, _ in EDITORS] + [RECIPE_TAB]
+        chosen = kept.segmented(st, "Editor", labels, EDITOR, labels[0], label_visibility="collapsed")
+        if chosen == RECIPE_TAB:
             rules.recipe_loader()
             ctx.slots["recipe"] = st.container()
+        else:
+            dict(EDITORS)[chosen](ctx)
 
 
 def show(alignment: Any, ctx: Any) -> None:
     with ctx.slots["table"]:
         table.show(alignment)
-    with ctx.slots["recipe"]:
-        rules.recipe_panel(alignment)
-        conversions.invert(st.container(), alignment)
+    if "recipe" in ctx.slots:
+        with ctx.slots["recipe"]:
+            rules.recipe_panel(alignment)
+            conversions.invert(st.container(), alignment)

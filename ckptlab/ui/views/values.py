@@ -16,6 +16,7 @@ PARTS: list[tuple[str, Any]] = [
     ("Compare", compare.show),
 ]
 PART = "values_part"
+SCREEN = 820             # px below the two pickers: the view fits a 1000 px high window
 
 
 def show(alignment: Any, ctx: Any) -> None:
@@ -23,4 +24,5 @@ def show(alignment: Any, ctx: Any) -> None:
     chosen = labels[0]
     if len(PARTS) > 1:
         chosen = kept.segmented(st, "Part", labels, PART, labels[0], label_visibility="collapsed")
-    dict(PARTS)[chosen](alignment)
+    with st.container(height=SCREEN, border=False):     # one screen; a long part scrolls inside
+        dict(PARTS)[chosen](alignment)

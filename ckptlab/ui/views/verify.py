@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import streamlit as st
+
 from ckptlab.ui import verify_panel
 
 
+SCREEN = 880           # px: the view below its picker fits a 1000 px high window
+
+
 def show(alignment: Any, ctx: Any) -> None:
-    verify_panel.show(alignment, ctx.source, ctx.target)
+    with st.container(height=SCREEN, border=False):      # one screen; the panel scrolls inside
+        verify_panel.show(alignment, ctx.source, ctx.target)
