@@ -138,6 +138,32 @@ def median(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
 
 
+def baseline_usable(browser, folder: Path, repeats: int) -> list[float]:
+    """The same measure on a one-button Streamlit page served the same way (a warm server):
+    what Streamlit and chromium alone cost on this machine right now."""
+    import subprocess
+    import urllib.request
+
+    script = folder / "one_button.py"
+    script.write_text('import streamlit as st\nst.button("Accept", key="accept_baseline")\n')
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        time_usable(browser, url)
+        return [time_usable(browser, url) for _ in range(repeats)]
+    finally:
+        stop_app(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -187,6 +213,7 @@ def main() -> None:
                     memory = big_merge_rss(browser, url, proc.pid, folder, args.big_gb)
             finally:
                 stop_app(proc)
+            baseline = baseline_usable(browser, folder, args.repeats)
             browser.close()
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
@@ -195,6 +222,9 @@ def main() -> None:
     for name, values in results.items():
         target = next(v for k, v in targets.items() if name.startswith(k))
         print(f"{name:58s} {median(values)}; target <= {target:g} s")
+    print(f"{'same measure, a one-button Streamlit page (context)':58s} {median(baseline)}")
+    print(f"{'ratio of the warm-server medians, ckptlab / one button':58s} "
+          f"{statistics.median(results['warm server: open -> first Accept clickable']) / statistics.median(baseline):.2f}x")
     if memory:
         idle, peak, size = memory
         print(f"server RSS while building and downloading a {size:.2f} GB merge: idle {idle:.0f} MB, "

@@ -13,7 +13,7 @@ import streamlit as st
 
 from ckptlab import convert_edit
 from ckptlab.convert import OPS
-from ckptlab.ui import icons, state
+from ckptlab.ui import icons, state, text
 from ckptlab.ui.rules import _grid_base
 
 _HELP = ("Each line maps source key pattern(s) to target key pattern(s) through tensor ops. `{i}`: any part "
@@ -62,7 +62,7 @@ def edit(slot: Any, source: Any, target: Any) -> None:
             if check.ok:
                 st.text(check.message)
             else:
-                st.error(check.message, icon=icons.ERROR)
+                st.error(text.md(check.message), icon=icons.ERROR)
         if new != state.recipe():
             state.set_recipe(new, from_editor=True)
 
@@ -81,7 +81,7 @@ def invert(where: Any, alignment: Any) -> None:
             return
         skipped = list(getattr(inverse, "skipped", []))
         if skipped:
-            st.warning("Left out (cannot be undone): " + "; ".join(skipped), icon=icons.WARN)
+            st.warning(text.md("Left out (cannot be undone): " + "; ".join(skipped)), icon=icons.WARN)
         st.markdown("**Inverse recipe** (remap the merged checkpoint with it, the source as target)")
         st.code(inverse.to_yaml(), language="yaml")
         st.download_button("Download inverse recipe (YAML)", inverse.to_yaml(), file_name="inverse_recipe.yaml",

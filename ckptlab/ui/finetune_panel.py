@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab.ui import state
+from ckptlab.ui import state, text
 from ckptlab.ui.verify_panel import model_of
 
 FINETUNE_MARK = "# -- Fine-tune plan"
@@ -29,7 +29,7 @@ def show(alignment: Any, target: Any) -> None:
         grown_as_new = st.checkbox(
             f"Train the {len(grown)} grown tensor(s) whole at lr x multiplier (their new rows start untrained)",
             value=True, key="ft_grown_as_new")
-        st.caption("New rows from an adapter: " + "; ".join(f"`{n.describe()}`" for n in grown[:8])
+        st.caption("New rows from an adapter: " + "; ".join(text.code(n.describe()) for n in grown[:8])
                    + ("; ..." if len(grown) > 8 else "") + (
                        ". Trained whole at the new rate." if grown_as_new else
                        ". Left at the base rate: the new rows will learn slowly."))
@@ -50,11 +50,11 @@ def show(alignment: Any, target: Any) -> None:
         return
     groups = pd.DataFrame(plan.groups, columns=["name", "lr", "tensors", "params"])
     st.dataframe(groups, hide_index=True, key="ft_groups")
-    frozen = ", ".join(f"`{m or '(whole model)'}`" for m in plan.frozen_modules[:20]) or "none"
+    frozen = ", ".join(text.code(m or '(whole model)') for m in plan.frozen_modules[:20]) or "none"
     new = plan.new_names
     st.caption(f"Frozen: {plan.frozen_tensors} tensors ({plan.frozen_params:,} parameters); modules: {frozen}. "
                f"New or trained as new: {len(new)} tensors"
-               + (f" ({', '.join(f'`{n}`' for n in new[:8])}{'...' if len(new) > 8 else ''})" if new else "") + ".")
+               + (f" ({', '.join(text.code(n) for n in new[:8])}{'...' if len(new) > 8 else ''})" if new else "") + ".")
     code = state.guarded(st, lambda: _code(alignment, lr, mult, freeze_loaded, freeze, pretrained), what="code: ")
     if code:
         st.markdown("**The plan as code** (paste into your training script; the whole remap script is under "

@@ -52,3 +52,12 @@ def error_text(exc: object, label: str = "", hide: Iterable[str | Path] = (), pa
     if label and label not in message and not (path and str(path) in message):
         message = f"{label}: {message}"
     return message
+
+
+def code(name: object, limit: int = 200) -> str:
+    """``name`` as a markdown code span: shown as written, never a link, image or HTML.
+    A name holding backticks gets a longer fence (CommonMark), so it cannot close the span."""
+    line = one_line(name, limit)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", line)), default=0) + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") or fence != "`" else ""
+    return f"{fence}{pad}{line}{pad}{fence}"

@@ -12,7 +12,7 @@ import streamlit as st
 
 from ckptlab.errors import CheckpointError
 from ckptlab.targets import model_target, parse_kwargs
-from ckptlab.ui import state
+from ckptlab.ui import state, text
 
 RESULTS = "_verify_results"
 LISTED = 12          # key names listed per line of the warm-start report
@@ -77,12 +77,12 @@ def _kwargs_text(kwargs: dict | None) -> str:
 
 
 def _names(keys: list[str]) -> str:
-    shown = ", ".join(f"`{k}`" for k in keys[:LISTED])
+    shown = ", ".join(text.code(k) for k in keys[:LISTED])
     return shown + (f" and {len(keys) - LISTED} more (filter the table by status)" if len(keys) > LISTED else "")
 
 
 def _mismatches(items: list[dict]) -> str:
-    shown = ", ".join(f"`{m['key']}` {tuple(m['checkpoint_shape'])} vs model {tuple(m['model_shape'])}"
+    shown = ", ".join(f"{text.code(m['key'])} {tuple(m['checkpoint_shape'])} vs model {tuple(m['model_shape'])}"
                       for m in items[:LISTED])
     return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
 
@@ -109,7 +109,7 @@ def warm_start_report(alignment: Any) -> None:
                      "for ...`): fix them under Shape fixes, or drop them with a rule")
     if view.conflicts:
         lines.append(f"**Conflicts**: {len(view.conflicts)}: "
-                     + ", ".join(f"`{c['key']}` <- {len(c['sources'])} sources" for c in view.conflicts[:LISTED])
+                     + ", ".join(f"{text.code(c['key'])} <- {len(c['sources'])} sources" for c in view.conflicts[:LISTED])
                      + " (a renamed dict would silently keep one; ckptlab refuses to build the merge)")
     if view.dropped:
         lines.append(f"Dropped by the recipe's rules (torch never sees them): {len(view.dropped)} source keys")

@@ -12,7 +12,7 @@ import ckptlab
 from ckptlab.recipe import Recipe
 from tests.gpt_models import TRANSPOSE_RECIPE, gpt2, nanogpt
 
-from .conftest import download_bytes, new_app
+from .conftest import download_bytes, new_app, plain
 from .test_app import editor
 
 PT = "application/octet-stream"
@@ -76,7 +76,7 @@ def test_a_conversion_that_does_not_work_says_why_beside_it_and_the_page_keeps_w
                        {"from": "h.{i}.mlp.c_fc.weight", "to": "h.{i}.mlp.c_fc.weight", "ops": [{"chunk": 0}]},
                        {"from": "h.{i}.mlp.c_proj.weight", "to": "h.{i}.mlp.c_proj.weight", "ops": ["transpose"]}]}
     at = _load_recipe(_gpt_pair(), bad)
-    errors = [e.value for e in at.error]
+    errors = [plain(e.value) for e in at.error]
     assert "convert 1: 'h.{i}.attn.c_atn.weight' matches no source key (did you mean 'h.0.attn.c_attn.weight'?)" \
         in errors
     assert not any(e.startswith("convert 2") for e in errors)  # chunk: 0 into one part is valid...

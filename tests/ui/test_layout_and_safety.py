@@ -26,7 +26,7 @@ LINK = "[click me](http://evil.example/steal)"
 IMAGE = "![pixel](http://evil.example/track.png)"
 HTML = "<img src=http://evil.example/x.png>"
 HOSTILE_KEYS = (f"a.{LINK}.weight", f"b.{IMAGE}.weight", f"c.{HTML}.weight", "d.www.evil.example.weight",
-                "e.:red[loud].weight", "f.$x^2$.weight")
+                "e.:red[loud].weight", "f.$x^2$.weight", "g.`[tick](http://evil.example/t)`.weight")
 
 
 def hostile_pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -41,10 +41,12 @@ def hostile_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def live(body: str, token: str) -> bool:
-    """Whether ``token`` occurs with its first character unescaped (markdown would act on it)."""
+    """Whether ``token`` occurs with its first character unescaped and outside a code span
+    (markdown would act on it there; a code span shows its text as written)."""
     import re
 
-    return re.search(r"(?<!\\)" + re.escape(token), body) is not None
+    outside = re.sub(r"(?<!\\)(`+)(?!`).*?(?<!`)\1(?!`)", "", body)
+    return re.search(r"(?<!\\)" + re.escape(token), outside) is not None
 
 
 def rendered_markdown(at: AppTest) -> list[str]:
@@ -69,7 +71,7 @@ def test_key_names_with_markdown_links_images_and_html_are_shown_as_text(tmp_pat
     assert set(table(at)["source"]) - {""} == set(HOSTILE_KEYS)           # the names, exactly, in the grid
     accept_all = [s for s in ckptlab.align(source, target, auto="none").suggestions]
     assert accept_all, "the pair needs a suggestion, so names go through its markdown line"
-    for name in ("Alignment", "Shape fixes", "Values & charts", "Download"):
+    for name in ("Alignment", "Shape fixes", "Values & charts", "Verify", "Fine-tune", "Download"):
         view(at, name)
         for body in rendered_markdown(at):
             # a live link/image needs an unescaped "](" or "<"; a directive an unescaped ":red["
