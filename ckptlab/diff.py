@@ -335,7 +335,10 @@ class _Job:
         sums = Sums()
         for wa, wb in zip(a_windows(per), windows(b_lazy, per=per)):
             sums.add(self._values(wa, scale_a), self._values(wb, scale_b))
-        return self._pair(False, sums.figures())
+        figures = sums.figures()
+        undefined = figures[0] is None  # a NaN or an Inf on either side poisons every sum
+        return self._pair(False, figures, "A or B holds NaN or Inf values (see ckptlab stats): no figures"
+                          if undefined else "")
 
     def _values(self, w: Window, scale: torch.Tensor | None) -> torch.Tensor:
         values = w.read()

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ckptlab.errors import RecipeError
+from ckptlab.errors import CheckpointError, RecipeError
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +133,12 @@ def param_groups(
     name matches the regex, searched) get ``requires_grad=False`` and are in no group.
     Parameters the caller already froze stay frozen and out of the groups.
     """
+    pretrained = _pretrained_keys(report)
+    if pretrained and pretrained.isdisjoint(model.state_dict(keep_vars=True)):
+        # a report made for another model (or a prefix apart) would train everything as new
+        raise CheckpointError(f"param_groups: none of the {len(pretrained)} pretrained keys of the report "
+                              f"(first: {min(pretrained)!r}) is a parameter or buffer of {type(model).__name__}; "
+                              "was the report made for another model?")
     groups: dict[str, list[nn.Parameter]] = {"pretrained": [], "new": []}
     for p in _classify(model, report, freeze_loaded, freeze):
         if p.frozen:

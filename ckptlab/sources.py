@@ -18,7 +18,10 @@ from ckptlab.checkpoint import open as open_checkpoint
 
 def is_model_spec(text: str) -> bool:
     """``pkg.mod:fn`` or ``file.py:fn`` (and not an existing file, e.g. ``C:\\x.pt``)."""
-    if Path(text).exists():
+    try:
+        if Path(text).exists():
+            return False
+    except (OSError, ValueError):  # a name too long for the OS, a NUL byte: no file, and the reader says so
         return False
     head, sep, tail = text.rpartition(":")
     dotted = all(part.isidentifier() for part in tail.split("."))  # ``pkg:Class.build``

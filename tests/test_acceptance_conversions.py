@@ -22,3 +22,21 @@ def test_load_into_an_hf_model_takes_the_heads_from_that_models_config(tmp_path)
     assert report.summary["converted"] == len(h.state_dict())
     with torch.no_grad():
         assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
+
+
+def test_param_groups_refuses_a_report_made_for_another_model(tmp_path):
+    """A report whose pretrained keys name nothing in the model (made for another model, or
+    a prefix apart) would put every parameter in the "new" group at lr x 10, silently."""
+    import pytest
+
+    from ckptlab.errors import CheckpointError
+
+    source = {f"module.{k}": v for k, v in torch.nn.Linear(3, 2).state_dict().items()}
+    wrapped = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    report = ckptlab.remap(source, {"0.weight": torch.zeros(2, 3), "0.bias": torch.zeros(2)},
+                           tmp_path / "out.safetensors", recipe={"rules": [{"strip_prefix": "module."},
+                                                                         {"add_prefix": "0."}]})
+    assert len(ckptlab.param_groups(wrapped, report)) == 1  # the model it was made for: all pretrained
+    with pytest.raises(CheckpointError, match="none of the 2 pretrained keys"):
+        ckptlab.param_groups(torch.nn.Linear(3, 2), report)  # keys '0.weight', '0.bias' are not its names
+    assert ckptlab.param_groups(torch.nn.Linear(3, 2), [])[0]["name"] == "new"  # nothing pretrained: fine

@@ -243,3 +243,10 @@ def test_a_head_of_another_class_count_is_left_to_the_target_and_never_truncated
     assert not [s for s in al.suggestions if "adapt" in s.rule and "q_proj" in str(s.rule)]
     rep = ckptlab.remap(timm_model, hf.vit_classifier(), tmp_path / "out.safetensors", auto="all")
     assert sorted(rep.missing) == ["classifier.bias", "classifier.weight"]
+
+
+def test_a_recipe_that_already_converts_everything_gets_no_parameter_warning():
+    meta, h = llama.llama(), hf.llama()
+    recipe = ckptlab.align(meta, h).effective_recipe  # the known conversion, heads filled in
+    al = ckptlab.align(meta.state_dict(), h.state_dict(), recipe=recipe)  # no configs now
+    assert al.summary["converted"] == len(h.state_dict()) and al.warnings == []

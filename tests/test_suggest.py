@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import ckptlab
-from ckptlab.recipe import Recipe
 from ckptlab.align import align
+from ckptlab.recipe import Recipe
 from ckptlab.suggest import similar_names
 
 

@@ -180,15 +180,15 @@ def _meta_tensor(dtype, size, stride, *_ignored) -> LazyTensor:
 
 
 def _ordered_dict(*args) -> collections.OrderedDict:
-    return collections.OrderedDict(*args)
+    return _from_containers("collections.OrderedDict", collections.OrderedDict)(*args)
 
 
 def _defaultdict(factory=None, *args) -> dict:
-    return dict(*args)  # the factory is never called: a plain dict holds the same items
+    return _from_containers("collections.defaultdict", dict)(*args)  # the factory is never called
 
 
 def _counter(*args) -> collections.Counter:
-    return collections.Counter(*args)
+    return _from_containers("collections.Counter", collections.Counter)(*args)
 
 
 _SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None))
@@ -236,8 +236,23 @@ def _codecs_encode(obj, encoding="utf-8", errors="strict") -> bytes:
     return codecs.encode(obj, encoding, errors)
 
 
+_CONTAINER_ARGS = (list, tuple, dict, set, frozenset)
+
+
+def _from_containers(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A container constructor that copies containers the pickle made (whose items it paid
+    for), never iterates a string or bytes (``tuple(s)`` would turn each byte of the pickle
+    into an 8-byte reference, and no checkpoint spells a tuple that way)."""
+    def make(*args):
+        if not all(isinstance(a, _CONTAINER_ARGS) for a in args):
+            raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _CONTAINER_ARGS))).__name__} "
+                                         "in a pickle is not allowed (only of a list, tuple, dict or set)")
+        return fn(*args)
+    return make
+
+
 def _torch_size(*args) -> torch.Size:
-    return torch.Size(*args)
+    return _from_containers("torch.Size", torch.Size)(*args)
 
 
 def _torch_device(*args) -> torch.device:
@@ -307,8 +322,8 @@ def _callables() -> dict[tuple[str, str], Any]:
         ("collections", "Counter"): _counter,
         ("copyreg", "_reconstructor"): _reconstructor,
         ("_codecs", "encode"): _codecs_encode,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
+        ("builtins", "set"): _from_containers("set", set),
+        ("builtins", "frozenset"): _from_containers("frozenset", frozenset),
         ("builtins", "complex"): _scalar_call("complex", complex),
         ("builtins", "slice"): _scalar_call("slice", slice),
         ("builtins", "bytearray"): _bytearray,
@@ -317,9 +332,9 @@ def _callables() -> dict[tuple[str, str], Any]:
         ("builtins", "float"): _scalar_call("float", float),
         ("builtins", "bool"): _scalar_call("bool", bool),
         ("builtins", "str"): _scalar_call("str", str),
-        ("builtins", "tuple"): tuple,
-        ("builtins", "list"): list,
-        ("builtins", "dict"): dict,
+        ("builtins", "tuple"): _from_containers("tuple", tuple),
+        ("builtins", "list"): _from_containers("list", list),
+        ("builtins", "dict"): _from_containers("dict", dict),
         ("datetime", "datetime"): datetime.datetime,
         ("datetime", "date"): datetime.date,
         ("datetime", "time"): datetime.time,

@@ -15,7 +15,8 @@ from ckptlab.errors import LimitError
 # data.pkl is ~2 MB.
 MAX_PICKLE_BYTES = 128 * 2**20
 # Opcodes run for one pickle; each makes at most one object or reference, so this bounds
-# the objects (and list/dict elements) a pickle can make. ~30 per tensor in torch's pickles
+# the objects (and list/dict elements) a pickle can make. Bounds too, separately, the items
+# of the containers its calls return (as MAX_PICKLE_BYTES bounds the strings they return). ~30 per tensor in torch's pickles
 # (so ~160k tensors; memo slots: ~8 per tensor).
 MAX_PICKLE_OBJECTS = 5_000_000
 # Memo: the highest slot index, and the number of slots filled. Picklers number slots

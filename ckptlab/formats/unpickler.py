@@ -44,6 +44,7 @@ PersistentLoad = Callable[[Any], Any]
 _DICTS = (dict, OrderedDict, Counter)
 _CONTAINERS = (tuple, list, dict, set, frozenset, OrderedDict, Counter)
 _MEASURED = (tuple, list, set, frozenset, dict)  # isinstance: subclasses (torch.Size) too
+_TEXT = (str, bytes, bytearray)
 
 
 _U32 = struct.Struct("<I").unpack
@@ -79,6 +80,8 @@ class RestrictedUnpickler:
         # id -> (object, nesting depth, tuple expansion) for containers that hold containers;
         # the object is kept so its id cannot be reused by another during this load.
         self._shape: dict[int, tuple[Any, int, int]] = {}
+        self._made_items = 0  # items of containers returned by calls (see ``_made``)
+        self._made_bytes = 0  # characters/bytes of strings returned by calls
         self._dispatch = [None] * 256
         for code, name in _OPCODES.items():
             self._dispatch[code] = getattr(self, name)
@@ -188,9 +191,21 @@ class RestrictedUnpickler:
 
     def _made(self, obj: Any) -> Any:
         """A callable's result: account for it like the containers built by opcodes (a
-        ``tuple(...)`` or ``torch.Size`` is as much a hashable key as a TUPLE opcode's)."""
+        ``tuple(...)`` or ``torch.Size`` is as much a hashable key as a TUPLE opcode's), and
+        charge what it holds: ``list(x)`` called a thousand times on one big list would
+        otherwise multiply memory without a thousand times the opcodes."""
+        if isinstance(obj, _TEXT):
+            self._made_bytes += len(obj)
+            if self._made_bytes > limits.MAX_PICKLE_BYTES:
+                raise limits.exceeded("bytes of strings made by calls in the pickle", f"{self._made_bytes:,}",
+                                      "MAX_PICKLE_BYTES")
+            return obj
         if not isinstance(obj, _MEASURED):
             return obj
+        self._made_items += len(obj)
+        if self._made_items > limits.MAX_PICKLE_OBJECTS:
+            raise limits.exceeded("items of containers made by calls in the pickle", f"{self._made_items:,}",
+                                  "MAX_PICKLE_OBJECTS")
         if isinstance(obj, dict):
             return self._measure(obj, itertools.chain(obj.keys(), obj.values()))
         return self._measure(obj, obj)
@@ -297,7 +312,7 @@ class RestrictedUnpickler:
 
     def op_long(self) -> None:
         line = self._line().rstrip(b"L")
-        if len(line) > 2 * limits.MAX_INT_BYTES + 2:
+        if len(line) > 3 * limits.MAX_INT_BYTES:  # decimal digits of a MAX_INT_BYTES integer, and a sign
             raise limits.exceeded("a pickled integer", f"{len(line)} digits", "MAX_INT_BYTES")
         self.stack.append(int(line))
 

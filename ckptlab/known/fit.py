@@ -26,7 +26,10 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
     from ckptlab.suggest import prefix_suggestions
 
     sides = list(sides)
-    s_index, t_index = KeyIndex(state.source_shapes), KeyIndex(state.target_shapes)
+    if len(state.stats().fed) == len(state.target_shapes):
+        return [], state  # everything loads already (the recipe given does the job): nothing to offer
+    free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
+    s_index, t_index = KeyIndex(free), KeyIndex(state.target_shapes)
     out: list[Suggestion] = []
     base_fed = None
     for known in catalogue():

@@ -190,6 +190,12 @@ def _bombs(tmp: Path) -> dict[str, tuple[Path, str]]:
     dup_pkl = b"\x80\x02" + memo + b"](" + bytes(gets) + b"e."
     add("references_in_deflated_pickle",
         as_zip(tmp / "refs.pt", dup_pkl, compress=zipfile.ZIP_DEFLATED), "MAX_PICKLE_OBJECTS")
+    # calls that multiply what the pickle paid for: list(L) of one 1M-item list, 20 times;
+    # tuple() of a 50 MB string (400 MB of references)
+    big = b"](" + b"N" * 1_000_000 + b"eq\x00" + b"cbuiltins\nlist\nq\x01" + b"0h\x01h\x00\x85R" * 20 + b"."
+    add("copies_of_a_big_list", _pkl(tmp / "copies.pkl", b"\x80\x02" + big), "MAX_PICKLE_OBJECTS")
+    text = b"cbuiltins\ntuple\n\x8d" + struct.pack("<Q", 50 * 2**20) + b"x" * (50 * 2**20) + b"\x85R."
+    add("tuple_of_a_string", _pkl(tmp / "tuple_str.pkl", b"\x80\x04" + text), r"tuple\(\) of a str")
     # numpy: an object-dtype array of 10**10 items (numpy allocates before reading its data)
     np_obj = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
               b"(K\x01\x8a\x05\x00\xe4\x0bT\x02\x85cnumpy\ndtype\nX\x02\x00\x00\x00O8\x89\x88\x87R"

@@ -221,9 +221,12 @@ def test_output_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt"])
 def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
-    with pytest.raises(CheckpointError) as err:
-        ckptlab.open(tmp_path / text)
-    assert_one_line(err.value)
+    from ckptlab.sources import as_checkpoint
+
+    for attempt in (lambda: ckptlab.open(tmp_path / text), lambda: as_checkpoint(str(tmp_path / text))):
+        with pytest.raises(CheckpointError) as err:
+            attempt()
+        assert_one_line(err.value)
 
 
 # -- names of other files: never outside the checkpoint's folder -------------------------------

@@ -197,3 +197,40 @@ def test_sigterm_mid_write_removes_the_temporary_files(tmp_path, name):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert listing(folder) == before
+
+
+THREAD_SCRIPT = textwrap.dedent("""
+    import signal, sys, threading, time, torch
+    from pathlib import Path
+    from ckptlab.info import TensorInfo
+    from ckptlab.write import OutTensor, write_tensors
+    folder = Path(sys.argv[1])
+    def slow(i):
+        def produce():
+            if i == 3:
+                (folder.parent / "ready").touch()
+                time.sleep(60)
+            return torch.full((256,), float(i))
+        return produce
+    def work():
+        outs = [OutTensor(f"t{i}", TensorInfo((256,), torch.float32, 1024), slow(i)) for i in range(6)]
+        write_tensors(outs, folder / "m.safetensors", max_shard_size=2048)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # a server's own graceful stop (Streamlit's)
+    threading.Thread(target=work, daemon=True).start()     # the write runs in a session thread
+    while True:
+        time.sleep(0.05)
+""")
+
+
+def test_a_write_in_a_server_thread_leaves_nothing_when_the_server_stops_on_sigterm(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", THREAD_SCRIPT, str(folder)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "ready").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer never reached tensor 3"
+        time.sleep(0.05)
+    assert len(list(folder.iterdir())) == 4  # three shards and the index, all temporary
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert list(folder.iterdir()) == []
