@@ -137,6 +137,7 @@ def test_story3_finetune_projector_to_100_classes(page, tmp_path: Path) -> None:
     assert {r.target for r in backbone.by_status("missing")} == {"fc.weight", "fc.bias"}
     drive.toggle(page, "ft_freeze_loaded")
     page.get_by_text("New or trained as new: 2 tensors").wait_for()
+    page.locator("[data-testid='stCode']").filter(has_text="FREEZE_LOADED = True").first.wait_for()  # the rerun
     assert "FREEZE_LOADED = True" in _plan_code(page)
     drive.toggle(page, "ft_freeze_loaded")                               # untick: the next plan differs
 
