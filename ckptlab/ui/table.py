@@ -22,6 +22,7 @@ from ckptlab.ui.icons import STATUS_ORDER
 COLUMNS = ("target", "target_shape", "target_dtype", "source", "source_shape", "source_dtype", "status", "reason")
 MODULE_FILTER = "module_filter"
 STATUS_FILTER, SEARCH = "status_filter", "key_search"
+LAZY_ROWS = 2000         # above this, rows are fetched as the visitor scrolls
 HEIGHT = 470             # px: the table and the editors beside it fit one screen
 
 
@@ -104,6 +105,7 @@ def show(alignment: Any) -> None:
     st.caption(f"{len(shown):,} of {len(frame):,} rows")
     st.dataframe(
         shown, hide_index=True, key="alignment_table", height=HEIGHT,
+        lazy=len(shown) > LAZY_ROWS,         # big tables: only the rows on screen go to the browser
         column_config={
             "target": st.column_config.TextColumn("target key", width="medium"),
             "target_shape": st.column_config.TextColumn("shape", width="small"),

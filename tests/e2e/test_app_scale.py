@@ -89,7 +89,7 @@ def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser
         saved = drive.download(page, "download_merged", big)
         peak = rss_kb(pid, "VmHWM")
         assert saved.stat().st_size > 2**30 - 2**20
-        merged_on_server = next(Path(p) for p in _built_paths(page))  # the link's file, still on the server
+        merged_on_server = next(Path(p) for p in _built_paths(pid))   # the link's file, still on the server
         assert _sha256(saved) == _sha256(merged_on_server)
         merged = ckptlab.open(saved)
         assert sorted(merged.keys()) == sorted(ckptlab.open(target).keys())
@@ -109,12 +109,13 @@ def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser
             file.unlink()
 
 
-def _built_paths(page) -> list[str]:
-    """The server-side file behind the merged download (the session folder holds one)."""
+def _built_paths(pid: int) -> list[str]:
+    """The server-side file behind the merged download: in this server's folder (named by
+    its pid), the session folder holds one."""
     import glob
     import tempfile
 
-    return glob.glob(os.path.join(tempfile.gettempdir(), "ckptlab-server-*", "session-*", "merged", "merged.*"))
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"ckptlab-server-{pid}-*", "session-*", "merged", "merged.*"))
 
 
 def test_the_status_filter_shows_what_it_applies_after_every_input_switch(browser, server) -> None:
