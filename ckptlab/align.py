@@ -503,6 +503,8 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
     labels, marked, effective = Labels(), [], recipe
     for s in suggestions:
         take = s.applied or s.confidence in accept
+        if take and not s.applied and _claimed(effective) & _convert_sources(s.rule):
+            take = False  # another applied suggestion converts these keys already (its entries would match nothing)
         if take and not s.applied:
             if "container" not in s.rule:
                 before, converts = len(effective.rules), len(effective.convert)
@@ -519,6 +521,16 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
             effective = effective.with_container(s.rule["container"])
         marked.append(Suggestion(s.rule, s.confidence, s.reason, s.keys, bool(take)))
     return effective, labels, marked
+
+
+def _claimed(recipe: Recipe) -> set[str]:
+    """The source patterns the recipe's conversions already take."""
+    return {pattern for conversion in recipe.convert for pattern in conversion.sources}
+
+
+def _convert_sources(rule: Mapping[str, Any]) -> set[str]:
+    froms = [entry.get("from") for entry in rule.get("convert", ()) if isinstance(entry, Mapping)]
+    return {p for f in froms for p in ([f] if isinstance(f, str) else f or ())}
 
 
 def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion],

@@ -215,8 +215,13 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
     else:
         chosen = next((f for f in found if f.path == container), None)
         if chosen is None:
-            listed = ", ".join(repr(f.path) if f.path else "(top level)" for f in found[:12]) + (
-                ", ..." if len(found) > 12 else "")
+            from ckptlab.counts import split_optimizer  # counts imports this module
+
+            weights, states = split_optimizer([f.candidate() for f in found])  # Adam state: one entry
+            named = [repr(c.path) if c.path else "(top level)" for c in weights[:12]] + (
+                ["..."] if len(weights) > 12 else []) + [
+                f"{s.path!r} (optimizer state, {s.entries} per-parameter entries)" for s in states[:2]]
+            listed = ", ".join(named)
             raise ContainerError(f"no tensor mapping at {container!r}; candidates: {listed}", path)
     return Checkpoint(
         chosen.mapping, path=path, format=loaded.format, container=chosen.path,

@@ -40,3 +40,15 @@ def test_param_groups_refuses_a_report_made_for_another_model(tmp_path):
     with pytest.raises(CheckpointError, match="none of the 2 pretrained keys"):
         ckptlab.param_groups(torch.nn.Linear(3, 2), report)  # keys '0.weight', '0.bias' are not its names
     assert ckptlab.param_groups(torch.nn.Linear(3, 2), [])[0]["name"] == "new"  # nothing pretrained: fine
+
+
+def test_auto_all_into_a_deeper_nanogpt_applies_one_of_two_overlapping_transposes():
+    """GPT-2 (2 blocks) -> a 3-block nanoGPT, auto="all": the known conversion (medium here:
+    block 2 stays missing) and the structural transposes both suggest the same entries;
+    applying both made the second's entries match nothing and align raised ConvertError
+    ("convert 5: ... matches no source key") about a recipe the user never wrote."""
+    from tests.models import gpt
+
+    al = ckptlab.align(hf.gpt2(), gpt.nanogpt(n_layer=3), auto="all")
+    assert al.summary["converted"] == 8 and al.summary["mismatch"] == 0
+    assert sum(s.applied for s in al.suggestions if "convert" in s.rule) == 1
