@@ -50,8 +50,12 @@ MAX_TENSOR_DIMS = 64
 MAX_TENSOR_DIM_SIZE = 2**48
 # Elements a view may address per element of its storage. Views must fit their storage,
 # and overlapping (e.g. stride-0) views may not hold more elements than the storage itself,
-# so a 4-byte storage cannot be read back as 4 GB.
+# so a 4-byte storage cannot be read back as 4 GB...
 MAX_VIEW_EXPANSION = 1
+# ...except for small views: ``torch.save`` keeps an ``expand()``-ed tensor (a broadcast
+# ``position_ids`` buffer, a mask) as its small storage with stride 0, and such a view may hold
+# up to this many elements whatever its storage (4 MB of float32: no bomb).
+MAX_EXPANDED_VIEW_ELEMENTS = 2**20
 
 # -- archives -------------------------------------------------------------------------------
 # Bytes a compressed (deflated) zip member may inflate to; torch never compresses, only

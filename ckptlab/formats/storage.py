@@ -71,7 +71,8 @@ def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
     """A LazyTensor for ``storage[offset:]`` viewed with ``shape``/``stride``.
 
     The view must lie inside its storage and may hold at most ``MAX_VIEW_EXPANSION``
-    elements per storage element (a stride-0 view cannot turn 4 bytes into 4 GB)."""
+    elements per storage element (a stride-0 view cannot turn 4 bytes into 4 GB), or
+    ``MAX_EXPANDED_VIEW_ELEMENTS`` if more (an ``expand()``-ed tensor as torch saves it)."""
     where = storage.where or None
     shape, stride = checked_shape(shape, stride, where)
     if type(offset) is not int or offset < 0 or offset > limits.MAX_TENSOR_DIM_SIZE:
@@ -83,7 +84,7 @@ def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
             f"tensor view (shape {shape}, offset {offset}) reaches past its storage of {storage.numel} elements",
             where)
     numel = prod(shape)
-    if numel > limits.MAX_VIEW_EXPANSION * max(storage.numel, 1):
+    if numel > max(limits.MAX_VIEW_EXPANSION * storage.numel, limits.MAX_EXPANDED_VIEW_ELEMENTS):
         raise limits.exceeded(f"elements of a tensor view (shape {shape}, stride {stride}) of a storage of "
                               f"{storage.numel}", f"{numel:,}", "MAX_VIEW_EXPANSION", where)
     itemsize = dtype.itemsize

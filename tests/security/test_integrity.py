@@ -129,6 +129,24 @@ def test_legacy_negative_counts_and_views_past_their_storage_are_refused(tmp_pat
 
 
 # -- safetensors: ckptlab's own alias metadata is only a claim ---------------------------------
+def test_an_expanded_tensor_as_torch_saves_it_opens_but_a_large_overlapping_view_does_not(tmp_path):
+    # torch.save keeps expand()-ed tensors as their small storage with stride 0 (broadcast
+    # position_ids, masks): a real file, which must open and read back exactly
+    small = {"ids": torch.arange(6).expand(2, 6), "col": torch.randn(4, 1).expand(4, 5)}
+    torch.save(small, tmp_path / "expanded.pt")
+    ck = ckptlab.open(tmp_path / "expanded.pt")
+    for key, value in small.items():
+        assert torch.equal(ck.tensor(key), value)
+    # the same trick past MAX_EXPANDED_VIEW_ELEMENTS is a bomb, refused in one line
+    from ckptlab.formats import limits
+
+    side = int(limits.MAX_EXPANDED_VIEW_ELEMENTS ** 0.5) + 1
+    torch.save({"w": torch.zeros(1, 1).expand(side, side)}, tmp_path / "big.pt")
+    with pytest.raises(UnreadableFileError, match="MAX_VIEW_EXPANSION") as err:
+        ckptlab.open(tmp_path / "big.pt").tensor("w")
+    assert_one_line(err.value)
+
+
 def test_alias_metadata_is_trusted_only_for_identical_bytes(tmp_path):
     a, b = torch.arange(6.0), torch.arange(6.0) + 100
     path = tmp_path / "lie.safetensors"
