@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from typing import TYPE_CHECKING
 
 from ckptlab.errors import (  # cheap (no torch): the CLI needs them before anything else
     AdaptError,
@@ -35,6 +36,18 @@ from ckptlab.errors import (  # cheap (no torch): the CLI needs them before anyt
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``_LAZY`` imports on first use
+    from ckptlab.align import Alignment, align
+    from ckptlab.checkpoint import Checkpoint, OtherEntry, open
+    from ckptlab.diff import diff
+    from ckptlab.finetune import param_groups
+    from ckptlab.info import TensorInfo
+    from ckptlab.merge import remap
+    from ckptlab.recipe import AdaptSpec, Recipe, Rule
+    from ckptlab.report import Report
+    from ckptlab.stats import stats
+    from ckptlab.warmstart import CkptlabWarning, load_into
 
 # public name -> the module it lives in (imported on first use)
 _LAZY = {
