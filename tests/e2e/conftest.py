@@ -106,6 +106,9 @@ def page(browser, app_url: str, request):
     context.close()
 
 
+WAIT_MS = 30_000   # how long an assertion on the page waits for a rerun to paint (a busy CI machine)
+
+
 def wait_idle(page, timeout: float = 30_000) -> None:
     """Wait until the script run finished and nothing is still loading."""
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import expect
 
 import ckptlab
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ROOT, screenshot, wait_idle
+from tests.e2e.conftest import ROOT, WAIT_MS, screenshot, wait_idle
 
 SAMPLES = ROOT / "sample_ckpts"
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_first_open_shows_the_demo_with_the_loud_warning(page) -> None:
     pair = ckptlab.align(SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", auto="none")
     drive.wait_for_metrics(page, missing=pair.summary["missing"], renamed=0)
-    assert page.get_by_text("Nearly nothing would load").is_visible()
+    expect(page.get_by_text("Nearly nothing would load")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "01-first-open")
     page.locator(f".st-key-accept_{_fid({'add_prefix': 'attention_map.'})} button").click()
     wait_idle(page)
@@ -33,8 +34,8 @@ def test_upload_both_checkpoints_chooser_and_drop(page) -> None:
     drive.drop_file(page, "target_upload", SAMPLES / "convnet_rgba.pt")
     expected = ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt", auto="none").summary
     drive.wait_for_metrics(page, **expected)
-    assert page.get_by_test_id("stDataFrame").first.is_visible()
-    assert page.get_by_text(f"{sum(expected.values())} of {sum(expected.values())} rows").is_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text(f"{sum(expected.values())} of {sum(expected.values())} rows")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "03-uploaded-pair")
 
 
@@ -46,7 +47,7 @@ def test_rule_added_in_the_grid_changes_the_table(page) -> None:
     drive.wait_for_metrics(page, renamed=keys, missing=0, unused=0)
     screenshot(page, "04-rule-added")
     drive.add_rule(page, "drop", "[", row=1)       # an invalid rule: error beside the grid, table kept
-    assert page.get_by_text("rule 2 (drop): bad regex").is_visible()
+    expect(page.get_by_text("rule 2 (drop): bad regex")).to_be_visible(timeout=WAIT_MS)
     drive.wait_for_metrics(page, renamed=keys, missing=0)
     screenshot(page, "05-invalid-rule")
 
@@ -55,13 +56,13 @@ def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
     drive.pick_pair(page, "RGB -> RGBA")
     drive.wait_for_metrics(page, mismatch=1, adapted=0)
     drive.open_view(page, "Download")
-    assert page.get_by_text("Merged checkpoint refused").is_visible()
+    expect(page.get_by_text("Merged checkpoint refused")).to_be_visible(timeout=WAIT_MS)
     drive.choose_option(page, "fix_op_conv1.weight", "truncate", exact=True)
-    assert page.get_by_text("truncate cannot grow dim 1").is_visible()     # previewed, not applied
-    assert drive.key(page, "fix_apply_conv1.weight").locator("button").is_disabled()
+    expect(page.get_by_text("truncate cannot grow dim 1")).to_be_visible(timeout=WAIT_MS)     # previewed, not applied
+    expect(drive.key(page, "fix_apply_conv1.weight").locator("button")).to_be_disabled(timeout=WAIT_MS)
     drive.choose_option(page, "fix_op_conv1.weight", "pad", exact=True)
     drive.choose_option(page, "fix_fill_conv1.weight", "zeros", exact=True)
-    assert drive.key(page, "fix_apply_conv1.weight").locator("button").is_enabled()
+    expect(drive.key(page, "fix_apply_conv1.weight").locator("button")).to_be_enabled(timeout=WAIT_MS)
     drive.click(page, "fix_apply_conv1.weight")
     drive.wait_for_metrics(page, mismatch=0, adapted=1)
     screenshot(page, "06-shape-fixed")
@@ -90,7 +91,7 @@ def test_clicking_a_module_in_the_treemap_filters_the_table(page) -> None:
     drive.click_treemap_module(page, "conv1")
     page.get_by_text("Clicked: conv1").wait_for()
     drive.open_view(page, "Alignment")
-    assert page.get_by_text(f"{len(conv1)} of {total} rows").is_visible()
+    expect(page.get_by_text(f"{len(conv1)} of {total} rows")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "08-treemap-filter")
     drive.click(page, "clear_module")
-    assert page.get_by_text(f"{total} of {total} rows").is_visible()
+    expect(page.get_by_text(f"{total} of {total} rows")).to_be_visible(timeout=WAIT_MS)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import expect
 
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import screenshot, wait_idle
+from tests.e2e.conftest import WAIT_MS, screenshot, wait_idle
 from tests.gpt_models import gpt2, nanogpt
 
 pytestmark = pytest.mark.e2e
@@ -54,17 +55,17 @@ def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tm
     _type_cell(page, 1, "h.{i}.{m}.{p}.weight")
     _type_cell(page, 2, "h.{i}.{m}.{p}.weight")
     _type_cell(page, 3, "transpos")      # a typo: the error beside the line
-    assert page.get_by_text("unknown op 'transpos' (did you mean 'transpose'?").first.is_visible()
+    expect(page.get_by_text("unknown op 'transpos' (did you mean 'transpose'?").first).to_be_visible(timeout=WAIT_MS)
     drive.wait_for_metrics(page, mismatch=6, converted=0)    # the table keeps working without the line
     _type_cell(page, 3, "transpose")
     drive.wait_for_metrics(page, mismatch=0, converted=8)
-    assert page.get_by_text("convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> "
-                            "'h.0.attn.c_attn.weight' (48, 16)").is_visible()
+    expect(page.get_by_text("convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> "
+                            "'h.0.attn.c_attn.weight' (48, 16)")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "20-conversion-typed")
     drive.open_editor(page, "Recipe")
     drive.key(page, "invert_recipe").get_by_role("button", name="Invert recipe").click()
     wait_idle(page)
-    assert page.get_by_text("Inverse recipe").first.is_visible()
+    expect(page.get_by_text("Inverse recipe").first).to_be_visible(timeout=WAIT_MS)
     with page.expect_download() as download:
         drive.key(page, "download_inverse").locator("button").click()
     saved = tmp_path / download.value.suggested_filename

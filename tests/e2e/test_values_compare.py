@@ -3,11 +3,12 @@ and a click on one of its cells opens that tensor's histograms."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 import ckptlab
 from ckptlab.diff import layer_grid
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ROOT, screenshot, wait_idle
+from tests.e2e.conftest import ROOT, WAIT_MS, screenshot, wait_idle
 
 SAMPLES = ROOT / "sample_ckpts"
 pytestmark = pytest.mark.e2e
@@ -43,5 +44,5 @@ def test_compare_heatmap_is_drawn_and_a_cell_click_shows_its_histograms(page) ->
     histogram = page.locator(".st-key-compare_histogram .js-plotly-plot")
     histogram.wait_for(timeout=30_000)
     assert histogram.locator(".bars .point").count() > 0 or histogram.locator(".barlayer").count() > 0
-    assert page.get_by_text(f"B (target): {CLICKED}").is_visible()
+    expect(page.get_by_text(f"B (target): {CLICKED}")).to_be_visible(timeout=WAIT_MS)
     screenshot(page, "values-compare-heatmap-click")
