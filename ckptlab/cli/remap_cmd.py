@@ -10,8 +10,8 @@ import re
 import sys
 
 from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
-                                recipe_with_params, resolve_pair)
-from ckptlab.cli.output import print_json, warn
+                                naming_recipe, recipe_with_params, resolve_pair)
+from ckptlab.cli.output import print_json, say, warn
 from ckptlab.errors import CheckpointError, MergeError
 
 OUT_SUFFIXES = ".safetensors, .pt or .pth"
@@ -59,17 +59,19 @@ def run(args: argparse.Namespace) -> int:
     check_output(args)  # refuse before writing a checkpoint the report would then not describe
     shard = parse_size(args.max_shard_size)
     source, target = resolve_pair(args)
+    recipe = recipe_with_params(args)
     with _ProgressBar(disabled=args.no_progress) as bar:
         try:
-            report = remap(source, target, args.output, recipe=recipe_with_params(args), auto=args.auto,
-                           on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
-                           nest=args.nest, max_shard_size=shard, progress=bar.update)
+            with naming_recipe(args.recipe):
+                report = remap(source, target, args.output, recipe=recipe, auto=args.auto,
+                               on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
+                               nest=args.nest, max_shard_size=shard, progress=bar.update)
         except MergeError as exc:
             bar.close()
             faults = getattr(exc, "faults", [])
             if len(faults) > 5:  # the error line names the first five; list them all above it
                 for fault in faults:
-                    print(f"  {fault}", file=sys.stderr)
+                    say(f"  {fault}", file=sys.stderr)
             raise
     for message in report.warnings or ([report.warning] if report.warning else []):
         warn(message)
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_extras:
             kept = f"; extras kept except {len(report.extras_not_kept)} (see above)" if report.extras_not_kept \
                 else "; every extra entry kept"
-        print(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
+        say(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
     return 0
 
 
