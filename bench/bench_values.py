@@ -97,15 +97,19 @@ else:
 seconds = time.perf_counter() - t0
 u1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_above_mb": status("VmHWM") - rss0, "n": n}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_above_mb": status("VmHWM") - rss0, "n": n,
+                  "code": ckptlab.__file__}))
 """
 
 
 def child(mode: str, a: Path, b: Path | str = "-", code: Path = ROOT, **extra_env: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), **extra_env}
+    # run in ``code``: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a), str(b)], capture_output=True, text=True,
-                         check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+                         check=True, env=env, cwd=code)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(got["code"]).resolve().is_relative_to(Path(code).resolve()), (got["code"], code)
+    return got
 
 
 def evict(paths) -> None:
@@ -171,6 +175,7 @@ def main() -> None:
         jobs = {
             "stats .pt": (("stats", a), (a,)),
             "stats .pt 1 worker": (("stats", a), (a,), {"CKPTLAB_WORKERS": "1"}),
+            "stats .pt 2 workers": (("stats", a), (a,), {"CKPTLAB_WORKERS": "2"}),
             "stats .pt 1 worker x 2 torch threads": (("stats", a), (a,),
                                                        {"CKPTLAB_WORKERS": "1", "CKPTLAB_WORKER_THREADS": "2"}),
             "diff .pt vs copy": (("diff", a, b), (a, b)),
