@@ -12,7 +12,8 @@ fresh subprocess:
 3. ``ckptlab.diff`` of it against its byte copy (``cp``): the "is it the same?" case;
 4. ``ckptlab.diff`` against a copy whose every tensor changed by one ulp-ish step (the
    float path: max_abs, rel_l2, cosine over every value);
-5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors.
+5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors
+   (against its byte copy, and against the changed ``.pt``: the float path with shards on A's side).
 Reported: wall time of the call and its ratio to ``cat`` of the same bytes, the same for CPU
 seconds (user + system, every thread: what the neighbours' load does not inflate), and peak RSS
 (VmHWM, reset after ``import torch`` and ckptlab) as MB above that point.
@@ -183,6 +184,7 @@ def main() -> None:
             "stats 10 shards": (("stats", sa), tuple(shard_files(base / "shards"))),
             "diff 10 shards vs copy": (("diff", sa, sb),
                                        tuple(shard_files(base / "shards")) + tuple(shard_files(base / "shards_copy"))),
+            "diff 10 shards vs changed .pt": (("diff", sa, changed), tuple(shard_files(base / "shards")) + (changed,)),
         }
         only = set(args.only.split(",")) if args.only else None
         os.sync()
