@@ -22,6 +22,8 @@ from ckptlab.ui.samples import PAIRS, SamplePair
 SAMPLE, UPLOAD, PATH, MODEL = "Sample", "Upload", "Server path", "Model definition"
 UPLOAD_TYPES = ["pt", "pth", "bin", "ckpt", "safetensors", "tar", "pkl", "pickle"]
 _START_DIR = Path.cwd()      # the folder the app started in (an allowed root)
+AUTO_CHOICES = ("none", "high", "all")
+AUTO_DEFAULT = AUTO_CHOICES[0]
 
 
 @dataclass
@@ -46,7 +48,7 @@ def sidebar() -> tuple[SamplePair, Side, Side]:
     source = _side(bar, "source", pair)
     target = _side(bar, "target", pair)
     bar.divider()
-    bar.selectbox("Apply suggestions automatically", ["none", "high", "all"], key="auto",
+    bar.selectbox("Apply suggestions automatically", list(AUTO_CHOICES), key="auto",
                   help="'high' applies only sure fixes (a prefix explaining many keys); 'all' also applies "
                        "guesses. With 'none' you accept each suggestion yourself.")
     return pair, source, target
@@ -83,8 +85,7 @@ def _side(bar: Any, role: str, pair: SamplePair) -> Side:
 
 def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     """Open ``path`` with the container the visitor picked (if any) and show the choice."""
-    stat = Path(path).stat() if Path(path).exists() else None
-    base = ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    base = file_identity(path)
     choice_key = f"{side.role}_container_{abs(hash(base))}"
     container = st.session_state.get(choice_key)
     ck = state.guarded(slot, lambda: state.shared(base + (container,), lambda: ckptlab.open(path, container)),
@@ -96,6 +97,13 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     _container_picker(slot, ck, choice_key)
     slot.text(describe(ck))
     return side
+
+
+def file_identity(path: str) -> tuple:
+    """A file as content for the caches: path, modification time, size (a changed file is
+    opened again)."""
+    stat = Path(path).stat() if Path(path).exists() else None
+    return ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
 
 
 def natural_key(name: str | None) -> tuple:
