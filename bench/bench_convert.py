@@ -1,13 +1,14 @@
 """Conversions at scale: a transposing remap beside ``cp``, and align on degenerate pairs.
 
-    python bench/bench_convert.py [--gb 1.0] [--dir DIR] [--keys 20000] [--repeats 3] [--skip-remap]
+    python bench/bench_convert.py [--gb 1.0] [--dir DIR] [--keys 20000] [--repeats 3] [--skip-remap] [--old-write]
 
 1. Remap: a GPT-2-style float32 checkpoint of about ``--gb`` GB (HF layout: every
    ``Conv1D`` weight stored (in, out)) is written as ``.safetensors`` through the
    transpose recipe (``ckptlab/known/gpt2_to_nanogpt.yaml``: every attention and MLP weight
    transposed, the rest copied) in a child process whose peak RSS is read from
    ``wait4``; ``cp`` of the same file runs in the same run, interleaved, and the ratio of
-   the best times is printed.
+   the best times is printed. ``--old-write`` adds a third job in the same rounds: the same
+   remap with every tensor written in one ``pwrite`` (the writer before ``WRITE_PIECE``).
 2. Align: two ``--keys``-key checkpoints with every tensor of the same shape under other
    names (nothing but the names to go on), and two with zero-size tensors under the same
    names (in memory they all sit at data_ptr 0: once taken for one tied group of 20,000).
@@ -86,6 +87,9 @@ import ckptlab, ckptlab.merge, ckptlab.align  # imported before the clock starts
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.known import get
 src, out = sys.argv[1], sys.argv[2]
+if sys.argv[3:] == ["old-write"]:  # the writer as it was: one pwrite per tensor
+    import ckptlab.writers.sink
+    ckptlab.writers.sink.WRITE_PIECE = 1 << 62
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 source = ckptlab.open(src)
@@ -114,7 +118,7 @@ def measure(argv: list[str]) -> dict:
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024, **extra}
 
 
-def bench_remap(gb: float, where: str | None, repeats: int) -> None:
+def bench_remap(gb: float, where: str | None, repeats: int, old_write: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="ckptlab-bench-convert-", dir=where))
     try:
         src = work / "gpt2.safetensors"
@@ -125,6 +129,8 @@ def bench_remap(gb: float, where: str | None, repeats: int) -> None:
               f"(4 Conv1D weights each to transpose)")
         jobs = {"cp": ["cp", "--reflink=never", str(src), str(work / "copy.safetensors")],
                 "remap": [sys.executable, "-c", REMAP_TRANSPOSED, str(src), str(work / "out.safetensors")]}
+        if old_write:
+            jobs["old-write"] = jobs["remap"] + ["old-write"]
         runs: dict[str, list[dict]] = {name: [] for name in jobs}
         for _ in range(repeats):  # interleaved: a slow spell of the shared machine hits both
             for name, argv in jobs.items():
@@ -134,8 +140,9 @@ def bench_remap(gb: float, where: str | None, repeats: int) -> None:
                     p.unlink()
                 for p in work.glob("out.*"):
                     p.unlink()
-        print("every round (wall s / cpu s): " + "; ".join(
-            f"{n} " + " ".join(f"{r['wall']:.2f}/{r['cpu']:.2f}" for r in rs) for n, rs in runs.items()))
+        print("every round (wall s / cpu s [/ s after imports]): " + "; ".join(
+            f"{n} " + " ".join(f"{r['wall']:.2f}/{r['cpu']:.2f}" + (f"/{r['seconds']:.2f}" if "seconds" in r else "")
+                               for r in rs) for n, rs in runs.items()))
         cp = min(runs["cp"], key=lambda r: r["wall"])
         remap = min(runs["remap"], key=lambda r: r["wall"])
         # the remap child's own clock starts after its imports; its wall from outside includes them
@@ -143,6 +150,11 @@ def bench_remap(gb: float, where: str | None, repeats: int) -> None:
               f"({remap['converted']} tensors) {remap['seconds']:.2f} s wall after imports = "
               f"{remap['seconds'] / cp['wall']:.2f}x cp (target <= 2); whole process {remap['cpu']:.2f} s CPU; "
               f"peak RSS {remap['peak_rss_mb']:.0f} MB (target <= 512; {remap['rss_start_mb']:.0f} MB after imports)")
+        if old_write:
+            old = min(runs["old-write"], key=lambda r: r["wall"])
+            print(f"the same remap written one pwrite per tensor (the old writer): {old['seconds']:.2f} s = "
+                  f"{old['seconds'] / cp['wall']:.2f}x cp; {old['seconds'] / remap['seconds']:.2f}x the new writer; "
+                  f"peak RSS {old['peak_rss_mb']:.0f} MB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -154,11 +166,12 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of cp and remap; best kept")
     parser.add_argument("--skip-remap", action="store_true")
+    parser.add_argument("--old-write", action="store_true", help="also time the old one-pwrite-per-tensor writer")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     bench_align(args.keys)
     if not args.skip_remap:
-        bench_remap(args.gb, args.dir, args.repeats)
+        bench_remap(args.gb, args.dir, args.repeats, args.old_write)
 
 
 if __name__ == "__main__":

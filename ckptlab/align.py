@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ckptlab.checkpoint import Checkpoint
-from ckptlab.convert import Group, Matches, find_groups
+from ckptlab.convert import Group, Matches, find_groups, unbind_clash
 from ckptlab.errors import AdaptError, RecipeError
 from ckptlab.info import dtype_name
 from ckptlab.recipe import AdaptSpec, Recipe, quote
@@ -239,6 +239,9 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
         if source_shapes is None:
             raise RecipeError("convert: matching conversions needs the source's shapes")
         conversions = find_groups(recipe.convert, source_shapes)
+        clash = unbind_clash(conversions.groups, target.keys())
+        if clash:
+            raise RecipeError(clash)
     claimed = conversions.claimed
     renamed = recipe.rename([k for k in source_keys if k not in claimed] if claimed else source_keys, labels.rules)
     candidates: dict[str, list[tuple[str, str]]] = {}

@@ -219,7 +219,26 @@ def fill(pattern, values):
 
 
 def index_order(value):
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+    return (0, int(value), value) if value.isascii() and value.isdigit() else (1, 0, value)
+
+
+def check_unbind(number, pattern, name, made, target):
+    """Stop when the target numbers this family otherwise: a stacked tensor does not keep its
+    indices, and an unbind names its slices 0..n-1 (experts 0, 2, 5 would come back as 0, 1, 2)."""
+    regex = key_regex(pattern)
+    shared = {n: v for n, v in regex.fullmatch(made[0]).groupdict().items() if n != name}
+    made_values = [regex.fullmatch(t).group(name) for t in made]
+    have = []
+    for key in target:
+        m = regex.fullmatch(key)
+        if m and all(m.group(n) == v for n, v in shared.items()):
+            have.append(m.group(name))
+    if set(made_values) - set(have) and set(have) - set(made_values):
+        family = fill(pattern, {**shared, name: "{" + name + "}"})
+        have = ", ".join(sorted(have, key=index_order))
+        raise SystemExit(f"convert {number}: unbind names its slices {family!r} for {{{name}}} = "
+                         f"0..{len(made) - 1}, the target has {{{name}}} = {have} "
+                         "(a stacked tensor does not keep its indices)")
 
 
 def rope(t, heads, forward):
@@ -264,12 +283,13 @@ def run_ops(ops, tensors, parts):
     return [t.contiguous() if t.numel() != 1 else t.clone(memory_format=torch.contiguous_format) for t in tensors]
 
 
-def convert(source):
+def convert(source, target=None):
     """{target key: value} computed by CONVERT, and the source keys it used.
 
     Entries in order; a key taken by an earlier entry is not offered to a later one. A
     placeholder of `from` absent from `to` stacks every match in numeric order; one of
-    `to` absent from `from` names the outputs of an unbind, one per index.
+    `to` absent from `from` names the outputs of an unbind, one per index (checked against
+    the target's keys when there is a target).
     """
     claimed, outputs = set(), {}
     for number, (froms, tos, ops) in enumerate(CONVERT, start=1):
@@ -299,6 +319,8 @@ def convert(source):
             results = run_ops(ops, [source[k] for k in keys], None if unbound else len(tos))
             if unbound:
                 targets = [fill(tos[0], {**values, unbound[0]: str(i)}) for i in range(len(results))]
+                if target is not None and targets:
+                    check_unbind(number, tos[0], unbound[0], targets, target)
             else:
                 targets = [fill(t, values) for t in tos]
             for tkey, value in zip(targets, results):
@@ -321,7 +343,7 @@ def remap(source, target=None):
 
     Without a target, every renamed source key is kept (no key is filled from a target).
     """
-    converted, claimed = convert(source) if CONVERT else ({}, set())
+    converted, claimed = convert(source, target) if CONVERT else ({}, set())
     renamed = {key: rename(key) for key in source if key not in claimed}
     if target is not None:
         keys = list(target)

@@ -8,7 +8,9 @@ Everything here is pure: ops are tensor functions, each with a shape function (s
 the app preview results without reading bytes) and an inverse (so ``Recipe.inverted`` can
 undo a recipe bit for bit). Patterns use ``{name}`` placeholders (one or more characters, no
 dot); a placeholder of ``from`` absent from ``to`` stacks every match in numeric order, and
-one of ``to`` absent from ``from`` takes the outputs of an ``unbind``, one per index.
+one of ``to`` absent from ``from`` takes the outputs of an ``unbind``, one per index ``0..n-1``
+(a stacked tensor does not keep its indices: ``unbind_clash`` refuses an unbind onto a target
+that numbers that family otherwise).
 
 Ops work on the list of tensors of one group: ``cat``/``stack`` take many and give one,
 ``chunk``/``split``/``unbind`` take one and give many, the others act on each tensor.
@@ -720,6 +722,24 @@ class Group:
     def run(self, tensors: list) -> list:
         return run(self.ops, tensors, self.conversion.chunk_parts)
 
+    def stacked_values(self) -> tuple[str, ...]:
+        """The values the stacking placeholder took, in stacking order (empty: no stack)."""
+        name = self.conversion.stacked
+        if name is None:
+            return ()
+        pat = self.conversion.from_patterns[0]
+        return tuple(pat.match(s)[name] for s in self.sources)
+
+    def family(self, side: str) -> str:
+        """The ``from`` (or ``to``) pattern of this group: shared placeholders filled, the one
+        of that side only left as ``{name}`` (``'l.0.experts.{e}.w1'``)."""
+        conv = self.conversion
+        pat = conv.from_patterns[0] if side == "from" else conv.to_patterns[0]
+        key = self.sources[0] if side == "from" else self.targets[0]
+        values = pat.match(key) or {}
+        own = conv.stacked if side == "from" else conv.unbound
+        return pat.fill({**values, **({own: "{" + own + "}"} if own else {})})
+
     def describe(self, target: str | None = None) -> str:
         """``convert 1: transpose of 'h.0.attn.c_attn.weight'`` (and which part, for 1 -> N)."""
         srcs = ", ".join(f"'{s}'" for s in self.sources)
@@ -738,7 +758,49 @@ class Matches:
 
 
 def _order(value: str) -> tuple:
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+    """Numbers in numeric order (``10`` after ``9``), then any other text in string order."""
+    return (0, int(value), value) if value.isascii() and value.isdigit() else (1, 0, value)
+
+
+def is_count(values: Sequence[str]) -> bool:
+    """``values`` are ``0, 1, ..., n-1`` as an unbind names its outputs."""
+    return list(values) == [str(i) for i in range(len(values))]
+
+
+def show_values(values: Sequence[str], limit: int = 6) -> str:
+    """``0, 2, 5`` (the first few, then how many more)."""
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+def unbind_clash(groups: Iterable[Group], target_keys: Iterable[str]) -> str | None:
+    """Why an unbind would feed the wrong target keys, or None.
+
+    A stacked tensor does not keep the indices its slices had; an unbind names them
+    ``0..n-1``. When the target holds keys of that family under other indices (experts
+    0, 2, 5 stacked, then unbound as 0, 1, 2), some outputs land on no target key while
+    some target keys go unfed: writing them would put slices under the wrong names.
+    """
+    unbinding = [g for g in groups if g.conversion.unbound and g.targets]
+    if not unbinding:
+        return None
+    keys = list(target_keys)
+    for g in unbinding:
+        conv, name = g.conversion, g.conversion.unbound
+        pat = conv.to_patterns[0]
+        shared = {n: v for n, v in (pat.match(g.targets[0]) or {}).items() if n != name}
+        made = [pat.match(t)[name] for t in g.targets]
+        have = []
+        for key in keys:
+            values = pat.match(key)
+            if values is not None and all(values[n] == v for n, v in shared.items()):
+                have.append(values[name])
+        if set(made) - set(have) and set(have) - set(made):
+            have.sort(key=_order)
+            return (f"convert {g.index}: unbind of {', '.join(repr(s) for s in g.sources)} names its slices "
+                    f"{g.family('to')!r} for {{{name}}} = 0..{len(made) - 1}, the target has "
+                    f"{{{name}}} = {show_values(have)} (a stacked tensor does not keep its indices)")
+    return None
 
 
 def find_groups(conversions: Sequence[Conversion], source_shapes: Mapping[str, Shape],

@@ -6,7 +6,10 @@ Renames are reversed in reverse order (``add_prefix`` <-> ``strip_prefix``, a li
 each conversion runs from its targets to its sources through the inverse ops in reverse
 order. What loses information (``drop``, ``keep``, a ``truncate``/``resize``/``sum``/``reinit``
 adapter, ``narrow``, a ``dtype`` cast, a regex ``replace``) cannot be undone: it is named in a
-one-line ``RecipeError``, or left out with ``partial=True``.
+one-line ``RecipeError``, or left out with ``partial=True``. So is a ``stack`` whose matches are
+not numbered ``0..n-1`` in the given shapes (experts 0, 2, 5): the stacked tensor does not keep
+the indices, and the ``unbind`` that undoes it names its slices ``0..n-1`` (without shapes,
+align refuses such an unbind when the target numbers that family otherwise).
 
 The source ``container`` is not carried over: the merged file holds its tensors at the top
 level. Two assumptions the recipe text cannot check: a ``strip_prefix`` is undone by adding the
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ckptlab.convert import ConvertError, find_groups
+from ckptlab.convert import ConvertError, find_groups, is_count, show_values
 from ckptlab.errors import RecipeError
 
 if TYPE_CHECKING:
@@ -48,6 +51,14 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
     convert = []
     source_shapes = _shapes(shapes)
     for i, conv in enumerate(recipe.convert, start=1):
+        gap = _stack_gap(conv, source_shapes) if source_shapes is not None and conv.stacked else None
+        if gap is not None:
+            values, family = gap
+            shown = f"stack of {{{conv.stacked}}} = {show_values(values)}"
+            lost.append(f"convert {i} ({shown} in {family!r}: an unbind names its {len(values)} slices "
+                        f"0..{len(values) - 1})")
+            short.append(f"convert {i} ({shown})")
+            continue
         try:
             group_shapes = _group_shapes(conv, source_shapes) if source_shapes is not None else None
             back = conv.inverted(group_shapes)
@@ -156,3 +167,15 @@ def _group_shapes(conv: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[i
     """The source shapes of the conversion's first group (every group is assumed alike)."""
     groups = find_groups([conv], shapes, strict=False).groups
     return list(groups[0].source_shapes) if groups else None
+
+
+def _stack_gap(conv: Any, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple[str, ...], str] | None:
+    """The stacked values and family of the first group not numbered ``0..n-1``, or None.
+
+    A stacked tensor does not keep which index each slice had, and the unbind that undoes the
+    stack names its slices ``0..n-1``: experts 0, 2, 5 would come back as 0, 1, 2."""
+    for group in find_groups([conv], shapes, strict=False).groups:
+        values = group.stacked_values()
+        if not is_count(values):
+            return values, group.family("from")
+    return None

@@ -139,3 +139,22 @@ def test_script_casts_by_the_recipe_dtype_without_conversions(tmp_path):
     namespace = runpy.run_path(str(script))  # defines, does not run main()
     assert "def run_ops" not in script.read_text()
     _same(namespace["remap"](src, tgt), torch.load(tmp_path / "expected.pt", weights_only=True))
+
+
+def test_script_refuses_to_unbind_a_stack_onto_other_expert_numbers(tmp_path):
+    """Experts 0, 2, 5 stacked; the inverse's unbind names its slices 0, 1, 2: the script stops
+    as ckptlab does (``align.unbind_clash``) instead of writing expert 5 as expert 2."""
+    from ckptlab.recipe import Recipe
+
+    src = {f"l.0.experts.{e}.w1": torch.full((2, 3), float(e)) for e in (0, 2, 5)}
+    forward = {"convert": [{"from": "l.{i}.experts.{e}.w1", "to": "l.{i}.experts.w1", "ops": [{"stack": 0}]}]}
+    torch.save(src, tmp_path / "orig.pt")
+    torch.save({"l.0.experts.w1": torch.stack(list(src.values()))}, tmp_path / "stacked.pt")
+    script = tmp_path / "back.py"
+    script.write_text(snippet(Recipe.from_dict(forward).inverted()))
+    proc = _run(script, "--source", str(tmp_path / "stacked.pt"), "--target", str(tmp_path / "orig.pt"),
+                "--out", str(tmp_path / "back.pt"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("convert 1: unbind names its slices 'l.0.experts.{e}.w1' for {e} = 0..2, "
+                                   "the target has {e} = 0, 2, 5 (a stacked tensor does not keep its indices)")
+    assert not (tmp_path / "back.pt").exists()

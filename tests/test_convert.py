@@ -320,3 +320,10 @@ def test_convert_and_dtype_round_trip_exactly_through_yaml_and_json(tmp_path):
     assert recipe.merged({"dtype": None}).dtype is None
     with pytest.raises(RecipeError, match=r"^convert 8, op 1: unknown op 'transposed'"):
         recipe.with_convert({"from": "u", "to": "v", "ops": ["transposed"]})
+
+
+def test_a_stacking_index_that_is_a_digit_but_no_number_sorts_after_the_numbers():
+    # '²'.isdigit() is True but int('²') raises: a key from a file must not crash the ordering
+    conv = Conversion.from_dict({"from": "e.{e}.w", "to": "e.w", "ops": [{"stack": 0}]})
+    g = find_groups([conv], {"e.\u00b2.w": (2,), "e.10.w": (2,), "e.9.w": (2,)}).groups[0]
+    assert g.sources == ("e.9.w", "e.10.w", "e.\u00b2.w")

@@ -187,3 +187,66 @@ def test_cli_invert_writes_the_inverse_and_names_what_it_cannot_undo(tmp_path):
     assert data["recipe"] == Recipe.load(tmp_path / "inv.yaml").to_dict() == {
         "rules": [{"strip_prefix": "net."}], "convert": [{"from": "h.{i}.w", "to": "h.{i}.w", "ops": ["transpose"]}]}
     assert "left out" in run.stderr
+
+
+# -- stacking: the stacked tensor does not keep which index each slice had ------------------------
+STACK = {"convert": [{"from": "l.{i}.experts.{e}.w1.weight", "to": "l.{i}.experts.w1", "ops": [{"stack": 0}]}]}
+
+
+def _experts(indices, layers=1):
+    """Each expert's tensor holds its own index (so a slice written under another name shows)."""
+    return {f"l.{i}.experts.{e}.w1.weight": torch.full((2, 3), float(100 * i + int(e)))
+            for i in range(layers) for e in indices}
+
+
+def _forward(src, folder):
+    recipe = Recipe.from_dict(STACK)
+    target = _target_of(src, recipe)
+    ckptlab.remap(src, target, folder / "fwd.safetensors", recipe=recipe, auto="none")
+    return recipe, ckptlab.open(folder / "fwd.safetensors")
+
+
+def test_twelve_experts_stack_in_numeric_order_and_come_back_bit_for_bit(tmp_path):
+    # the source lists them in string order (0, 1, 10, 11, 2, ...): the stack takes 10 after 9
+    src = dict(sorted(_experts(range(12), layers=2).items()))
+    recipe, fwd = _forward(src, tmp_path)
+    stacked = fwd.tensor("l.1.experts.w1")
+    assert stacked[:, 0, 0].tolist() == [100.0 + e for e in range(12)]
+    inverse = recipe.inverted(shapes={k: v.shape for k, v in src.items()})
+    back = ckptlab.remap(tmp_path / "fwd.safetensors", src, tmp_path / "back.pt", recipe=inverse, auto="none")
+    assert not back.missing and not back.unused
+    got = ckptlab.open(tmp_path / "back.pt")
+    assert sorted(got.keys()) == sorted(src)
+    for key, value in src.items():
+        assert torch.equal(got.tensor(key), value), key
+
+
+@pytest.mark.parametrize("indices", [(0, 2, 5), (1, 2, 3), ("00", "01")])
+def test_experts_not_numbered_0_to_n_minus_1_are_refused_by_invert_with_the_source_shapes(tmp_path, indices):
+    src = _experts(indices)
+    recipe, _ = _forward(src, tmp_path)
+    with pytest.raises(RecipeError) as info:
+        recipe.inverted(shapes={k: v.shape for k, v in src.items()})
+    shown = ", ".join(str(e) for e in indices)
+    assert str(info.value) == (f"recipe cannot be inverted: convert 1 (stack of {{e}} = {shown}) cannot be undone "
+                               "(partial=True leaves them out)")
+    partial = recipe.inverted(partial=True, shapes={k: v.shape for k, v in src.items()})
+    assert partial.convert == []
+    assert partial.skipped == [f"convert 1 (stack of {{e}} = {shown} in 'l.0.experts.{{e}}.w1.weight': an unbind "
+                               f"names its {len(indices)} slices 0..{len(indices) - 1})"]
+
+
+def test_an_inverse_made_without_shapes_refuses_to_unbind_onto_other_expert_numbers(tmp_path):
+    src = _experts((0, 2, 5))
+    recipe, _ = _forward(src, tmp_path)
+    inverse = recipe.inverted()  # the recipe text alone cannot know the indices
+    with pytest.raises(RecipeError) as info:
+        ckptlab.remap(tmp_path / "fwd.safetensors", src, tmp_path / "back.pt", recipe=inverse, auto="none")
+    assert str(info.value) == ("convert 1: unbind of 'l.0.experts.w1' names its slices "
+                               "'l.0.experts.{e}.w1.weight' for {e} = 0..2, the target has {e} = 0, 2, 5 "
+                               "(a stacked tensor does not keep its indices)")
+    assert not (tmp_path / "back.pt").exists()
+    # a target holding every slice's name, and more, is fed in order as before (a partial feed)
+    wider = _experts(range(4))
+    rows = {r.target: r for r in ckptlab.align(tmp_path / "fwd.safetensors", wider, recipe=inverse, auto="none").rows}
+    assert [rows[f"l.0.experts.{e}.w1.weight"].status for e in range(4)] == ["converted"] * 3 + ["missing"]

@@ -81,7 +81,7 @@ def folded_rows(rows: "list[Row]") -> "list[tuple[str, str, Row, int]]":
 def print_table(alignment: "Alignment") -> None:
     from rich.table import Table
     from ckptlab.align import STATUSES, shape_text
-    from rich.text import Text
+    from ckptlab.cli.output import text
 
     table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)
     for name in ("target", "shape", "source", "shape", "status", "reason"):
@@ -92,18 +92,18 @@ def print_table(alignment: "Alignment") -> None:
     for i, (module, rows) in enumerate(modules.items()):
         if i:
             table.add_section()
-        table.add_row(Text(module, style="bold"), "", "", "", "", "")
+        table.add_row(text(module, style="bold"), "", "", "", "", "")
         for target, source, row, count in folded_rows(rows):
             status = row.status + (f" x{count}" if count > 1 else "")
             source = "=" if source == target and row.status == "exact" else source
-            table.add_row(Text(target), shape_text(row.target_shape), Text(source), shape_text(row.source_shape),
-                          Text(status, style=STATUS_STYLE[row.status]), Text(row.reason))
+            table.add_row(text(target), shape_text(row.target_shape), text(source), shape_text(row.source_shape),
+                          text(status, style=STATUS_STYLE[row.status]), text(row.reason))
     summary = alignment.summary
-    counts = Text("summary: ")
+    counts = text("summary: ")
     for i, s in enumerate(STATUSES):
         counts.append(("" if not i else ", "))
         counts.append(f"{s} {summary[s]}", style=STATUS_STYLE[s])
     counts.append(f"; {len(alignment.fed)} of {len(alignment.target)} target keys fed")
-    lines = [counts] + [Text(f"{'applied' if s.applied else 'suggested'} ({s.confidence}): {s.describe()}: {s.reason}")
+    lines = [counts] + [text(f"{'applied' if s.applied else 'suggested'} ({s.confidence}): {s.describe()}: {s.reason}")
                         for s in alignment.suggestions]
     output.print_table(table, *lines)

@@ -68,7 +68,7 @@ def folded_lines(pairs: list[Any], fold: bool = True) -> list[tuple[str, list[An
 
 def _print_table(result: Any, fold: bool) -> None:
     from rich.table import Table
-    from rich.text import Text
+    from ckptlab.cli.output import text
 
     from ckptlab.cli.folding import value_range
     from ckptlab.cli.output import print_table
@@ -81,12 +81,12 @@ def _print_table(result: Any, fold: bool) -> None:
     lines = folded_lines(result.pairs, fold)
     for pattern, members in lines:
         first = members[0]
-        mark = {True: Text("equal", style="green"), False: Text("changed", style="bold yellow"),
-                None: Text("not compared", style="red")}[first.equal]
+        mark = {True: text("equal", style="green"), False: text("changed", style="bold yellow"),
+                None: text("not compared", style="red")}[first.equal]
         if first.dequantized:
             mark.append(f" (dequantised {first.dequantized})")
         sources = [s for m in members for s in (m.sources or ((m.source,) if m.source else ()))]
-        table.add_row(mark, Text(pattern), Text(fold_pattern(sources) if sources else "-"), first.status,
+        table.add_row(mark, text(pattern), text(fold_pattern(sources) if sources else "-"), first.status,
                       f"x{len(members)}" if len(members) > 1 else "",
                       value_range([m.max_abs for m in members]), value_range([m.rel_l2 for m in members]),
                       value_range([m.cosine for m in members], ".6f"))
@@ -107,7 +107,7 @@ def _print_table(result: Any, fold: bool) -> None:
             footer.append(f"{label} ({len(keys)}): " + ", ".join(f.pattern for f in _folded(keys)[:12])
                           + (" ..." if len(_folded(keys)) > 12 else ""))
     footer.append("rel_l2 = ||a-b|| / ||b||, in float64; equal = bit for bit")
-    print_table(table, *(Text(line) for line in footer))
+    print_table(table, *(text(line) for line in footer))
 
 
 def _folded(keys: list[str]):

@@ -90,7 +90,7 @@ def folded_keys(ck: "Checkpoint") -> list[tuple[str, str, int, int]]:
 
 def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
     from rich.table import Table
-    from rich.text import Text
+    from ckptlab.cli.output import text
 
     where = repr(ck.container) if ck.container else "top level"
     table = Table(title=f"{ck.name} ({ck.format}, tensors at {where})", title_justify="left")
@@ -99,7 +99,7 @@ def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
     lines = folded_keys(ck) if fold else [(k, k, 1, ck.info(k).nbytes) for k in ck.keys()]
     for pattern, first, count, nbytes in lines:
         info = ck.info(first)
-        table.add_row(Text(pattern), str(tuple(info.shape)), info.dtype_name, f"x{count}" if count > 1 else "",
+        table.add_row(text(pattern), str(tuple(info.shape)), info.dtype_name, f"x{count}" if count > 1 else "",
                       human_bytes(nbytes))
     from ckptlab.counts import counts, split_optimizer
 
@@ -122,4 +122,4 @@ def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
         footer.append(f"tied: {' = '.join(group)} (one tensor under {len(group)} names; the totals count each name)")
     if ck.placeholders:
         footer.append("classes stood in for (never imported): " + ", ".join(ck.placeholders))
-    print_table(table, *(Text(line) for line in footer))
+    print_table(table, *(text(line) for line in footer))

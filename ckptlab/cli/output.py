@@ -1,19 +1,74 @@
-"""Shared output helpers for the subcommands: JSON on stdout, warnings on stderr."""
+"""Shared output helpers for the subcommands: JSON on stdout, warnings on stderr.
+
+Key names come from untrusted files, so nothing printed here passes a control character to
+the terminal: text is shown with every non-printable character escaped (``\\x1b[2J``,
+``\\r``: ``errors.printable``), and JSON escapes them as ``\\u001b`` (the same string once
+decoded).
+"""
 from __future__ import annotations
 
 import json
 import sys
 from typing import Any
 
+from ckptlab.errors import printable
+
 
 def print_json(obj: Any) -> None:
-    """Print exactly one JSON object on stdout."""
-    json.dump(obj, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """Print exactly one JSON object on stdout. ``json`` escapes C0 controls only; every other
+    non-printable character (C1 controls such as the one-byte CSI, U+2028, a right-to-left
+    override, a lone surrogate from an undecodable name) is written as its ``\\u`` escape too."""
+    text = json.dumps(obj, ensure_ascii=False)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _json_escape(c) for c in text)
+    sys.stdout.write(text + "\n")
+
+
+def _json_escape(c: str) -> str:
+    n = ord(c)
+    if n > 0xFFFF:  # outside the BMP: a surrogate pair, as JSON spells it
+        n -= 0x10000
+        return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+    return f"\\u{n:04x}"
+
+
+def say(message: str, file: Any = None) -> None:
+    """Print one line of plain output (names from files escaped)."""
+    print(printable(message), file=file or sys.stdout)
 
 
 def warn(message: str) -> None:
-    print(f"ckptlab: warning: {message}", file=sys.stderr)
+    print(f"ckptlab: warning: {printable(message)}", file=sys.stderr)
+
+
+def text(value: Any, style: str = "") -> Any:
+    """A rich ``Text`` of ``value`` with non-printable characters escaped (rich itself drops a
+    carriage return or a backspace silently, and passes ESC through)."""
+    from rich.text import Text
+
+    return Text(printable(str(value)), style=style)
+
+
+def safe(cell: Any) -> Any:
+    """A table cell, title or footer line made terminal-safe: a ``str`` becomes plain ``Text``
+    (never rich markup, so ``[red]`` in a key stays text), a ``Text`` keeps its styles with
+    its control characters escaped."""
+    from rich.text import Text
+
+    if isinstance(cell, str):
+        return Text(printable(cell))
+    if not isinstance(cell, Text) or cell.plain.isprintable():
+        return cell
+    plain = cell.plain
+    pieces = [c if c.isprintable() else printable(c) for c in plain]
+    at = [0]
+    for piece in pieces:
+        at.append(at[-1] + len(piece))
+    out = Text("".join(pieces), style=cell.style, justify=cell.justify, overflow=cell.overflow,
+               no_wrap=cell.no_wrap, end=cell.end)
+    for span in cell.spans:
+        out.stylize(span.style, at[min(span.start, len(plain))], at[min(span.end, len(plain))])
+    return out
 
 
 def human_bytes(n: int) -> str:
@@ -43,6 +98,11 @@ def print_table(table: Any, *footer: Any, console: Any = None) -> None:
     """
     console = console or _console()
     title, table.title = table.title, None
+    title = printable(str(title)) if title else title
+    for column in table.columns:
+        column.header = safe(column.header)
+        column._cells = [safe(cell) for cell in column._cells]
+    footer = tuple(safe(line) for line in footer)
     if not console.is_terminal:
         console.width = 100_000  # measure against no limit, then size the console to fit
         console.width = max(console.measure(table).maximum, 80)

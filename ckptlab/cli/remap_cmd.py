@@ -11,7 +11,7 @@ import sys
 
 from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
                                 recipe_with_params, resolve_pair)
-from ckptlab.cli.output import print_json, warn
+from ckptlab.cli.output import print_json, say, warn
 from ckptlab.errors import CheckpointError, MergeError
 
 OUT_SUFFIXES = ".safetensors, .pt or .pth"
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             faults = getattr(exc, "faults", [])
             if len(faults) > 5:  # the error line names the first five; list them all above it
                 for fault in faults:
-                    print(f"  {fault}", file=sys.stderr)
+                    say(f"  {fault}", file=sys.stderr)
             raise
     for message in report.warnings or ([report.warning] if report.warning else []):
         warn(message)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_extras:
             kept = f"; extras kept except {len(report.extras_not_kept)} (see above)" if report.extras_not_kept \
                 else "; every extra entry kept"
-        print(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
+        say(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
     return 0
 
 

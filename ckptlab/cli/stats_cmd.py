@@ -65,7 +65,7 @@ def folded_lines(tensors: list[Any], fold: bool = True) -> list[tuple[str, list[
 
 def _print_table(result: Any, name: str, fold: bool) -> None:
     from rich.table import Table
-    from rich.text import Text
+    from ckptlab.cli.output import text
 
     from ckptlab.cli.folding import value_range
     from ckptlab.cli.output import print_table
@@ -84,7 +84,7 @@ def _print_table(result: Any, name: str, fold: bool) -> None:
         numel = sum(m.numel for m in members)
         zeros = sum(m.zeros for m in members)
         table.add_row(
-            Text(", ".join(first.flags), style="bold red" if first.flags else ""), Text(pattern),
+            text(", ".join(first.flags), style="bold red" if first.flags else ""), text(pattern),
             str(tuple(first.shape)), first.dtype + (" (dequantised)" if first.dequantized else ""),
             f"x{len(members)}" if len(members) > 1 else "",
             value_range(lo, ".4g") if len(members) == 1 else _fmt(min((v for v in lo if v is not None), default=None)),
@@ -100,7 +100,7 @@ def _print_table(result: Any, name: str, fold: bool) -> None:
         footer.append(f"{flag}: {FLAGS[flag]}")
     footer.append("min/max/mean/std over finite values; std is the population std; "
                   "a folded line shows the range over its tensors")
-    print_table(table, *(Text(line) for line in footer))
+    print_table(table, *(text(line) for line in footer))
 
 
 def _fmt(v: Any) -> str:

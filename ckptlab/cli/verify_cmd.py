@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ckptlab.cli.common import CONFIG_HELP, TYPED_HELP, allow_code, parse_kwargs
-from ckptlab.cli.output import print_json
+from ckptlab.cli.output import print_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
 def _print_text(report: dict, ok: bool) -> None:
     from ckptlab.verify import describe_misfit
 
-    print(describe_misfit(report) if ok else f"does not load strictly: {describe_misfit(report)}")
+    say(describe_misfit(report) if ok else f"does not load strictly: {describe_misfit(report)}")
     for key in report["missing"]:
-        print(f"  missing     {key}")
+        say(f"  missing     {key}")
     for key in report["unexpected"]:
-        print(f"  unexpected  {key}")
+        say(f"  unexpected  {key}")
     for m in report["mismatched"]:
-        print(f"  mismatched  {m['key']}: checkpoint {tuple(m['checkpoint_shape'])} vs model {tuple(m['model_shape'])}")
+        say(f"  mismatched  {m['key']}: checkpoint {tuple(m['checkpoint_shape'])} vs model {tuple(m['model_shape'])}")
