@@ -7,10 +7,9 @@ in chunks (Starlette's ``FileResponse``) for a link made by ``ckptlab.ui.files.s
 """
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
-from ckptlab.ui import files
+from ckptlab.ui import files, heap
 
 PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
 ACTIVE = False          # True in a process that serves the route (links work); else buttons
@@ -26,10 +25,8 @@ def warm_up() -> None:
     once. Done in a thread beside a listening server, the first visitor found the imports
     still running and waited for them (measured: 10 s to a usable page, 3 s warm).
 
-    Last, everything alive then (torch, pandas, Streamlit: ~260,000 objects) is moved out of
-    the garbage collector's sight (``gc.freeze``): a full collection scanned them all, 0.3 s
-    on a busy machine, and the objects an alignment of 10,000 rows makes triggered one
-    every few runs, in the middle of a visitor's rerun."""
+    Last, what is alive then (torch, pandas, Streamlit) leaves the garbage collector's full
+    scans, and so does each long-lived result cached later (``ckptlab.ui.heap``)."""
     try:
         import ckptlab
         from ckptlab.recipe import Recipe
@@ -46,8 +43,7 @@ def warm_up() -> None:
         state.server_shared(("align",) + key, lambda: state.align_pair(source, target, Recipe(), inputs.AUTO_DEFAULT))
     except Exception:  # noqa: BLE001 - a warm-up only: the page reports real errors itself
         pass
-    gc.collect()
-    gc.freeze()
+    heap.settle()
 
 
 def routes() -> list:
@@ -66,5 +62,6 @@ def routes() -> list:
 
     files.sweep_stale()
     ACTIVE = True
+    heap.enable()
     warm_up()
     return [Route(files.DOWNLOAD_ROUTE, download, methods=["GET", "HEAD"])]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import files, icons, text
+from ckptlab.ui import files, heap, icons, text
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -34,8 +34,11 @@ def session_dir() -> Path:
 @st.cache_resource(max_entries=24, show_spinner=False)
 def server_shared(key: tuple, _build: Callable[[], Any]) -> Any:
     """The process-wide store behind ``shared``; called directly only where no session
-    exists (the warm-up at server start fills it for the first visitor)."""
-    return _build()
+    exists (the warm-up at server start fills it for the first visitor). What it keeps
+    lives long: ``heap.settle`` takes it out of the garbage collector's full scans."""
+    value = _build()
+    heap.settle()
+    return value
 
 
 def shared(key: tuple, build: Callable[[], T]) -> T:

@@ -37,3 +37,52 @@ def test_without_the_warm_up_the_first_visit_opens_and_aligns(monkeypatch: pytes
     monkeypatch.setattr(state, "align_pair", lambda *a, **k: calls.append("align") or real_align(*a, **k))
     new_app()
     assert calls.count("open") == 2 and calls.count("align") == 1
+
+
+def test_the_server_keeps_long_lived_results_out_of_full_collections_and_still_frees_cycles(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each cached result the survivors are frozen (full collections skip them);
+    every FULL_EVERY-th time everything is unfrozen and collected, so a cycle frozen
+    while already garbage is freed then."""
+    import gc
+    import weakref
+
+    from ckptlab.ui import heap
+
+    class Node:
+        pass
+
+    monkeypatch.setitem(heap._state, "enabled", True)
+    monkeypatch.setitem(heap._state, "settled", 0)
+    try:
+        kept = [Node() for _ in range(1000)]
+        heap.settle()
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(kept)
+        gc.collect()
+        assert gc.get_freeze_count() == frozen      # a full collection leaves them frozen
+
+        cycle = Node()
+        cycle.me = cycle
+        gc.freeze()                                 # a cycle frozen alive, dropped later:
+        ref = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert ref() is not None                    # ... no collection reaches it, until
+        for _ in range(heap.FULL_EVERY - 1):
+            heap.settle()
+        assert ref() is None                        # the full one every FULL_EVERY settles
+        assert kept[0] is not None and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_settle_leaves_the_collector_alone_outside_the_server() -> None:
+    import gc
+
+    from ckptlab.ui import heap
+
+    assert not heap._state["enabled"]
+    before = gc.get_freeze_count()
+    heap.settle()
+    assert gc.get_freeze_count() == before
