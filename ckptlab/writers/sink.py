@@ -9,8 +9,10 @@ from the source's pages.
 
 Why pieces: on ext4 (Linux 6.x, large page-cache folios) one ``pwrite`` of a whole 4-48 MB
 tensor often cost 5-10x the CPU of the same bytes written 64-256 KB at a time (the size
-``cp``'s in-kernel copy works in), and never less; on tmpfs the two cost the same.
-Measured by ``bench/bench_convert.py`` (README, "Conversions and degenerate pairs").
+``cp``'s in-kernel copy works in); on tmpfs the two cost the same. The pieces are not
+aligned to their size on purpose: aligned 128 KB writes (whole large folios) were measured
+slower there too. Measured by ``bench/bench_convert.py`` (README, "Conversions and
+degenerate pairs").
 """
 from __future__ import annotations
 
