@@ -1,6 +1,7 @@
 """Stats and diff speed and memory beside a plain read of the same bytes.
 
     python bench/bench_values.py [--size-gb 2.5] [--tensor-mb 64] [--shards 10] [--dir DIR] [--repeat 3]
+                                 [--cold] [--only JOB,JOB] [--baseline GIT_REV]
 
 In ONE run, on freshly written files (so all read from the page cache alike), each job in a
 fresh subprocess:
@@ -12,8 +13,12 @@ fresh subprocess:
 4. ``ckptlab.diff`` against a copy whose every tensor changed by one ulp-ish step (the
    float path: max_abs, rel_l2, cosine over every value);
 5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors.
-Reported: wall time of the call and its ratio to ``cat`` of the same bytes, and peak RSS
+Reported: wall time of the call and its ratio to ``cat`` of the same bytes, the same for CPU
+seconds (user + system, every thread: what the neighbours' load does not inflate), and peak RSS
 (VmHWM, reset after ``import torch`` and ckptlab) as MB above that point.
+``--baseline REV`` also runs every job with the ``ckptlab`` package of that git revision
+(extracted with ``git archive`` into the temp dir), interleaved with the current code in the
+same repeats, and prints the baseline's time and the speed-up (baseline / current).
 Targets (DESIGN.md): <= 1.5x the read, <= 256 MB above ``import torch``. ``--cold`` evicts
 the benchmark's own files from the page cache (``posix_fadvise DONTNEED``) before each cat and
 each job, so both read from disk. Files are deleted at the end.
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,7 +67,7 @@ with open(f"{folder}/shards/model.safetensors.index.json", "w") as f:
 """
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 
 
 def status(field):
@@ -80,6 +86,7 @@ mode, a, b = sys.argv[1], sys.argv[2], sys.argv[3]
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS: measure only what follows
 rss0 = status("VmRSS")
+u0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 if mode == "stats":
     result = ckptlab.stats(a)
@@ -88,12 +95,14 @@ else:
     result = ckptlab.diff(a, b)
     n = result.summary["equal"]
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "peak_above_mb": status("VmHWM") - rss0, "n": n}))
+u1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_above_mb": status("VmHWM") - rss0, "n": n}))
 """
 
 
-def child(mode: str, a: Path, b: Path | str = "-", **extra_env: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
+def child(mode: str, a: Path, b: Path | str = "-", code: Path = ROOT, **extra_env: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code), **extra_env}
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a), str(b)], capture_output=True, text=True,
                          check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,10 +119,14 @@ def evict(paths) -> None:
             os.close(fd)
 
 
-def cat(*paths: Path) -> float:
+def cat(*paths: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``cat`` reading these files."""
+    u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime
 
 
 def shard_files(folder: Path) -> list[Path]:
@@ -128,6 +141,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to write the files (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time, max RSS)")
     parser.add_argument("--only", default=None, help="comma-separated job names to run (default: all)")
+    parser.add_argument("--baseline", default=None, metavar="GIT_REV",
+                        help="also time the ckptlab package of this git revision, interleaved (before/after)")
     parser.add_argument("--cold", action="store_true",
                         help="evict the files from the page cache before every cat and every job (disk reads)")
     args = parser.parse_args()
@@ -143,6 +158,13 @@ def main() -> None:
             shutil.copyfile(f, base / "shards_copy" / f.name)
         shutil.copyfile(base / "shards" / "model.safetensors.index.json",
                         base / "shards_copy" / "model.safetensors.index.json")
+        old_code = None
+        if args.baseline:
+            old_code = base / "baseline"
+            old_code.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "ckptlab"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive, check=True)
         a, b, changed = base / "a.pt", base / "b.pt", base / "changed.pt"
         sa = base / "shards" / "model.safetensors.index.json"
         sb = base / "shards_copy" / "model.safetensors.index.json"
@@ -162,12 +184,17 @@ def main() -> None:
         if not args.cold:
             cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
         print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cpus (shared), "
-              f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint\n")
-        print(f"{'job':40} {'ckptlab s':>10} {'cat s':>8} {'ratio':>7} {'peak MB above torch':>20}")
+              f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint; "
+              f"load average {os.getloadavg()[0]:.2f}; {'cold (evicted before each read)' if args.cold else 'page cache'}\n")
+        head = (f"{'job':38} {'wall s':>7} {'cat s':>6} {'ratio':>7} {'CPU s':>6} {'cat CPU':>7} {'ratio':>7} "
+                f"{'peak MB':>8}")
+        if old_code:
+            head += f" | {'baseline wall':>13} {'ratio':>7} {'CPU':>6} {'ratio':>7} {'speed-up wall/CPU':>18}"
+        print(head)
         for name, (call, read, *env) in jobs.items():
             if only and name not in only:
                 continue
-            runs, reads = [], []
+            runs, reads, olds = [], [], []
             files = [p for p in base.rglob("*") if p.is_file()]
             for _ in range(args.repeat):  # alternate, so load changes hit both alike
                 if args.cold:
@@ -176,10 +203,20 @@ def main() -> None:
                 if args.cold:
                     evict(files)
                 runs.append(child(*call, **(env[0] if env else {})))
-            best = min(r["seconds"] for r in runs)
-            floor = min(reads)
-            print(f"{name:40} {best:10.2f} {floor:8.2f} {best / floor:6.2f}x {max(r['peak_above_mb'] for r in runs):20.0f}",
-                  flush=True)
+                if old_code:
+                    if args.cold:
+                        evict(files)
+                    olds.append(child(*call, code=old_code, **(env[0] if env else {})))
+            best, cpu = min(r["seconds"] for r in runs), min(r["cpu"] for r in runs)
+            floor, floor_cpu = min(w for w, _ in reads), max(1e-3, min(c for _, c in reads))
+            line = (f"{name:38} {best:7.2f} {floor:6.2f} {best / floor:6.2f}x {cpu:6.2f} {floor_cpu:7.2f} "
+                    f"{cpu / floor_cpu:6.2f}x {max(r['peak_above_mb'] for r in runs):8.0f}")
+            if olds:
+                old, old_cpu = min(r["seconds"] for r in olds), min(r["cpu"] for r in olds)
+                line += (f" | {old:13.2f} {old / floor:6.2f}x {old_cpu:6.2f} {old_cpu / floor_cpu:6.2f}x "
+                         f"{old / best:8.2f}x/{old_cpu / cpu:.2f}x")
+            print(line, flush=True)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from ckptlab import fp8
+from ckptlab import fp8, scratch
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.parallel import run_ordered
-from ckptlab.stats import RUN, widen
+from ckptlab.stats import RUN
 from ckptlab.windows import Window, per_window, tensor_windows, windows
 
 Progress = Callable[[int, int, str], None]
@@ -53,11 +53,14 @@ class Sums:
 
     def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
         for start in range(0, a.numel(), RUN):
-            x = widen(a[start:start + RUN]).double()
-            y = widen(b[start:start + RUN]).double()
-            d = x - y
-            lo, hi = torch.aminmax(d)
-            self.max_abs = max(self.max_abs, -float(lo), float(hi))
+            ra, rb = a[start:start + RUN].detach(), b[start:start + RUN].detach()
+            n = ra.numel() * (2 if ra.is_complex() else 1)  # complex: real and imaginary parts
+            # exact float64 copies into this thread's reused buffers (no allocation per run)
+            x = scratch.buffer("diff.a", torch.float64, n).copy_(_real(ra))
+            y = scratch.buffer("diff.b", torch.float64, n).copy_(_real(rb))
+            d = torch.sub(x, y, out=scratch.buffer("diff.d", torch.float64, n))
+            values = d.numpy()  # numpy's min and max: one fast pass each (NaN propagates)
+            self.max_abs = max(self.max_abs, -float(values.min()), float(values.max()))
             self.dd += float(torch.dot(d, d))
             self.aa += float(torch.dot(x, x))
             self.bb += float(torch.dot(y, y))
@@ -346,6 +349,11 @@ class _Job:
             return values
         cols = self.b_info.shape[1]
         return fp8.dequantize(values.view(-1, cols), scale, w.start // cols).reshape(-1)
+
+
+def _real(values: torch.Tensor) -> torch.Tensor:
+    """A run as real values: a complex run's real and imaginary parts interleaved."""
+    return torch.view_as_real(values).reshape(-1) if values.is_complex() else values
 
 
 def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:

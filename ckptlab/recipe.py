@@ -31,6 +31,59 @@ DTYPE_FIELDS = ("to", "keep")
 _REGEX_KINDS = ("replace", "drop", "keep")
 
 
+def text_syntax(name: str | os.PathLike) -> str | None:
+    """``"json"`` for a ``.json`` name, ``"yaml"`` for ``.yaml``/``.yml``, else None (sniffed)."""
+    suffix = Path(str(name)).suffix.lower()
+    return "json" if suffix == ".json" else "yaml" if suffix in (".yaml", ".yml") else None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise RecipeError(f"recipe: not valid JSON: key {quote(key)} given twice in one object")
+        out[key] = value
+    return out
+
+
+def _json_load(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"recipe: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if any(key_node.tag == "tag:yaml.org,2002:merge" for key_node, _ in node.value):
+            return super().construct_mapping(node, deep=deep)  # '<<: *base' may override on purpose
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if duplicate:
+                mark = key_node.start_mark
+                raise RecipeError(f"recipe: key {quote(key)} given twice at line {mark.line + 1}, "
+                                  f"column {mark.column + 1} (the first one would be lost)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"recipe: not valid YAML{where}: {problem}") from None
+
+
 def _compile(pattern: str, where: str) -> re.Pattern:
     try:
         return re.compile(pattern)
@@ -309,32 +362,36 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
+        """A ``.json`` file is read as JSON (its errors in JSON's words, line and column), any
+        other as YAML (which JSON also is)."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise RecipeError(f"cannot read recipe: {reason}", path) from None
         try:
-            return cls.from_text(text)
+            return cls.from_text(text, syntax=text_syntax(path))
         except RecipeError as exc:
             raise RecipeError(exc.message, path) from None
 
     @classmethod
-    def from_text(cls, text: str) -> "Recipe":
-        """YAML or JSON (JSON is tried first when the text starts with ``{``)."""
-        stripped = text.lstrip()
-        if stripped.startswith("{"):
+    def from_text(cls, text: str, syntax: str | None = None) -> "Recipe":
+        """``syntax``: ``"json"``, ``"yaml"``, or None: JSON when the text starts with ``{``
+        (then YAML flow style, should JSON fail), else YAML. A key given twice in one mapping
+        is refused (the parsers would keep the last one silently)."""
+        if syntax == "json" or (syntax is None and text.lstrip().startswith("{")):
             try:
-                return cls.from_dict(json.loads(text))
-            except json.JSONDecodeError:
-                pass  # maybe YAML flow style; let the YAML parser say what is wrong
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise RecipeError(f"recipe: not valid YAML{where}: {problem}") from None
+                data = _json_load(text)
+            except RecipeError:
+                if syntax == "json":
+                    raise
+                try:  # maybe YAML flow style; when it is not that either, JSON's error is the one to show
+                    data = _yaml_load(text)
+                except RecipeError:
+                    _json_load(text)
+                    raise
+            return cls.from_dict({} if data is None else data)
+        data = _yaml_load(text)
         return cls.from_dict({} if data is None else data)
 
     @classmethod

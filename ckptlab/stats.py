@@ -7,12 +7,17 @@ the counts of ``zeros``, ``nan`` and ``inf``, with flags for what usually means 
 
 How the numbers are computed (also in the JSON's ``method``):
 
-- Values are taken in runs of 2**16 elements; min, max and the zero count come from the
-  values themselves (bf16, fp16 and fp8 widened exactly to float64 first: they are subsets of
-  it); then the run is widened to float64 and its sum and sum of squared deviations from
-  the run's own mean (no cancellation for tensors far from zero) are taken in float64;
-  runs combine in float64 with Chan's parallel formula. Nothing is summed in bf16, fp16,
-  fp8 or float32. Integers and bools: exact min/max, moments in float64.
+- Values are taken in runs of 2**18 elements. Floating dtypes: min, max and the zero count
+  come from the values themselves (bf16, fp16 and fp8 widened exactly to float32 first: they
+  are subsets of it); the run is then copied exactly into a float64 buffer (a float32 square
+  is exact in float64) and its sum and sum of squares are taken in float64. Where the mean
+  dominates the spread (sum of squares > ``CANCEL`` = 16 x the squared deviations, i.e.
+  |mean| > ~3.9 std, where the two sums would cancel) the run's deviations from its mean
+  are summed instead, so the variance keeps float64 precision (relative error ~1e-10 at
+  worst) for tensors far from zero. A run holding NaN or Inf, and integer, bool and complex
+  runs: exact min/max, sums in float64 of the deviations from the run's first value or the
+  running mean. Runs combine in float64 with Chan's parallel formula. Nothing is summed in
+  bf16, fp16, fp8 or float32.
 - ``std`` is the population standard deviation (numpy's default, ``ddof=0``).
 - NaN and Inf are counted; ``min``, ``max``, ``mean``, ``std`` and ``absmax`` are over the
   finite values only (``None`` when there are none). ``zeros`` counts +0 and -0.
@@ -28,23 +33,26 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from ckptlab import fp8
+from ckptlab import fp8, scratch
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import CheckpointError
 from ckptlab.info import dtype_name
 from ckptlab.parallel import run_ordered
 from ckptlab.windows import Window, windows
 
-RUN = 1 << 16  # elements per kernel call: the run (and its float64 copy) stays in cache across its passes
+RUN = 1 << 18  # elements per kernel call: few calls per window; the run and its float64 copy stay in cache
+CANCEL = 16  # a run whose sum of squares exceeds CANCEL x its squared deviations is summed again around its mean
 NORM_RANGE = (0.5, 2.0)  # a norm weight whose mean lies outside this is flagged
 _NORM_MODULE = re.compile(r"(?i)(norm|^ln(_?\w+)?$|^bn\d*$|^gn\d*$)")
 Progress = Callable[[int, int, str], None]
 
 METHOD = {
-    "accumulation": "float64: runs of 2**16 elements widened exactly to float64 (bf16, fp16, fp8, float32), "
-                    "sums taken around each run's mean, runs combined with Chan's formula",
+    "accumulation": "float64: runs of 2**18 elements widened exactly to float64 (bf16, fp16, fp8, float32); "
+                    "sum and sum of squares in float64, a run whose |mean| exceeds ~3.9 std summed again "
+                    "around its mean (no cancellation); runs combined with Chan's formula",
     "std": "population (ddof=0)",
     "non_finite": "nan and inf are counted; min, max, mean, std and absmax are over finite values only",
     "zeros": "+0 and -0",
@@ -98,10 +106,51 @@ def widen(values: torch.Tensor) -> torch.Tensor:
 def scan(values: torch.Tensor) -> Part:
     """The part of a 1-D tensor (any dtype, any length), run by run."""
     part = Part()
+    if values.dtype.is_floating_point:
+        for start in range(0, values.numel(), RUN):
+            part = part.merge(_scan_float_run(values[start:start + RUN].detach()))
+        return part
     for start in range(0, values.numel(), RUN):
         # runs after the first are shifted by the mean so far: deviations stay small
         part = part.merge(_scan_run(values[start:start + RUN], part.mean if part.finite else None))
     return part
+
+
+def _scan_float_run(raw: torch.Tensor) -> Part:
+    """A run of real floating values, with few passes and no allocation (``scratch.py``).
+
+    min, max and zeros from the values (narrower floats widened exactly to float32 first);
+    then sum and sum of squares of the values widened exactly to float64 (a float32 square is
+    exact in float64), taken in float64; when the mean dominates the spread (the two sums
+    would cancel), the run is summed again around its mean. A run holding NaN or Inf takes
+    the general path."""
+    n = raw.numel()
+    if n == 0:
+        return Part()
+    if raw.dtype in (torch.float32, torch.float64):
+        values = raw
+    else:  # float16, bfloat16, fp8: exact subsets of float32
+        values = scratch.buffer("float32", torch.float32, n).copy_(raw)
+    a = values.numpy()
+    lo, hi = float(a.min()), float(a.max())  # NaN propagates, an Inf shows
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _scan_run(raw)
+    zeros = 0 if lo > 0 or hi < 0 else int(np.count_nonzero(np.equal(a, 0, out=_bools(n))))
+    if values.dtype == torch.float64:
+        wide = values
+    else:
+        wide = scratch.buffer("float64", torch.float64, n).copy_(values)
+    s1, s2 = float(wide.sum()), float(torch.dot(wide, wide))
+    mean, m2 = s1 / n, s2 - s1 * s1 / n
+    if not m2 * CANCEL >= s2:  # |mean| > ~4 std: the sums cancel, so sum the deviations instead
+        dev = torch.sub(wide, mean, out=scratch.buffer("deviations", torch.float64, n))
+        t1, t2 = float(dev.sum()), float(torch.dot(dev, dev))
+        mean, m2 = mean + t1 / n, t2 - t1 * t1 / n
+    return Part(n, n, zeros, 0, 0, mean, max(m2, 0.0), lo, hi)
+
+
+def _bools(n: int) -> np.ndarray:
+    return scratch.buffer("bools", torch.bool, n).numpy()
 
 
 def _exact_range(raw: torch.Tensor, lo: float, hi: float) -> tuple[int, int]:

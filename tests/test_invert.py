@@ -178,7 +178,8 @@ def test_cli_invert_writes_the_inverse_and_names_what_it_cannot_undo(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.strip().splitlines() == [
-        "ckptlab: error: recipe cannot be inverted: rule 2 (drop) cannot be undone (--partial leaves them out)"]
+        f"ckptlab: error: {tmp_path / 'r.yaml'}: recipe cannot be inverted: rule 2 (drop) cannot be undone "
+        "(--partial leaves them out)"]
     assert not (tmp_path / "inv.yaml").exists()
     run = subprocess.run(cmd + ["--partial", "--json"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr

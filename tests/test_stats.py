@@ -252,3 +252,35 @@ def test_progress_counts_every_byte(sample):
     total = ckptlab.open(sample("convnet_rgb.pt")).total_bytes
     assert seen[0] == (0, total) and seen[-1] == (total, total)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_float32_moments_are_float64_where_float32_or_plain_sums_would_be_visibly_wrong(tmp_path):
+    """Values ~1e4 with a spread of 0.01, over several runs: float32 accumulation, float32
+    squares, or float64 sum-of-squares without re-centring would each be visibly off (shown
+    here on the same data); ckptlab's mean and std match numpy's float64 to ~1e-12."""
+    import numpy as np
+
+    from ckptlab.stats import RUN
+
+    g = torch.Generator().manual_seed(2)
+    n = 3 * RUN + 5  # several runs and a short last one
+    x = (torch.randn(n, generator=g) * 0.01 + 1e4).float()
+    save_file({"far": x}, tmp_path / "far.safetensors")
+    got = ckptlab.stats(tmp_path / "far.safetensors")["far"]
+
+    a32 = x.numpy()
+    a = a32.astype(np.float64)
+    mean, std = a.mean(), a.std()
+
+    def rel(v: float, want: float) -> float:
+        return abs(v - want) / abs(want)
+
+    # the data is adversarial: each cheaper method misses numpy's float64 figures by far more than 1e-6
+    assert rel(float(np.cumsum(a32)[-1]) / n, mean) > 1e-6           # a float32 running sum
+    s1, s2_32 = a.sum(), np.sum(a32 * a32, dtype=np.float64)          # float32 squares, float64 sums
+    assert rel(math.sqrt(max(s2_32 / n - (s1 / n) ** 2, 0.0)), std) > 1e-2
+    s2 = np.dot(a, a)                                                   # exact squares, no re-centring
+    assert rel(math.sqrt(max(s2 / n - (s1 / n) ** 2, 0.0)), std) > 1e-6
+    # ckptlab: float64 throughout, re-centred where the sums would cancel
+    assert rel(got.mean, mean) < 1e-12 and rel(got.std, std) < 1e-9
+    assert got.min == float(a32.min()) and got.max == float(a32.max()) and got.zeros == 0

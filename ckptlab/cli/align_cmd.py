@@ -6,7 +6,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ckptlab.cli import output
-from ckptlab.cli.common import AUTO_LEVELS, add_pair_arguments, add_param_argument, recipe_with_params, resolve_pair
+from ckptlab.cli.common import (AUTO_LEVELS, add_pair_arguments, add_param_argument, naming_recipe,
+                                recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, warn
 from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
 
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ckptlab.align import align
 
     source, target = resolve_pair(args)
-    alignment = align(source, target, recipe=recipe_with_params(args), auto=args.auto)
+    recipe = recipe_with_params(args)
+    with naming_recipe(args.recipe):
+        alignment = align(source, target, recipe=recipe, auto=args.auto)
     if args.json:
         print_json(alignment.to_dict())
     else:

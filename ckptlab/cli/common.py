@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ckptlab.errors import ModelSpecError
+from ckptlab.errors import ModelSpecError, RecipeError
 
 if TYPE_CHECKING:
     from ckptlab.checkpoint import Checkpoint
@@ -93,3 +95,15 @@ def recipe_with_params(args: argparse.Namespace):
 
     recipe = Recipe.coerce(args.recipe)
     return replace(recipe, params={**recipe.params, **parse_assignments(args.param)})
+
+
+@contextmanager
+def naming_recipe(path: object) -> Iterator[None]:
+    """A ``RecipeError`` that names no file (``convert 1: ... matches no source key``, found
+    only once the recipe meets the source) names the recipe file the command read."""
+    try:
+        yield
+    except RecipeError as exc:
+        if exc.path is not None or not isinstance(path, (str, os.PathLike)):
+            raise
+        raise type(exc)(exc.message, path) from None

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from ckptlab.cli.progress import byte_progress
     from ckptlab.diff import diff
 
-    with byte_progress("diff") as progress:
+    from ckptlab.cli.common import naming_recipe
+
+    with byte_progress("diff") as progress, naming_recipe(args.recipe):
         result = diff(args.a, args.b, recipe=args.recipe, auto=args.auto, progress=progress,
                       dequantize=args.dequantize, container=args.container)
     if args.json:

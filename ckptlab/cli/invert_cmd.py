@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         shapes = as_checkpoint(args.source)
     try:
         inverse = recipe.inverted(partial=args.partial, shapes=shapes)
-    except RecipeError as exc:  # the command line's word for it
-        raise RecipeError(exc.message.replace("partial=True", "--partial"), exc.path) from None
+    except RecipeError as exc:  # the command line's word for it, naming the recipe file
+        raise RecipeError(exc.message.replace("partial=True", "--partial"), exc.path or args.recipe) from None
     written = inverse.save(args.output)
     skipped = list(getattr(inverse, "skipped", []))
     if skipped:

@@ -10,7 +10,7 @@ import re
 import sys
 
 from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
-                                recipe_with_params, resolve_pair)
+                                naming_recipe, recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, say, warn
 from ckptlab.errors import CheckpointError, MergeError
 
@@ -59,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
     check_output(args)  # refuse before writing a checkpoint the report would then not describe
     shard = parse_size(args.max_shard_size)
     source, target = resolve_pair(args)
+    recipe = recipe_with_params(args)
     with _ProgressBar(disabled=args.no_progress) as bar:
         try:
-            report = remap(source, target, args.output, recipe=recipe_with_params(args), auto=args.auto,
-                           on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
-                           nest=args.nest, max_shard_size=shard, progress=bar.update)
+            with naming_recipe(args.recipe):
+                report = remap(source, target, args.output, recipe=recipe, auto=args.auto,
+                               on_mismatch=args.on_mismatch, dtype=args.dtype, keep_extras=args.keep_extras,
+                               nest=args.nest, max_shard_size=shard, progress=bar.update)
         except MergeError as exc:
             bar.close()
             faults = getattr(exc, "faults", [])

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from ckptlab import editing
-from ckptlab.recipe import RULE_KINDS, Recipe
+from ckptlab.recipe import RULE_KINDS, Recipe, text_syntax
 from ckptlab.ui import icons, kept, state, text
 
 _RULE_HELP = {
@@ -111,7 +111,7 @@ def recipe_loader() -> None:
     if uploaded is None or st.session_state.get("_recipe_upload_id") == uploaded.file_id:
         return
     try:
-        new = Recipe.from_text(uploaded.getvalue().decode("utf-8", errors="replace"))
+        new = Recipe.from_text(uploaded.getvalue().decode("utf-8", errors="replace"), syntax=text_syntax(uploaded.name))
     except Exception as exc:  # noqa: BLE001 - one line beside the uploader
         st.error(text.md(text.error_text(exc, uploaded.name)), icon=icons.ERROR)
         return

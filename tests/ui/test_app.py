@@ -323,6 +323,9 @@ def test_recipe_upload_applies_and_a_bad_one_says_why() -> None:
     no_failure(at)
     assert any(e.startswith("bad.yaml: rule 1 (drop): bad regex") for e in errors(at))
     assert counts(at) == expected.summary                   # the last good recipe stays in force
+    recipe_widget(at).set_value(("bad.json", b'{"rules": [}', "application/json")).run()
+    no_failure(at)                                          # a .json file is read as JSON, and said so
+    assert "bad.json: recipe: not valid JSON at line 1, column 12: Expecting value" in errors(at)
 
 
 def test_status_filter_and_key_search() -> None:
