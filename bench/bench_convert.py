@@ -89,6 +89,8 @@ import ckptlab.windows, ckptlab.containers, ckptlab.formats.safetensors_fmt  # i
 import safetensors  # compiled from source where PYTHONDONTWRITEBYTECODE is set: ckptlab.suggest ~0.1 s)
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.known import get
+import gc
+gc.collect()  # the imports leave ~170k objects: their first full collection (~0.2 s) is import cost
 src, out = sys.argv[1], sys.argv[2]
 if sys.argv[3:] == ["old-write"]:  # the writer as it was: one pwrite per tensor
     import ckptlab.writers.sink
