@@ -29,10 +29,23 @@ def new_run() -> None:
 PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where")
 
 
+_REMEMBERED = "_kept_remembered"
+
+
 def persist(keys: Sequence[str] = PERSISTENT) -> None:
-    for key in keys:
+    for key in (*keys, *st.session_state.get(_REMEMBERED, ())):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+def remembered(key: str, default: Any) -> str:
+    """``key`` for a view's widget with a default (a learning rate, a model definition): the
+    default goes into its state on first use and the state is kept like ``PERSISTENT``'s, so
+    the widget must be created *without* ``value=`` (the state is its value)."""
+    st.session_state.setdefault(key, default)
+    listed = st.session_state.setdefault(_REMEMBERED, set())
+    listed.add(key)
+    return key
 
 
 def widget_key(base: str) -> str:
