@@ -26,7 +26,8 @@ def new_run() -> None:
 # Widgets of views (drawn only while their view is open) whose value must survive another
 # view being open: re-setting their state each run stops Streamlit's clean-up. Only widgets
 # created without an explicit default may be listed (else Streamlit warns on the page).
-PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where")
+PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where", "out_keep_extras",
+              "out_nest")
 
 
 _REMEMBERED = "_kept_remembered"
