@@ -6,7 +6,7 @@ Builds the GPT-2-style source of ``bench_convert.py`` (``--gb``), then writes on
 Conv1D weights, transposed (what a remap with the transpose recipe computes), to one output
 file in each of these ways, in shuffled interleaved rounds beside ``cp`` of the source:
 
-- ``pieces-64K`` / ``pieces-128K`` / ``pieces-1M``: ``.contiguous()`` of the transposed view,
+- ``pieces-64K`` ... ``pieces-1M``: ``.contiguous()`` of the transposed view,
   then ``writers.sink.Sink`` with ``WRITE_PIECE`` at that size (128 KB is the writer's);
 - ``whole``: the same, one ``pwrite`` per tensor (the writer before pieces);
 - ``aligned-128K``: 128 KB pieces that end on multiples of 128 KB in the file;
@@ -149,6 +149,8 @@ def main() -> None:
             "cp (whole source)": lambda: subprocess.run(["cp", "--reflink=never", str(src), str(out)], check=True),
             "pieces-64K": lambda: with_sink(src, out, 64 << 10),
             "pieces-128K": lambda: with_sink(src, out, 128 << 10),
+            "pieces-256K": lambda: with_sink(src, out, 256 << 10),
+            "pieces-512K": lambda: with_sink(src, out, 512 << 10),
             "pieces-1M": lambda: with_sink(src, out, 1 << 20),
             "whole": lambda: with_sink(src, out, 1 << 62),
             "aligned-128K": lambda: with_sink(src, out, 128 << 10, aligned=True),
