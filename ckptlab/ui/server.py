@@ -64,4 +64,4 @@ def routes() -> list:
     ACTIVE = True
     heap.enable()
     warm_up()
-    return [Route(files.DOWNLOAD_ROUTE, download, methods=["GET", "HEAD"])]
+    return [Route(files.route_path(), download, methods=["GET", "HEAD"])]
