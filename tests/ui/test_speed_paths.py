@@ -86,3 +86,25 @@ def test_settle_leaves_the_collector_alone_outside_the_server() -> None:
     before = gc.get_freeze_count()
     heap.settle()
     assert gc.get_freeze_count() == before
+
+
+def test_the_timed_full_collection_frees_a_frozen_garbage_cycle() -> None:
+    """What the server's timer runs every FULL_EVERY_S seconds: an ended visit's state
+    that was frozen alive is collected (its session folder's finalizer runs)."""
+    import gc
+
+    from ckptlab.ui import files, heap
+
+    folder = files.SessionFolder()
+    holder = {"folder": folder}
+    holder["me"] = holder                       # a cycle, as a dropped session state may be
+    path = folder.path
+    try:
+        gc.freeze()
+        del folder, holder
+        gc.collect()
+        assert path.exists()                    # frozen: no ordinary collection reaches it
+        heap.full()
+        assert not path.exists()
+    finally:
+        gc.unfreeze()
