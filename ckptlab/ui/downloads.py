@@ -18,7 +18,7 @@ import streamlit as st
 
 from ckptlab.errors import CheckpointError
 from ckptlab.roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
-from ckptlab.ui import files, icons, server, state, text
+from ckptlab.ui import files, icons, kept, server, state, text
 
 FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
@@ -70,8 +70,10 @@ def _merged(plan: Any, alignment: Any) -> None:
     out: Path | None = None
     if where == SERVER_FOLDER:
         st.caption("Output folders: " + text.md(", ".join(str(r) for r in roots)))
-        typed = st.text_input("File on the server (relative to the first output folder, or absolute)",
-                              value=f"merged{suffix}", key="out_server_path")
+        field = kept.remembered("out_server_path", f"merged{suffix}")    # typed paths survive a view switch
+        if st.session_state[field] in {f"merged{f}" for f in FORMATS}:     # the untouched default follows the format
+            st.session_state[field] = f"merged{suffix}"
+        typed = st.text_input("File on the server (relative to the first output folder, or absolute)", key=field)
         out = state.guarded(st, lambda: check_output_path(typed, roots))
     elif not roots:
         st.caption(f"Too big for a browser download? Start the server with {OUTPUT_ROOTS_ENV}=<folder> to write "

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from ckptlab.roots import OUTPUT_ROOTS_ENV
 from sample_ckpts.models import Classifier
 
-from .test_app import new_app, no_failure, pick_pair, view
+from .test_app import grown_head_app, new_app, no_failure, pick_pair, view
 
 
 def groups(at):
@@ -61,3 +62,31 @@ def test_verify_fields_survive_a_view_switch() -> None:
     assert at.text_input(key=spec_key).value == "sample_ckpts.models:Classifier "
     assert at.number_input(key="verify_budget").value == pytest.approx(3.0)
     assert at.number_input(key="verify_threads").value == 2
+
+
+def test_grown_as_new_choice_survives_a_view_switch() -> None:
+    at, _ = grown_head_app()                                 # the head grows: its tensors have new rows
+    view(at, "Fine-tune")
+    as_new = groups(at).set_index("name")["tensors"].to_dict()
+    at.checkbox(key="ft_grown_as_new").uncheck().run()
+    at_base = groups(at).set_index("name")["tensors"].to_dict()
+    assert at_base["pretrained"] > as_new["pretrained"]      # the grown head moved to the base rate
+    view(view(at, "Download"), "Fine-tune")
+    assert at.checkbox(key="ft_grown_as_new").value is False
+    assert groups(at).set_index("name")["tensors"].to_dict() == at_base
+
+
+def test_a_typed_server_path_survives_a_view_switch(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(OUTPUT_ROOTS_ENV, str(tmp_path))
+    (tmp_path / "runs").mkdir()
+    at = view(new_app(), "Download")
+    at.radio(key="out_where").set_value("Write to a server folder").run()
+    assert at.text_input(key="out_server_path").value == "merged.safetensors"
+    at.radio(key="out_format").set_value(".pt").run()
+    assert at.text_input(key="out_server_path").value == "merged.pt"       # the default follows the format
+    at.text_input(key="out_server_path").input("runs/kept.pt").run()
+    view(view(at, "Fine-tune"), "Download")
+    assert at.text_input(key="out_server_path").value == "runs/kept.pt"
+    at.button(key="build_merged").click().run()
+    no_failure(at)
+    assert (tmp_path / "runs" / "kept.pt").is_file()
