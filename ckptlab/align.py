@@ -57,8 +57,13 @@ class Row:
         return self.status in FED_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
-        """The Contract's row: shapes as lists (JSON), ``None`` where there is no tensor."""
-        return {
+        """The Contract's row: shapes as lists (JSON), ``None`` where there is no tensor.
+
+        ``source`` is the one source key that feeds the row; a row fed by several (a ``cat``
+        of q/k/v, a ``conflict``) has ``source: null`` and also ``sources``, every one in the
+        order they feed it, so a consumer needs not parse ``reason``. Rows with at most one
+        source carry exactly the contract's fields."""
+        out = {
             "target": self.target,
             "source": self.source,
             "status": self.status,
@@ -66,6 +71,9 @@ class Row:
             "source_shape": None if self.source_shape is None else list(self.source_shape),
             "reason": self.reason,
         }
+        if len(self.sources) > 1:
+            out["sources"] = list(self.sources)
+        return out
 
 
 @dataclass(frozen=True)

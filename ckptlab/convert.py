@@ -785,6 +785,28 @@ def unbind_clash(groups: Iterable[Group], target_keys: Iterable[str]) -> str | N
     if not unbinding:
         return None
     keys = list(target_keys)
+    indexed: dict[int, dict[tuple, list[str]]] = {}  # per conversion: shared values -> the target's indices
+    for g in unbinding:
+        conv, name = g.conversion, g.conversion.unbound
+        pat = conv.to_patterns[0]
+        others = [n for n in pat.names if n != name]
+        if g.index not in indexed:
+            table: dict[tuple, list[str]] = {}
+            for key in keys:  # one pass over the target per conversion, not per group
+                values = pat.match(key)
+                if values is not None:
+                    table.setdefault(tuple(values[n] for n in others), []).append(values[name])
+            indexed[g.index] = table
+        first = pat.match(g.targets[0])
+        made = [pat.match(t)[name] for t in g.targets]
+        have = indexed[g.index].get(tuple(first[n] for n in others), [])
+        if set(made) - set(have) and set(have) - set(made):
+            have = sorted(have, key=_order)
+            return (f"convert {g.index}: unbind of {', '.join(repr(s) for s in g.sources)} names its slices "
+                    f"{g.family('to')!r} for {{{name}}} = 0..{len(made) - 1}, the target has "
+                    f"{{{name}}} = {show_values(have)} (a stacked tensor does not keep its indices)")
+    return None
+    keys = list(target_keys)
     for g in unbinding:
         conv, name = g.conversion, g.conversion.unbound
         pat = conv.to_patterns[0]

@@ -200,7 +200,7 @@ def _fused(state) -> Suggestion | None:
         if _split(name):
             parent, _, leaf = _split(name)
             s_slots[(parent, leaf)].append(name)
-    split_members, cat_members = [], []
+    split_members, cat_members, cat_names = [], [], []
     used_t, used_s = set(), set()
     for (parent, leaf), names in s_slots.items():
         parts = [t for t in t_slots.get((parent, leaf), ()) if t not in used_t]
@@ -222,6 +222,7 @@ def _fused(state) -> Suggestion | None:
             run = _pick(_runs(names, shapes, state.target_shapes[tkey]), _split(tkey)[1], len(names))
             if run:
                 cat_members.append((tuple(sources[n] for n in run), (tkey,)))
+                cat_names.append(run)  # the names as renamed (the source keys may lack the module)
                 used_s.update(run)
     if not split_members and not cat_members:
         return None
@@ -233,8 +234,7 @@ def _fused(state) -> Suggestion | None:
         described.append(f"{quote(fold_pattern([m[0][0] for m in split_members]))} is fused: its rows are "
                          f"{', '.join(quote(_split(k)[1]) for k in t)} stacked (chunk along dim 0)")
     if cat_members:
-        s, t = cat_members[0]
-        described.append(f"{', '.join(quote(_split(k)[1]) for k in s)} are the parts of the fused "
+        described.append(f"{', '.join(quote(_split(k)[1]) for k in cat_names[0])} are the parts of the fused "
                          f"{quote(fold_pattern([m[1][0] for m in cat_members]))} (cat along dim 0)")
     n = len(split_members) + len(cat_members)
     return Suggestion({"convert": entries}, "medium", "; ".join(described) + f" ({n} tensor{'s' if n > 1 else ''}, "

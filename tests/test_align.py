@@ -187,9 +187,12 @@ def test_no_key_is_lost_or_duplicated(source_names, target_names, rules, auto, d
     targets = [r.target for r in al.rows if r.target is not None]
     assert targets == target_names
     assert all(r.target is None for r in al.rows[len(targets):])
-    # every source key ends in exactly one row: a fed/mismatch source, a conflict candidate, or unused
+    # every source key ends in exactly one row: a fed/mismatch source, a conflict candidate, or unused;
+    # only a conversion (a chunk of one fused tensor) feeds several rows from one key
     placed = [s for r in al.rows for s in (r.sources if r.status == "conflict" else (r.source,)) if s is not None]
-    assert sorted(placed) == sorted(source_names)
+    assert sorted(set(placed)) == sorted(source_names)
+    fanned = {s for g in al.groups if len(g.targets) > 1 for s in g.sources}
+    assert all(placed.count(s) == 1 or s in fanned for s in placed), placed
     assert sum(al.summary.values()) == len(al.rows)
     for row in al.rows:
         assert row.reason
@@ -219,3 +222,46 @@ def test_unused_reasons_name_the_map_entry_that_took_the_key_away(tmp_path):
     assert al.row("fc.weight").status == "exact"
     al = align({"head.w": t(2)}, {"w": t(2)}, recipe={"map": {"hed.w": "head.w"}}, auto="none")
     assert al.by_status("unused")[0].reason == "the map sends it to 'hed.w', which the target does not have"
+
+
+def test_a_row_fed_by_several_sources_lists_them_in_json_and_one_to_one_rows_stay_as_they_were(tmp_path, capsys):
+    """``source`` names the one source key; a row fed by several (a cat of q/k/v, a conflict)
+    has ``source: null`` as before, and ``sources`` lists every one, in the order they feed it."""
+    from safetensors.torch import save_file
+
+    from ckptlab.cli import main
+
+    source = {"l.0.q": t(4, 8), "l.0.k": t(4, 8), "l.0.v": t(4, 8), "other.w": t(2), "a.x": t(3), "x": t(3)}
+    target = {"l.0.qkv": t(12, 8), "other.w": t(2), "x": t(3)}
+    recipe = {"rules": [{"strip_prefix": "a."}],
+              "convert": [{"from": ["l.{i}.q", "l.{i}.k", "l.{i}.v"], "to": "l.{i}.qkv", "ops": [{"cat": 0}]}]}
+    rows = {(r["target"], r["status"]): r for r in align(source, target, recipe, auto="none").to_dict()["rows"]}
+    fused = rows[("l.0.qkv", "converted")]
+    assert fused["source"] is None and fused["sources"] == ["l.0.q", "l.0.k", "l.0.v"]
+    assert fused["reason"].startswith("convert 1: cat 0 of 'l.0.q', 'l.0.k', 'l.0.v'")
+    conflict = rows[("x", "conflict")]
+    assert conflict["source"] is None and sorted(conflict["sources"]) == ["a.x", "x"]
+    assert rows[("other.w", "exact")] == {"target": "other.w", "source": "other.w", "status": "exact",
+                                          "target_shape": [2], "source_shape": [2], "reason": "same key and shape"}
+    # the CLI prints the same rows
+    save_file(source, tmp_path / "s.safetensors")
+    save_file(target, tmp_path / "t.safetensors")
+    (tmp_path / "r.yaml").write_text(Recipe.from_dict(recipe).to_yaml())
+    assert main(["align", str(tmp_path / "s.safetensors"), str(tmp_path / "t.safetensors"), "--recipe",
+                 str(tmp_path / "r.yaml"), "--auto", "none", "--json"]) == 0
+    import json
+
+    printed = {(r["target"], r["status"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert printed[("l.0.qkv", "converted")]["sources"] == ["l.0.q", "l.0.k", "l.0.v"]
+    assert printed[("other.w", "exact")] == rows[("other.w", "exact")]
+
+
+def test_parts_of_a_fused_tensor_found_only_after_a_rename_are_described_without_a_crash():
+    """'a.b' and 'b.b' (no module) become 'm.a.b' / 'm.b.b' by the rule: the parts of 'm.a.w' by
+    shape and module, suggested as a cat, described by their renamed names (was a TypeError)."""
+    source = {k: t(1) for k in ["a.b", "b.b", "b.w", "c.b", "aa.w"]}
+    target = {k: t(2) if k == "m.a.w" else t(1)
+              for k in ["a.w", "b.w", "m.a.b", "aa.b", "ab.b", "ba.b", "m.a.w", "a.b", "b.b"]}
+    al = align(source, target, {"rules": [{"add_prefix": "m."}]}, auto="none")
+    cats = [s for s in al.suggestions if "convert" in s.rule and "cat along dim 0" in s.reason]
+    assert cats and cats[0].confidence == "medium", [s.reason for s in al.suggestions]

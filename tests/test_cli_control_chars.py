@@ -114,3 +114,53 @@ def test_verify_lists_an_unexpected_key_escaped(capsys, tmp_path):
     assert code == 1
     assert _controls(out) == [] and _controls(err) == []
     assert r"  unexpected  m\x1b[2J\rx.weight" in out.splitlines()
+
+
+def _terminal_stderr(monkeypatch):
+    """stderr as a real terminal (a pty), and a function that reads what was written to it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 24 rows, 120 columns
+    monkeypatch.setattr(sys, "stderr", open(slave, "w", buffering=1))
+
+    def written() -> bytes:
+        import select
+
+        sys.stderr.flush()
+        out = b""
+        while select.select([master], [], [], 0.5)[0]:  # the pty hands bytes over a moment later
+            out += os.read(master, 65536)
+        return out
+
+    return written
+
+
+PROGRESS_KEY = "m\x1b[2J\rx[/bold].w"  # an ANSI payload, and a closing tag rich markup would choke on
+
+
+def test_the_stats_progress_bar_shows_a_key_escaped_and_never_as_markup(monkeypatch):
+    from ckptlab.cli.progress import byte_progress
+
+    written = _terminal_stderr(monkeypatch)
+    with byte_progress("stats") as update:  # was: rich.errors.MarkupError out of the command
+        update(10, 2**27, PROGRESS_KEY)
+    shown = written().decode()
+    assert r"m\x1b[2J\rx[/bold].w" in shown and "\x1b[2J" not in shown
+
+
+def test_the_remap_progress_bar_shows_a_key_escaped(monkeypatch):
+    import time
+
+    from ckptlab.cli.remap_cmd import _ProgressBar
+
+    written = _terminal_stderr(monkeypatch)
+    with _ProgressBar(disabled=False) as bar:
+        bar.update(1, 100, PROGRESS_KEY)
+        time.sleep(0.2)  # past tqdm's refresh interval: the next update draws the key
+        bar.update(2, 100, PROGRESS_KEY)
+        shown = written().decode()
+    assert r"m\x1b[2J\rx[/bold].w" in shown and "\x1b[2J" not in shown

@@ -5,6 +5,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ckptlab.errors import printable
+
 MIN_BYTES = 64 * 2**20  # below this a scan takes well under a second: no bar
 
 
@@ -20,7 +22,7 @@ def byte_progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, i
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   TextColumn("{task.fields[key]}"), console=Console(stderr=True), transient=True)
+                   TextColumn("{task.fields[key]}", markup=False), console=Console(stderr=True), transient=True)
     task = None
 
     def update(done: int, total: int, key: str) -> None:
@@ -30,7 +32,7 @@ def byte_progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, i
         if task is None:
             bar.start()
             task = bar.add_task(label, total=total, key="")
-        bar.update(task, completed=done, key=key[-60:])
+        bar.update(task, completed=done, key=printable(key)[-60:])  # a key from the file: no markup, no ESC
 
     try:
         yield update

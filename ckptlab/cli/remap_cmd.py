@@ -12,7 +12,7 @@ import sys
 from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
                                 naming_recipe, recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, say, warn
-from ckptlab.errors import CheckpointError, MergeError
+from ckptlab.errors import CheckpointError, MergeError, printable
 
 OUT_SUFFIXES = ".safetensors, .pt or .pth"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -133,7 +133,7 @@ class _ProgressBar:
                             desc="remap", file=sys.stderr, leave=False, disable=None)
         self.bar.update(done - self.bar.n)
         if key:
-            self.bar.set_postfix_str(key[-40:], refresh=False)
+            self.bar.set_postfix_str(printable(key)[-40:], refresh=False)  # a key from the file: no ESC
 
     def close(self) -> None:
         if self.bar is not None:

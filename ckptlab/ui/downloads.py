@@ -2,6 +2,10 @@
 and served from disk, or written straight into a server folder under an output root),
 the recipe, the report as CSV/JSON and a standalone PyTorch snippet.
 
+Beside a built file: its counts (statuses, new rows, extras kept) and, when the source's
+other entries were to be kept, a warning naming each one the format could not hold and why
+(a .safetensors holds text metadata only), so nobody believes an optimizer state went in.
+
 The merged file is never read into the server's memory: the browser gets a link to the
 server's file route (``ckptlab.ui.server``), which streams it in chunks.
 """
@@ -14,7 +18,7 @@ import streamlit as st
 
 from ckptlab.errors import CheckpointError
 from ckptlab.roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
-from ckptlab.ui import files, icons, server, state, text
+from ckptlab.ui import files, icons, kept, server, state, text
 
 FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
@@ -57,7 +61,8 @@ def _merged(plan: Any, alignment: Any) -> None:
     where = st.radio("Where", [BROWSER, SERVER_FOLDER], horizontal=True, key="out_where",
                      help="A file too big for a browser download can be written on the server, under a folder "
                           f"the server allows ({OUTPUT_ROOTS_ENV}).") if roots else BROWSER
-    key = (state.alignment_key(), suffix, where)
+    extras = _extras_choice(alignment, suffix)
+    key = (state.alignment_key(), suffix, where, *extras)
     built = st.session_state.get(BUILT)
     if built and built["key"] != key:                 # the recipe or format changed: the file is stale
         _forget_built()
@@ -65,15 +70,17 @@ def _merged(plan: Any, alignment: Any) -> None:
     out: Path | None = None
     if where == SERVER_FOLDER:
         st.caption("Output folders: " + text.md(", ".join(str(r) for r in roots)))
-        typed = st.text_input("File on the server (relative to the first output folder, or absolute)",
-                              value=f"merged{suffix}", key="out_server_path")
+        field = kept.remembered("out_server_path", f"merged{suffix}")    # typed paths survive a view switch
+        if st.session_state[field] in {f"merged{f}" for f in FORMATS}:     # the untouched default follows the format
+            st.session_state[field] = f"merged{suffix}"
+        typed = st.text_input("File on the server (relative to the first output folder, or absolute)", key=field)
         out = state.guarded(st, lambda: check_output_path(typed, roots))
     elif not roots:
         st.caption(f"Too big for a browser download? Start the server with {OUTPUT_ROOTS_ENV}=<folder> to write "
                    "the merge into a server folder instead.")
     disabled = plan is None or (where == SERVER_FOLDER and out is None)
     if st.button("Build merged checkpoint", key="build_merged", disabled=disabled, type="primary"):
-        _build(plan, key, suffix, out)
+        _build(alignment, key, suffix, out, *extras)
         built = st.session_state.get(BUILT)
     if built and Path(built["path"]).exists():
         _offer(built, suffix)
@@ -82,10 +89,34 @@ def _merged(plan: Any, alignment: Any) -> None:
                    "or the target's own value.")
 
 
-def _build(plan: Any, key: tuple, suffix: str, out: Path | None) -> None:
-    from ckptlab import write
+def _extras_choice(alignment: Any, suffix: str) -> tuple[bool, bool]:
+    """(keep the source's other entries, keep its layout): the CLI's --keep-extras, --nest."""
+    beside = alignment.source.beside
+    if not beside:
+        return False, False
+    from ckptlab.extras import dotted
+
+    keep = st.checkbox(f"Keep the source's {text.plural(len(beside), 'other entry', 'other entries')}",
+                       key="out_keep_extras",
+                       help=f"{text.names(dotted(path) for path, _ in beside)} (optimizer state, counters, "
+                            "hyper-parameters; like `ckptlab remap --keep-extras`). A .pt keeps them all; a "
+                            ".safetensors keeps plain values as metadata and names the rest after the build.")
+    nest = False
+    if keep and suffix != ".safetensors" and alignment.source.container:
+        nest = st.checkbox("Keep the file's layout (--nest)", key="out_nest",
+                           help=f"The weights under {text.code(alignment.source.container)} and each entry where "
+                                "it was, as in the source file (like `ckptlab remap --nest`).")
+    return keep, nest
+
+
+def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extras: bool = False,
+           nest: bool = False) -> None:
+    from ckptlab import finetune, merge, write
 
     _forget_built()
+    plan = state.guarded(st, lambda: merge.plan(alignment, keep_extras=keep_extras, nest=nest), what="build: ")
+    if plan is None:
+        return
     temporary = out is None
     if temporary:
         folder = state.session_dir() / "merged"
@@ -101,7 +132,12 @@ def _build(plan: Any, key: tuple, suffix: str, out: Path | None) -> None:
         bar.empty()
         return
     bar.progress(1.0, text=f"done: {text.plural(len(plan.outputs()), 'tensor')}")
-    built = {"key": key, "path": str(out), "temporary": temporary, "url": ""}
+    report = plan.report(outputs=written)
+    report.new_rows = [n.key for n in finetune.new_rows(alignment)]     # as ckptlab remap reports them
+    if temporary:
+        report.outputs = [f"merged{suffix}"]          # the name the visitor gets, not the session folder
+    built = {"key": key, "path": str(out), "temporary": temporary, "url": "", "report": report,
+             "keep_extras": keep_extras, "extras": len(alignment.source.beside)}
     if temporary and server.ACTIVE:
         built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir())
     st.session_state[BUILT] = built
@@ -113,6 +149,7 @@ def _offer(built: dict, suffix: str) -> None:
     if not built["temporary"]:
         st.success(f"Written on the server ({_human(size)}):", icon=icons.OK)
         st.code(str(path), language=None)
+        _written(built)
         return
     label = f"Download merged{suffix} ({_human(size)})"
     with st.container(key="download_merged"):
@@ -126,6 +163,35 @@ def _offer(built: dict, suffix: str) -> None:
         else:   # no file route in this process (tests): a deferred button reading the file on click
             st.download_button(label, data=lambda: path.open("rb"), file_name=f"merged{suffix}",
                                mime="application/octet-stream", key="download_merged_button", on_click="ignore")
+    _written(built)
+
+
+def _written(built: dict) -> None:
+    """What the built file holds: its counts, and every extra entry it could not keep."""
+    report = built.get("report")
+    if report is None:
+        return
+    counts = ", ".join(f"{n:,} {status}" for status, n in report.summary.items() if n and status != "unused")
+    unused = report.summary.get("unused", 0)
+    parts = [f"{text.plural(len(report.rows), 'tensor')} written ({counts})"]
+    if unused:
+        parts.append(f"{text.plural(unused, 'source key')} unused")
+    if report.new_rows:
+        parts.append(f"{text.plural(len(report.new_rows), 'tensor')} with new rows (grown or re-initialised by an "
+                     "adapter: train them as new)")
+    not_kept = report.extras_not_kept
+    if built.get("keep_extras"):
+        parts.append(f"other entries: {built['extras'] - len(not_kept):,} of {built['extras']:,} kept")
+    elif built.get("extras"):
+        parts.append(f"the source's {text.plural(built['extras'], 'other entry', 'other entries')} not kept "
+                     "(tick 'Keep the source's other entries')")
+    with st.container(key="built_counts"):
+        st.caption("; ".join(parts) + ".")
+    if not_kept:
+        st.warning(f"Not in the file: {text.plural(len(not_kept), 'entry', 'entries')} of the source could not be "
+                   "kept:\n\n" + "\n".join(f"- {text.md(n, 300)}" for n in not_kept[:20])
+                   + (f"\n\n... and {len(not_kept) - 20} more (in the JSON report)" if len(not_kept) > 20 else ""),
+                   icon=icons.WARN)
 
 
 def _human(size: int) -> str:
@@ -142,12 +208,17 @@ def _others(plan: Any, alignment: Any) -> None:
     st.markdown("**Recipe, report, code**")
     if plan is None:
         plan = state.guarded(st, lambda: merge.plan(alignment, on_mismatch="keep-target"), what="report: ")
-    if plan is not None:
+    built, report = st.session_state.get(BUILT), None
+    if built and built.get("report") is not None:       # the built file's own report (extras, new rows)
+        report = lambda: built["report"]                # noqa: E731
+    elif plan is not None:
+        report = plan.report
+    if report is not None:
         # Deferred: a 10,000-row report is built only when its button is clicked.
         a, b = st.columns(2)
-        a.download_button("Report (CSV)", data=lambda: plan.report().to_csv(), file_name="ckptlab-report.csv",
+        a.download_button("Report (CSV)", data=lambda: report().to_csv(), file_name="ckptlab-report.csv",
                           mime="text/csv", key="download_report_csv", on_click="ignore")
-        b.download_button("Report (JSON)", data=lambda: plan.report().to_json(), file_name="ckptlab-report.json",
+        b.download_button("Report (JSON)", data=lambda: report().to_json(), file_name="ckptlab-report.json",
                           mime="application/json", key="download_report_json", on_click="ignore")
     recipe = alignment.effective_recipe
     st.download_button("Recipe (YAML)", data=recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",

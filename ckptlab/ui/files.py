@@ -8,7 +8,10 @@ inside it, and the download links that serve them from disk.
 - A session's folder is removed when its state is dropped (the visitor left), with the
   download links that point into it.
 - A download link is a random token naming one file; the server's route streams it from
-  disk in chunks (``ckptlab.ui.server``), so a 2 GB merge never sits in memory.
+  disk in chunks (``ckptlab.ui.server``), so a 2 GB merge never sits in memory. Streamlit
+  serves its own routes under ``server.baseUrlPath`` (``/ckpt/`` behind a team proxy) but
+  mounts extra routes as given, so the route and the links both carry that path
+  (``route_path``); a link to ``/ckptlab/...`` would miss the proxy and 404.
 """
 from __future__ import annotations
 
@@ -92,12 +95,21 @@ def remove_session_folder(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def route_path() -> str:
+    """The download route under the server's ``server.baseUrlPath`` (read now: the server
+    registers it at start, the page builds its links with the same)."""
+    from streamlit import config
+
+    base = str(config.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}{DOWNLOAD_ROUTE}" if base else DOWNLOAD_ROUTE
+
+
 def serve(path: Path, file_name: str, mime: str = "application/octet-stream", owner: str | Path = "") -> str:
     """A new download link for ``path`` (the URL path of the server's route)."""
     token = secrets.token_urlsafe(24)
     with _LOCK:
         _served[token] = Served(Path(path), file_name, mime, str(owner))
-    return DOWNLOAD_ROUTE.format(token=token)
+    return route_path().format(token=token)
 
 
 def lookup(token: str) -> Served | None:

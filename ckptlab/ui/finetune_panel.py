@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab.ui import state, text
+from ckptlab.ui import kept, state, text
 from ckptlab.ui.verify_panel import model_of
 
 FINETUNE_MARK = "# -- Fine-tune plan"
@@ -28,7 +28,7 @@ def show(alignment: Any, target: Any) -> None:
     if grown:
         grown_as_new = st.checkbox(
             f"Train the {len(grown)} grown tensor(s) whole at lr x multiplier (their new rows start untrained)",
-            value=True, key="ft_grown_as_new")
+            key=kept.remembered("ft_grown_as_new", True))
         st.caption("New rows from an adapter: " + "; ".join(text.code(n.describe()) for n in grown[:8])
                    + ("; ..." if len(grown) > 8 else "") + (
                        ". Trained whole at the new rate." if grown_as_new else
@@ -39,8 +39,9 @@ def show(alignment: Any, target: Any) -> None:
     freeze = b.text_input("Also freeze parameters matching (regex, searched; e.g. `^backbone\\.`)", key="ft_freeze")
     as_new = c.text_input("Also train at lr x multiplier (regex, searched; e.g. `^head\\.`)", key="ft_as_new")
     d, e, _ = st.columns([1, 1, 2.2])
-    lr = d.number_input("learning rate", min_value=0.0, value=1e-3, format="%g", key="ft_lr")
-    mult = e.number_input("new params lr x", min_value=0.0, value=10.0, format="%g", key="ft_mult")
+    # typed values survive a switch to another view (``kept.remembered``)
+    lr = d.number_input("learning rate", min_value=0.0, format="%g", key=kept.remembered("ft_lr", 1e-3))
+    mult = e.number_input("new params lr x", min_value=0.0, format="%g", key=kept.remembered("ft_mult", 10.0))
     pretrained = state.guarded(st, lambda: finetune.pretrained_keys(alignment, as_new, grown_as_new))
     if pretrained is None:
         return

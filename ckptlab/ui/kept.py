@@ -26,13 +26,27 @@ def new_run() -> None:
 # Widgets of views (drawn only while their view is open) whose value must survive another
 # view being open: re-setting their state each run stops Streamlit's clean-up. Only widgets
 # created without an explicit default may be listed (else Streamlit warns on the page).
-PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where")
+PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where", "out_keep_extras",
+              "out_nest")
+
+
+_REMEMBERED = "_kept_remembered"
 
 
 def persist(keys: Sequence[str] = PERSISTENT) -> None:
-    for key in keys:
+    for key in (*keys, *st.session_state.get(_REMEMBERED, ())):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+def remembered(key: str, default: Any) -> str:
+    """``key`` for a view's widget with a default (a learning rate, a model definition): the
+    default goes into its state on first use and the state is kept like ``PERSISTENT``'s, so
+    the widget must be created *without* ``value=`` (the state is its value)."""
+    st.session_state.setdefault(key, default)
+    listed = st.session_state.setdefault(_REMEMBERED, set())
+    listed.add(key)
+    return key
 
 
 def widget_key(base: str) -> str:

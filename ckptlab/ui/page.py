@@ -25,7 +25,7 @@ def main() -> None:
     view = views.choose(picker)
     views.prepare(view, ctx)            # the Alignment view's editors: before the alignment
     alignment = state.guarded(header, lambda: state.alignment(source.ckpt, target.ckpt,
-                                                               st.session_state.get("auto", "none")))
+                                                               st.session_state.get("auto", inputs.AUTO_DEFAULT)))
     if alignment is None:
         st.stop()
     with header:

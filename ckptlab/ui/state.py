@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import files, icons, text
+from ckptlab.ui import files, heap, icons, text
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -32,8 +32,13 @@ def session_dir() -> Path:
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
-def _shared(key: tuple, _build: Callable[[], Any]) -> Any:
-    return _build()
+def server_shared(key: tuple, _build: Callable[[], Any]) -> Any:
+    """The process-wide store behind ``shared``; called directly only where no session
+    exists (the warm-up at server start fills it for the first visitor). What it keeps
+    lives long: ``heap.settle`` takes it out of the garbage collector's full scans."""
+    value = _build()
+    heap.settle()
+    return value
 
 
 def shared(key: tuple, build: Callable[[], T]) -> T:
@@ -43,7 +48,7 @@ def shared(key: tuple, build: Callable[[], T]) -> T:
     session's folder (an upload) stays in this session (``cached``). Errors are not cached."""
     if not _session_free(key):
         return cached(key, build)
-    return _shared(key, build)
+    return server_shared(key, build)
 
 
 def cached(key: tuple, build: Callable[[], T]) -> T:
@@ -133,17 +138,27 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     The cache key is the pair's identity (paths, sizes, mtimes, containers, model specs),
     the recipe's YAML and ``auto``: content, never ``id()`` of objects that may be freed.
     """
-    from ckptlab.align import align
-
     current = recipe()
-    containers = (getattr(source, "container", None), getattr(target, "container", None))
-    key = (st.session_state.get(_PAIR), containers, current.to_yaml(), auto)
+    key = alignment_cache_key(st.session_state.get(_PAIR), source, target, current, auto)
     saved = st.session_state.get(_ALIGNED)
     if saved is not None and saved[0] == key:
         return saved[1]
-    result = shared(("align",) + key, lambda: align(source, target, current, auto=auto))
+    result = shared(("align",) + key, lambda: align_pair(source, target, current, auto))
     st.session_state[_ALIGNED] = (key, result, {})
     return result
+
+
+def alignment_cache_key(pair: tuple, source: Any, target: Any, current: Any, auto: str) -> tuple:
+    """What an alignment depends on, as content: the pair's identity, the containers, the
+    recipe's YAML and ``auto`` (the server's warm-up builds the same key)."""
+    containers = (getattr(source, "container", None), getattr(target, "container", None))
+    return (pair, containers, current.to_yaml(), auto)
+
+
+def align_pair(source: Any, target: Any, current: Any, auto: str) -> Any:
+    from ckptlab.align import align
+
+    return align(source, target, current, auto=auto)
 
 
 def _session_free(pair: tuple) -> bool:

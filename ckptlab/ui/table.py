@@ -9,6 +9,7 @@ and the next run would show its default while applying what the browser still he
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,8 +27,16 @@ LAZY_ROWS = 2000         # above this, rows are fetched as the visitor scrolls
 HEIGHT = 470             # px: the table and the editors beside it fit one screen
 
 
+@functools.lru_cache(maxsize=4096)
+def _shape_text(shape: tuple) -> str:
+    return str(tuple(int(n) for n in shape))
+
+
 def _shape(shape: Sequence[int] | None) -> str:
-    return "" if shape is None else str(tuple(int(n) for n in shape))
+    """``(16, 16)``; the text of each distinct shape made once (a big model repeats a few)."""
+    if shape is None:
+        return ""
+    return _shape_text(shape if isinstance(shape, tuple) else tuple(shape))
 
 
 def _dtype(dtype: Any) -> str:

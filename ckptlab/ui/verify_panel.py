@@ -12,7 +12,7 @@ import streamlit as st
 
 from ckptlab.errors import CheckpointError
 from ckptlab.targets import model_target, parse_kwargs
-from ckptlab.ui import state, text
+from ckptlab.ui import kept, state, text
 
 RESULTS = "_verify_results"
 LISTED = 12          # key names listed per line of the warm-start report
@@ -41,17 +41,19 @@ def show(alignment: Any, source: Any, target: Any) -> None:
     spec_col, kwargs_col = st.columns(2)
     src_spec = spec_col.text_input("Source model definition (package.module:callable, e.g. "
                                    "sample_ckpts.models:FontUNet), for the function and speed checks",
-                                   value=source.model or "", key=f"verify_src_spec_{source.model}")
-    src_kwargs_text = kwargs_col.text_input("Source model kwargs (JSON)", value=json.dumps(source.kwargs or {}),
-                                            key=f"verify_src_kwargs_{source.model}")
+                                   key=kept.remembered(f"verify_src_spec_{source.model}", source.model or ""))
+    src_kwargs_text = kwargs_col.text_input("Source model kwargs (JSON)", key=kept.remembered(
+        f"verify_src_kwargs_{source.model}", json.dumps(source.kwargs or {})))
     sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
     sizes_text = sizes_col.text_input(
         "Input sizes for the speed check (comma-separated: image side in pixels for conv models, sequence "
-        "length for token models, batch for linear ones)", value=_default_sizes(target), key=f"verify_sizes_{target.model}")
-    budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, value=10.0,
-                                     step=1.0, key="verify_budget")
-    threads = threads_col.number_input("torch threads", min_value=1, max_value=64, value=1, step=1,
-                                       key="verify_threads", help="1 gives steady ratios on a busy machine")
+        "length for token models, batch for linear ones)",
+        key=kept.remembered(f"verify_sizes_{target.model}", _default_sizes(target)))
+    budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, step=1.0,
+                                     key=kept.remembered("verify_budget", 10.0))
+    threads = threads_col.number_input("torch threads", min_value=1, max_value=64, step=1,
+                                       key=kept.remembered("verify_threads", 1),
+                                       help="1 gives steady ratios on a busy machine")
     results = st.session_state.setdefault(RESULTS, {})
     run_key = state.alignment_key()
     load_col, func_col, speed_col = st.columns(3)

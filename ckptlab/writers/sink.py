@@ -7,10 +7,12 @@ position and Python's buffering never matter; large tensors go out without a cop
 that is refused, through one reused buffer. A zip member's CRC, when not known, is taken
 from the source's pages.
 
-Why pieces: on ext4 (Linux 6.x, large page-cache folios) one ``pwrite`` of a whole 4-48 MB
-tensor often cost 5-10x the CPU of the same bytes written 64-256 KB at a time (the size
-``cp``'s in-kernel copy works in), and never less; on tmpfs the two cost the same.
-Measured by ``bench/bench_convert.py`` (README, "Conversions and degenerate pairs").
+Why pieces: on ext4 (Linux 6.x) one ``pwrite`` of a whole 4-16 MB tensor often cost 2-5x
+the CPU of the same bytes written 64 KB-1 MB at a time (``cp``'s in-kernel copy moves 64 KB
+at a time), and otherwise about the same; on tmpfs they cost the same. Aligning the pieces to their size
+gained nothing; writing through a shared ``mmap`` of the output instead cost more on both.
+Measured by ``bench/bench_write_paths.py`` and ``bench/bench_convert.py --old-write``
+(README, "Conversions and degenerate pairs").
 """
 from __future__ import annotations
 

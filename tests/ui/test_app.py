@@ -378,14 +378,19 @@ def test_model_file_upload_when_code_is_allowed(monkeypatch: pytest.MonkeyPatch)
     assert set(table(at)["target"]) - {""} == {"fc.weight", "fc.bias"}
 
 
-def test_grown_head_trains_at_the_multiplier_and_the_code_agrees() -> None:
+def grown_head_app() -> tuple[AppTest, int]:
+    """Story 3: the projector pair with the prefix and the suggested head pad accepted."""
     pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
     at = pick_pair(new_app(), pair)
     accept(at, {"strip_prefix": "classifier."})
     head = next(s.rule for s in ckptlab.align(PAIRS[pair].source.path, PAIRS[pair].target.path,
                                               {"rules": [{"strip_prefix": "classifier."}]}, auto="none").suggestions
                 if "adapt" in s.rule)
-    accept(at, head)
+    return accept(at, head), pair
+
+
+def test_grown_head_trains_at_the_multiplier_and_the_code_agrees() -> None:
+    at, pair = grown_head_app()
     assert counts(at)["adapted"] == 2
     view(at, "Fine-tune")
     at.text_input(key="ft_freeze").input(r"^backbone\.").run()
