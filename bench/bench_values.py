@@ -192,7 +192,8 @@ def main() -> None:
             cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
         print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cpus (shared), "
               f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint; "
-              f"load average {os.getloadavg()[0]:.2f}; {'cold (evicted before each read)' if args.cold else 'page cache'}\n")
+              f"load average {os.getloadavg()[0]:.2f}; "
+              f"{'cold (evicted before each read)' if args.cold else 'page cache'}\n")
         head = (f"{'job':38} {'wall s':>7} {'cat s':>6} {'ratio':>7} {'CPU s':>6} {'cat CPU':>7} {'ratio':>7} "
                 f"{'peak MB':>8}")
         if old_code:
