@@ -34,7 +34,7 @@ from ckptlab import fp8, scratch
 from ckptlab.checkpoint import Checkpoint
 from ckptlab.parallel import run_ordered
 from ckptlab.stats import RUN
-from ckptlab.windows import Window, per_window, tensor_windows, windows
+from ckptlab.windows import Window, per_window, runs, tensor_windows, windows
 
 Progress = Callable[[int, int, str], None]
 COMPARED = ("exact", "renamed", "adapted", "converted")
@@ -337,7 +337,11 @@ class _Job:
         scale_b = self.ck_b.tensor(self.scale_b) if self.scale_b else None
         sums = Sums()
         for wa, wb in zip(a_windows(per), windows(b_lazy, per=per)):
-            sums.add(self._values(wa, scale_a), self._values(wb, scale_b))
+            if scale_a is None and scale_b is None:  # read run by run into reused buffers (windows.runs)
+                for ra, rb in zip(runs(wa, RUN, "diff.read.a"), runs(wb, RUN, "diff.read.b")):
+                    sums.add(ra, rb)
+            else:
+                sums.add(self._values(wa, scale_a), self._values(wb, scale_b))
         figures = sums.figures()
         undefined = figures[0] is None  # a NaN or an Inf on either side poisons every sum
         return self._pair(False, figures, "A or B holds NaN or Inf values (see ckptlab stats): no figures"

@@ -41,7 +41,7 @@ from ckptlab.checkpoint import Checkpoint
 from ckptlab.errors import CheckpointError
 from ckptlab.info import dtype_name
 from ckptlab.parallel import run_ordered
-from ckptlab.windows import Window, windows
+from ckptlab.windows import Window, runs, windows
 
 RUN = 1 << 18  # elements per kernel call: few calls per window; a run (1 MB of float32) stays in cache over its passes
 CANCEL = 16  # a run whose sum of squares exceeds CANCEL x its squared deviations is summed again around its mean
@@ -105,14 +105,17 @@ def widen(values: torch.Tensor) -> torch.Tensor:
 
 def scan(values: torch.Tensor) -> Part:
     """The part of a 1-D tensor (any dtype, any length), run by run."""
+    return scan_runs(values[start:start + RUN] for start in range(0, values.numel(), RUN))
+
+
+def scan_runs(runs: Iterable[torch.Tensor]) -> Part:
+    """The part of consecutive 1-D runs of one tensor (each of at most ``RUN`` elements)."""
     part = Part()
-    if values.dtype.is_floating_point:
-        for start in range(0, values.numel(), RUN):
-            part = part.merge(_scan_float_run(values[start:start + RUN].detach()))
-        return part
-    for start in range(0, values.numel(), RUN):
-        # runs after the first are shifted by the mean so far: deviations stay small
-        part = part.merge(_scan_run(values[start:start + RUN], part.mean if part.finite else None))
+    for run in runs:
+        if run.dtype.is_floating_point:
+            part = part.merge(_scan_float_run(run.detach()))
+        else:  # runs after the first are shifted by the mean so far: deviations stay small
+            part = part.merge(_scan_run(run, part.mean if part.finite else None))
     return part
 
 
@@ -396,8 +399,7 @@ def _jobs(plans: list[_Plan]) -> Iterator[Callable[[], tuple[_Plan, int, bool, P
 
 
 def _scan_window(plan: _Plan, w: Window) -> Part:
-    values = w.read()
-    if plan.scale is not None:
-        cols = plan.shape[1]
-        values = fp8.dequantize(values.view(-1, cols), plan.scale(), w.start // cols).reshape(-1)
-    return scan(values)
+    if plan.scale is None:
+        return scan_runs(runs(w, RUN))
+    cols = plan.shape[1]
+    return scan(fp8.dequantize(w.read().view(-1, cols), plan.scale(), w.start // cols).reshape(-1))

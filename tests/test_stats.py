@@ -284,3 +284,20 @@ def test_float32_moments_are_float64_where_float32_or_plain_sums_would_be_visibl
     # ckptlab: float64 throughout, re-centred where the sums would cancel
     assert rel(got.mean, mean) < 1e-12 and rel(got.std, std) < 1e-9
     assert got.min == float(a32.min()) and got.max == float(a32.max()) and got.zeros == 0
+
+
+def test_mapped_windows_are_read_run_by_run_like_their_map(tmp_path, monkeypatch):
+    """``windows.runs``: a file span is read with preadv into a reused buffer, run by run;
+    the runs hold exactly the window's elements, and a span past the end is a one-line error."""
+    g = torch.Generator().manual_seed(4)
+    t = torch.randn(10_007, generator=g).to(torch.bfloat16)
+    save_file({"t": t}, tmp_path / "t.safetensors")
+    monkeypatch.setattr(windows, "WINDOW_BYTES", 4096)
+    spans = windows.windows(ckptlab.open(tmp_path / "t.safetensors").lazy("t"))
+    assert len(spans) > 1 and isinstance(spans[0].read, windows._Mapped)
+    for w in spans:
+        got = torch.cat([run.clone() for run in windows.runs(w, 300)])  # a run is valid until the next
+        assert torch.equal(got.view(torch.int16), w.read().view(torch.int16))
+    past = windows.Window(0, 10**6, windows._Mapped(str(tmp_path / "t.safetensors"), 0, 10**6, torch.float32))
+    with pytest.raises(ckptlab.CheckpointError, match="truncated"):
+        list(windows.runs(past, 2**16))
