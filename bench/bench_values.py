@@ -12,7 +12,8 @@ fresh subprocess:
 3. ``ckptlab.diff`` of it against its byte copy (``cp``): the "is it the same?" case;
 4. ``ckptlab.diff`` against a copy whose every tensor changed by one ulp-ish step (the
    float path: max_abs, rel_l2, cosine over every value);
-5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors.
+5. the same stats and diff on a 10-shard ``model.safetensors.index.json`` set of the same tensors
+   (against its byte copy, and against the changed ``.pt``: the float path with shards on A's side).
 Reported: wall time of the call and its ratio to ``cat`` of the same bytes, the same for CPU
 seconds (user + system, every thread: what the neighbours' load does not inflate), and peak RSS
 (VmHWM, reset after ``import torch`` and ckptlab) as MB above that point.
@@ -97,15 +98,19 @@ else:
 seconds = time.perf_counter() - t0
 u1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_above_mb": status("VmHWM") - rss0, "n": n}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_above_mb": status("VmHWM") - rss0, "n": n,
+                  "code": ckptlab.__file__}))
 """
 
 
 def child(mode: str, a: Path, b: Path | str = "-", code: Path = ROOT, **extra_env: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), **extra_env}
+    # run in ``code``: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a), str(b)], capture_output=True, text=True,
-                         check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+                         check=True, env=env, cwd=code)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(got["code"]).resolve().is_relative_to(Path(code).resolve()), (got["code"], code)
+    return got
 
 
 def evict(paths) -> None:
@@ -171,6 +176,7 @@ def main() -> None:
         jobs = {
             "stats .pt": (("stats", a), (a,)),
             "stats .pt 1 worker": (("stats", a), (a,), {"CKPTLAB_WORKERS": "1"}),
+            "stats .pt 2 workers": (("stats", a), (a,), {"CKPTLAB_WORKERS": "2"}),
             "stats .pt 1 worker x 2 torch threads": (("stats", a), (a,),
                                                        {"CKPTLAB_WORKERS": "1", "CKPTLAB_WORKER_THREADS": "2"}),
             "diff .pt vs copy": (("diff", a, b), (a, b)),
@@ -178,6 +184,7 @@ def main() -> None:
             "stats 10 shards": (("stats", sa), tuple(shard_files(base / "shards"))),
             "diff 10 shards vs copy": (("diff", sa, sb),
                                        tuple(shard_files(base / "shards")) + tuple(shard_files(base / "shards_copy"))),
+            "diff 10 shards vs changed .pt": (("diff", sa, changed), tuple(shard_files(base / "shards")) + (changed,)),
         }
         only = set(args.only.split(",")) if args.only else None
         os.sync()
@@ -185,7 +192,8 @@ def main() -> None:
             cat(*base.rglob("*.pt"), *base.rglob("*.safetensors"))  # warm the page cache for everyone
         print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cpus (shared), "
               f"python {platform.python_version()}; {a.stat().st_size / 2**30:.2f} GB per checkpoint; "
-              f"load average {os.getloadavg()[0]:.2f}; {'cold (evicted before each read)' if args.cold else 'page cache'}\n")
+              f"load average {os.getloadavg()[0]:.2f}; "
+              f"{'cold (evicted before each read)' if args.cold else 'page cache'}\n")
         head = (f"{'job':38} {'wall s':>7} {'cat s':>6} {'ratio':>7} {'CPU s':>6} {'cat CPU':>7} {'ratio':>7} "
                 f"{'peak MB':>8}")
         if old_code:

@@ -23,10 +23,11 @@ T = TypeVar("T")
 
 
 def default_workers() -> int:
-    """``CKPTLAB_WORKERS`` if set, else the CPUs not already busy (by the 1-minute load
-    average, this process included), at least 1 and at most 4. A second worker on a core
-    other processes keep busy only adds switching: on the 2 shared cores here (load ~10) one
-    worker scanned 2.5 GB in 2.6 s, two in 3.5 s (bench/bench_values.py)."""
+    """``CKPTLAB_WORKERS`` if set, else this process's CPUs, at most 4. Measured with
+    bench/bench_values.py on the 2 shared cores here (stats of a 2.5 GB zip, one run each):
+    two workers took 0.71 s against one worker's 1.07 s at load average ~7, 0.41 s against
+    0.60 s at ~4, and tied (0.34 / 0.31 s, 1 GB) at ~8.6; never clearly slower, so the old rule
+    of leaving busy CPUs out (one worker whenever the load average exceeded the CPUs) is gone."""
     env = os.environ.get("CKPTLAB_WORKERS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -34,11 +35,7 @@ def default_workers() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    try:
-        idle = cpus - os.getloadavg()[0] + 1
-    except OSError:  # pragma: no cover - no load average
-        idle = cpus
-    return max(1, min(4, cpus, round(idle)))
+    return max(1, min(4, cpus))
 
 
 def _single_threaded() -> None:

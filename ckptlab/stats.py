@@ -43,7 +43,7 @@ from ckptlab.info import dtype_name
 from ckptlab.parallel import run_ordered
 from ckptlab.windows import Window, windows
 
-RUN = 1 << 18  # elements per kernel call: few calls per window; the run and its float64 copy stay in cache
+RUN = 1 << 18  # elements per kernel call: few calls per window; a run (1 MB of float32) stays in cache over its passes
 CANCEL = 16  # a run whose sum of squares exceeds CANCEL x its squared deviations is summed again around its mean
 NORM_RANGE = (0.5, 2.0)  # a norm weight whose mean lies outside this is flagged
 _NORM_MODULE = re.compile(r"(?i)(norm|^ln(_?\w+)?$|^bn\d*$|^gn\d*$)")
