@@ -27,24 +27,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(port: int, env: dict[str, str] | None = None, timeout: float = 60.0) -> subprocess.Popen:
-    """``streamlit run app.py`` headless on ``port``; returns once /_stcore/health says ok."""
-    log = open(ARTIFACTS / f"streamlit-{port}.log", "w")   # noqa: SIM115 - closed with the process
+def start_app(port: int, env: dict[str, str] | None = None, timeout: float = 60.0,
+              base: str = "") -> subprocess.Popen:
+    """``streamlit run app.py`` headless on ``port`` (under ``--server.baseUrlPath base`` when
+    given); returns once its /_stcore/health says ok."""
+    log = open(ARTIFACTS / f"streamlit-{port}{'-' + base if base else ''}.log", "w")   # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+         *(["--server.baseUrlPath", base] if base else [])],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{'/' + base if base else ''}/_stcore/health",
+                                        timeout=2) as reply:
                 if reply.read().strip() == b"ok":
                     return proc
         except OSError:
             time.sleep(0.3)
-    proc.terminate()
+    stop_app(proc)
     raise RuntimeError(f"streamlit did not become healthy in {timeout:.0f} s; see {log.name}")
 
 

@@ -17,26 +17,6 @@ pytestmark = pytest.mark.e2e
 GRID = "convert_grid_"
 
 
-def _type_cell(page, column: int, text: str) -> None:
-    """Type into line 0's cell ``column`` (0: position): select the line's first cell with
-    one click, move right, type (typing replaces the value), Enter; read it back."""
-    for _ in range(3):
-        x, y = drive.grid_cell_point(page, GRID, 0, 60)
-        page.mouse.click(x, y)
-        page.wait_for_timeout(300)
-        for _ in range(column):
-            page.keyboard.press("ArrowRight")
-        page.keyboard.type(text)
-        page.wait_for_timeout(200)
-        page.keyboard.press("Enter")
-        wait_idle(page)
-        if drive.grid_cell_text(page, GRID, 0, column) == text:
-            return
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(500)
-    raise AssertionError(f"cell {column} of the conversion grid does not show {text!r}")
-
-
 def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tmp_path: Path) -> None:
     torch.manual_seed(0)
     torch.save(gpt2().state_dict(), tmp_path / "gpt2.pt")
@@ -52,12 +32,12 @@ def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tm
     holder.hover()
     holder.get_by_role("button", name="Add row").click()
     page.wait_for_timeout(300)
-    _type_cell(page, 1, "h.{i}.{m}.{p}.weight")
-    _type_cell(page, 2, "h.{i}.{m}.{p}.weight")
-    _type_cell(page, 3, "transpos")      # a typo: the error beside the line
+    drive.edit_grid_cell(page, GRID, 0, 1, "h.{i}.{m}.{p}.weight")
+    drive.edit_grid_cell(page, GRID, 0, 2, "h.{i}.{m}.{p}.weight")
+    drive.edit_grid_cell(page, GRID, 0, 3, "transpos")      # a typo: the error beside the line
     expect(page.get_by_text("unknown op 'transpos' (did you mean 'transpose'?").first).to_be_visible(timeout=WAIT_MS)
     drive.wait_for_metrics(page, mismatch=6, converted=0)    # the table keeps working without the line
-    _type_cell(page, 3, "transpose")
+    drive.edit_grid_cell(page, GRID, 0, 3, "transpose")
     drive.wait_for_metrics(page, mismatch=0, converted=8)
     expect(page.get_by_text("convert 1: 8 groups; 'h.0.attn.c_attn.weight' (16, 48) -> "
                             "'h.0.attn.c_attn.weight' (48, 16)")).to_be_visible(timeout=WAIT_MS)

@@ -163,8 +163,9 @@ def test_a_text_file_that_cannot_be_written_leaves_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.yaml"]
 
 
-SIGTERM_SCRIPT = textwrap.dedent("""
-    import sys, time, torch
+# Both scripts write six tensors whose fourth stops for a minute after touching "ready".
+SLOW_WRITER = textwrap.dedent("""
+    import signal, sys, threading, time, torch
     from pathlib import Path
     from ckptlab.info import TensorInfo
     from ckptlab.write import OutTensor, write_tensors
@@ -176,6 +177,9 @@ SIGTERM_SCRIPT = textwrap.dedent("""
                 time.sleep(60)
             return torch.full((256,), float(i))
         return produce
+""")
+
+SIGTERM_SCRIPT = SLOW_WRITER + textwrap.dedent("""
     outs = [OutTensor(f"t{i}", TensorInfo((256,), torch.float32, 1024), slow(i)) for i in range(6)]
     write_tensors(outs, folder / sys.argv[2], max_shard_size=2048)
 """)
@@ -199,19 +203,7 @@ def test_sigterm_mid_write_removes_the_temporary_files(tmp_path, name):
     assert listing(folder) == before
 
 
-THREAD_SCRIPT = textwrap.dedent("""
-    import signal, sys, threading, time, torch
-    from pathlib import Path
-    from ckptlab.info import TensorInfo
-    from ckptlab.write import OutTensor, write_tensors
-    folder = Path(sys.argv[1])
-    def slow(i):
-        def produce():
-            if i == 3:
-                (folder.parent / "ready").touch()
-                time.sleep(60)
-            return torch.full((256,), float(i))
-        return produce
+THREAD_SCRIPT = SLOW_WRITER + textwrap.dedent("""
     def work():
         outs = [OutTensor(f"t{i}", TensorInfo((256,), torch.float32, 1024), slow(i)) for i in range(6)]
         write_tensors(outs, folder / "m.safetensors", max_shard_size=2048)
