@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ckptlab.align import align  # noqa: E402
-from ckptlab.checkpoint import Checkpoint  # noqa: E402
+from ckptlab.align.matcher import align  # noqa: E402
+from ckptlab.io.checkpoint import Checkpoint  # noqa: E402
 
 HIDDEN, INTER, VOCAB, HEADS_KV = 4096, 11008, 32000, 1024
 LAYER = {

@@ -43,8 +43,8 @@ def bench_align(n: int) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_align import timed  # (median wall, last result, median CPU) over repeats
 
-    from ckptlab.align import align
-    from ckptlab.checkpoint import Checkpoint
+    from ckptlab.align.matcher import align
+    from ckptlab.io.checkpoint import Checkpoint
 
     same_src = Checkpoint.from_mapping({f"encoder.{i}.w": torch.empty(8, 8, device="meta") for i in range(n)})
     same_tgt = Checkpoint.from_mapping({f"blocks.{i}.weight": torch.empty(8, 8, device="meta") for i in range(n)})
@@ -83,18 +83,18 @@ print(layers)
 # the nanoGPT layout as the target (meta tensors: nothing allocated), the known recipe
 REMAP_TRANSPOSED = """
 import json, sys, time, resource, torch
-import ckptlab, ckptlab.merge, ckptlab.align  # imported before the clock starts, with the modules
-import ckptlab.suggest, ckptlab.structure, ckptlab.alerts, ckptlab.finetune, ckptlab.known.fit  # a remap
-import ckptlab.windows, ckptlab.containers, ckptlab.formats.safetensors_fmt  # imports lazily (each is
-import safetensors  # compiled from source where PYTHONDONTWRITEBYTECODE is set: ckptlab.suggest ~0.1 s)
-from ckptlab.checkpoint import Checkpoint
-from ckptlab.known import get
+import ckptlab, ckptlab.merge.planning, ckptlab.align.matcher  # imported before the clock starts, with the modules
+import ckptlab.align.suggest.pipeline, ckptlab.align.suggest.structure, ckptlab.align.warnings, ckptlab.models.finetune, ckptlab.align.suggest.known  # a remap
+import ckptlab.io.windows, ckptlab.io.containers, ckptlab.io.formats.safetensors_fmt  # imports lazily (each is
+import safetensors  # compiled from source where PYTHONDONTWRITEBYTECODE is set: ckptlab.align.suggest.pipeline ~0.1 s)
+from ckptlab.io.checkpoint import Checkpoint
+from ckptlab.recipe.known import get
 import gc
 gc.collect()  # the imports leave ~170k objects: their first full collection (~0.2 s) is import cost
 src, out = sys.argv[1], sys.argv[2]
 if sys.argv[3:] == ["old-write"]:  # the writer as it was: one pwrite per tensor
-    import ckptlab.writers.sink
-    ckptlab.writers.sink.WRITE_PIECE = 1 << 62
+    import ckptlab.io.writers.sink
+    ckptlab.io.writers.sink.WRITE_PIECE = 1 << 62
 usage0 = resource.getrusage(resource.RUSAGE_SELF)
 rss0 = usage0.ru_maxrss / 1024
 t0 = time.perf_counter()

@@ -52,8 +52,8 @@ else:
 # Each job prints {"seconds": ..., "rss_start_mb": ...}; peak RSS comes from wait4.
 REMAP = """
 import json, sys, time, resource, torch
-import ckptlab, ckptlab.merge, ckptlab.align  # imported before the clock starts
-from ckptlab.checkpoint import Checkpoint
+import ckptlab, ckptlab.merge.planning, ckptlab.align.matcher  # imported before the clock starts
+from ckptlab.io.checkpoint import Checkpoint
 src, out = sys.argv[1], sys.argv[2]
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()

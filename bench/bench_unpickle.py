@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ckptlab  # noqa: E402
-from ckptlab.formats.allowlist import ALLOWED, Allowed  # noqa: E402
-from ckptlab.formats.storage import StorageRef  # noqa: E402
-from ckptlab.formats.unpickler import RestrictedUnpickler  # noqa: E402
+from ckptlab.io.formats.allowlist import ALLOWED, Allowed  # noqa: E402
+from ckptlab.io.formats.storage import StorageRef  # noqa: E402
+from ckptlab.io.formats.unpickler import RestrictedUnpickler  # noqa: E402
 
 
 def _storage(pid):

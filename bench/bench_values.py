@@ -81,7 +81,7 @@ def status(field):
 import torch
 import ckptlab
 import importlib
-for name in ("ckptlab.stats", "ckptlab.diff", "ckptlab.windows", "ckptlab.parallel"):
+for name in ("ckptlab.values.stats", "ckptlab.values.diff", "ckptlab.io.windows", "ckptlab.values.parallel"):
     importlib.import_module(name)  # imported before the clock starts
 mode, a, b = sys.argv[1], sys.argv[2], sys.argv[3]
 with open("/proc/self/clear_refs", "w") as f:

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from bench_convert import MAKE_GPT2, machine  # noqa: E402
-from ckptlab.writers import sink  # noqa: E402
+from ckptlab.io.writers import sink  # noqa: E402
 
 FLIP = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 HEADER = 10_008  # where the data starts: not a multiple of a page, as after a real header

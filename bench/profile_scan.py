@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-stats = importlib.import_module("ckptlab.stats")  # the module (ckptlab.stats is also the function)
+stats = importlib.import_module("ckptlab.values.stats")  # the module (ckptlab.stats is also the function)
 
 
 def main() -> None:

@@ -11,9 +11,14 @@ The public API (see README.md)::
 Importing the package is cheap: every public name is imported on first use (PEP 562), so
 ``ckptlab --help`` never pays for torch. To add a public name, add one line to ``_LAZY``.
 
-Note: ``ckptlab.align`` is the function, even after the submodule ``ckptlab.align`` is
-imported (the names in ``_FUNCTIONS`` are properties of the package, which the import
-system cannot overwrite); import the module's other names with ``from ckptlab.align import ...``.
+The package shows the pipeline (docs/architecture.md): ``io`` -> ``recipe`` -> ``align`` ->
+``merge`` -> ``values`` -> ``models``, with the ``cli`` and ``ui`` faces on top; ``vocab`` and
+``errors`` are the words and errors all of them share.
+
+One name is both a stage and a function: ``ckptlab.align`` is the function (the contract's
+entry point), even after the package ``ckptlab.align`` is imported (it is a property of this
+module, which the import system cannot overwrite); ``from ckptlab.align import Alignment``
+still reads the package.
 """
 from __future__ import annotations
 
@@ -35,41 +40,44 @@ from ckptlab.errors import (  # cheap (no torch): the CLI needs them before anyt
     UnsupportedFormatError,
 )
 
-__version__ = "0.1.0"
+from ckptlab.vocab import __version__  # noqa: E402  (one place: codegen stamps it into scripts)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``_LAZY`` imports on first use
-    from ckptlab.align import Alignment, align
-    from ckptlab.checkpoint import Checkpoint, OtherEntry, open
-    from ckptlab.diff import diff
-    from ckptlab.finetune import param_groups
-    from ckptlab.info import TensorInfo
-    from ckptlab.merge import remap
-    from ckptlab.recipe import AdaptSpec, Recipe, Rule
-    from ckptlab.report import Report
-    from ckptlab.stats import stats
-    from ckptlab.warmstart import CkptlabWarning, load_into
+    from ckptlab.align.matcher import Alignment, align
+    from ckptlab.io.checkpoint import Checkpoint, OtherEntry
+    from ckptlab.io.opener import open
+    from ckptlab.values.diff import diff
+    from ckptlab.models.finetune import param_groups
+    from ckptlab.io.tensor_info import TensorInfo
+    from ckptlab.merge.planning import remap
+    from ckptlab.recipe.adapt_spec import AdaptSpec
+    from ckptlab.recipe.model import Recipe
+    from ckptlab.recipe.rules import Rule
+    from ckptlab.merge.report import Report
+    from ckptlab.values.stats import stats
+    from ckptlab.models.warmstart import CkptlabWarning, load_into
 
 # public name -> the module it lives in (imported on first use)
 _LAZY = {
-    "open": "ckptlab.checkpoint",
-    "Checkpoint": "ckptlab.checkpoint",
-    "OtherEntry": "ckptlab.checkpoint",
-    "TensorInfo": "ckptlab.info",
-    "Recipe": "ckptlab.recipe",
-    "Rule": "ckptlab.recipe",
-    "AdaptSpec": "ckptlab.recipe",
-    "align": "ckptlab.align",
-    "Alignment": "ckptlab.align",
-    "Report": "ckptlab.report",
-    "remap": "ckptlab.merge",
-    "load_into": "ckptlab.warmstart",
-    "CkptlabWarning": "ckptlab.warmstart",
-    "param_groups": "ckptlab.finetune",
-    "stats": "ckptlab.stats",
-    "diff": "ckptlab.diff",
+    "open": "ckptlab.io.opener",
+    "Checkpoint": "ckptlab.io.checkpoint",
+    "OtherEntry": "ckptlab.io.checkpoint",
+    "TensorInfo": "ckptlab.io.tensor_info",
+    "Recipe": "ckptlab.recipe.model",
+    "Rule": "ckptlab.recipe.rules",
+    "AdaptSpec": "ckptlab.recipe.adapt_spec",
+    "align": "ckptlab.align.matcher",
+    "Alignment": "ckptlab.align.matcher",
+    "Report": "ckptlab.merge.report",
+    "remap": "ckptlab.merge.planning",
+    "load_into": "ckptlab.models.warmstart",
+    "CkptlabWarning": "ckptlab.models.warmstart",
+    "param_groups": "ckptlab.models.finetune",
+    "stats": "ckptlab.values.stats",
+    "diff": "ckptlab.values.diff",
 }
 # functions that share their name with the submodule they live in: the function wins
-_FUNCTIONS = ("align", "stats", "diff")
+_FUNCTIONS = ("align",)
 
 __all__ = [
     "open", "align", "remap", "load_into", "param_groups", "stats", "diff",
@@ -83,7 +91,7 @@ __all__ = [
 def _load(name: str):
     try:
         module = importlib.import_module(_LAZY[name])
-    except ModuleNotFoundError as exc:  # a module still being written (stats, diff)
+    except ModuleNotFoundError as exc:
         if exc.name != _LAZY[name]:
             raise
         raise AttributeError(f"module 'ckptlab' has no attribute {name!r}") from None
@@ -114,7 +122,7 @@ def _function_property(name: str) -> property:
 
 
 class _Package(types.ModuleType):
-    """The package's module type: ``align``, ``stats`` and ``diff`` are always the functions."""
+    """The package's module type: ``ckptlab.align`` is always the function."""
 
 
 for _name in _FUNCTIONS:

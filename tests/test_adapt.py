@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab import adapt
+from ckptlab.recipe import adapters as adapt
 from ckptlab.errors import AdaptError
 
 DTYPES = [torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.float8_e4m3fn,

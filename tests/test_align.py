@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ckptlab
-from ckptlab.adapt import preview_shape
-from ckptlab.align import STATUSES, Alignment, Row, align
+from ckptlab.recipe.adapters import preview_shape
+from ckptlab.align.matcher import STATUSES, Alignment, Row, align
 from ckptlab.errors import AdaptError, RecipeError
-from ckptlab.recipe import AdaptSpec, Recipe
+from ckptlab.recipe.adapt_spec import AdaptSpec
+from ckptlab.recipe.model import Recipe
 
 
 def t(*shape, dtype=torch.float32):
@@ -21,7 +22,7 @@ def t(*shape, dtype=torch.float32):
 def test_contract_entry_point_is_the_function():
     import importlib
 
-    module = importlib.import_module("ckptlab.align")  # importing the submodule must not shadow the function
+    module = importlib.import_module("ckptlab.align")  # importing the package must not shadow the function
     assert ckptlab.align is align and module.align is align
     assert isinstance(ckptlab.align({"a": t(1)}, {"a": t(1)}), Alignment)
 

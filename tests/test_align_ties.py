@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import ckptlab
-from ckptlab.align import align
+from ckptlab.align.matcher import align
 
 
 class TiedLM(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ckptlab.align import align
-from ckptlab.checkpoint import Checkpoint
+from ckptlab.align.matcher import align
+from ckptlab.io.checkpoint import Checkpoint
 
 
 def test_empty_tensors_are_not_aliases_but_real_ties_still_are():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ckptlab
-from ckptlab.checkpoint import Checkpoint
+from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.errors import CheckpointError
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ckptlab.align import STATUSES, align
+from ckptlab.align.matcher import STATUSES, align
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_ckpts"

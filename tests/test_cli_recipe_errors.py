@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from ckptlab.cli import main
 from ckptlab.errors import RecipeError
-from ckptlab.recipe import Recipe
+from ckptlab.recipe.model import Recipe
 
 BAD_JSON = [
     ('{"rules": [{"strip_prefix": "a"},, ]}', "line 1, column 34: Expecting value"),

@@ -12,8 +12,8 @@ import torch
 
 from ckptlab.cli import main
 from ckptlab.errors import CheckpointError
-from ckptlab.recipe import Recipe
-from ckptlab.report import Report, ReportRow
+from ckptlab.recipe.model import Recipe
+from ckptlab.merge.report import Report, ReportRow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import ckptlab
-from ckptlab.codegen import snippet
-from ckptlab.finetune import param_groups
-from ckptlab.targets import model_target
+from ckptlab.models.codegen import snippet
+from ckptlab.models.finetune import param_groups
+from ckptlab.io.model_target import model_target
 from sample_ckpts import models
 
 ROOT = Path(__file__).resolve().parents[1]

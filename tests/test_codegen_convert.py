@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import ckptlab
-from ckptlab.codegen import snippet
-from ckptlab.targets import model_target
+from ckptlab.models.codegen import snippet
+from ckptlab.io.model_target import model_target
 from tests.gpt_models import TRANSPOSE_RECIPE, gpt2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +48,8 @@ FUSED_RECIPE = {
 
 def _target_for(src: dict, recipe: dict) -> dict:
     """The target the recipe is written for (values zero; the merge never reads them)."""
-    from ckptlab.convert import find_groups
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.conversion import find_groups
+    from ckptlab.recipe.model import Recipe
 
     r = Recipe.from_dict(recipe)
     found = find_groups(r.convert, {k: tuple(v.shape) for k, v in src.items()})
@@ -144,7 +144,7 @@ def test_script_casts_by_the_recipe_dtype_without_conversions(tmp_path):
 def test_script_refuses_to_unbind_a_stack_onto_other_expert_numbers(tmp_path):
     """Experts 0, 2, 5 stacked; the inverse's unbind names its slices 0, 1, 2: the script stops
     as ckptlab does (``align.unbind_clash``) instead of writing expert 5 as expert 2."""
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.model import Recipe
 
     src = {f"l.0.experts.{e}.w1": torch.full((2, 3), float(e)) for e in (0, 2, 5)}
     forward = {"convert": [{"from": "l.{i}.experts.{e}.w1", "to": "l.{i}.experts.w1", "ops": [{"stack": 0}]}]}

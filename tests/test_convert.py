@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.convert import OPS, Conversion, ConvertError, KeyPattern, Op, find_groups, preview, run
+from ckptlab.recipe.conversion import OPS, Conversion, ConvertError, KeyPattern, Op, find_groups, preview, run
 from ckptlab.errors import RecipeError
 
 FAST = settings(max_examples=40, deadline=None)
@@ -273,7 +273,7 @@ def test_an_op_whose_shapes_do_not_work_names_the_entry_the_op_and_the_key():
     ("x -> y", r"^convert 2: expected \{from: ..., to: ..., ops: \[...\]\}, got str$"),
 ])
 def test_conversion_errors_are_one_line_and_name_the_entry(entry, message):
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.model import Recipe
 
     first = {"from": "ok.{i}", "to": "ok.{i}", "ops": ["transpose"]}
     with pytest.raises(RecipeError, match=message) as info:
@@ -288,14 +288,15 @@ def test_conversion_errors_are_one_line_and_name_the_entry(entry, message):
     ({"keep": "norm"}, r"^dtype: needs 'to'"),
 ])
 def test_dtype_errors_are_one_line(dtype, message):
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.model import Recipe
 
     with pytest.raises(RecipeError, match=message):
         Recipe.from_dict({"dtype": dtype})
 
 
 def test_convert_and_dtype_round_trip_exactly_through_yaml_and_json(tmp_path):
-    from ckptlab.recipe import DtypeSpec, Recipe
+    from ckptlab.recipe.dtype_policy import DtypeSpec
+    from ckptlab.recipe.model import Recipe
 
     data = {"rules": [{"strip_prefix": "module."}],
             "convert": [{"from": "h.{i}.w", "to": "h.{i}.w", "ops": ["transpose"]},

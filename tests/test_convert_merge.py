@@ -14,7 +14,7 @@ import torch
 import ckptlab
 from ckptlab import merge
 from ckptlab.errors import MergeError, RecipeError
-from ckptlab.write import write
+from ckptlab.io.writers import write
 from tests.gpt_models import TRANSPOSE_RECIPE, gpt2, nanogpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path):
 
 
 def test_verify_compares_the_source_model_with_the_converted_target_on_token_inputs(pair, tmp_path):
-    from ckptlab import verify
+    from ckptlab.models import verify
 
     src, _ = pair
     ckptlab.remap(src, nanogpt(), tmp_path / "n.safetensors", recipe=TRANSPOSE_RECIPE, auto="none")
@@ -222,9 +222,9 @@ def test_single_element_outputs_of_a_strided_view_are_written(tmp_path, suffix):
 
 
 def test_an_accepted_conversion_suggestion_is_labelled_in_the_reasons():
-    from ckptlab.align import Suggestion, apply_suggestions, build_rows
-    from ckptlab.checkpoint import Checkpoint
-    from ckptlab.recipe import Recipe
+    from ckptlab.align.matcher import Suggestion, apply_suggestions, build_rows
+    from ckptlab.io.checkpoint import Checkpoint
+    from ckptlab.recipe.model import Recipe
 
     src, tgt = _qkv_pair(1)
     fragment = {"convert": QKV["convert"]}

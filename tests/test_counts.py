@@ -9,8 +9,9 @@ import torch
 
 import ckptlab
 from ckptlab.cli import main
-from ckptlab.counts import counts, split_optimizer
-from ckptlab.targets import model_target
+from ckptlab.io.containers import split_optimizer
+from ckptlab.io.counts import counts
+from ckptlab.io.model_target import model_target
 
 
 def trained(tmp_path, layout: str):

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 import ckptlab
-from ckptlab.checkpoint import Checkpoint
-from ckptlab.diff import Sums, layer_cell, layer_grid, module_of
+from ckptlab.io.checkpoint import Checkpoint
+from ckptlab.values.diff import Sums, layer_cell, layer_grid, module_of
 
 
 def _figures(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
@@ -205,7 +205,7 @@ def test_layer_grid_puts_rel_l2_by_layer_and_kind(tmp_path):
 
 
 def test_same_bytes_is_bitwise():
-    from ckptlab.diff import same_bytes
+    from ckptlab.values.diff import same_bytes
 
     x = torch.tensor([1.0, float("nan"), -0.0, 2.0])
     assert same_bytes(x, x.clone())  # NaN equals itself bit for bit

@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ckptlab
-from ckptlab import editing
+from ckptlab.recipe import edits as editing
 from ckptlab.errors import AdaptError, RecipeError
-from ckptlab.recipe import AdaptSpec, Recipe, Rule
+from ckptlab.recipe.adapt_spec import AdaptSpec
+from ckptlab.recipe.model import Recipe
+from ckptlab.recipe.rules import Rule
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
 
@@ -207,7 +209,7 @@ def test_differing_dims() -> None:
 
 def test_pretrained_keys_leave_out_what_trains_as_new() -> None:
     """A grown head is fed (adapted) yet trains at lr x mult: the param groups agree."""
-    from ckptlab.finetune import param_groups
+    from ckptlab.models.finetune import param_groups
     from sample_ckpts.models import Classifier
 
     recipe = {"rules": [{"strip_prefix": "classifier."}],

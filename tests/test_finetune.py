@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ckptlab.errors import RecipeError
-from ckptlab.finetune import param_groups, plan
+from ckptlab.models.finetune import param_groups, plan
 from sample_ckpts import models
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
@@ -159,7 +159,7 @@ def _grown_alignment():
 
 def test_new_rows_of_a_grown_head_and_none_for_new_input_channels():
     import ckptlab
-    from ckptlab.finetune import new_rows
+    from ckptlab.models.finetune import new_rows
 
     alignment = _grown_alignment()
     assert alignment.summary["adapted"] == 2
@@ -177,7 +177,7 @@ def test_new_rows_of_a_grown_head_and_none_for_new_input_channels():
 
 
 def test_pretrained_keys_leave_out_grown_tensors_unless_told_and_a_regex():
-    from ckptlab.finetune import pretrained_keys
+    from ckptlab.models.finetune import pretrained_keys
 
     alignment = _grown_alignment()
     backbone = [k for k in alignment.fed if k.startswith("backbone.")]
@@ -213,7 +213,7 @@ def test_grown_head_gets_the_head_rate_by_default(via, tmp_path):
 
 
 def test_the_downloaded_script_trains_the_grown_head_at_the_new_rate_too():
-    from ckptlab import codegen
+    from ckptlab.models import codegen
 
     code = codegen.snippet(_grown_alignment())
     namespace: dict = {}

@@ -66,7 +66,7 @@ def test_the_console_script_runs_from_any_folder(venv):
 
 
 def test_inspect_a_bundled_sample_and_use_a_bundled_model(venv):
-    samples = subprocess.run([str(venv["bin"] / "python"), "-c", "import ckptlab.roots as r; print(r.SAMPLES_DIR)"],
+    samples = subprocess.run([str(venv["bin"] / "python"), "-c", "import ckptlab.io.allowed_roots as r; print(r.SAMPLES_DIR)"],
                              cwd=venv["cwd"], env=venv["env"], capture_output=True, text=True, check=True)
     folder = Path(samples.stdout.strip())
     assert folder.is_relative_to(venv["bin"].parent)

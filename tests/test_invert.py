@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ckptlab
-from ckptlab.convert import find_groups
+from ckptlab.recipe.conversion import find_groups
 from ckptlab.errors import RecipeError
-from ckptlab.recipe import Recipe
+from ckptlab.recipe.model import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("transpose", "permute", "reshape", "squeeze", "unsqueeze", "chunk", "split", "cat", "stack", "unbind",
@@ -81,7 +81,7 @@ def jobs(draw):
     for i in range(layers):
         src[f"model.plain.{i}.w"] = t(2, 2)
     src["model.special"] = t(3)
-    # in this order: strip_prefix must see the prefix (see ckptlab.invert on its assumption)
+    # in this order: strip_prefix must see the prefix (see ckptlab.recipe.invert on its assumption)
     rules = [RENAMES[i] for i in sorted(draw(st.sets(st.integers(0, len(RENAMES) - 1))))]
     recipe = {"rules": rules, "convert": convert, "map": {"special.target": "model.special"}}
     return src, recipe

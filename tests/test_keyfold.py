@@ -6,9 +6,9 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.align import align
+from ckptlab.align.matcher import align
 from ckptlab.cli.align_cmd import folded_rows
-from ckptlab.keyfold import fold_keys, fold_pattern, format_indices
+from ckptlab.align.keyfold import fold_keys, fold_pattern, format_indices
 
 
 def expand(pattern: str) -> set[str]:

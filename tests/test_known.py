@@ -8,9 +8,9 @@ import pytest
 
 from ckptlab.cli import main
 from ckptlab.errors import RecipeError
-from ckptlab.known import KeyIndex, catalogue, get
-from ckptlab.known.params import find_params, parse_assignments
-from ckptlab.recipe import Recipe
+from ckptlab.recipe.known import KeyIndex, catalogue, get
+from ckptlab.recipe.known.params import find_params, parse_assignments
+from ckptlab.recipe.model import Recipe
 
 PAIRS = [("gpt2-to-nanogpt", "nanogpt-to-gpt2"), ("timm-vit-to-hf-vit", "hf-vit-to-timm-vit"),
          ("timm-vit-to-hf-vit-4x", "hf-vit-4x-to-timm-vit"), ("meta-llama-to-hf-llama", "hf-llama-to-meta-llama"),

@@ -11,11 +11,11 @@ import torch
 from safetensors import safe_open
 
 import ckptlab
-import ckptlab.formats.base
-from ckptlab.align import align
+import ckptlab.io.formats.base
+from ckptlab.align.matcher import align
 from ckptlab.errors import MergeError
-from ckptlab.merge import KEPT_TARGET, cast_note, loses_precision, merged_tensor, plan, remap
-from ckptlab.report import Report
+from ckptlab.merge.planning import KEPT_TARGET, cast_note, loses_precision, merged_tensor, plan, remap
+from ckptlab.merge.report import Report
 
 DTYPES = [torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.float8_e4m3fn,
           torch.float8_e5m2, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
@@ -224,15 +224,15 @@ def test_report_serialises_to_json_and_csv(tmp_path):
     assert frame.loc[frame["status"] == "unused", "source"].tolist() == ["old"]
 
 
-class SpannedLazy(ckptlab.formats.base.LazyTensor):
+class SpannedLazy(ckptlab.io.formats.base.LazyTensor):
     """A reader's LazyTensor that also says where its bytes lie on disk."""
 
     __slots__ = ("file_span",)
 
 
 def test_unchanged_tensors_with_a_file_span_are_copied_without_loading(tmp_path):
-    from ckptlab.checkpoint import Checkpoint
-    from ckptlab.info import TensorInfo
+    from ckptlab.io.checkpoint import Checkpoint
+    from ckptlab.io.tensor_info import TensorInfo
 
     w = random_bits((64, 3), torch.float32, 9)
     raw = tmp_path / "raw.bin"

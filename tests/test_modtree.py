@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 
 import ckptlab
-from ckptlab import modtree
-from ckptlab.align import Row
-from ckptlab.recipe import Recipe
+from ckptlab.align import module_tree as modtree
+from ckptlab.align.matcher import Row
+from ckptlab.recipe.model import Recipe
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
 

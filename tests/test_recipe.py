@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptlab.errors import RecipeError
-from ckptlab.recipe import ADAPT_FILLS, ADAPT_OPS, AdaptSpec, Recipe, Rule
+from ckptlab.recipe.adapt_spec import AdaptSpec
+from ckptlab.recipe.model import Recipe
+from ckptlab.recipe.rules import Rule
+from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS
 
 FULL = {
     "rules": [

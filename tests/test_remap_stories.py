@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ckptlab.merge import remap
+from ckptlab.merge.planning import remap
 from sample_ckpts.models import Classifier, ConvNet
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"

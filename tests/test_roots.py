@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ckptlab.errors import PathNotAllowedError, UnreadableFileError
-from ckptlab.roots import ROOTS_ENV, SAMPLES_DIR, allowed_roots, check_path
+from ckptlab.io.allowed_roots import ROOTS_ENV, SAMPLES_DIR, allowed_roots, check_path
 
 
 @pytest.fixture

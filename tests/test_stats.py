@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 import ckptlab
-from ckptlab import windows
-from ckptlab.stats import Part, is_norm_weight, scan
+from ckptlab.io import windows
+from ckptlab.values.stats import Part, is_norm_weight, scan
 from values_reference import assert_matches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,7 +260,7 @@ def test_float32_moments_are_float64_where_float32_or_plain_sums_would_be_visibl
     here on the same data); ckptlab's mean and std match numpy's float64 to ~1e-12."""
     import numpy as np
 
-    from ckptlab.stats import RUN
+    from ckptlab.values.stats import RUN
 
     g = torch.Generator().manual_seed(2)
     n = 3 * RUN + 5  # several runs and a short last one

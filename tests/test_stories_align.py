@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ckptlab.align import align
+from ckptlab.align.matcher import align
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
 

@@ -18,9 +18,9 @@ import torch
 
 import ckptlab
 from ckptlab.cli import main
-from ckptlab.targets import model_target
-from ckptlab.verify import compare_function, compare_speed, load_report
-from ckptlab.warmstart import CkptlabWarning
+from ckptlab.io.model_target import model_target
+from ckptlab.models.verify import compare_function, compare_speed, load_report
+from ckptlab.models.warmstart import CkptlabWarning
 from sample_ckpts import models
 
 ROOT = Path(__file__).resolve().parents[1]

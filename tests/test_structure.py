@@ -8,7 +8,7 @@ from torch import nn
 
 import ckptlab
 from ckptlab.cli import main
-from ckptlab.recipe import Recipe
+from ckptlab.recipe.model import Recipe
 from tests.models import gpt, hf, vit
 
 TOL = 1e-4
@@ -63,7 +63,7 @@ def test_transposed_family_with_its_square_member_applied_by_auto_all_gives_the_
     assert al.summary["converted"] == 8 and al.warnings == []
     assert al.row("blocks.1.attn.c_proj.weight").status == "converted"
     merged = {}
-    from ckptlab.merge import merged_tensor, plan
+    from ckptlab.merge.planning import merged_tensor, plan
 
     p = plan(al)
     for key in target:
@@ -121,7 +121,7 @@ def test_fused_qkv_beside_q_k_v_is_a_medium_chunk_both_ways():
                                                                        "layers.{i}.v.{j}"], "ops": [{"chunk": 0}]} \
         or s.rule["convert"][0]["ops"] == [{"chunk": 0}]
     assert al.summary["converted"] == 12 and al.warnings == []
-    from ckptlab.merge import merged_tensor, plan
+    from ckptlab.merge.planning import merged_tensor, plan
 
     p = plan(al)
     split.load_state_dict({k: merged_tensor(p, k) for k in split.state_dict()})
@@ -149,7 +149,7 @@ def test_conv_1x1_and_linear_squeeze_and_unsqueeze():
     lin = {"proj.weight": torch.zeros(6, 4), "proj.bias": torch.zeros(6)}
     al = ckptlab.align(conv, lin, auto="all")
     assert al.row("proj.weight").status == "converted" and "squeeze" in al.row("proj.weight").reason
-    from ckptlab.merge import merged_tensor, plan
+    from ckptlab.merge.planning import merged_tensor, plan
 
     assert torch.equal(merged_tensor(plan(al), "proj.weight"), conv["proj.weight"][:, :, 0, 0])
     back = ckptlab.align(lin, conv, auto="all")
@@ -175,7 +175,7 @@ def test_torchscript_beside_the_same_weights_under_other_names_is_an_order_guess
     accepted = ckptlab.align(str(tmp_path / "net.ts.pt"), str(tmp_path / "net.pt"),
                              recipe=Recipe().merged(order.rule), auto="none")
     assert accepted.summary["renamed"] == len(names)
-    from ckptlab.merge import merged_tensor, plan
+    from ckptlab.merge.planning import merged_tensor, plan
 
     p = plan(accepted)
     for key, value in renamed.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 import ckptlab
-from ckptlab.align import align
-from ckptlab.recipe import Recipe
-from ckptlab.suggest import similar_names
+from ckptlab.align.matcher import align
+from ckptlab.recipe.model import Recipe
+from ckptlab.align.suggest.rename import similar_names
 
 
 def sd(mapping: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:

@@ -8,8 +8,8 @@ import torch
 
 import ckptlab
 from ckptlab.errors import ModelSpecError
-from ckptlab.sources import as_checkpoint
-from ckptlab.targets import ModelSpec, build_model, model_target
+from ckptlab.io.sources import as_checkpoint
+from ckptlab.io.model_target import ModelSpec, build_model, model_target
 from sample_ckpts import models
 
 CONVNET = "sample_ckpts.models:ConvNet"

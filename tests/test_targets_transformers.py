@@ -16,7 +16,7 @@ import torch
 import transformers  # pinned in requirements-dev.txt: a missing one is a failure, not a skip
 
 from ckptlab.errors import ModelSpecError
-from ckptlab.targets import build_arguments, config_argument, model_target
+from ckptlab.io.model_target import build_arguments, config_argument, model_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,

@@ -9,8 +9,8 @@ import torch
 
 import ckptlab
 from ckptlab.errors import CheckpointError
-from ckptlab.targets import model_target
-from ckptlab.verify import (
+from ckptlab.io.model_target import model_target
+from ckptlab.models.verify import (
     compare_function,
     compare_speed,
     default_sizes,

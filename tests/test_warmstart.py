@@ -11,7 +11,7 @@ from torch import nn
 
 import ckptlab
 from ckptlab.errors import CheckpointError, MergeError
-from ckptlab.warmstart import CkptlabWarning, load_into
+from ckptlab.models.warmstart import CkptlabWarning, load_into
 from sample_ckpts import models
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_ckpts"
@@ -155,7 +155,7 @@ def test_incompatible_keys_are_torchs_own_categories():
     """Projector -> Classifier(100) stripping 'classifier.' and dropping the first conv:
     the head is a size mismatch (torch raises), the dropped conv is missing, the projector
     unexpected; nothing mismatched is called missing."""
-    from ckptlab.warmstart import incompatible_keys
+    from ckptlab.models.warmstart import incompatible_keys
 
     recipe = {"rules": [{"drop": r"^classifier\.backbone\.0\."}, {"strip_prefix": "classifier."}]}
     alignment = ckptlab.align(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", recipe, auto="none")
@@ -181,7 +181,7 @@ def test_incompatible_keys_are_torchs_own_categories():
 
 
 def test_incompatible_keys_adapted_and_conflicts():
-    from ckptlab.warmstart import incompatible_keys
+    from ckptlab.models.warmstart import incompatible_keys
 
     grow = {"op": "pad", "dim": 0, "fill": "init"}
     grown = incompatible_keys(ckptlab.align(SAMPLES / "classifier_10.pt", SAMPLES / "classifier_100.pt",

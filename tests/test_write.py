@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 
 from ckptlab.errors import MergeError
-from ckptlab.info import TensorInfo
-from ckptlab.write import OutTensor, write_tensors
+from ckptlab.io.tensor_info import TensorInfo
+from ckptlab.io.writers import OutTensor, write_tensors
 
 DTYPES = [torch.float32, torch.float16, torch.float64, torch.bfloat16, torch.float8_e4m3fn,
           torch.float8_e5m2, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
@@ -173,7 +173,7 @@ def test_an_unknown_suffix_is_refused(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_a_file_span_is_copied_file_to_file_without_loading_the_tensor(tmp_path, suffix):
-    from ckptlab.write import FileSpan
+    from ckptlab.io.writers import FileSpan
 
     a, b = random_bits((300, 7), torch.float32, 5), random_bits((9,), torch.int16, 6)
     raw = tmp_path / "raw.bin"
@@ -192,7 +192,7 @@ def test_a_file_span_is_copied_file_to_file_without_loading_the_tensor(tmp_path,
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_a_span_past_the_end_of_its_file_fails_cleanly(tmp_path, suffix):
-    from ckptlab.write import FileSpan
+    from ckptlab.io.writers import FileSpan
 
     raw = tmp_path / "raw.bin"
     raw.write_bytes(b"\0" * 10)

@@ -9,10 +9,10 @@ from ckptlab.cli import output
 from ckptlab.cli.common import (AUTO_LEVELS, add_pair_arguments, add_param_argument, naming_recipe,
                                 recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, warn
-from ckptlab.keyfold import fold_keys, fold_pattern  # light: no torch
+from ckptlab.align.keyfold import fold_keys, fold_pattern  # light: no torch
 
 if TYPE_CHECKING:
-    from ckptlab.align import Alignment, Row
+    from ckptlab.align.matcher import Alignment, Row
 
 STATUS_STYLE = {"exact": "green", "renamed": "cyan", "adapted": "blue", "converted": "bright_blue", "mismatch": "bold red",
                 "missing": "yellow", "unused": "magenta", "conflict": "bold red"}
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.align import align
+    from ckptlab.align.matcher import align
 
     source, target = resolve_pair(args)
     recipe = recipe_with_params(args)
@@ -83,7 +83,7 @@ def folded_rows(rows: "list[Row]") -> "list[tuple[str, str, Row, int]]":
 
 def print_table(alignment: "Alignment") -> None:
     from rich.table import Table
-    from ckptlab.align import STATUSES, shape_text
+    from ckptlab.align.matcher import STATUSES, shape_text
     from ckptlab.cli.output import text
 
     table = Table(title=f"{alignment.source.name} -> {alignment.target.name}", show_lines=False)

@@ -8,14 +8,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ckptlab.errors import ModelSpecError, RecipeError
+from ckptlab.vocab import AUTO_LEVELS, ON_MISMATCH  # noqa: F401  (the parsers' choices)
 
 if TYPE_CHECKING:
-    from ckptlab.checkpoint import Checkpoint
+    from ckptlab.io.checkpoint import Checkpoint
 
 # The core's choices, repeated here so that building the parser imports no torch
 # (tests/test_cli_help.py checks they equal ckptlab.align.AUTO_LEVELS and ckptlab.merge.ON_MISMATCH).
-AUTO_LEVELS = ("none", "high", "all")
-ON_MISMATCH = ("error", "keep-target")
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +43,7 @@ CONFIG_HELP = "e.g. transformers:AutoModelForSequenceClassification (built on th
 def parse_kwargs(text: str | None, flag: str, config: str | None = None, config_flag: str = "") -> dict:
     """A ``--*-kwargs`` JSON object (the error names the flag), plus ``config`` from a
     ``--*-config`` path as a typed argument."""
-    from ckptlab import targets
+    from ckptlab.io import model_target as targets
 
     try:
         kwargs = targets.parse_kwargs(text)
@@ -66,7 +65,7 @@ def allow_code(args: argparse.Namespace) -> bool:
 
 def resolve_pair(args: argparse.Namespace) -> tuple["Checkpoint", "Checkpoint"]:
     """Open SOURCE and TARGET as Checkpoints (model definitions built on the meta device)."""
-    from ckptlab.sources import as_checkpoint
+    from ckptlab.io.sources import as_checkpoint
 
     source = as_checkpoint(args.source, container=args.source_container, allow_code=allow_code(args),
                            kwargs=parse_kwargs(args.source_kwargs, "--source-kwargs", args.source_config,
@@ -90,8 +89,8 @@ def recipe_with_params(args: argparse.Namespace):
         return args.recipe
     from dataclasses import replace
 
-    from ckptlab.known.params import parse_assignments
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.known.params import parse_assignments
+    from ckptlab.recipe.model import Recipe
 
     recipe = Recipe.coerce(args.recipe)
     return replace(recipe, params={**recipe.params, **parse_assignments(args.param)})

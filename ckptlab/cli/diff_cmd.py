@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ckptlab.cli.output import print_json
     from ckptlab.cli.progress import byte_progress
-    from ckptlab.diff import diff
+    from ckptlab.values.diff import diff
 
     from ckptlab.cli.common import naming_recipe
 
@@ -74,7 +74,7 @@ def _print_table(result: Any, fold: bool) -> None:
 
     from ckptlab.cli.folding import value_range
     from ckptlab.cli.output import print_table
-    from ckptlab.keyfold import fold_pattern
+    from ckptlab.align.keyfold import fold_pattern
 
     table = Table(title=f"{result.a_name} (A) vs {result.b_name} (B)", title_justify="left")
     for column, justify in (("", "left"), ("B key", "left"), ("A key", "left"), ("status", "left"),
@@ -113,6 +113,6 @@ def _print_table(result: Any, fold: bool) -> None:
 
 
 def _folded(keys: list[str]):
-    from ckptlab.keyfold import fold_keys
+    from ckptlab.align.keyfold import fold_keys
 
     return fold_keys(keys)

@@ -13,7 +13,7 @@ def fold_items(items: Sequence[T], key: Callable[[T], str], alike: Callable[[T],
     """``(key pattern, members)`` lines. Items with equal ``alike(item)`` fold along their
     layer index (``layers.{0..11}.norm.weight``); lines sort by ``rank`` of their first
     member, then by file order."""
-    from ckptlab.keyfold import fold_keys
+    from ckptlab.align.keyfold import fold_keys
 
     order = {key(item): i for i, item in enumerate(items)}
     if not fold:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ckptlab.cli.output import human_bytes, print_json, print_table
 
 if TYPE_CHECKING:
-    from ckptlab.checkpoint import Checkpoint
+    from ckptlab.io.checkpoint import Checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,8 @@ def to_json(ck: "Checkpoint") -> dict[str, Any]:
     plus ``elements`` (floating vs integer; parameters vs buffers for a model definition),
     ``candidates``, ``optimizer`` (per-parameter optimizer state, grouped), ``placeholders``,
     ``total_bytes`` and ``aliases`` (groups of keys that are one tensor: tied weights)."""
-    from ckptlab.counts import counts, split_optimizer
+    from ckptlab.io.containers import split_optimizer
+    from ckptlab.io.counts import counts
 
     _, optimizers = split_optimizer(ck.candidates)
     return {
@@ -55,12 +56,12 @@ def to_json(ck: "Checkpoint") -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.checkpoint import open as open_checkpoint
+    from ckptlab.io.opener import open as open_checkpoint
     from ckptlab.cli.common import allow_code, parse_kwargs
-    from ckptlab.sources import is_model_spec
+    from ckptlab.io.sources import is_model_spec
 
     if is_model_spec(args.path):
-        from ckptlab.targets import model_target
+        from ckptlab.io.model_target import model_target
 
         kwargs = parse_kwargs(args.model_kwargs, "--model-kwargs", args.model_config, "--model-config")
         ck = model_target(args.path, kwargs, allow_code(args))
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def folded_keys(ck: "Checkpoint") -> list[tuple[str, str, int, int]]:
     """(key pattern, first key, count, total bytes) in file order: keys alike but for a layer index, with
     the same shape and dtype, become one line (``layer.{0..11}.attn.weight``)."""
-    from ckptlab.keyfold import fold_keys
+    from ckptlab.align.keyfold import fold_keys
 
     alike: dict[tuple, list[str]] = defaultdict(list)
     for key in ck.keys():
@@ -101,7 +102,8 @@ def _print_table(ck: "Checkpoint", fold: bool = True) -> None:
         info = ck.info(first)
         table.add_row(text(pattern), str(tuple(info.shape)), info.dtype_name, f"x{count}" if count > 1 else "",
                       human_bytes(nbytes))
-    from ckptlab.counts import counts, split_optimizer
+    from ckptlab.io.containers import split_optimizer
+    from ckptlab.io.counts import counts
 
     footer = [f"{counts(ck).describe()}, {human_bytes(ck.total_bytes)}"
               + (f" ({len(ck)} keys folded into {len(lines)} lines; --no-fold lists every key)"

@@ -28,14 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ckptlab.errors import RecipeError
-    from ckptlab.recipe import Recipe
-    from ckptlab.textfile import check_writable
+    from ckptlab.recipe.model import Recipe
+    from ckptlab.io.writers.textfile import check_writable
 
     check_writable(args.output, "output", (".yaml", ".yml", ".json"), RecipeError)
     recipe = Recipe.load(args.recipe)
     shapes = None
     if args.source is not None:
-        from ckptlab.sources import as_checkpoint
+        from ckptlab.io.sources import as_checkpoint
 
         shapes = as_checkpoint(args.source)
     try:

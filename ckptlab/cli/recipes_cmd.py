@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.known import catalogue, get
-    from ckptlab.known.params import parse_assignments
+    from ckptlab.recipe.known import catalogue, get
+    from ckptlab.recipe.known.params import parse_assignments
 
     if args.show:
         known = get(args.show)

@@ -54,7 +54,7 @@ def parse_size(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.merge import remap
+    from ckptlab.merge.planning import remap
 
     check_output(args)  # refuse before writing a checkpoint the report would then not describe
     shard = parse_size(args.max_shard_size)
@@ -96,8 +96,8 @@ def check_output(args: argparse.Namespace) -> None:
     """``-o``, ``--nest`` and ``--report`` checked in the CLI's words, before any work."""
     from pathlib import Path
 
-    from ckptlab.report import REPORT_SUFFIXES
-    from ckptlab.writers import SUFFIXES
+    from ckptlab.merge.report import REPORT_SUFFIXES
+    from ckptlab.io.writers import SUFFIXES
 
     out = Path(args.output)
     if out.is_dir():
@@ -112,7 +112,7 @@ def check_output(args: argparse.Namespace) -> None:
         if report.suffix.lower() not in REPORT_SUFFIXES:
             got = f"not {report.suffix!r}" if report.suffix else "it has no suffix"
             raise CheckpointError(f"--report {args.report!r} must end in .json or .csv; {got}")
-        from ckptlab.report import check_report_path
+        from ckptlab.merge.report import check_report_path
 
         check_report_path(args.report)
 

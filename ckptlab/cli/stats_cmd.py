@@ -29,11 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.checkpoint import open as open_checkpoint
+    from ckptlab.io.opener import open as open_checkpoint
     from ckptlab.cli.output import print_json
     from ckptlab.cli.progress import byte_progress
     from ckptlab.errors import CheckpointError
-    from ckptlab.stats import stats
+    from ckptlab.values.stats import stats
 
     ck = open_checkpoint(args.path, container=args.container)
     keys = None
@@ -56,7 +56,7 @@ def folded_lines(tensors: list[Any], fold: bool = True) -> list[tuple[str, list[
     """(key pattern, members) lines: flagged ones first (worst flag first), then in file order;
     tensors alike but for a layer index (same shape, dtype and flags) share one line."""
     from ckptlab.cli.folding import fold_items
-    from ckptlab.stats import FLAGS
+    from ckptlab.values.stats import FLAGS
 
     severity = {flag: i for i, flag in enumerate(FLAGS)}
     return fold_items(tensors, key=lambda s: s.key, alike=lambda s: (s.shape, s.dtype, s.flags),
@@ -69,7 +69,7 @@ def _print_table(result: Any, name: str, fold: bool) -> None:
 
     from ckptlab.cli.folding import value_range
     from ckptlab.cli.output import print_table
-    from ckptlab.stats import FLAGS
+    from ckptlab.values.stats import FLAGS
 
     table = Table(title=f"{name}: value statistics", title_justify="left")
     for column, justify in (("flags", "left"), ("key", "left"), ("shape", "left"), ("dtype", "left"),

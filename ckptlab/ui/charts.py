@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from ckptlab import modtree
+from ckptlab.align import module_tree as modtree
 from ckptlab.errors import CheckpointError
 from ckptlab.ui import kept, state, table, text
 

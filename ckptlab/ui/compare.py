@@ -102,7 +102,7 @@ def pairs_frame(result: Any) -> pd.DataFrame:
 # -- streamlit ---------------------------------------------------------------------------------
 def run_diff(alignment: Any, mode: str):
     """The Diff for ``mode`` (cached by content); B is the target file or the merged result."""
-    from ckptlab.diff import diff
+    from ckptlab.values.diff import diff
 
     recipe = alignment.effective_recipe
     if mode == VS_TARGET:
@@ -123,7 +123,7 @@ def run_diff(alignment: Any, mode: str):
 
 
 def show(alignment: Any) -> None:
-    from ckptlab.diff import layer_grid
+    from ckptlab.values.diff import layer_grid
 
     st.markdown("**Compare values**")
     options = choices(alignment)
@@ -167,7 +167,7 @@ def show(alignment: Any) -> None:
 
 
 def _tensor_histograms(alignment: Any, mode: str, key: str, pair: Any) -> None:
-    from ckptlab.windows import sample
+    from ckptlab.io.windows import sample
 
     a_label = "A (source)"
     b_label = "B (target)" if mode == VS_TARGET else "B (merged)"

@@ -1,5 +1,5 @@
 """The conversion editor (from, to, ops; the resulting shapes previewed, errors beside each
-line) and "invert recipe". Thin: the logic lives in ``ckptlab.convert_edit``.
+line) and "invert recipe". Thin: the logic lives in ``ckptlab.recipe.conversion_edits``.
 
 Drawn before the alignment, like the rule editor, so an edit shows in the table on the
 same run; a line that does not work stays out of the recipe and says why.
@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab import convert_edit
-from ckptlab.convert import OPS
+from ckptlab.recipe import conversion_edits as convert_edit
+from ckptlab.recipe.conversion import OPS
 from ckptlab.ui import icons, state, text
 from ckptlab.ui.rules import _grid_base
 

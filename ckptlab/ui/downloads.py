@@ -17,8 +17,8 @@ from typing import Any
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
-from ckptlab.ui import files, icons, kept, server, state, text
+from ckptlab.io.allowed_roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
+from ckptlab.ui import files, icons, kept, state, text
 
 FORMATS = (".safetensors", ".pt")
 BUILT = "_built"
@@ -94,7 +94,7 @@ def _extras_choice(alignment: Any, suffix: str) -> tuple[bool, bool]:
     beside = alignment.source.beside
     if not beside:
         return False, False
-    from ckptlab.extras import dotted
+    from ckptlab.io.writers.extras import dotted
 
     keep = st.checkbox(f"Keep the source's {text.plural(len(beside), 'other entry', 'other entries')}",
                        key="out_keep_extras",
@@ -111,7 +111,8 @@ def _extras_choice(alignment: Any, suffix: str) -> tuple[bool, bool]:
 
 def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extras: bool = False,
            nest: bool = False) -> None:
-    from ckptlab import finetune, merge, write
+    from ckptlab import merge
+    from ckptlab.io import writers as write
 
     _forget_built()
     plan = state.guarded(st, lambda: merge.plan(alignment, keep_extras=keep_extras, nest=nest), what="build: ")
@@ -133,12 +134,11 @@ def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extra
         return
     bar.progress(1.0, text=f"done: {text.plural(len(plan.outputs()), 'tensor')}")
     report = plan.report(outputs=written)
-    report.new_rows = [n.key for n in finetune.new_rows(alignment)]     # as ckptlab remap reports them
     if temporary:
         report.outputs = [f"merged{suffix}"]          # the name the visitor gets, not the session folder
     built = {"key": key, "path": str(out), "temporary": temporary, "url": "", "report": report,
              "keep_extras": keep_extras, "extras": len(alignment.source.beside)}
-    if temporary and server.ACTIVE:
+    if temporary and files.ROUTE_ACTIVE:
         built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir())
     st.session_state[BUILT] = built
 
@@ -233,7 +233,7 @@ def _others(plan: Any, alignment: Any) -> None:
 
 def _snippet(alignment: Any) -> str:
     try:
-        from ckptlab import codegen
+        from ckptlab.models import codegen
     except ImportError:
         return ""
     return codegen.snippet(alignment)

@@ -28,6 +28,7 @@ from pathlib import Path
 SERVER_PREFIX = "ckptlab-server-"
 LOCK_NAME = ".lock"
 DOWNLOAD_ROUTE = "/ckptlab/download/{token}"
+ROUTE_ACTIVE = False    # True in a process that serves the route (links work); else buttons
 _LOCK = threading.Lock()
 _server_dir: Path | None = None
 _server_lock = None                       # the open, locked file (kept for the process's life)

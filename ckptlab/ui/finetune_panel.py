@@ -14,7 +14,7 @@ FINETUNE_MARK = "# -- Fine-tune plan"
 
 
 def show(alignment: Any, target: Any) -> None:
-    from ckptlab import finetune
+    from ckptlab.models import finetune
 
     if not target.model:
         return
@@ -64,7 +64,7 @@ def show(alignment: Any, target: Any) -> None:
 
 
 def _code(alignment: Any, lr: float, mult: float, freeze_loaded: bool, freeze: str, pretrained: list[str]) -> str:
-    from ckptlab import codegen
+    from ckptlab.models import codegen
 
     script = codegen.snippet(alignment, lr=lr, new_lr_mult=mult, freeze_loaded=freeze_loaded,
                              freeze=freeze or None, pretrained=pretrained)

@@ -9,8 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab import editing
-from ckptlab.recipe import ADAPT_FILLS, ADAPT_OPS, AdaptSpec
+from ckptlab.recipe import edits as editing
+from ckptlab.recipe.adapt_spec import AdaptSpec
+from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS
 from ckptlab.ui import icons, state, text
 
 MAX_ROWS = 40

@@ -13,9 +13,9 @@ from typing import Any
 import streamlit as st
 
 import ckptlab
-from ckptlab.checkpoint import Checkpoint
-from ckptlab.roots import allowed_roots, check_path
-from ckptlab.targets import ALLOW_CODE_ENV, code_allowed, model_target, parse_kwargs
+from ckptlab.io.checkpoint import Checkpoint
+from ckptlab.io.allowed_roots import allowed_roots, check_path
+from ckptlab.io.model_target import ALLOW_CODE_ENV, code_allowed, model_target, parse_kwargs
 from ckptlab.ui import state, text
 from ckptlab.ui.samples import PAIRS, SamplePair
 

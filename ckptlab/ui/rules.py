@@ -2,7 +2,7 @@
 
 The editors are drawn *before* the alignment is computed (the Alignment view's
 ``prepare``), so an edit shows in the table on the same run. Grid rows become a recipe
-through ``ckptlab.editing``; an invalid rule is reported beside the grid and the last
+through ``ckptlab.recipe.edits``; an invalid rule is reported beside the grid and the last
 valid recipe stays in force.
 """
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab import editing
-from ckptlab.recipe import RULE_KINDS, Recipe, text_syntax
+from ckptlab.recipe import edits as editing
+from ckptlab.recipe.model import Recipe
+from ckptlab.recipe.parsing import text_syntax
+from ckptlab.vocab import RULE_KINDS
 from ckptlab.ui import icons, kept, state, text
 
 _RULE_HELP = {

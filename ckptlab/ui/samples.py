@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ckptlab.roots import SAMPLES_DIR
+from ckptlab.io.allowed_roots import SAMPLES_DIR
 
 MODELS = "sample_ckpts.models"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from ckptlab.ui import files, heap
 
 PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
-ACTIVE = False          # True in a process that serves the route (links work); else buttons
 
 
 def warm_up() -> None:
@@ -29,7 +28,7 @@ def warm_up() -> None:
     scans, and so does each long-lived result cached later (``ckptlab.ui.heap``)."""
     try:
         import ckptlab
-        from ckptlab.recipe import Recipe
+        from ckptlab.recipe.model import Recipe
         from ckptlab.ui import inputs, page, state, suggestions, summary, table, views  # noqa: F401
         from ckptlab.ui.samples import PAIRS
 
@@ -49,7 +48,6 @@ def warm_up() -> None:
 def routes() -> list:
     """The extra routes; called once by the server at start (``app.py``), which also
     sweeps the folders of servers that are gone and marks links as served."""
-    global ACTIVE
     from starlette.responses import FileResponse, PlainTextResponse
     from starlette.routing import Route
 
@@ -61,7 +59,7 @@ def routes() -> list:
                             headers={"Cache-Control": "no-store"})
 
     files.sweep_stale()
-    ACTIVE = True
+    files.ROUTE_ACTIVE = True
     heap.enable()
     warm_up()
     return [Route(files.route_path(), download, methods=["GET", "HEAD"])]

@@ -99,7 +99,7 @@ _ALIGNED = "_ckptlab_alignment"
 
 def recipe():
     """This session's recipe (empty at first)."""
-    from ckptlab.recipe import Recipe
+    from ckptlab.recipe.model import Recipe
 
     if st.session_state.get(RECIPE) is None:
         st.session_state[RECIPE] = Recipe()
@@ -156,7 +156,7 @@ def alignment_cache_key(pair: tuple, source: Any, target: Any, current: Any, aut
 
 
 def align_pair(source: Any, target: Any, current: Any, auto: str) -> Any:
-    from ckptlab.align import align
+    from ckptlab.align.matcher import align
 
     return align(source, target, current, auto=auto)
 

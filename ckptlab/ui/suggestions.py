@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab import editing
+from ckptlab.recipe import edits as editing
 from ckptlab.ui import icons, state, text
 
 CONFIDENCE_BADGE = {"high": ":green-badge[high]", "medium": ":orange-badge[medium]", "low": ":gray-badge[low]"}

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ckptlab import modtree
+from ckptlab.align import module_tree as modtree
 from ckptlab.ui import icons, kept, state
 from ckptlab.ui.icons import STATUS_ORDER
 

@@ -32,7 +32,7 @@ COLUMNS = ["flags", "key", "dtype", "shape", "min", "max", "mean", "std", "absma
 def merged_of(alignment: Any) -> tuple[Any, Any, str]:
     """``(merged Checkpoint, plan, "")``, or ``(None, None, why)`` when the merge is blocked."""
     from ckptlab import merge
-    from ckptlab.merged import merged_checkpoint
+    from ckptlab.merge.merged_view import merged_checkpoint
 
     try:
         plan = merge.plan(alignment, on_mismatch="keep-target")
@@ -49,7 +49,7 @@ def merged_key(alignment: Any) -> str:
 
 def stats_frame(result: Any, flagged_only: bool = False, search: str = "") -> pd.DataFrame:
     """The statistics table: flagged tensors first (worst flag first), then in file order."""
-    from ckptlab.stats import FLAGS
+    from ckptlab.values.stats import FLAGS
 
     frame = result.to_frame()
     if frame.empty:
@@ -96,7 +96,7 @@ def histogram_figure(series: dict[str, Any]) -> go.Figure:
 
 # -- streamlit ---------------------------------------------------------------------------------
 def source_stats(alignment: Any):
-    from ckptlab.stats import stats
+    from ckptlab.values.stats import stats
 
     ck = alignment.source
     return valuecache.cached_scan(valuecache.combined("stats", valuecache.content_key(ck)), "Source statistics",
@@ -104,7 +104,7 @@ def source_stats(alignment: Any):
 
 
 def merged_stats(alignment: Any):
-    from ckptlab.stats import stats
+    from ckptlab.values.stats import stats
 
     ck, _plan, why = merged_of(alignment)
     if ck is None:
@@ -129,7 +129,7 @@ def show(alignment: Any) -> None:
 
 
 def _stats_table(result: Any) -> None:
-    from ckptlab.stats import FLAGS
+    from ckptlab.values.stats import FLAGS
 
     flagged = result.flagged
     counts = {flag: sum(flag in s.flags for s in flagged) for flag in FLAGS}
@@ -164,7 +164,7 @@ def _histograms(alignment: Any) -> None:
 def show_tensor_pair(alignment: Any, key: str, a_label: str = "source", b_label: str = "merged",
                      b_value: Any = None) -> None:
     """Histograms of the source tensor feeding ``key`` and of ``key``'s merged value (or ``b_value``)."""
-    from ckptlab.windows import sample
+    from ckptlab.io.windows import sample
 
     row = alignment.row(key)
     source_values = sample(alignment.source.lazy(row.source), SAMPLE) if row.source else None

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.targets import model_target, parse_kwargs
+from ckptlab.io.model_target import model_target, parse_kwargs
 from ckptlab.ui import kept, state, text
 
 RESULTS = "_verify_results"
@@ -91,8 +91,8 @@ def _mismatches(items: list[dict]) -> str:
 
 def warm_start_report(alignment: Any) -> None:
     """What ``model.load_state_dict(renamed_source, strict=False)`` would report with this
-    recipe, in torch's own categories (``ckptlab.warmstart.incompatible_keys``)."""
-    from ckptlab.warmstart import incompatible_keys
+    recipe, in torch's own categories (``ckptlab.models.warmstart.incompatible_keys``)."""
+    from ckptlab.models.warmstart import incompatible_keys
 
     view = incompatible_keys(alignment)
     counts = alignment.summary
@@ -121,7 +121,7 @@ def warm_start_report(alignment: Any) -> None:
 
 
 def _load(alignment: Any, target: Any) -> dict:
-    from ckptlab import verify
+    from ckptlab.models import verify
 
     report = verify.load_report(merged_tensors(alignment), model_of(target.model, target.kwargs))
     return {"summary": verify.describe_misfit(report), "report": report}
@@ -135,7 +135,7 @@ def source_as_model_expects(source_ckpt: Any, src_model: Any) -> tuple[dict, str
     and every model key must get its tensor, shapes unchanged, or the check is refused.
     """
     from ckptlab import merge
-    from ckptlab.align import align
+    from ckptlab.align.matcher import align
 
     fitted = align(source_ckpt, src_model, auto="high")
     unfed = fitted.by_status("missing", "mismatch", "conflict", "adapted")
@@ -160,7 +160,7 @@ def kept_rows(alignment: Any) -> set[int]:
 
 
 def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) -> dict:
-    from ckptlab import verify
+    from ckptlab.models import verify
 
     src_kwargs = parse_kwargs(src_kwargs_text)
     src_model = model_of(src_spec, src_kwargs)
@@ -177,7 +177,7 @@ def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) 
 
 
 def _default_sizes(target: Any) -> str:
-    from ckptlab import verify
+    from ckptlab.models import verify
 
     try:
         return ", ".join(map(str, verify.default_sizes(model_of(target.model, target.kwargs).meta_model)))
@@ -201,7 +201,7 @@ def parse_sizes(text: str) -> list[int]:
 
 def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int,
            progress: Any = None) -> Any:
-    from ckptlab import verify
+    from ckptlab.models import verify
 
     models = {"source": model_of(src_spec, parse_kwargs(src_kwargs_text)),
               "target": model_of(target.model, target.kwargs)}

@@ -203,7 +203,7 @@ def type_text(page, widget_key: str, text: str) -> None:
 
 def accept(page, fragment: dict) -> None:
     """Click the Accept button of the suggestion made of ``fragment``."""
-    from ckptlab.editing import fragment_id
+    from ckptlab.recipe.edits import fragment_id
 
     click(page, f"accept_{fragment_id(fragment)}")
 

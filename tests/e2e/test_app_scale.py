@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ckptlab
-from ckptlab.targets import model_target
+from ckptlab.io.model_target import model_target
 from tests.e2e import appdriver as drive
 from tests.e2e.conftest import ARTIFACTS, free_port, screenshot, start_app, stop_app, wait_idle
 from tests.e2e.scale import big_pair, many_keys_pair, rss_kb

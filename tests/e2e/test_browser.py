@@ -79,7 +79,7 @@ def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
 
 
 def _fid(fragment: dict) -> str:
-    from ckptlab.editing import fragment_id
+    from ckptlab.recipe.edits import fragment_id
 
     return fragment_id(fragment)
 

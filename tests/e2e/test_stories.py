@@ -15,7 +15,7 @@ import safetensors.torch
 import torch
 
 import ckptlab
-from ckptlab.targets import build_model
+from ckptlab.io.model_target import build_model
 from tests.e2e import appdriver as drive
 from tests.e2e.conftest import ROOT, screenshot
 

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 import ckptlab
-from ckptlab.diff import layer_grid
+from ckptlab.values.diff import layer_grid
 from tests.e2e import appdriver as drive
 from tests.e2e.conftest import ROOT, WAIT_MS, screenshot, wait_idle
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptlab.formats.region import Region
+from ckptlab.io.formats.region import Region
 
 
 @pytest.fixture

@@ -55,8 +55,8 @@ def test_a_folder_without_metadata_is_refused(tmp_path):
 
 
 def test_a_tensor_split_into_chunks_is_assembled():
-    from ckptlab.formats.storage import lazy_from_chunks
-    from ckptlab.info import TensorInfo
+    from ckptlab.io.formats.storage import lazy_from_chunks
+    from ckptlab.io.tensor_info import TensorInfo
 
     whole = torch.arange(24.0).reshape(4, 6)
     pieces = [((0, 0), whole[:2]), ((2, 0), whole[2:, :4]), ((2, 4), whole[2:, 4:])]

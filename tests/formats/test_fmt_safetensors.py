@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 import ckptlab
-from ckptlab.formats.safetensors_fmt import DTYPES
+from ckptlab.io.formats.safetensors_fmt import DTYPES
 from tensor_cases import random_tensor, same_bytes
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ckptlab
-from ckptlab.formats.region import Region
+from ckptlab.io.formats.region import Region
 from tensor_cases import assert_matches_torch_load, dtype_cases, layout_cases, same_bytes, savable_dtypes
 
 

@@ -17,8 +17,8 @@ import torch
 
 import ckptlab
 from ckptlab.errors import CheckpointError, UnsafePickleError
-from ckptlab.formats import allowlist
-from ckptlab.merge import remap
+from ckptlab.io.formats import allowlist
+from ckptlab.merge.planning import remap
 from tests.security.conftest import assert_one_line, assert_reads_back_bit_identical
 from tests.security.crafted import FLOATS, Ops, as_zip, in_every_form
 
@@ -120,7 +120,7 @@ def test_build_on_a_placeholder_stores_state_as_data_only(tmp_path):
     ops.str("w").tensor().setitem().build()
     ck = ckptlab.open(as_zip(tmp_path / "obj.pt", ops.stop()))
     assert torch.equal(ck.tensor("w"), torch.arange(float(FLOATS)))
-    from ckptlab.formats import read
+    from ckptlab.io.formats import read
 
     root = read(tmp_path / "obj.pt").root
     assert type(root).__name__ == "Net" and callable(root.attributes)  # not replaced by "y"

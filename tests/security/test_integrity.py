@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import ckptlab
 from ckptlab.errors import CheckpointError, PathNotAllowedError, UnreadableFileError, quote
-from ckptlab.merge import remap
-from ckptlab.roots import check_path
+from ckptlab.merge.planning import remap
+from ckptlab.io.allowed_roots import check_path
 from tests.security.conftest import assert_one_line
 from tests.security.crafted import Ops, as_legacy, as_zip
 
@@ -138,7 +138,7 @@ def test_an_expanded_tensor_as_torch_saves_it_opens_but_a_large_overlapping_view
     for key, value in small.items():
         assert torch.equal(ck.tensor(key), value)
     # the same trick past MAX_EXPANDED_VIEW_ELEMENTS is a bomb, refused in one line
-    from ckptlab.formats import limits
+    from ckptlab.io.formats import limits
 
     side = int(limits.MAX_EXPANDED_VIEW_ELEMENTS ** 0.5) + 1
     torch.save({"w": torch.zeros(1, 1).expand(side, side)}, tmp_path / "big.pt")
@@ -230,7 +230,7 @@ def test_server_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt", "/" + "/".join(["d" * 200] * 30) + ".pt"])
 def test_output_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
-    from ckptlab.roots import check_output_path
+    from ckptlab.io.allowed_roots import check_output_path
 
     with pytest.raises(PathNotAllowedError) as err:
         check_output_path(text, [tmp_path])
@@ -239,7 +239,7 @@ def test_output_paths_with_nul_bytes_or_huge_names_are_refused(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["a\x00b.pt", "x" * 5000 + ".pt"])
 def test_open_with_such_a_path_is_a_checkpoint_error(tmp_path, text):
-    from ckptlab.sources import as_checkpoint
+    from ckptlab.io.sources import as_checkpoint
 
     for attempt in (lambda: ckptlab.open(tmp_path / text), lambda: as_checkpoint(str(tmp_path / text))):
         with pytest.raises(CheckpointError) as err:

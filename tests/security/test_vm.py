@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ckptlab
-from ckptlab.formats.unpickler import restricted_load
+from ckptlab.io.formats.unpickler import restricted_load
 
 VALUES = {
     "none": None, "bools": [True, False], "ints": [0, 1, -1, 255, 256, 65535, 2**31, -2**31 - 1, 2**62, -2**70],

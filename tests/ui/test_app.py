@@ -13,8 +13,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import ckptlab
-from ckptlab import editing
-from ckptlab.recipe import Recipe
+from ckptlab.recipe import edits as editing
+from ckptlab.recipe.model import Recipe
 from ckptlab.ui.samples import PAIRS
 
 from .conftest import SAMPLES, download_bytes, new_app, plain
@@ -274,7 +274,7 @@ def test_warm_start_report_lists_missing_and_unexpected_keys() -> None:
     at = pick_pair(new_app(), 5)                              # smallnet -> WarmStartNet
     accept(at, {"replace": {"pattern": "^conv1\\.", "with": "backbone_conv."}})
     view(at, "Verify")
-    report = ckptlab.load_into(ckptlab.targets.build_model(PAIRS[5].target.model), PAIRS[5].source.path,
+    report = ckptlab.load_into(ckptlab.io.model_target.build_model(PAIRS[5].target.model), PAIRS[5].source.path,
                                recipe={"rules": [{"replace": {"pattern": "^conv1\\.", "with": "backbone_conv."}}]})
     text = next(m.value for m in at.markdown if m.value.startswith("**Warm-start report**"))
     missing = text.split("**Missing keys**")[1].split("**Unexpected keys**")[0]

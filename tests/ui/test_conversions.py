@@ -9,7 +9,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 import ckptlab
-from ckptlab.recipe import Recipe
+from ckptlab.recipe.model import Recipe
 from tests.gpt_models import TRANSPOSE_RECIPE, gpt2, nanogpt
 
 from .conftest import download_bytes, new_app, plain

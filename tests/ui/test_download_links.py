@@ -23,7 +23,7 @@ def base_url_path():
 
 
 def rendered_link(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(server, "ACTIVE", True)        # as in a served process: a link, not a button
+    monkeypatch.setattr(files, "ROUTE_ACTIVE", True)        # as in a served process: a link, not a button
     at = view(new_app(), "Download")                   # the demo pair builds as it is
     at.button(key="build_merged").click().run()
     no_failure(at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptlab.roots import OUTPUT_ROOTS_ENV
+from ckptlab.io.allowed_roots import OUTPUT_ROOTS_ENV
 from sample_ckpts.models import Classifier
 
 from .test_app import grown_head_app, new_app, no_failure, pick_pair, view

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import ckptlab
 from ckptlab.errors import PathNotAllowedError
-from ckptlab.roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
+from ckptlab.io.allowed_roots import OUTPUT_ROOTS_ENV, check_output_path, output_roots
 from ckptlab.ui import files, text
 from ckptlab.ui.inputs import natural_key, parameter_count
 from ckptlab.ui.samples import PAIRS
@@ -126,7 +126,7 @@ def test_parameter_count_leaves_buffers_out() -> None:
     buffers = sum(b.numel() for b in model.buffers())
     assert buffers > 0
     from_file = parameter_count(ckptlab.open(SAMPLES / "convnet_rgb.pt"))
-    from_model = parameter_count(ckptlab.targets.model_target("sample_ckpts.models:ConvNet", {"in_chans": 3}))
+    from_model = parameter_count(ckptlab.io.model_target.model_target("sample_ckpts.models:ConvNet", {"in_chans": 3}))
     assert from_file == (params, buffers) and from_model == (params, buffers)
     at = pick_pair(new_app(), 2)
     assert any(f"{params:,} parameters (+{buffers:,} buffer values)" in t.value for t in at.sidebar.text)

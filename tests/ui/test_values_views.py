@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import ckptlab
-from ckptlab.diff import layer_grid
+from ckptlab.values.diff import layer_grid
 from ckptlab.ui import compare, values, valuecache
 
 from .conftest import SAMPLES

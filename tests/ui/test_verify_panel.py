@@ -71,7 +71,7 @@ def test_sizes_are_parsed_or_refused_in_one_line() -> None:
 # -- the fine-tune plan: a grown head trains at the head rate ---------------------------
 def _projector_with_grown_head() -> tuple[AppTest, int]:
     import ckptlab
-    from ckptlab import editing
+    from ckptlab.recipe import edits as editing
     from ckptlab.ui.samples import PAIRS
 
     pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
@@ -147,7 +147,7 @@ def test_warm_start_report_calls_a_shape_mismatch_a_size_mismatch_not_missing() 
     pair = next(i for i, p in enumerate(PAIRS) if p.source.file == "projector.pt")
     at = new_app()
     at.sidebar.selectbox(key="pair").set_value(PAIRS[pair].title).run()
-    from ckptlab import editing
+    from ckptlab.recipe import edits as editing
 
     at.button(key=f"accept_{editing.fragment_id({'strip_prefix': 'classifier.'})}").click().run()
     view(at, "Verify")

@@ -20,10 +20,10 @@ import torch
 
 import ckptlab
 from ckptlab.errors import CheckpointError, MergeError
-from ckptlab.info import TensorInfo
-from ckptlab.recipe import Recipe
-from ckptlab.write import OutTensor, write_tensors
-from ckptlab.writers import atomic
+from ckptlab.io.tensor_info import TensorInfo
+from ckptlab.recipe.model import Recipe
+from ckptlab.io.writers import OutTensor, write_tensors
+from ckptlab.io.writers import atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_ckpts"
@@ -167,8 +167,8 @@ def test_a_text_file_that_cannot_be_written_leaves_nothing(tmp_path):
 SLOW_WRITER = textwrap.dedent("""
     import signal, sys, threading, time, torch
     from pathlib import Path
-    from ckptlab.info import TensorInfo
-    from ckptlab.write import OutTensor, write_tensors
+    from ckptlab.io.tensor_info import TensorInfo
+    from ckptlab.io.writers import OutTensor, write_tensors
     folder = Path(sys.argv[1])
     def slow(i):
         def produce():

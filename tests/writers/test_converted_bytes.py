@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 import ckptlab
 from ckptlab.errors import CheckpointError
-from ckptlab.writers import sink
+from ckptlab.io.writers import sink
 
 PIECE = sink.WRITE_PIECE
 

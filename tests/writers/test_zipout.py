@@ -14,12 +14,12 @@ import safetensors.torch
 import torch
 
 import ckptlab
-from ckptlab.checkpoint import Checkpoint
-from ckptlab.info import TensorInfo
-from ckptlab.writers import FileSpan, OutTensor, write_tensors
-from ckptlab.writers.entries import group_tensors
-from ckptlab.writers.progress import ByteProgress
-from ckptlab.writers.torchzip import write_torch_zip
+from ckptlab.io.checkpoint import Checkpoint
+from ckptlab.io.tensor_info import TensorInfo
+from ckptlab.io.writers import FileSpan, OutTensor, write_tensors
+from ckptlab.io.writers.entries import group_tensors
+from ckptlab.io.writers.progress import ByteProgress
+from ckptlab.io.writers.torchzip import write_torch_zip
 
 
 def raw(t: torch.Tensor) -> bytes:

@@ -1,0 +1,156 @@
+"""Warnings an alignment's rows call for, beyond "few keys fed": the results that look
+fine and are wrong.
+
+- a module only partly fed: some of its tensors load, others keep the target's random
+  init (an attention block rebuilt, a bias left behind);
+- a tensor fed by name and shape whose siblings needed a transpose: a square weight
+  (GPT-2's ``attn.c_proj``) loads "exact" and is wrong;
+- an adapter that truncates or resizes a tensor the structure says is transposed or
+  fused: the rows it keeps are not the ones the target means (``qkv`` truncated into
+  ``k_proj`` keeps the query rows).
+
+Each warning is one line; a family of layers is folded (``h.{0..11}``) so twelve layers
+give one warning, not twelve.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ckptlab.align.keyfold import fold_keys, fold_pattern
+from ckptlab.recipe.parsing import quote
+from ckptlab.align.suggest.structure import FUSED_NAME, block, square, transposed
+
+MAX_LINES = 3           # folded lines per kind of warning
+IGNORED_MISSING = ("num_batches_tracked",)   # a counter, not a weight: loading without it is fine
+UNFED = ("missing", "mismatch")
+
+
+def structural_warnings(rows) -> list[str]:
+    """Every warning these rows call for, one line each (see the module docstring)."""
+    targets = [r for r in rows if r.target is not None]
+    return [*_partly_fed(targets), *_square_beside_transposed(targets), *_adapter_on_structure(targets)]
+
+
+def _module(key: str) -> str:
+    return key.rpartition(".")[0]
+
+
+def _folded(keys: list[str]) -> list[str]:
+    return [f.pattern for f in fold_keys(keys)]
+
+
+def _more(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= MAX_LINES:
+        return lines
+    return lines[:MAX_LINES] + [f"... and {len(lines) - MAX_LINES} more {what} like these"]
+
+
+def _partly_fed(rows) -> list[str]:
+    """Two levels: a layer whose tensors are partly loaded (``c_attn.weight`` not beside
+    ``c_attn.bias``), and a module whose layers are partly loaded (``attention.o_proj``
+    loaded, ``q_proj``/``k_proj``/``v_proj`` fresh). Layers that are only partly loaded
+    themselves are said once, at the first level."""
+    layers: dict[str, list] = defaultdict(list)
+    for r in rows:
+        if not r.target.endswith(IGNORED_MISSING):
+            layers[_module(r.target)].append(r)
+    partial: dict[tuple, list[str]] = defaultdict(list)  # (fed names, unfed names) -> modules
+    state: dict[str, str] = {}  # layer -> "fed" | "unfed" | "mixed"
+    for layer, members in layers.items():
+        fed = [r for r in members if r.fed]
+        unfed = [r for r in members if r.status in UNFED]
+        state[layer] = "mixed" if fed and unfed else "fed" if fed else "unfed" if unfed else ""
+        if layer and state[layer] == "mixed":
+            leaf = lambda r: r.target[len(layer) + 1:]  # noqa: E731
+            partial[(tuple(leaf(r) for r in fed), tuple(f"{leaf(r)} ({r.status})" for r in unfed))].append(layer)
+    modules: dict[str, list[str]] = defaultdict(list)
+    for layer in state:
+        if layer and "." in layer:
+            modules[_module(layer)].append(layer)
+    for module, children in modules.items():
+        kinds = {state[c] for c in children}
+        if "mixed" in kinds or not {"fed", "unfed"} <= kinds:
+            continue
+        name = lambda c: c[len(module) + 1:]  # noqa: E731
+        partial[(tuple(name(c) for c in children if state[c] == "fed"),
+                 tuple(name(c) for c in children if state[c] == "unfed"))].append(module)
+    lines = []
+    for (fed, unfed), found in partial.items():
+        patterns = [quote(p) for p in _folded(found)]
+        shown = ", ".join(patterns[:MAX_LINES]) + (f" and {len(patterns) - MAX_LINES} more" if len(patterns) > MAX_LINES
+                                                   else "")
+        what = "module" if len(patterns) == 1 else "modules"
+        lines.append(f"{what} {shown} only partly fed: {', '.join(unfed)} not loaded beside {', '.join(fed)}; "
+                     "the model mixes trained and fresh weights there")
+    return _more(lines, "modules")
+
+
+def _square_beside_transposed(rows) -> list[str]:
+    flipped_blocks: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r.source_shape is not None and transposed(tuple(r.source_shape), tuple(r.target_shape)) and (
+                r.status in ("converted", "mismatch", "adapted")):
+            flipped_blocks[block(r.target)].append(r.target)
+    if not flipped_blocks:
+        return []
+    lonely = [r.target for r in rows if r.status in ("exact", "renamed") and square(tuple(r.target_shape))
+              and r.target.rpartition(".")[2] == "weight" and block(r.target) in flipped_blocks]
+    if not lonely:
+        return []
+    siblings = sorted({_within_block(k) for keys in flipped_blocks.values() for k in keys})
+    lines = [f"{quote(p)} is fed by name and shape, but its siblings in the same blocks needed a transpose "
+             f"({', '.join(quote(s) for s in siblings[:4])}): a square weight's shape cannot tell, it likely "
+             f"needs one too (convert it with ops [transpose])" for p in _folded(lonely)]
+    return _more(lines, "square weights")
+
+
+def _within_block(key: str) -> str:
+    """``transformer.h.3.mlp.c_fc.weight`` -> ``mlp.c_fc``: the module inside its block."""
+    parts = key.split(".")
+    last = max((i for i, p in enumerate(parts) if p.isdigit()), default=len(parts) - 3)
+    return ".".join(parts[last + 1:-1]) or parts[-2]
+
+
+def _adapter_on_structure(rows) -> list[str]:
+    missing: dict[str, list] = defaultdict(list)  # grandparent module -> missing rows under it
+    for r in rows:
+        if r.status == "missing":
+            missing[_module(_module(r.target))].append(r)
+    hits: dict[str, list[str]] = defaultdict(list)  # message template -> target keys
+    for r in rows:
+        if r.status != "adapted" or r.adapt is None or r.adapt.op not in ("truncate", "resize"):
+            continue
+        s, t = tuple(r.source_shape), tuple(r.target_shape)
+        if transposed(s, t):
+            hits[f"{r.adapt.op} on a tensor stored transposed ({_shapes(s, t)}): it needs a transpose, "
+                 "not an adapter, or its values land in the wrong places"].append(r.target)
+            continue
+        parts = _fused_parts(r, s, t, missing)
+        if parts:
+            hits[f"{r.adapt.op} on {quote(fold_pattern(r.sources) if r.sources else r.source)}, which looks fused "
+                 f"({parts}): the rows it keeps are the first part's; split it with a chunk conversion "
+                 "instead"].append(r.target)
+    lines = [f"adapter on {quote(p)}: {text}" for text, keys in hits.items() for p in _folded(keys)]
+    return _more(lines, "adapters")
+
+
+def _shapes(s: tuple, t: tuple) -> str:
+    return f"source {s} vs target {t}"
+
+
+def _fused_parts(row, s: tuple, t: tuple, missing) -> str | None:
+    """Why the source of an adapted row looks like several tensors stacked, or None."""
+    if len(s) != len(t) or not t or s[1:] != t[1:] or t[0] == 0 or s[0] % t[0] or not 2 <= s[0] // t[0] <= 4:
+        return None
+    k = s[0] // t[0]
+    leaf = row.target.rpartition(".")[2]
+    parent = _module(_module(row.target))
+    beside = [r.target for r in missing.get(parent, ())
+              if r.target.endswith("." + leaf) and tuple(r.target_shape) == t]
+    named = FUSED_NAME.search((row.source or "").rpartition(".")[0].rpartition(".")[2] or "")
+    if not beside and not named:
+        return None
+    text = f"{k} parts of {t[0]} rows"
+    if beside:
+        text += ", as " + ", ".join(quote(_module(b).rpartition(".")[2]) for b in beside[:3]) + " beside it"
+    return text

@@ -1,0 +1,131 @@
+"""safetensors files: the header says everything; tensor bytes are read one span at a time.
+
+The ``safetensors`` library validates the file (header size cap, offsets that tile the data
+area, dtype/shape agreement) and gives keys, shapes, dtypes and metadata without reading
+data. Its ``get_tensor`` would map the whole file, so ``load()`` instead reads the
+tensor's ``data_offsets`` span with seek + readinto.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from math import prod
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
+from ckptlab.io.formats import limits
+from ckptlab.io.formats.base import LazyTensor, Loaded, guarded
+from ckptlab.io.formats.region import Region
+from ckptlab.io.formats.storage import checked_shape
+from ckptlab.io.tensor_info import TensorInfo
+
+MAX_HEADER_BYTES = limits.MAX_SAFETENSORS_HEADER_BYTES  # the limit the safetensors format itself sets
+
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
+}
+if hasattr(torch, "float8_e8m0fnu"):
+    DTYPES["F8_E8M0"] = torch.float8_e8m0fnu
+
+
+def header_length(path: Path) -> int:
+    """The 8-byte little-endian header length, checked against the cap and the file size."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise UnreadableFileError("truncated safetensors file (no 8-byte header length)", path)
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER_BYTES:
+        raise UnreadableFileError(f"safetensors header of {n} bytes exceeds the {MAX_HEADER_BYTES} byte limit", path)
+    if 8 + n > size:
+        raise UnreadableFileError(f"truncated safetensors file: header needs {n} bytes, file has {size - 8}", path)
+    return n
+
+
+def read_safetensors(path: Path) -> Loaded:
+    n = header_length(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            described = {key: (f.get_slice(key).get_dtype(), tuple(f.get_slice(key).get_shape())) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as exc:
+        raise UnreadableFileError(f"invalid safetensors file ({str(exc)[:120]})", path) from None
+    try:
+        header = json.loads(Region(path).read(8, n))
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
+    region = Region(path, 8 + n)
+    root: dict[str, LazyTensor] = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        code, shape = described[key]
+        dtype = DTYPES.get(code)
+        if dtype is None:
+            raise UnsupportedFormatError(f"safetensors dtype {quote(code)} of {quote(key)} is not supported", path)
+        shape, _ = checked_shape(list(shape), None, str(path))
+        begin, end = entry["data_offsets"]
+        nbytes = prod(shape) * dtype.itemsize
+        if end - begin != nbytes:
+            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {nbytes}", path)
+        root[key] = _lazy(region, key, begin, shape, dtype)
+    _restore_ties(root, metadata, region)
+    return Loaded("safetensors", root, (), metadata)
+
+
+def _restore_ties(root: dict[str, LazyTensor], metadata: dict[str, str], region: Region) -> None:
+    """safetensors cannot share storage, so ckptlab's writer stores each tied name as a copy
+    and lists the groups under ``ckptlab.aliases``; reading them back as one tensor lets a
+    .pt written from this file tie them again. The metadata is the file's word only: a group
+    is trusted when its tensors' bytes are identical (same span, or compared), else ignored,
+    so a file cannot make a writer copy one tensor's values over another's."""
+    try:
+        groups = json.loads(metadata.get("ckptlab.aliases", "[]"))
+    except (ValueError, RecursionError):
+        return
+    for group in groups if isinstance(groups, list) else []:
+        members = [root.get(k) if isinstance(k, str) else None for k in group] \
+            if isinstance(group, list) and len(group) > 1 else [None]
+        if any(not isinstance(m, LazyTensor) for m in members) or len({m.info for m in members}) != 1:
+            continue
+        if not all(_same_bytes(region, members[0], m) for m in members[1:]):
+            continue
+        for member in members[1:]:
+            member.storage_id, member.view = members[0].storage_id, members[0].view
+
+
+_COMPARE_STEP = 16 * 2**20
+
+
+def _same_bytes(region: Region, a: LazyTensor, b: LazyTensor) -> bool:
+    """Whether two tensors of this file hold the same bytes: the same span, or equal when
+    read side by side in 16 MB steps (stopping at the first difference)."""
+    begin_a, begin_b = a.view[0], b.view[0]
+    if begin_a == begin_b:
+        return True
+    nbytes = a.info.nbytes
+    for done in range(0, nbytes, _COMPARE_STEP):
+        step = min(_COMPARE_STEP, nbytes - done)
+        if not torch.equal(region.read_into_tensor(begin_a + done, step), region.read_into_tensor(begin_b + done, step)):
+            return False
+    return True
+
+
+def _lazy(region: Region, key: str, begin: int, shape: tuple[int, ...], dtype: torch.dtype) -> LazyTensor:
+    info = TensorInfo(shape, dtype, prod(shape) * dtype.itemsize)
+
+    def load() -> torch.Tensor:
+        raw = region.read_into_tensor(begin, info.nbytes)
+        return (raw.view(dtype) if dtype != torch.uint8 else raw).reshape(shape)
+
+    def span() -> tuple[str, int, int] | None:
+        return (str(region.path), region.start + begin, info.nbytes) if info.nbytes else None
+
+    return LazyTensor(info, guarded(load, str(region.path)), (str(region.path), begin), (begin, shape, dtype), span)

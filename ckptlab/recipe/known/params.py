@@ -1,0 +1,99 @@
+"""Where a known conversion's parameters come from, in order: the user (``--param
+heads=32``, ``params=`` in the API), the config of a side that is a model (an HF
+``config``, Meta's ``params``), then a ``config.json`` / ``params.json`` beside a side's
+file. The rotary head count cannot be read from shapes, so guessing is not an option:
+what is missing is named, with where ckptlab looked.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ckptlab.errors import RecipeError
+from ckptlab.recipe.known import KnownConversion
+
+CONFIG_FILES = ("config.json", "params.json")
+
+
+def parse_assignments(items: Iterable[str] | None) -> dict[str, Any]:
+    """``["heads=32", "kv_heads=8"]`` -> ``{"heads": 32, "kv_heads": 8}`` (ints when they look
+    like ints); a one-line error for an item without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, value = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise RecipeError(f"--param {item!r}: expected NAME=VALUE (e.g. heads=32)")
+        value = value.strip()
+        try:
+            out[name] = int(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def _config_of(obj: Any) -> list[Mapping[str, Any]]:
+    """Config mappings a model carries: HF's ``config`` (and its ``text_config``), Meta's
+    ``params`` (ModelArgs), nanoGPT's ``config``; a ModelCheckpoint's model."""
+    model = getattr(obj, "meta_model", None) or obj
+    found = []
+    for attr in ("config", "params", "args"):
+        cfg = getattr(model, attr, None)
+        if cfg is None or callable(cfg) and not hasattr(cfg, "__dict__"):
+            continue
+        data = cfg.to_dict() if hasattr(cfg, "to_dict") and callable(cfg.to_dict) else (
+            dict(cfg) if isinstance(cfg, Mapping) else dict(getattr(cfg, "__dict__", {})))
+        if data:
+            found.append(data)
+            text = data.get("text_config")
+            if isinstance(text, Mapping):
+                found.append(text)
+    return found
+
+
+def _files_beside(obj: Any) -> list[Path]:
+    path = getattr(obj, "path", None) if not isinstance(obj, (str, Path)) else obj
+    if not path:
+        return []
+    folder = Path(path)
+    folder = folder if folder.is_dir() else folder.parent
+    return [folder / name for name in CONFIG_FILES if (folder / name).is_file()]
+
+
+def _read_json(path: Path) -> Mapping[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def find_params(known: KnownConversion, sides: Iterable[tuple[str, Any]],
+                given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], str]:
+    """(values, where each came from, where ckptlab looked) for ``known``'s parameters.
+
+    ``sides``: ``[("source", obj), ("target", obj)]``, each a model, a Checkpoint or a path.
+    """
+    given = dict(given or {})
+    values = {p.name: given[p.name] for p in known.params if p.name in given}
+    origin = {name: "given" for name in values}
+    looked = []
+    configs: list[tuple[str, Mapping[str, Any]]] = []
+    for side, obj in sides:
+        for cfg in _config_of(obj):
+            configs.append((f"the {side} model's config", cfg))
+        for path in _files_beside(obj):
+            configs.append((str(path), _read_json(path)))
+        looked.append(f"the {side}'s config and config.json/params.json beside it")
+    for param in known.params:
+        if param.name in values:
+            continue
+        for where, cfg in configs:
+            hit = next((cfg[f] for f in param.read if isinstance(cfg.get(f), int) and not isinstance(cfg.get(f), bool)),
+                       None)
+            if hit is not None:
+                values[param.name], origin[param.name] = hit, where
+                break
+    return values, origin, "; ".join(looked)
