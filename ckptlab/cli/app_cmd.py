@@ -5,10 +5,16 @@ The page script and its Streamlit options ship inside the package (``ckptlab/ui/
 wheel: the options are passed as flags, which outrank any ``.streamlit/config.toml`` around.
 SIGTERM, SIGINT and SIGHUP are handed to the child and waited for; on Linux the child also
 gets SIGTERM if this process dies without a word (SIGKILL), so no server is left behind.
+
+The server listens on localhost unless ``--address`` says otherwise: a page whose visitors
+upload files and build models is shared on purpose, never by default. What visitors may
+build as a model is the app's allowlist (``ckptlab.io.model_target.ModelAllowlist``), widened by
+``--allow-model`` (handed to the server as ``CKPTLAB_MODEL_ALLOW``).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +25,8 @@ SCRIPT = UI / "serve.py"            # an st.App: the page (app_script.py) + the 
 CONFIG = UI / "streamlit_config.toml"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_S = 10.0
+DEFAULT_ADDRESS = "127.0.0.1"
+MODEL_ALLOW_ENV = "CKPTLAB_MODEL_ALLOW"   # = ckptlab.io.model_target.MODEL_ALLOW_ENV (no torch import here)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Serve the ckptlab web app with Streamlit and the app's own settings "
                                    "(2 GB uploads, headless). Ctrl-C or SIGTERM stops it.")
     p.add_argument("--port", type=int, default=None, help="port to serve on (default: Streamlit's, 8501)")
-    p.add_argument("--address", default=None, help="address to listen on (default: every interface)")
+    p.add_argument("--address", default=DEFAULT_ADDRESS,
+                   help=f"address to listen on (default: {DEFAULT_ADDRESS}, this machine only; "
+                        "--address 0.0.0.0 shares it with every network this machine is on)")
+    p.add_argument("--allow-model", action="append", default=[], metavar="SPEC",
+                   help="let visitors build this model definition too: 'pkg.module:Name', or 'pkg.module:*' for "
+                        f"what that module defines (repeatable; adds to {MODEL_ALLOW_ENV}). A spec is code: "
+                        "list only callables that build a model from plain arguments")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
@@ -65,8 +79,40 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+def child_env(args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: ``--allow-model`` specs join ``CKPTLAB_MODEL_ALLOW``."""
+    env = dict(os.environ if env is None else env)
+    specs = [s for s in [env.get(MODEL_ALLOW_ENV, "")] + list(getattr(args, "allow_model", []) or []) if s.strip()]
+    if specs:
+        env[MODEL_ALLOW_ENV] = ",".join(specs)
+    return env
+
+
+def check_allow_model(specs: list[str]) -> None:
+    """A malformed ``--allow-model`` is a one-line error before anything starts."""
+    from ckptlab.errors import ModelSpecError
+
+    for spec in specs:
+        head, sep, tail = spec.strip().partition(":")
+        if not (sep and head and all(p.isidentifier() for p in head.split("."))
+                and (tail == "*" or all(p.isidentifier() for p in tail.split(".")))):
+            raise ModelSpecError(f"--allow-model {spec!r} is not 'pkg.module:Name' or 'pkg.module:*'")
+
+
+def banner(args: argparse.Namespace) -> str:
+    """What the console says besides Streamlit's URLs: who can reach the page, how to share it."""
+    if args.address in ("127.0.0.1", "localhost", "::1"):
+        return (f"ckptlab app: listening on {args.address} only (this machine). To share it with your team, "
+                "start it with --address 0.0.0.0 (every visitor can upload files and build the allowed models).")
+    return (f"ckptlab app: listening on {args.address}: anyone who can reach this machine can use the page. "
+            "Stop with Ctrl-C.")
+
+
 def run(args: argparse.Namespace) -> int:
-    child = subprocess.Popen(command(args), preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    check_allow_model(getattr(args, "allow_model", []) or [])
+    print(banner(args), file=sys.stderr, flush=True)
+    child = subprocess.Popen(command(args), env=child_env(args),
+                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     received: list[int] = []
 
     def forward(signum, _frame) -> None:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     """SOURCE, TARGET (files or model definitions) and how to build model definitions."""
     parser.add_argument("source", help="source checkpoint (file, index.json, DCP folder) or model definition")
-    parser.add_argument("target", help="target checkpoint, or model definition 'pkg.module:callable'")
+    parser.add_argument("target", help="target checkpoint, or model definition 'pkg.module:callable' "
+                                        "(a spec is code: it imports that module and calls that callable)")
     parser.add_argument("--source-container", default=None, metavar="DOTTED",
                         help="where the tensors sit inside the source file (default: found)")
     parser.add_argument("--target-kwargs", default=None, metavar="JSON",
@@ -32,7 +33,8 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-config", default=None, metavar="PATH",
                         help="config.json (or its folder) for a transformers source model definition")
     parser.add_argument("--allow-code", action="store_true",
-                        help="allow 'path/to/file.py:callable' model definitions (runs that file)")
+                        help="allow 'path/to/file.py:callable' model definitions (runs that file; "
+                             "'pkg.module:callable' specs always import and run their code: name only your own)")
 
 
 TYPED_HELP = ('an argument {"class": "pkg.module:Name", "kwargs": {...}} is built first '

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Open a checkpoint lazily and safely (no code from the file runs) and list its "
                     "tensors, where they sit in the file, and everything else the file holds.")
     p.add_argument("path", metavar="PATH", help="checkpoint file, *.index.json, distributed-checkpoint folder, "
-                                                "or a model definition 'pkg.module:callable'")
+                                                "or a model definition 'pkg.module:callable' (a spec is code: "
+                                                "it is imported and called)")
     p.add_argument("--container", default=None, metavar="DOTTED",
                    help="where the tensors sit inside the file, e.g. 'net' or 'state_dict' (default: found)")
     p.add_argument("--model-kwargs", default=None, metavar="JSON", help="keyword arguments for a model definition")

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "are empty, 1 otherwise (or on an error).")
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint file (or index.json, DCP folder)")
     p.add_argument("--model", required=True, metavar="SPEC",
-                   help="model definition 'pkg.module:callable' or 'path/to/file.py:callable'")
+                   help="model definition 'pkg.module:callable' or 'path/to/file.py:callable' "
+                        "(a spec is code: it is imported and called)")
     p.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help=f"keyword arguments for SPEC, as JSON; {TYPED_HELP}")
     p.add_argument("--model-config", default=None, metavar="PATH",

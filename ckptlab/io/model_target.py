@@ -7,7 +7,13 @@ only when a tensor is first asked for, once, and then cached.
 
 ``file.py:callable`` executes that file, so it needs ``allow_code=True`` or the
 environment variable ``CKPTLAB_ALLOW_CODE=1``; ``package.module:callable`` imports an
-installed (or current-folder) module, the same trust as ``import``.
+installed (or current-folder) module, the same trust as ``import``: a spec is code.
+
+That trust fits the CLI and the API (the user runs their own code) but not a web page, where
+the spec comes from a visitor: ``os:system`` is an importable callable too. So every function
+here takes ``allow``: None trusts any importable spec; a ``ModelAllowlist`` (what the web
+app always passes) builds only the bundled sample models, transformers models from a config
+and what the server's operator lists, and checks each spec before anything is imported.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ from ckptlab.io.tensor_info import TensorInfo
 
 ALLOW_CODE_ENV = "CKPTLAB_ALLOW_CODE"
 HOW_TO_ALLOW = f"pass --allow-code or set {ALLOW_CODE_ENV}=1"
+MODEL_ALLOW_ENV = "CKPTLAB_MODEL_ALLOW"
+SAMPLE_MODELS = "sample_ckpts.models"
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,14 @@ def _import_module(spec: ModelSpec) -> Any:
             sys.path.remove(os.getcwd())
 
 
-def resolve(spec: str | ModelSpec, allow_code: bool | None = None) -> Callable[..., Any]:
-    """The callable a spec names; a file spec runs its file only when code is allowed."""
+def resolve(spec: str | ModelSpec, allow_code: bool | None = None, allow: "ModelAllowlist | None" = None,
+            role: str = "model") -> Callable[..., Any]:
+    """The callable a spec names; a file spec runs its file only when code is allowed.
+    Under an allowlist the spec is checked before its module is imported (an import runs
+    code) and the object after (``role``: "model" or "argument", a typed argument)."""
     parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec)
+    if allow is not None and not parsed.is_file:
+        allow.check_spec(parsed, role)
     if parsed.is_file:
         if not code_allowed(allow_code):
             raise ModelSpecError(
@@ -128,7 +141,135 @@ def resolve(spec: str | ModelSpec, allow_code: bool | None = None) -> Callable[.
         obj = getattr(obj, part)
     if not callable(obj):
         raise ModelSpecError(f"model spec {parsed.text!r}: {parsed.attr!r} is a {type(obj).__name__}, not callable")
+    if allow is not None and not parsed.is_file:
+        allow.check_object(parsed, obj, role)
     return obj
+
+
+def _is_nn_module_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def _transformers_kind(obj: Any) -> str | None:
+    """"model" for a transformers model class or Auto model class, "config" for a config
+    class, else None (transformers is imported already: the spec named it)."""
+    import transformers
+
+    if not isinstance(obj, type):
+        return None
+    if issubclass(obj, transformers.PreTrainedModel) or (
+            obj.__name__.startswith("AutoModel") and hasattr(obj, "_model_mapping") and hasattr(obj, "from_config")):
+        return "model"
+    if issubclass(obj, transformers.PretrainedConfig):
+        return "config"
+    return None
+
+
+# kwargs keys (at any depth) that make transformers fetch or run code from elsewhere: refused under an allowlist
+CODE_KWARGS = frozenset({"trust_remote_code", "auto_map", "code_revision", "use_kernels", "kernel_config",
+                         "quantization_config", "revision", "token", "use_auth_token", "cache_dir", "force_download"})
+CONFIG_FROM_FILE = "transformers:AutoConfig.from_pretrained"
+
+
+@dataclass(frozen=True)
+class ModelAllowlist:
+    """The model specs a visitor of the web app may build. Built in: the bundled sample
+    models (``sample_ckpts.models:*``, ``nn.Module`` classes defined there), transformers
+    model classes and Auto model classes (built from a config), and as typed arguments
+    transformers config classes or ``AutoConfig.from_pretrained`` of a local config.json
+    under ``config_roots``. ``entries`` are the operator's own: ``pkg.module:Name`` exactly,
+    or ``pkg.module:*`` for what that module itself defines (not what it imports)."""
+
+    entries: tuple[str, ...] = ()
+    config_roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_env(cls, extra: tuple[str, ...] = (), config_roots: tuple[Path, ...] = (),
+                 env: Mapping[str, str] | None = None) -> "ModelAllowlist":
+        """The built-in list plus ``CKPTLAB_MODEL_ALLOW`` (comma-separated specs) plus ``extra``."""
+        text = (os.environ if env is None else env).get(MODEL_ALLOW_ENV, "")
+        return cls(tuple(parse_allow_entries(text)) + tuple(extra), tuple(Path(r) for r in config_roots))
+
+    def _operator_allows(self, spec: ModelSpec) -> bool:
+        exact = f"{spec.module}:{spec.attr}"
+        return exact in self.entries or (f"{spec.module}:*" in self.entries and "." not in spec.attr)
+
+    def _refuse(self, spec: ModelSpec, role: str) -> ModelSpecError:
+        exact = f"{spec.module}:{spec.attr}"
+        what = "sample models, transformers models" if role == "model" else "transformers config classes"
+        return ModelSpecError(f"model {'spec' if role == 'model' else 'argument class'} {exact!r} refused: the web "
+                              f"app builds only {what} and specs its operator allows (set {MODEL_ALLOW_ENV}={exact} "
+                              f"or ckptlab app --allow-model {exact})")
+
+    def check_spec(self, spec: ModelSpec, role: str) -> None:
+        """Before any import: the spec's text must be one the list can allow."""
+        if self._operator_allows(spec):
+            return
+        if role == "model" and spec.module == SAMPLE_MODELS and "." not in spec.attr:
+            return
+        if spec.module == "transformers" and ("." not in spec.attr
+                                              or (role == "argument" and f"{spec.module}:{spec.attr}" == CONFIG_FROM_FILE)):
+            return
+        raise self._refuse(spec, role)
+
+    def check_object(self, spec: ModelSpec, obj: Any, role: str) -> None:
+        """After the import: a wildcard allows only what its module defines, the built-in
+        rules only model classes (``role`` "model") or config classes (typed arguments)."""
+        exact = f"{spec.module}:{spec.attr}"
+        if exact in self.entries or exact == CONFIG_FROM_FILE and role == "argument":
+            return
+        defined_here = getattr(obj, "__module__", None) == spec.module
+        if f"{spec.module}:*" in self.entries and defined_here:
+            return
+        if role == "model" and spec.module == SAMPLE_MODELS and defined_here and _is_nn_module_class(obj):
+            return
+        if spec.module == "transformers" and _transformers_kind(obj) == ("model" if role == "model" else "config"):
+            return
+        raise self._refuse(spec, role)
+
+    def check_kwargs(self, kwargs: Mapping[str, Any], where: str) -> None:
+        """No key that makes transformers fetch or run code, at any depth (without recursion)."""
+        stack: list[tuple[Any, str]] = [(kwargs, where)]
+        while stack:
+            value, at = stack.pop()
+            if isinstance(value, Mapping):
+                for key, inner in value.items():
+                    name = str(key)
+                    if name in CODE_KWARGS or (name.endswith("implementation") and isinstance(inner, str)
+                                               and ("/" in inner or ":" in inner)):
+                        raise ModelSpecError(f"model argument {at + name!r} refused: in the web app no argument "
+                                             "may fetch or run code (remote code, hub kernels, revisions)")
+                    stack.append((inner, f"{at}{name}."))
+            elif isinstance(value, list):
+                stack.extend((inner, f"{at}{i}.") for i, inner in enumerate(value))
+
+    def check_config_file(self, kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """``AutoConfig.from_pretrained`` reads only a local config.json under the roots, offline."""
+        from ckptlab.io.allowed_roots import check_path
+
+        path = kwargs.get("pretrained_model_name_or_path")
+        if set(kwargs) - {"pretrained_model_name_or_path", "local_files_only"} or not isinstance(path, str):
+            raise ModelSpecError(f"model argument {where!r}: {CONFIG_FROM_FILE} takes only "
+                                 "'pretrained_model_name_or_path' (a config.json on the server) in the web app")
+        if not self.config_roots:
+            raise ModelSpecError(f"model argument {where!r}: reading a config.json is off here")
+        resolved = check_path(path, self.config_roots)
+        return {"pretrained_model_name_or_path": str(resolved), "local_files_only": True, "trust_remote_code": False}
+
+
+def parse_allow_entries(text: str) -> list[str]:
+    """``"a.b:C, pkg.mod:*"`` -> the specs; a malformed one is a one-line error naming it."""
+    entries = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        head, sep, tail = part.partition(":")
+        if not (sep and head and all(p.isidentifier() for p in head.split("."))
+                and (tail == "*" or all(p.isidentifier() for p in tail.split(".")))):
+            raise ModelSpecError(f"{MODEL_ALLOW_ENV}: {part!r} is not 'pkg.module:Name' or 'pkg.module:*'")
+        entries.append(part)
+    return entries
 
 
 def _constructor(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -143,36 +284,43 @@ def is_typed_argument(value: Any) -> bool:
     return (isinstance(value, Mapping) and isinstance(value.get("class"), str) and set(value) <= {"class", "kwargs"})
 
 
-def build_arguments(kwargs: Mapping[str, Any], allow_code: bool | None, where: str = "") -> dict[str, Any]:
+def build_arguments(kwargs: Mapping[str, Any], allow_code: bool | None, where: str = "",
+                    allow: ModelAllowlist | None = None) -> dict[str, Any]:
     """The keyword arguments with every typed argument built first, inner ones before outer ones,
     under the same import rules as the model spec (a file spec needs code allowed).
 
     ``{"config": {"class": "transformers:BertConfig", "kwargs": {"num_labels": 3}}}`` passes
     ``config=BertConfig(num_labels=3)``: JSON cannot say "an object of this class" otherwise.
+    Under an allowlist a class must be a config class it allows, and no key may fetch code.
     """
-    return {key: _argument(value, allow_code, f"{where}{key}", 0) for key, value in kwargs.items()}
+    if allow is not None:
+        allow.check_kwargs(kwargs, where)
+    return {key: _argument(value, allow_code, f"{where}{key}", 0, allow) for key, value in kwargs.items()}
 
 
 MAX_ARGUMENT_DEPTH = 16
 
 
-def _argument(value: Any, allow_code: bool | None, where: str, depth: int) -> Any:
+def _argument(value: Any, allow_code: bool | None, where: str, depth: int, allow: ModelAllowlist | None) -> Any:
     if depth > MAX_ARGUMENT_DEPTH:
         raise ModelSpecError(f"model argument {where!r} is nested deeper than {MAX_ARGUMENT_DEPTH} levels")
     if is_typed_argument(value):
         spec, inner = value["class"], value.get("kwargs") or {}
         if not isinstance(inner, Mapping):
             raise ModelSpecError(f"model argument {where!r}: 'kwargs' must be a JSON object")
-        factory = _constructor(resolve(spec, allow_code))
-        built = {k: _argument(v, allow_code, f"{where}.{k}", depth + 1) for k, v in inner.items()}
+        factory = _constructor(resolve(spec, allow_code, allow, role="argument"))
+        parsed = ModelSpec.parse(spec)
+        if allow is not None and f"{parsed.module}:{parsed.attr}" == CONFIG_FROM_FILE:
+            inner = allow.check_config_file(inner, where)
+        built = {k: _argument(v, allow_code, f"{where}.{k}", depth + 1, allow) for k, v in inner.items()}
         try:
             return factory(**built)
         except Exception as exc:
             raise ModelSpecError(f"model argument {where!r}: building {spec!r} raised {_one_line(exc)}") from exc
     if isinstance(value, Mapping):
-        return {k: _argument(v, allow_code, f"{where}.{k}", depth + 1) for k, v in value.items()}
+        return {k: _argument(v, allow_code, f"{where}.{k}", depth + 1, allow) for k, v in value.items()}
     if isinstance(value, list):
-        return [_argument(v, allow_code, f"{where}.{i}", depth + 1) for i, v in enumerate(value)]
+        return [_argument(v, allow_code, f"{where}.{i}", depth + 1, allow) for i, v in enumerate(value)]
     return value
 
 
@@ -212,12 +360,13 @@ def build_model(
     allow_code: bool | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    allow: ModelAllowlist | None = None,
 ) -> nn.Module:
     """Build the model. ``device="meta"`` allocates nothing; otherwise it is built on CPU
     with ``torch.manual_seed(seed)`` (the caller's RNG state is left as it was) and moved,
-    so the same seed gives the same values on every device."""
-    factory = resolve(spec, allow_code)
-    kwargs = build_arguments(kwargs or {}, allow_code)  # typed arguments (a config object) first
+    so the same seed gives the same values on every device. ``allow``: see ``ModelAllowlist``."""
+    factory = resolve(spec, allow_code, allow)
+    kwargs = build_arguments(kwargs or {}, allow_code, allow=allow)  # typed arguments (a config object) first
     if torch.device(device).type == "meta":
         with torch.device("meta"):
             return _call(factory, spec, kwargs)
@@ -235,11 +384,13 @@ class _Materialiser:
     kwargs: dict[str, Any]
     allow_code: bool | None
     seed: int
+    allow: ModelAllowlist | None = None
     _state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def state(self) -> dict[str, torch.Tensor]:
         if self._state is None:
-            model = build_model(self.spec, self.kwargs, self.allow_code, device="cpu", seed=self.seed)
+            model = build_model(self.spec, self.kwargs, self.allow_code, device="cpu", seed=self.seed,
+                                allow=self.allow)
             self._state = {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()}
         return self._state
 
@@ -255,12 +406,13 @@ class ModelCheckpoint(Checkpoint):
     """
 
     def __init__(self, spec: str, kwargs: Mapping[str, Any], allow_code: bool | None, seed: int,
-                 meta_model: nn.Module, real_model: nn.Module | None = None):
+                 meta_model: nn.Module, real_model: nn.Module | None = None, allow: ModelAllowlist | None = None):
         self.spec = spec
         self.kwargs = dict(kwargs)
         self.allow_code = allow_code
+        self.allow = allow           # every later build (values, verify) is checked as the first was
         self.seed = seed
-        self._materialiser = _Materialiser(spec, self.kwargs, allow_code, seed)
+        self._materialiser = _Materialiser(spec, self.kwargs, allow_code, seed, allow)
         if real_model is not None:  # built for real already (no meta build possible): keep its values
             self._materialiser._state = {k: v.detach() for k, v in real_model.state_dict(keep_vars=True).items()}
         tensors = {}
@@ -284,7 +436,7 @@ class ModelCheckpoint(Checkpoint):
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """A fresh, real model with this target's seed (its initial values equal ``tensor()``)."""
-        return build_model(self.spec, self.kwargs, self.allow_code, device=device, seed=self.seed)
+        return build_model(self.spec, self.kwargs, self.allow_code, device=device, seed=self.seed, allow=self.allow)
 
 
 def model_target(
@@ -292,22 +444,24 @@ def model_target(
     kwargs: Mapping[str, Any] | str | None = None,
     allow_code: bool | None = None,
     seed: int = 0,
+    allow: ModelAllowlist | None = None,
 ) -> ModelCheckpoint:
     """The target checkpoint of a model definition (keys/shapes now, values on first need).
 
     ``kwargs`` is a mapping or a JSON object text. A constructor that cannot run on the
     meta device (e.g. ``torch.linspace(...)[i].item()``, as timm computes drop-path rates)
     is built once for real instead, seeded; ``metadata["built_on"]`` says which happened.
+    ``allow``: None builds any importable spec (CLI, API); the web app passes its ``ModelAllowlist``.
     """
     kwargs = parse_kwargs(kwargs)
     try:
-        meta_model = build_model(spec, kwargs, allow_code, device="meta")
+        meta_model = build_model(spec, kwargs, allow_code, device="meta", allow=allow)
     except ModelSpecError as exc:
         if not getattr(exc, "during_call", False):
             raise
-        real = build_model(spec, kwargs, allow_code, device="cpu", seed=seed)
-        return ModelCheckpoint(spec, kwargs, allow_code, seed, real, real_model=real)
-    return ModelCheckpoint(spec, kwargs, allow_code, seed, meta_model)
+        real = build_model(spec, kwargs, allow_code, device="cpu", seed=seed, allow=allow)
+        return ModelCheckpoint(spec, kwargs, allow_code, seed, real, real_model=real, allow=allow)
+    return ModelCheckpoint(spec, kwargs, allow_code, seed, meta_model, allow=allow)
 
 
 def parse_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import streamlit as st
 import ckptlab
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.allowed_roots import allowed_roots, check_path
-from ckptlab.io.model_target import ALLOW_CODE_ENV, code_allowed, model_target, parse_kwargs
+from ckptlab.io.model_target import ALLOW_CODE_ENV, ModelAllowlist, code_allowed, model_target, parse_kwargs
 from ckptlab.ui import state, text
 from ckptlab.ui.samples import PAIRS, SamplePair
 
@@ -226,12 +226,19 @@ def _open_model(slot: Any, side: Side, sample: Any) -> Side:
     if kwargs is None or not spec.strip():
         return side
     key = ("model", spec, _json(kwargs))
-    ck = state.guarded(slot, lambda: state.shared(key, lambda: model_target(spec, kwargs)))
+    ck = state.guarded(slot, lambda: state.shared(key, lambda: model_target(spec, kwargs, allow=model_allowlist())))
     side.label, side.identity, side.model, side.kwargs = spec, key, spec, kwargs
     if ck is not None:
         side.ckpt = ck
         slot.text(described(key, ck))
     return side
+
+
+def model_allowlist() -> ModelAllowlist:
+    """What a visitor may build: a spec is code, and here it comes from the page
+    (``CKPTLAB_MODEL_ALLOW`` / ``ckptlab app --allow-model`` widen it; config.json files are
+    read only under the allowed folders)."""
+    return ModelAllowlist.from_env(config_roots=tuple(allowed_roots(_START_DIR)))
 
 
 def _json(value: dict) -> str:

@@ -19,8 +19,12 @@ LISTED = 12          # key names listed per line of the warm-start report
 
 
 def model_of(spec: str, kwargs: dict) -> Any:
-    """The model definition as a (cached) meta-device target."""
-    return state.cached(("model", spec, json.dumps(kwargs, sort_keys=True)), lambda: model_target(spec, kwargs))
+    """The model definition as a (cached) meta-device target, built only if the app's
+    allowlist allows it (a spec is code; here a visitor typed it)."""
+    from ckptlab.ui.inputs import model_allowlist
+
+    return state.cached(("model", spec, json.dumps(kwargs, sort_keys=True)),
+                        lambda: model_target(spec, kwargs, allow=model_allowlist()))
 
 
 def merged_tensors(alignment: Any) -> dict:

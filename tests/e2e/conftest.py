@@ -64,7 +64,7 @@ def stop_app(proc: subprocess.Popen) -> None:
 def app_url() -> Iterator[str]:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
-    proc = start_app(port)
+    proc = start_app(port, env={"CKPTLAB_MODEL_ALLOW": "tests.ui.speed_models:*"})  # the Verify tests' models
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from ckptlab.ui.verify_panel import RESULTS, parse_sizes
@@ -11,6 +12,12 @@ from .conftest import new_app, plain
 from .test_app import view
 
 STACK = "tests.ui.speed_models:Stack"
+
+
+@pytest.fixture(autouse=True)
+def stack_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test models are not among the app's built-in models: the operator lists them."""
+    monkeypatch.setenv("CKPTLAB_MODEL_ALLOW", STACK)
 
 
 def _compare(source_depth: int, target_depth: int, sizes: str, budget: float = 2.0) -> AppTest:
