@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import ckptlab
-from tests.models import hf, llama
-from tests.test_known_conversions import TOL, reseeded, tokens
+from tests.recipe.test_known_conversions import TOL, reseeded, tokens
+from tests.zoo import hf, llama
 
 
 def test_load_into_an_hf_model_takes_the_heads_from_that_models_config(tmp_path):
@@ -47,7 +47,7 @@ def test_auto_all_into_a_deeper_nanogpt_applies_one_of_two_overlapping_transpose
     block 2 stays missing) and the structural transposes both suggest the same entries;
     applying both made the second's entries match nothing and align raised ConvertError
     ("convert 5: ... matches no source key") about a recipe the user never wrote."""
-    from tests.models import gpt
+    from tests.zoo import gpt
 
     al = ckptlab.align(hf.gpt2(), gpt.nanogpt(n_layer=3), auto="all")
     assert al.summary["converted"] == 8 and al.summary["mismatch"] == 0

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from ckptlab.cli import app_cmd
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from ckptlab.io.model_target import model_target
 from ckptlab.models.verify import compare_function, compare_speed, load_report
 from ckptlab.models.warmstart import CkptlabWarning
 from sample_ckpts import models
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_ckpts"
 M = "sample_ckpts.models:"
 

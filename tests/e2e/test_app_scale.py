@@ -13,10 +13,17 @@ import pytest
 import ckptlab
 from ckptlab.io.model_target import model_target
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ARTIFACTS, free_port, screenshot, start_app, stop_app, wait_idle
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    free_port,
+    screenshot,
+    start_app,
+    stop_app,
+    wait_idle,
+)
 from tests.e2e.scale import big_pair, many_keys_pair, rss_kb
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_ckpts"
 VIEWS = ("Alignment", "Shape fixes", "Values & charts", "Verify", "Fine-tune", "Download")
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.e2e import appdriver as drive
 from tests.e2e.conftest import WAIT_MS, screenshot, wait_idle
-from tests.gpt_models import gpt2, nanogpt
+from tests.zoo.gpt_pair import gpt2, nanogpt
 
 pytestmark = pytest.mark.e2e
 GRID = "convert_grid_"

@@ -13,7 +13,12 @@ from streamlit.testing.v1 import AppTest
 
 from ckptlab.cli import app_cmd, build_parser
 from ckptlab.errors import ModelSpecError, PathNotAllowedError
-from ckptlab.io.model_target import MODEL_ALLOW_ENV, ModelAllowlist, build_model, model_target
+from ckptlab.io.model_target import (
+    MODEL_ALLOW_ENV,
+    ModelAllowlist,
+    build_model,
+    model_target,
+)
 from tests.ui.conftest import new_app, plain
 
 from .conftest import assert_one_line

@@ -20,8 +20,8 @@ import pytest
 
 import ckptlab
 from ckptlab.errors import CheckpointError
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SEEDS = sorted([*REPO.glob("sample_ckpts/*.pt"), *REPO.glob("sample_ckpts/*.ckpt"),
                 *REPO.glob("sample_ckpts/*.safetensors"), *REPO.glob("tests/third_party/*/*.pt"),
                 *REPO.glob("tests/third_party/*/*.pth"), *REPO.glob("tests/third_party/*/*.jit")])

@@ -11,9 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 import ckptlab
-from ckptlab.errors import CheckpointError, PathNotAllowedError, UnreadableFileError, quote
-from ckptlab.merge.planning import remap
+from ckptlab.errors import (
+    CheckpointError,
+    PathNotAllowedError,
+    UnreadableFileError,
+    quote,
+)
 from ckptlab.io.allowed_roots import check_path
+from ckptlab.merge.planning import remap
 from tests.security.conftest import assert_one_line
 from tests.security.crafted import Ops, as_legacy, as_zip
 

@@ -8,9 +8,8 @@ import torch
 import yaml
 from streamlit.testing.v1 import AppTest
 
-import ckptlab
 from ckptlab.recipe.model import Recipe
-from tests.gpt_models import TRANSPOSE_RECIPE, gpt2, nanogpt
+from tests.zoo.gpt_pair import TRANSPOSE_RECIPE, gpt2, nanogpt
 
 from .conftest import download_bytes, new_app, plain
 from .test_app import editor

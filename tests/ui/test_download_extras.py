@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 import ckptlab
-from tests import test_keep_extras
+from tests.merge import test_keep_extras
 
 from .conftest import download_bytes, plain
 from .test_app import new_app, no_failure, upload, view
@@ -29,7 +29,7 @@ class HParams:
 
 @pytest.fixture
 def training_ckpt(tmp_path) -> Path:
-    """tests/test_keep_extras.py's training checkpoint plus an object and a key made of markdown."""
+    """tests/merge/test_keep_extras.py's training checkpoint plus an object and a key made of markdown."""
     _, saved = test_keep_extras.training_ckpt.__wrapped__(tmp_path)      # its builder, called directly
     path = tmp_path / "train_objects.pt"
     torch.save({**saved, "hparams": HParams(8), EVIL: {"t": torch.ones(2)}}, path)

@@ -9,7 +9,7 @@ import pytest
 from starlette.routing import Route
 from streamlit import config
 
-from ckptlab.ui import files, server
+from ckptlab.ui import files
 
 from .test_app import new_app, no_failure, view
 

@@ -20,7 +20,18 @@ from ckptlab.ui.inputs import natural_key, parameter_count
 from ckptlab.ui.samples import PAIRS
 
 from .conftest import SAMPLES, new_app, plain
-from .test_app import PT, counts, errors, kept_key, no_failure, pick_pair, recipe_uploader, recipe_widget, table, upload, view
+from .test_app import (
+    counts,
+    errors,
+    kept_key,
+    no_failure,
+    pick_pair,
+    recipe_uploader,
+    recipe_widget,
+    table,
+    upload,
+    view,
+)
 
 LINK = "[click me](http://evil.example/steal)"
 IMAGE = "![pixel](http://evil.example/track.png)"

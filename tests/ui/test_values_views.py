@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import ckptlab
+from ckptlab.ui import compare, valuecache, values
 from ckptlab.values.diff import layer_grid
-from ckptlab.ui import compare, values, valuecache
 
 from .conftest import SAMPLES
 

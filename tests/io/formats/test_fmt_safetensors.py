@@ -1,0 +1,48 @@
+"""safetensors: header-only listing, exact spans, metadata, every dtype the format has."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tensor_cases import random_tensor, same_bytes
+
+import ckptlab
+from ckptlab.io.formats.safetensors_fmt import DTYPES
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    tensors = {f"dtype.{code}": random_tensor(dtype, (3, 5), seed=i) for i, (code, dtype) in enumerate(DTYPES.items())}
+    tensors.update(scalar=torch.tensor(2.5), empty=torch.empty(0, 4), column=torch.arange(12.0).reshape(3, 4))
+    path = tmp_path_factory.mktemp("st") / "all.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt", "epoch": "3"})
+    return path, tensors
+
+
+def test_header_gives_keys_shapes_dtypes_and_metadata(saved, reads):
+    path, tensors = saved
+    ck = ckptlab.open(path)
+    assert ck.format == "safetensors"
+    assert sorted(ck.keys()) == sorted(tensors)
+    for key, t in tensors.items():
+        assert (ck.info(key).shape, ck.info(key).dtype, ck.info(key).nbytes) == (
+            tuple(t.shape), t.dtype, t.numel() * t.element_size())
+    assert ck.metadata == {"format": "pt", "epoch": "3"}
+    assert reads == []
+
+
+def test_values_are_byte_exact_and_read_span_by_span(saved, reads):
+    path, tensors = saved
+    ck = ckptlab.open(path)
+    for key, t in tensors.items():
+        assert same_bytes(ck.tensor(key), t), key
+    assert sorted(n for _, _, n in reads if n) == sorted(t.numel() * t.element_size() for t in tensors.values()
+                                                          if t.numel())
+
+
+def test_the_bundled_sample_matches_its_torch_twin(sample):
+    st = ckptlab.open(sample("convnet_rgb.safetensors"))
+    pt = ckptlab.open(sample("convnet_rgb.pt"))
+    assert sorted(st.keys()) == sorted(pt.keys())
+    for key in pt.keys():
+        assert torch.equal(st.tensor(key), pt.tensor(key))
