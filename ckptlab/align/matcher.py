@@ -177,7 +177,12 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         if not cands and tkey in ties:
             cands, spec = _fed_through_tie(tkey, ties[tkey], m, recipe, spec)
         if not cands:
-            rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
+            if recipe.keeps_target(tkey):
+                rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None,
+                                f"kept on purpose: the target's own value (keep_target {quote(recipe.keep_target)})",
+                                kept=True))
+            else:
+                rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
             continue
         if len(cands) > 1:
             listed = ", ".join(f"{quote(s)} ({why or 'same key'})" for s, why in cands)
@@ -386,6 +391,7 @@ def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggest
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
     """A loud one-liner when fewer than half of the target keys are fed (always when none)."""
     fed = sum(row.status in FED_STATUSES for row in rows)
+    n_target -= sum(row.kept for row in rows)  # kept on purpose: not expected from the source
     if n_target == 0 or (fed > 0 and 2 * fed >= n_target):
         return None
     text = f"only {fed} of {n_target} target keys are fed by the source"

@@ -43,6 +43,7 @@ class Row:
     sources: tuple[str, ...] = ()
     adapt: AdaptSpec | None = None
     convert: Group | None = None  # the conversion group of a converted row
+    kept: bool = False  # a missing target the recipe keeps on purpose (keep_target): not a problem
 
     @property
     def fed(self) -> bool:
@@ -119,6 +120,18 @@ class Alignment:
     rows: list[Row]
     suggestions: list[Suggestion] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def strict_problems(self) -> list[str]:
+        """What keeps this job from being strict-clean (``ckptlab.align.strict``), one line each."""
+        from ckptlab.align.strict import strict_problems
+
+        return strict_problems(self.rows, self.warnings, self.effective_recipe)
+
+    @property
+    def strict_ok(self) -> bool:
+        """True when every key is accounted for on purpose and no warning stands (``--strict``)."""
+        return not self.strict_problems
 
     @property
     def warning(self) -> str | None:

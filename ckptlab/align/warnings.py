@@ -7,7 +7,10 @@ fine and are wrong.
   (GPT-2's ``attn.c_proj``) loads "exact" and is wrong;
 - an adapter that truncates or resizes a tensor the structure says is transposed or
   fused: the rows it keeps are not the ones the target means (``qkv`` truncated into
-  ``k_proj`` keeps the query rows).
+  ``k_proj`` keeps the query rows);
+- whole modules left at their init beside a load that otherwise looks complete (a ResNet's
+  shortcuts, a router, a tied head the file dropped), named on both sides, with the pairing
+  when the unused source modules match them one to one by shapes.
 
 Each warning is one line; a family of layers is folded (``h.{0..11}``) so twelve layers
 give one warning, not twelve.
@@ -27,8 +30,10 @@ UNFED = ("missing", "mismatch")
 
 def structural_warnings(rows) -> list[str]:
     """Every warning these rows call for, one line each (see the module docstring)."""
-    targets = [r for r in rows if r.target is not None]
-    return [*_partly_fed(targets), *_square_beside_transposed(targets), *_adapter_on_structure(targets)]
+    targets = [r for r in rows if r.target is not None and not r.kept]
+    unused = [r for r in rows if r.target is None and r.status == "unused"]
+    return [*_partly_fed(targets), *_unfed_modules(targets, unused), *_square_beside_transposed(targets),
+            *_adapter_on_structure(targets)]
 
 
 def _module(key: str) -> str:
@@ -154,3 +159,63 @@ def _fused_parts(row, s: tuple, t: tuple, missing) -> str | None:
     if beside:
         text += ", as " + ", ".join(quote(_module(b).rpartition(".")[2]) for b in beside[:3]) + " beside it"
     return text
+
+
+# -- whole modules left at init ------------------------------------------------------------
+def _unfed_modules(targets, unused) -> list[str]:
+    """Target modules none of whose tensors is fed (partly fed ones are said by ``_partly_fed``),
+    beside a load that feeds at least half of the target (a lower count is the loud warning's)."""
+    fed = sum(r.fed for r in targets)
+    if not fed or 2 * fed < len(targets):
+        return []
+    by_module = _group(r for r in targets if not r.target.endswith(IGNORED_MISSING))
+    unfed = {m: rs for m, rs in by_module.items() if all(r.status == "missing" for r in rs)}
+    if not unfed:
+        return []
+    sources = {m: rs for m, rs in _group(unused, side="source").items()
+               if not all(r.source.endswith(IGNORED_MISSING) for r in rs)}
+    pairs = _pair_by_shapes(unfed, sources)
+    named = _folded(sorted(unfed))
+    n = sum(len(rs) for rs in unfed.values())
+    line = (f"{'module' if len(named) == 1 else 'modules'} {_list(named)} left at "
+            f"{'its' if len(named) == 1 else 'their'} init "
+            f"({n} {'tensor' if n == 1 else 'tensors'} nothing feeds)")
+    if sources:
+        line += f"; source modules used by nothing: {_list(_folded(sorted(sources)))}"
+    if pairs:
+        shown = ", ".join(f"{quote(s)} -> {quote(m)}" for m, s in pairs[:MAX_LINES])
+        line += f"; they pair one to one by shapes: {shown}" + (f" (+{len(pairs) - MAX_LINES} more)"
+                                                               if len(pairs) > MAX_LINES else "")
+    return [line + " (map them, or keep them on purpose with keep_target)"]
+
+
+def _group(rows, side: str = "target") -> dict[str, list]:
+    """Rows by the module that holds their tensor (the key up to its last dot)."""
+    out: dict[str, list] = defaultdict(list)
+    for r in rows:
+        out[_module(getattr(r, side)) or "(top level)"].append(r)
+    return out
+
+
+def _signature(rows, side: str) -> tuple:
+    """A module's tensors as (leaf name, shape), sorted: what makes two modules the same kind."""
+    shape = "target_shape" if side == "target" else "source_shape"
+    key = side
+    return tuple(sorted((getattr(r, key).rpartition(".")[2], getattr(r, shape)) for r in rows))
+
+
+def _pair_by_shapes(unfed: dict[str, list], sources: dict[str, list]) -> list[tuple[str, str]]:
+    """(target module, source module) where exactly one module on each side has that signature."""
+    by_sig_t: dict[tuple, list[str]] = defaultdict(list)
+    by_sig_s: dict[tuple, list[str]] = defaultdict(list)
+    for m, rs in unfed.items():
+        by_sig_t[_signature(rs, "target")].append(m)
+    for m, rs in sources.items():
+        by_sig_s[_signature(rs, "source")].append(m)
+    return [(ts[0], by_sig_s[sig][0]) for sig, ts in by_sig_t.items()
+            if len(ts) == 1 and len(by_sig_s.get(sig, ())) == 1]
+
+
+def _list(patterns: list[str]) -> str:
+    shown = ", ".join(quote(p) for p in patterns[:MAX_LINES])
+    return shown + (f" and {len(patterns) - MAX_LINES} more" if len(patterns) > MAX_LINES else "")

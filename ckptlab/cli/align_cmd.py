@@ -23,15 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "align", help="show for every target key which source key feeds it, and why",
         description="Align SOURCE with TARGET: one row per target key (exact, renamed, adapted, "
                     "converted, mismatch, missing, conflict) and per unused source key, with suggestions. "
-                    "Exit status: 0; 2 with --strict on any warning (few or no target keys fed, ...); "
-                    "1 on an error.")
+                    "Exit status: 0; 2 with --strict unless the job is strict-clean (every target key fed "
+                    "or kept on purpose, every source key used or dropped on purpose, no warning); 1 on an error.")
     add_pair_arguments(p)
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
     add_param_argument(p)
     p.add_argument("--auto", choices=AUTO_LEVELS, default="high",
                    help="apply suggestions automatically: none, only high-confidence ones (default), or all")
     p.add_argument("--strict", action="store_true",
-                   help="exit 2 on any warning (e.g. fewer than half of the target keys are fed)")
+                   help="exit 2 unless strict-clean: PyTorch's strict=True on purpose (keep_target / reinit / "
+                        "drop say so), plus no warning")
     p.add_argument("--json", action="store_true",
                    help='print {"rows","summary","suggestions","warning","warnings"} as one JSON object')
     p.set_defaults(func=run)
@@ -50,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
         print_table(alignment)
     for message in alignment.warnings:
         warn(message)
-    return 2 if args.strict and alignment.warnings else 0
+    if not args.strict:
+        return 0
+    problems = [p for p in alignment.strict_problems if not p.startswith("warning: ")]
+    for message in problems:
+        warn(f"not strict: {message}")
+    return 0 if alignment.strict_ok else 2
 
 
 # -- the readable table -------------------------------------------------------------------

@@ -90,11 +90,14 @@ def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | 
         shown = ", ".join(short[:6]) + (f" and {len(short) - 6} more" if len(short) > 6 else "")
         raise RecipeError(f"recipe cannot be inverted: {shown} cannot be undone "
                           "(partial=True leaves them out)")
+    if recipe.keep_target is not None:
+        # kept target values were never in the source: undoing the job drops them, first
+        rules.insert(0, Rule("drop", recipe.keep_target))
     inverse_map = {}
     for target, source in recipe.map.items():
         inverse_map[source] = target
     # a copy of the recipe's own class (this module sits below ``model``, which calls it)
-    out = replace(recipe, rules=rules, map=inverse_map, adapt=adapt, convert=convert, container=None, dtype=None,
+    out = replace(recipe, rules=rules, map=inverse_map, adapt=adapt, convert=convert, container=None, dtype=None, keep_target=None,
                   params=dict(recipe.params))
     out.skipped = lost  # what partial=True left out (shown by the CLI and the app)
     return out

@@ -28,9 +28,9 @@ from ckptlab.recipe.parsing import (  # noqa: F401
     text_syntax,
     unknown,
 )
-from ckptlab.recipe.rules import Rule, rename_keys
+from ckptlab.recipe.rules import Rule, _compile, rename_keys
 
-TOP_LEVEL_KEYS = ("rules", "map", "adapt", "container", "convert", "dtype", "params")
+TOP_LEVEL_KEYS = ("rules", "keep_target", "map", "adapt", "container", "convert", "dtype", "params")
 
 
 def _params(data: Any) -> dict[str, Any]:
@@ -62,6 +62,8 @@ class Recipe:
     convert: list[Conversion] = field(default_factory=list)
     dtype: DtypeSpec | None = None
     params: dict[str, Any] = field(default_factory=dict)  # for known conversions: {heads: 32}
+    # regex (searched): target keys that keep their own value on purpose, so a strict job accepts them
+    keep_target: str | None = None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -144,12 +146,19 @@ class Recipe:
             raise RecipeError(f"recipe: 'convert' must be a list, got {_type_name(convert_in)}")
         convert = [Conversion.from_dict(item, index) for index, item in enumerate(convert_in, start=1)]
         dtype = DtypeSpec.from_dict(data["dtype"]) if data.get("dtype") is not None else None
-        return cls(rules, dict(map_in), adapt, container, convert, dtype, _params(data.get("params")))
+        keep_target = data.get("keep_target")
+        if keep_target is not None:
+            if not isinstance(keep_target, str):
+                raise RecipeError(f"recipe: 'keep_target' must be a regex string, got {_type_name(keep_target)}")
+            _compile(keep_target, "keep_target")
+        return cls(rules, dict(map_in), adapt, container, convert, dtype, _params(data.get("params")), keep_target)
 
     # -- serialising -------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The YAML/JSON form: ``rules`` always, the other sections when set."""
         out: dict[str, Any] = {"rules": [rule.to_dict() for rule in self.rules]}
+        if self.keep_target is not None:
+            out["keep_target"] = self.keep_target
         if self.map:
             out["map"] = dict(self.map)
         if self.adapt:
@@ -192,6 +201,17 @@ class Recipe:
         spec = AdaptSpec.from_dict(spec, target)
         return self._copy(adapt={**self.adapt, target: spec})
 
+    def with_keep_target(self, pattern: str | None) -> "Recipe":
+        """This recipe keeping the target keys ``pattern`` matches on purpose (joined with ``|`` to
+        one already set)."""
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                raise RecipeError(f"keep_target: expected a regex string, got {_type_name(pattern)}")
+            _compile(pattern, "keep_target")
+            if self.keep_target and pattern != self.keep_target:
+                pattern = f"{self.keep_target}|{pattern}"
+        return self._copy(keep_target=pattern)
+
     def with_container(self, container: str | None) -> "Recipe":
         return self._copy(container=container)
 
@@ -214,7 +234,7 @@ class Recipe:
         if not isinstance(fragment, dict) or not fragment:
             raise RecipeError(f"fragment: expected a non-empty mapping, got {_type_name(fragment)}")
         recipe = self
-        if any(k in fragment for k in ("map", "adapt", "container", "convert", "dtype")):
+        if any(k in fragment for k in ("map", "adapt", "container", "convert", "dtype", "keep_target")):
             for key, value in fragment.items():
                 if key == "map":
                     for target, source in (value or {}).items():
@@ -229,8 +249,10 @@ class Recipe:
                         recipe = recipe.with_convert(entry)
                 elif key == "dtype":
                     recipe = recipe.with_dtype(value)
+                elif key == "keep_target":
+                    recipe = recipe.with_keep_target(value)
                 else:
-                    raise RecipeError(f"fragment: unknown key {key!r} beside map/adapt/container/convert/dtype")
+                    raise RecipeError(f"fragment: unknown key {key!r} beside map/adapt/container/convert/dtype/keep_target")
             return recipe
         return recipe.with_rule(fragment)
 
@@ -243,6 +265,10 @@ class Recipe:
         return invert(self, partial=partial, shapes=shapes)
 
     # -- applying ----------------------------------------------------------------------
+    def keeps_target(self, target_key: str) -> bool:
+        """True when ``keep_target`` says this target key keeps its own value on purpose."""
+        return self.keep_target is not None and _compile(self.keep_target, "keep_target").search(target_key) is not None
+
     def rename(self, source_keys, labels: dict[int, str] | None = None) -> dict[str, tuple[str | None, str]]:
         """Apply the rules in order to each source key (``rules.rename_keys``): ``{source_key:
         (new_key or None when dropped, reason)}``; ``labels`` overrides "rule N" for some rule

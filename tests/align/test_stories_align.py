@@ -43,7 +43,13 @@ def test_attention_swap_loads_all_but_attention_and_never_pairs_the_attention():
         assert unused(al) == [k for k in src if k not in tgt]
         assert all(".attn." in k for k in unused(al))
         assert not any(".attn." in str(s.rule) or "attn" in s.reason for s in al.suggestions)
-        assert al.warning is None
+        # the rebuilt attention starts fresh: said once, naming both sides, never paired by shapes
+        [warning] = al.warnings
+        assert "left at their init" in warning and "attn" in warning and "pair one to one" not in warning
+        assert not al.strict_ok
+        kept = align(SAMPLES / "font_unet_self_attention.pt", SAMPLES / "font_unet_linear_attention.pt", auto=auto,
+                     recipe={"keep_target": r"\.attn\.", "rules": [{"drop": r"\.attn\."}]})
+        assert kept.warnings == [] and kept.strict_ok  # the same job, said to be on purpose
 
 
 # -- 2. RGB -> RGBA -----------------------------------------------------------------------
@@ -138,7 +144,8 @@ def test_silent_empty_load_warns_and_one_prefix_fixes_it():
     assert statuses(al) == {k: ("renamed" if k in prefixed else "missing") for k in tgt}
     assert al.summary["renamed"] == len(net) == 23
     assert al.row("attention_map.conv1.weight").reason == "add_prefix 'attention_map.' (suggested, high)"
-    assert al.warning is None
+    # no loud empty-load any more: what is left is the wrapper's own backbone and head, said as such
+    assert al.warning.startswith("modules 'backbone', 'head' left at their init (4 tensors nothing feeds)")
     assert al.effective_recipe.to_dict() == {"rules": [{"add_prefix": "attention_map."}], "container": "net"}
 
 

@@ -39,10 +39,25 @@ def test_empty_load_warns_on_stderr_and_strict_exits_2():
     assert data["summary"]["missing"] == len(data["rows"]) - data["summary"]["unused"]
     assert "only 0 of 27 target keys are fed" in proc.stderr
     assert "add_prefix 'attention_map.'" in proc.stderr
-    assert proc.stderr.strip() == f"ckptlab: warning: {data['warning']}"
-    fixed = run(SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", "--json", "--strict")
-    assert fixed.returncode == 0 and fixed.stderr == ""
+    assert proc.stderr.splitlines()[0] == f"ckptlab: warning: {data['warning']}"
+    assert "not strict: 27 target keys not fed" in proc.stderr and "23 source keys used by nothing" in proc.stderr
+
+
+def test_strict_means_every_key_accounted_for_on_purpose(tmp_path):
+    """The prefix fixed, 23 of 27 keys load; the wrapper's own backbone and head stay fresh: PyTorch's
+    strict=True would refuse that, so --strict does too, until the recipe says it is on purpose."""
+    pair = (SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt")
+    fixed = run(*pair, "--json", "--strict")
+    assert fixed.returncode == 2
     assert json.loads(fixed.stdout)["summary"]["renamed"] == 23
+    assert "modules 'backbone', 'head' left at their init" in fixed.stderr
+    assert "not strict: 4 target keys not fed: 'backbone.weight'" in fixed.stderr
+    recipe = tmp_path / "keep.yaml"
+    recipe.write_text("keep_target: '^(backbone|head)\\.'\n")
+    on_purpose = run(*pair, "--json", "--strict", "--recipe", recipe)
+    assert on_purpose.returncode == 0 and on_purpose.stderr == ""
+    rows = {r["target"]: r for r in json.loads(on_purpose.stdout)["rows"]}
+    assert rows["head.weight"]["status"] == "missing" and "kept on purpose" in rows["head.weight"]["reason"]
 
 
 def test_recipe_file_and_readable_table(tmp_path):

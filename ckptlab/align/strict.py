@@ -1,0 +1,52 @@
+"""Strict readiness: would this job pass ``load_state_dict(strict=True)`` on purpose, with nothing
+ckptlab warned about?
+
+PyTorch's ``strict=True`` refuses a missing or an unexpected key; ``strict=False`` hides an empty
+load. A strict job here is the useful middle: every target key is fed or kept on purpose
+(``keep_target`` in the recipe, a ``reinit`` adapter), every source key is used or dropped on
+purpose (a ``drop``/``keep`` rule), nothing conflicts or mismatches, and no warning stands. What
+is not so is listed, one line per kind, for ``al.strict_problems``, ``ckptlab align --strict`` and
+the app's build badge.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["strict_problems"]
+
+SHOWN = 3  # keys named per line
+
+
+def strict_problems(rows: Sequence[Any], warnings: Sequence[str], recipe: Any) -> list[str]:
+    """One line per problem kind, then every warning; empty when the job is strict-clean."""
+    missing = [r.target for r in rows if r.status == "missing" and not r.kept]
+    unexpected = [r.source for r in rows if r.status == "unused" and not _dropped(r.source, recipe)]
+    mismatch = [r.target for r in rows if r.status == "mismatch"]
+    conflict = [r.target for r in rows if r.status == "conflict"]
+    out = []
+    if missing:
+        out.append(f"{_count(missing, 'target key')} not fed: {_names(missing)} "
+                   "(feed them, or keep them on purpose with keep_target)")
+    if unexpected:
+        out.append(f"{_count(unexpected, 'source key')} used by nothing: {_names(unexpected)} "
+                   "(map them, or drop them on purpose with a drop rule)")
+    if mismatch:
+        out.append(f"{_count(mismatch, 'shape mismatch', 'es')}: {_names(mismatch)} (set a shape fix or a conversion)")
+    if conflict:
+        out.append(f"{_count(conflict, 'conflict')}: {_names(conflict)} (two sources map to one target)")
+    return out + [f"warning: {w}" for w in warnings]
+
+
+def _dropped(source_key: str, recipe: Any) -> bool:
+    """True when a ``drop``/``keep`` rule of the recipe removed this source key on purpose."""
+    return recipe is not None and recipe.rename([source_key])[source_key][0] is None
+
+
+def _count(keys: list, what: str, plural: str = "s") -> str:
+    return f"{len(keys)} {what}{'' if len(keys) == 1 else plural}"
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:SHOWN])
+    return shown + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
