@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.crafted import FLOATS, Ops, as_zip, in_every_form
+from tests.paths import REPO
 
 HEADROOM_MB = 384  # address space the child may map beyond what its imports took
 PER_BOMB_SECONDS = 20  # hang guard (an alarm), not a benchmark
@@ -33,7 +34,6 @@ import json, resource, signal, sys, time
 import torch
 import ckptlab
 from ckptlab.errors import CheckpointError
-from tests.paths import REPO
 
 
 def vm(field):
