@@ -47,7 +47,7 @@ FUSED_RECIPE = {
 
 def _target_for(src: dict, recipe: dict) -> dict:
     """The target the recipe is written for (values zero; the merge never reads them)."""
-    from ckptlab.recipe.conversion import find_groups
+    from ckptlab.recipe.groups import find_groups
     from ckptlab.recipe.model import Recipe
 
     r = Recipe.from_dict(recipe)
