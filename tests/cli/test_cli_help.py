@@ -12,13 +12,13 @@ import sys
 
 import ckptlab
 from ckptlab.cli import COMMANDS
+from tests.paths import ROOT
 
 HEAVY = ("torch", "numpy", "pandas", "safetensors", "streamlit", "rich", "yaml", "transformers")
 
 PROBE = r"""
 import contextlib, io, json, sys
 from ckptlab.cli import COMMANDS, build_parser, main
-from tests.paths import ROOT
 parser = build_parser()
 after_build = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
 helps = {}
