@@ -4,7 +4,6 @@ as that dim is long, so its count is known from the shapes only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ckptlab.recipe.ops.base import MANY_TO_ONE, ONE_TO_MANY, VARIABLE, ConvertError, DimOp, Shape, dim_index
 
