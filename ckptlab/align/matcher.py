@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ckptlab.io.checkpoint import Checkpoint
-from ckptlab.recipe.conversion import Group, Matches, find_groups, unbind_clash
+from ckptlab.recipe.groups import Group, Matches, find_groups, unbind_clash
 from ckptlab.errors import AdaptError, RecipeError
 from ckptlab.io.tensor_info import dtype_name
 from ckptlab.recipe.adapt_spec import AdaptSpec

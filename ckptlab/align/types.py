@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckptlab.io.checkpoint import Checkpoint
-from ckptlab.recipe.conversion import Group
+from ckptlab.recipe.groups import Group
 from ckptlab.recipe.adapt_spec import AdaptSpec
 from ckptlab.recipe.model import Recipe
 from ckptlab.recipe.parsing import quote

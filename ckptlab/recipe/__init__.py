@@ -2,7 +2,8 @@
 
 - ``model``: ``Recipe`` (rules, map, adapt, convert, dtype, params) and its YAML/JSON form, read
   by ``parsing``; its parts: ``rules`` (rename rules), ``adapt_spec`` (shape adapters),
-  ``dtype_policy`` (casts on write), ``conversion`` (key patterns, ops, groups);
+  ``dtype_policy`` (casts on write), ``conversion`` (a ``convert`` entry), ``key_patterns``,
+  ``ops/`` (one class per conversion op), ``groups`` (entries matched to keys);
 - ``invert``: the recipe that undoes one; ``adapters``: the shape adapters' tensor functions;
 - ``edits`` / ``conversion_edits``: what the app's editors do to a recipe (pure, no Streamlit);
 - ``known/``: the catalogue of known conversions (one YAML recipe + fingerprint each).

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-from ckptlab.recipe.conversion import Conversion, Op, find_groups
+from ckptlab.recipe.conversion import Conversion
+from ckptlab.recipe.groups import find_groups
+from ckptlab.recipe.ops import Op
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.model import Recipe
 

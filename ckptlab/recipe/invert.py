@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.adapt_spec import AdaptSpec
-from ckptlab.recipe.conversion import ConvertError, find_groups, is_count, show_values
+from ckptlab.recipe.groups import find_groups, is_count, show_values
+from ckptlab.recipe.ops import ConvertError
 from ckptlab.recipe.rules import Rule, rename_keys
 
 if TYPE_CHECKING:

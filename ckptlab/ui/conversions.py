@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from ckptlab.recipe import conversion_edits as convert_edit
-from ckptlab.recipe.conversion import OPS
+from ckptlab.recipe.ops import OPS
 from ckptlab.ui import icons, state, text
 from ckptlab.ui.rules import _grid_base
 

@@ -182,13 +182,13 @@ def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(TRANSPOSE_RECIPE))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-m", "ckptlab", "align", str(tmp_path / "gpt2.pt"),
-                          "tests.gpt_models:nanogpt", "--recipe", str(tmp_path / "r.json"), "--json", "--strict"],
+                          "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"), "--json", "--strict"],
                          capture_output=True, text=True, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["summary"]["converted"] == 8 and data["warnings"] == []
     run = subprocess.run([sys.executable, "-m", "ckptlab", "remap", str(tmp_path / "gpt2.pt"),
-                          "tests.gpt_models:nanogpt", "--recipe", str(tmp_path / "r.json"), "-o",
+                          "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"), "-o",
                           str(tmp_path / "nano.pt")], capture_output=True, text=True, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr
     out = ckptlab.open(tmp_path / "nano.pt")

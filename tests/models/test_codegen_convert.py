@@ -47,7 +47,7 @@ FUSED_RECIPE = {
 
 def _target_for(src: dict, recipe: dict) -> dict:
     """The target the recipe is written for (values zero; the merge never reads them)."""
-    from ckptlab.recipe.conversion import find_groups
+    from ckptlab.recipe.groups import find_groups
     from ckptlab.recipe.model import Recipe
 
     r = Recipe.from_dict(recipe)
@@ -109,7 +109,7 @@ def test_script_reproduces_chunk_rope_stack_unbind_map_and_dtype(tmp_path, dtype
 def test_script_reproduces_gpt2_to_nanogpt_with_a_model_target(tmp_path):
     torch.manual_seed(0)
     torch.save(gpt2().state_dict(), tmp_path / "gpt2.pt")
-    target = model_target("tests.gpt_models:nanogpt", {})
+    target = model_target("tests.zoo.gpt_pair:nanogpt", {})
     al = ckptlab.align(tmp_path / "gpt2.pt", target, recipe=TRANSPOSE_RECIPE, auto="none")
     ckptlab.remap(tmp_path / "gpt2.pt", target, tmp_path / "expected.safetensors", recipe=TRANSPOSE_RECIPE, auto="none")
     script = tmp_path / "s.py"

@@ -8,15 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptlab.errors import RecipeError
-from ckptlab.recipe.conversion import (
-    OPS,
-    Conversion,
-    ConvertError,
-    KeyPattern,
-    Op,
-    find_groups,
-    preview,
-    run,
+from ckptlab.recipe.conversion import Conversion
+from ckptlab.recipe.groups import find_groups
+from ckptlab.recipe.key_patterns import KeyPattern
+from ckptlab.recipe.ops import (
+    OPS, Cat, Chunk, ConvertError, Narrow, Op, Permute, Reshape, RopePermute, RopeUnpermute, Split, Squeeze, Stack,
+    Transpose, Unbind, Unsqueeze, parse_op, preview, run,
 )
 
 FAST = settings(max_examples=40, deadline=None)
@@ -49,37 +46,37 @@ def test_transpose_permute_squeeze_unsqueeze_invert(shape, data):
     rank = len(shape)
     a = data.draw(st.integers(-rank, rank - 1))
     b = data.draw(st.integers(-rank, rank - 1))
-    out = _roundtrip(Op("transpose", (a, b)), [t])
+    out = _roundtrip(Transpose((a, b)), [t])
     assert torch.equal(out[0], t.transpose(a, b))
     perm = tuple(data.draw(st.permutations(range(rank))))
-    out = _roundtrip(Op("permute", perm), [t])
+    out = _roundtrip(Permute(perm), [t])
     assert torch.equal(out[0], t.permute(*perm))
     d = data.draw(st.integers(-rank - 1, rank))
-    out = _roundtrip(Op("unsqueeze", d), [t])
+    out = _roundtrip(Unsqueeze(d), [t])
     assert torch.equal(out[0], t.unsqueeze(d))
     ones = [i for i, n in enumerate(shape) if n == 1]
     if ones:
         d = data.draw(st.sampled_from(ones))
-        out = _roundtrip(Op("squeeze", d), [t])
+        out = _roundtrip(Squeeze(d), [t])
         assert torch.equal(out[0], t.squeeze(d))
 
 
 def test_bare_transpose_is_2d_t_and_its_own_inverse():
     t = _tensor((3, 5))
-    assert torch.equal(Op("transpose").apply([t])[0], t.t())
-    _roundtrip(Op("transpose"), [t])
+    assert torch.equal(Transpose().apply([t])[0], t.t())
+    _roundtrip(Transpose(), [t])
     with pytest.raises(ConvertError, match=r"needs a 2-D tensor, got \(2, 3, 4\)"):
-        Op("transpose").shapes([(2, 3, 4)])
+        Transpose().shapes([(2, 3, 4)])
 
 
 @FAST
 @given(shapes)
 def test_reshape_with_minus_one_and_its_inverse(shape):
     t = _tensor(shape)
-    op = Op("reshape", (-1,))
+    op = Reshape((-1,))
     out = _roundtrip(op, [t])
     assert out[0].shape == (t.numel(),)
-    op = Op("reshape", (shape[0], -1))
+    op = Reshape((shape[0], -1))
     assert torch.equal(op.apply([t])[0], t.reshape(shape[0], -1))
     _roundtrip(op, [t])
 
@@ -92,35 +89,35 @@ def test_chunk_split_cat_stack_unbind_invert(shape, parts, data):
     big = list(shape)
     big[d] *= parts
     t = _tensor(tuple(big))
-    out = _roundtrip(Op("chunk", d), [t], parts=parts, back_parts=1)
+    out = _roundtrip(Chunk(d), [t], parts=parts, back_parts=1)
     assert all(torch.equal(a, b) for a, b in zip(out, t.chunk(parts, d)))
     sizes = tuple(data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=4)))
     big[d] = sum(sizes)
     t = _tensor(tuple(big))
-    op = Op("split", {"dim": d, "sizes": sizes})
+    op = Split(d, sizes)
     out = _roundtrip(op, [t], back_parts=1)
     assert [o.shape[d] for o in out] == list(sizes)
     # cat of unequal parts: the inverse (given the shapes) is a split with those sizes
-    back = Op("cat", d).inverse([tuple(o.shape) for o in out])
+    back = Cat(d).inverse([tuple(o.shape) for o in out])
     assert back.name == "split" or len(set(sizes)) == 1
-    _roundtrip(Op("cat", d), out)
+    _roundtrip(Cat(d), out)
     many = [_tensor(shape, seed=i) for i in range(parts)]
     s = data.draw(st.integers(-rank - 1, rank))
-    out = _roundtrip(Op("stack", s), many)
+    out = _roundtrip(Stack(s), many)
     assert torch.equal(out[0], torch.stack(many, s))
     t = _tensor(shape)
-    out = _roundtrip(Op("unbind", d), [t])
+    out = _roundtrip(Unbind(d), [t])
     assert len(out) == t.shape[d]
 
 
 def test_narrow_has_no_inverse():
     t = _tensor((6, 2))
-    assert torch.equal(Op("narrow", {"dim": 0, "start": 2, "length": 3}).apply([t])[0], t[2:5])
-    assert not Op("narrow", {"dim": 0, "start": 2, "length": 3}).invertible
+    assert torch.equal(Narrow(0, 2, 3).apply([t])[0], t[2:5])
+    assert not Narrow(0, 2, 3).invertible
     with pytest.raises(ConvertError, match="drops part of the tensor"):
-        Op("narrow", {"dim": 0, "start": 2, "length": 3}).inverse()
+        Narrow(0, 2, 3).inverse()
     with pytest.raises(ConvertError, match=r"dim 0 of \(6, 2\) has only 6"):
-        Op("narrow", {"dim": 0, "start": 4, "length": 3}).shapes([(6, 2)])
+        Narrow(0, 4, 3).shapes([(6, 2)])
 
 
 def _transformers_permute(w, n_heads, dim1, dim2):
@@ -134,12 +131,12 @@ def _transformers_permute(w, n_heads, dim1, dim2):
 def test_rope_permute_matches_the_transformers_converter_and_unpermute_undoes_it(heads, half, cols):
     rows = heads * half * 2
     w = _tensor((rows, cols))
-    op = Op("rope_permute", {"heads": heads})
+    op = RopePermute(heads)
     got = op.apply([w])[0]
     assert torch.equal(got, _transformers_permute(w, heads, rows, cols))
-    back = Op("rope_unpermute", {"heads": heads}).apply([got])[0]
+    back = RopeUnpermute(heads).apply([got])[0]
     assert torch.equal(back, w)
-    assert op.inverse() == Op("rope_unpermute", {"heads": heads})
+    assert op.inverse() == RopeUnpermute(heads)
     # not its own inverse (head sizes 2 and 4 happen to be involutions)
     if half > 2:
         assert not torch.equal(op.apply([got])[0], w)
@@ -151,21 +148,21 @@ def test_rope_permute_matches_the_transformers_converter_and_unpermute_undoes_it
 def test_rope_permute_moves_interleaved_pairs_into_halves():
     # one head, head size 4: Meta rows (r0 i0 r1 i1) -> HF (r0 r1 i0 i1)
     w = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
-    assert Op("rope_permute", {"heads": 1}).apply([w])[0].flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
+    assert RopePermute(1).apply([w])[0].flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
     with pytest.raises(ConvertError, match="not heads x an even head size"):
-        Op("rope_permute", {"heads": 3}).shapes([(8, 2)])
+        RopePermute(3).shapes([(8, 2)])
 
 
 # -- shape errors are one line naming the op and the shapes ---------------------------------
 @pytest.mark.parametrize("op, shapes, message", [
-    (Op("chunk", {"dim": 0, "parts": 3}), [(10, 2)], r"dim 0 of \(10, 2\) \(10\) does not split into 3 equal parts"),
-    (Op("split", {"dim": 1, "sizes": (1, 1)}), [(2, 3)], r"sizes add up to 2, dim 1 of \(2, 3\) is 3"),
-    (Op("cat", 0), [(2, 3), (2, 4)], r"\(2, 3\) and \(2, 4\) differ outside dim 0"),
-    (Op("stack", 0), [(2, 3), (3, 2)], r"differ \(stack needs equal shapes\)"),
-    (Op("squeeze", 0), [(2, 3)], r"dim 0 of \(2, 3\) is 2, not 1"),
-    (Op("permute", (1, 0)), [(2, 3, 4)], r"names 2 dims, the tensor \(2, 3, 4\) has 3"),
-    (Op("reshape", (5, -1)), [(2, 3)], r"\(2, 3\) \(6 elements\) does not fit"),
-    (Op("transpose", (0, 5)), [(2, 3)], r"dim 5 is out of range for a 2-D tensor"),
+    (Chunk(0, 3), [(10, 2)], r"dim 0 of \(10, 2\) \(10\) does not split into 3 equal parts"),
+    (Split(1, (1, 1)), [(2, 3)], r"sizes add up to 2, dim 1 of \(2, 3\) is 3"),
+    (Cat(0), [(2, 3), (2, 4)], r"\(2, 3\) and \(2, 4\) differ outside dim 0"),
+    (Stack(0), [(2, 3), (3, 2)], r"differ \(stack needs equal shapes\)"),
+    (Squeeze(0), [(2, 3)], r"dim 0 of \(2, 3\) is 2, not 1"),
+    (Permute((1, 0)), [(2, 3, 4)], r"names 2 dims, the tensor \(2, 3, 4\) has 3"),
+    (Reshape((5, -1)), [(2, 3)], r"\(2, 3\) \(6 elements\) does not fit"),
+    (Transpose((0, 5)), [(2, 3)], r"dim 5 is out of range for a 2-D tensor"),
 ])
 def test_shape_errors_are_one_line(op, shapes, message):
     with pytest.raises(ConvertError, match=message) as info:
@@ -174,7 +171,7 @@ def test_shape_errors_are_one_line(op, shapes, message):
 
 
 def test_preview_names_the_op_position_and_matches_run():
-    ops = [Op("transpose"), Op("chunk", 1)]
+    ops = [Transpose(), Chunk(1)]
     t = _tensor((6, 4))
     assert preview(ops, [(6, 4)], 2) == [tuple(o.shape) for o in run(ops, [t], 2)] == [(4, 3), (4, 3)]
     with pytest.raises(ConvertError, match=r"^op 2 \(chunk 1: dim 1 of \(4, 6\) \(6\) does not split into 4"):
@@ -189,7 +186,7 @@ def test_preview_names_the_op_position_and_matches_run():
     {"rope_permute": {"heads": 8}}, {"rope_unpermute": {"heads": 8}},
 ])
 def test_every_op_form_round_trips(value):
-    op = Op.from_value(value)
+    op = parse_op(value)
     assert op.to_value() == value
     assert op.name in OPS
 
@@ -207,7 +204,7 @@ def test_every_op_form_round_trips(value):
 ])
 def test_op_errors_are_one_line_and_name_the_op(value, message):
     with pytest.raises(RecipeError, match=message) as info:
-        Op.from_value(value, "convert 1, op 1")
+        parse_op(value, "convert 1, op 1")
     assert str(info.value).startswith("convert 1, op 1")
     assert "\n" not in str(info.value)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import ckptlab
 from ckptlab.errors import RecipeError
-from ckptlab.recipe.conversion import find_groups
+from ckptlab.recipe.groups import find_groups
 from ckptlab.recipe.model import Recipe
 from tests.paths import ROOT
 

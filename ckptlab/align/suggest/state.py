@@ -64,7 +64,8 @@ class State:
     def with_conversions(self, entries: list[dict]) -> "State":
         """The state once these ``convert`` entries (dicts) claim what they match; entries
         that match nothing or whose ops do not fit are skipped here (align names them)."""
-        from ckptlab.recipe.conversion import Conversion, find_groups
+        from ckptlab.recipe.conversion import Conversion
+        from ckptlab.recipe.groups import find_groups
 
         convs = [Conversion.from_dict(e, i) for i, e in enumerate(entries, start=1)]
         free = {k: v for k, v in self.source_shapes.items() if k not in self.claimed}

@@ -1,0 +1,82 @@
+"""Key patterns: ``blocks.{i}.attn.qkv.weight``, literal text with ``{name}`` placeholders.
+
+A placeholder matches one or more characters without a dot; the same name twice means the same
+value. Literal text is matched as text, never as a regex.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from ckptlab.errors import RecipeError
+from ckptlab.recipe.parsing import _type_name
+
+__all__ = ["KeyPattern", "check_pattern", "braced"]
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class KeyPattern:
+    """``blocks.{i}.attn.qkv.weight``: literal text with ``{name}`` placeholders."""
+
+    text: str
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Placeholder names in order of first appearance."""
+        return tuple(dict.fromkeys(_PLACEHOLDER.findall(self.text)))
+
+    @cached_property
+    def regex(self) -> re.Pattern:
+        parts, seen, pos = [], set(), 0
+        for m in _PLACEHOLDER.finditer(self.text):
+            parts.append(re.escape(self.text[pos:m.start()]))
+            name = m.group(1)
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^.]+)")
+            seen.add(name)
+            pos = m.end()
+        parts.append(re.escape(self.text[pos:]))
+        return re.compile("".join(parts))
+
+    @cached_property
+    def ends(self) -> tuple[str, str]:
+        """The literal text before the first and after the last placeholder (a cheap first test)."""
+        found = list(_PLACEHOLDER.finditer(self.text))
+        if not found:
+            return self.text, ""
+        return self.text[:found[0].start()], self.text[found[-1].end():]
+
+    def match(self, key: str) -> dict[str, str] | None:
+        head, tail = self.ends
+        if not (key.startswith(head) and key.endswith(tail)):
+            return None
+        m = self.regex.fullmatch(key)
+        return m.groupdict() if m else None
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), self.text)
+
+    def example(self) -> str:
+        """The pattern with every placeholder as ``0`` (for "did you mean")."""
+        return _PLACEHOLDER.sub("0", self.text)
+
+
+def check_pattern(text: Any, where: str) -> KeyPattern:
+    """``text`` as a KeyPattern, or a one-line ``RecipeError`` saying what is wrong with it."""
+    if not isinstance(text, str) or not text:
+        raise RecipeError(f"{where}: a key pattern must be a non-empty string, got {_type_name(text)}")
+    stripped = _PLACEHOLDER.sub("", text)
+    if "{" in stripped or "}" in stripped:
+        raise RecipeError(f"{where}: bad placeholder in {text!r} (write {{name}}: letters, digits, _)")
+    if "}{" in text:
+        raise RecipeError(f"{where}: placeholders in {text!r} touch each other (cannot tell where one ends)")
+    return KeyPattern(text)
+
+
+def braced(names: Iterable[str]) -> str:
+    """``{i}, {j}``: placeholder names as a message shows them."""
+    return ", ".join("{" + n + "}" for n in names)
