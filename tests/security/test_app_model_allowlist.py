@@ -97,9 +97,9 @@ def test_the_operators_env_var_widens_the_list(monkeypatch: pytest.MonkeyPatch) 
 
 def test_ckptlab_app_allow_model_reaches_the_server_as_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MODEL_ALLOW_ENV, "sample_ckpts.models:*")
-    args = build_parser().parse_args(["app", "--allow-model", STACK, "--allow-model", "tests.gpt_models:*"])
+    args = build_parser().parse_args(["app", "--allow-model", STACK, "--allow-model", "tests.zoo.gpt_pair:*"])
     env = app_cmd.child_env(args)
-    assert env[MODEL_ALLOW_ENV] == f"sample_ckpts.models:*,{STACK},tests.gpt_models:*"
+    assert env[MODEL_ALLOW_ENV] == f"sample_ckpts.models:*,{STACK},tests.zoo.gpt_pair:*"
     allow = ModelAllowlist.from_env(env=env)
     assert "body.0.weight" in model_target(STACK, {"depth": 1}, allow=allow).keys()
     with pytest.raises(ModelSpecError):
