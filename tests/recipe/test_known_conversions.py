@@ -198,6 +198,26 @@ def test_meta_llama_files_take_heads_from_params_json_or_the_user(tmp_path):
         assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
 
 
+def test_grouped_query_kv_heads_are_read_from_the_shapes_never_defaulted_to_heads(tmp_path):
+    """Only --param heads=4 given: the k projection (2 kv heads) must be permuted with 2 heads, which
+    its rows say (16 k rows / 32 q rows x 4 heads); defaulting to 4 gave logits off by ~0.4."""
+    meta = reseeded(llama.llama(), seed=5)
+    assert meta.params.n_kv_heads < meta.params.n_heads  # the grouped-query case
+    source = tmp_path / "consolidated.00.pth"
+    torch.save(meta.state_dict(), source)
+    save_file({k: v.contiguous() for k, v in hf.llama().state_dict().items()}, tmp_path / "hf.safetensors")
+    al = ckptlab.align(str(source), str(tmp_path / "hf.safetensors"), params={"heads": 4})
+    assert al.warnings == [] and al.summary["converted"] == len(al.target)
+    [known] = [s for s in al.suggestions if "convert" in s.rule]
+    assert "kv_heads=2 from the shapes" in known.reason
+    out = tmp_path / "out.safetensors"
+    assert main(["remap", str(source), str(tmp_path / "hf.safetensors"), "-o", str(out), "--param", "heads=4",
+                 "--no-progress"]) == 0
+    h = load(hf.llama(), load_file(out))
+    with torch.no_grad():
+        assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
+
+
 def test_wrong_head_count_would_be_wrong_so_the_given_one_is_used():
     """The permutation depends on the head count: the user's value wins over configs, and
     a wrong one gives other tensors (shapes cannot catch it: that is why it is asked)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from ckptlab.align.types import Suggestion
 from ckptlab.recipe.known import KeyIndex, KnownConversion, catalogue
-from ckptlab.recipe.known.params import find_params
+from ckptlab.recipe.known.params import derive_params, find_params
 from ckptlab.recipe.rules import Rule
 
 NEARLY = 0.9
@@ -36,6 +36,9 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
         if not known.matches(s_index, t_index):
             continue
         values, origin, looked = find_params(known, sides, params)
+        derived_notes = derive_params(known, free, values, origin)
+        if notes is not None:
+            notes.extend(derived_notes)
         missing = known.missing_params(values)
         if missing:
             if notes is not None:

@@ -27,12 +27,16 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Param:
     """A parameter a conversion needs: ``read`` lists the config fields that hold it
     (``n_heads`` in Meta's params.json, ``num_attention_heads`` in HF's config.json);
-    ``default`` names another parameter to fall back on."""
+    ``default`` names another parameter to fall back on; ``derive`` says how shapes determine
+    it (``{rows: PART, per: WHOLE, times: PARAM}``: PARAM x rows(PART) / rows(WHOLE), e.g. the
+    key/value heads of grouped-query attention from the k and q projections), so a value the
+    shapes hold is read from them, never defaulted."""
 
     name: str
     description: str
     read: tuple[str, ...] = ()
     default: str | None = None
+    derive: Mapping[str, str] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,8 @@ def _fill(value: Any, params: Mapping[str, Any], name: str) -> Any:
 # -- the catalogue -------------------------------------------------------------------------
 def _load(text: str, where: str) -> KnownConversion:
     data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~10x faster
-    params = tuple(Param(name, spec.get("description", ""), tuple(spec.get("read", ())), spec.get("default"))
+    params = tuple(Param(name, spec.get("description", ""), tuple(spec.get("read", ())), spec.get("default"),
+                         spec.get("derive"))
                    for name, spec in (data.get("params") or {}).items())
     prefix = data.get("prefix") or {}
     fp = data.get("fingerprint") or {}

@@ -7,6 +7,7 @@ what is missing is named, with where ckptlab looked.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,38 @@ def find_params(known: KnownConversion, sides: Iterable[tuple[str, Any]],
                 values[param.name], origin[param.name] = hit, where
                 break
     return values, origin, "; ".join(looked)
+
+
+# -- parameters the shapes hold ------------------------------------------------------------
+def derive_params(known: KnownConversion, shapes: Mapping[str, tuple[int, ...]], values: dict[str, Any],
+                  origin: dict[str, str]) -> list[str]:
+    """Fill the parameters ``known`` can read from the source's ``shapes`` (``Param.derive``)
+    into ``values``; returns a note for each one the shapes contradict or cannot settle."""
+    notes = []
+    for param in known.params:
+        if param.name in values or not param.derive or param.derive.get("times") not in values:
+            continue
+        times = values[param.derive["times"]]
+        ratios = _row_ratios(shapes, param.derive["rows"], param.derive["per"])
+        found = {times * part // whole for part, whole in ratios if (times * part) % whole == 0}
+        if len(found) == 1 and len(ratios) and all((times * part) % whole == 0 for part, whole in ratios):
+            values[param.name] = found.pop()
+            origin[param.name] = f"the shapes ({param.derive['rows']} rows / {param.derive['per']} rows x {times})"
+        elif ratios:
+            notes.append(f"known conversion {known.name!r}: {param.name} cannot be read from the shapes of "
+                         f"{param.derive['rows']!r} and {param.derive['per']!r}; pass --param {param.name}=N")
+    return notes
+
+
+def _row_ratios(shapes: Mapping[str, tuple[int, ...]], part: str, whole: str) -> list[tuple[int, int]]:
+    """(rows of PART, rows of WHOLE) for every layer where both patterns match a key (any prefix)."""
+    def index(pattern: str) -> dict[tuple, int]:
+        rx = re.compile("^(.*?)" + re.escape(pattern).replace(r"\{i\}", r"(\d+)") + "$")
+        out = {}
+        for key, shape in shapes.items():
+            m = rx.match(key)
+            if m and shape:
+                out[m.groups()] = shape[0]
+        return out
+    parts, wholes = index(part), index(whole)
+    return [(parts[k], wholes[k]) for k in parts if k in wholes and wholes[k]]
