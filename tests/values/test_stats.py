@@ -100,7 +100,7 @@ def test_random_bytes_of_every_savable_dtype(tmp_path):
     """Random bit patterns: NaNs, infinities, subnormals, extreme exponents."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tensor_cases", REPO / "tests" / "formats" / "tensor_cases.py")
+    spec = importlib.util.spec_from_file_location("tensor_cases", REPO / "tests" / "io" / "formats" / "tensor_cases.py")
     cases = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cases)
     random_tensor, savable_dtypes = cases.random_tensor, cases.savable_dtypes
