@@ -363,7 +363,7 @@ def apply_suggestions(recipe: Recipe, suggestions: list[Suggestion], auto: str) 
                 labels.adapt[key] = s.label
         elif take and "container" in s.rule and effective.container is None:
             effective = effective.with_container(s.rule["container"])
-        marked.append(Suggestion(s.rule, s.confidence, s.reason, s.keys, bool(take)))
+        marked.append(replace(s, applied=bool(take)))
     return effective, labels, marked
 
 
@@ -385,7 +385,8 @@ def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggest
     an adapter on a fused or transposed tensor)."""
     from ckptlab.align.warnings import structural_warnings
 
-    return [w for w in (fed_warning(rows, n_target, suggestions), *notes, *structural_warnings(rows)) if w]
+    caveats = [s.caveat for s in suggestions if s.applied and s.caveat]  # guesses, said once applied
+    return [w for w in (fed_warning(rows, n_target, suggestions), *notes, *caveats, *structural_warnings(rows)) if w]
 
 
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:

@@ -72,13 +72,16 @@ class Row:
 @dataclass(frozen=True)
 class Suggestion:
     """A ready recipe fragment: a rule dict, ``{"map": ...}``, ``{"adapt": ...}`` or
-    ``{"container": ...}``; ``keys`` is how many keys it explains."""
+    ``{"container": ...}``; ``keys`` is how many keys it explains. ``caveat``: what the guess
+    assumed that shapes cannot show (an order inside a fused tensor): once applied, it stands
+    as a warning of the alignment, so a guess is never silent and ``--strict`` refuses it."""
 
     rule: dict
     confidence: str
     reason: str
     keys: int = 0
     applied: bool = False
+    caveat: str | None = None
 
     @property
     def label(self) -> str:

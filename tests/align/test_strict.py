@@ -63,3 +63,19 @@ def test_keep_target_survives_yaml_and_the_inverse_drops_what_was_kept():
     recipe = ckptlab.Recipe.from_text("rules:\n- add_prefix: net.\nkeep_target: ^head\\.\n")
     assert ckptlab.Recipe.from_text(recipe.to_yaml()) == recipe
     assert recipe.inverted().to_dict() == {"rules": [{"drop": "^head\\."}, {"strip_prefix": "net."}]}
+
+
+def test_a_fused_tensor_split_by_structure_is_a_guess_said_aloud_and_never_strict():
+    """GPT-NeoX's query_key_value is per-head interleaved, HF CLIP declares k, v, q: shapes alone
+    cannot tell the order inside a fused tensor, so the split auto=all applies stands as a warning."""
+    source = {"attn.qkv.weight": t(12, 4), "attn.out.weight": t(4, 4)}
+    target = {"attn.q.weight": t(4, 4), "attn.k.weight": t(4, 4), "attn.v.weight": t(4, 4), "attn.out.weight": t(4, 4)}
+    al = ckptlab.align(source, target, auto="all")
+    assert al.summary["converted"] == 3
+    [caveat] = [w for w in al.warnings if "split or joined by structure alone" in w]
+    assert "q, k, v in that order" in caveat and "per-head interleaved" in caveat
+    assert not al.strict_ok
+    assert ckptlab.align(source, target, auto="high").summary["converted"] == 0  # medium: not applied at high
+    settled = ckptlab.align(source, target, auto="none", recipe={"convert": [
+        {"from": "attn.qkv.weight", "to": ["attn.q.weight", "attn.k.weight", "attn.v.weight"], "ops": [{"chunk": 0}]}]})
+    assert settled.warnings == [] and settled.strict_ok  # a recipe that says the order settles it

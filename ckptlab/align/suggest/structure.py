@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from ckptlab.align.types import Suggestion, shape_text
-from ckptlab.align.keyfold import fold_pattern
+from ckptlab.align.keyfold import fold_keys, fold_pattern
 from ckptlab.recipe.parsing import quote
 
 Shape = tuple[int, ...]
@@ -237,9 +237,17 @@ def _fused(state) -> Suggestion | None:
         described.append(f"{', '.join(quote(_split(k)[1]) for k in cat_names[0])} are the parts of the fused "
                          f"{quote(fold_pattern([m[1][0] for m in cat_members]))} (cat along dim 0)")
     n = len(split_members) + len(cat_members)
+    fused = [m[0][0] for m in split_members] + [m[1][0] for m in cat_members]
+    order = [_split(k)[1] for k in (split_members[0][1] if split_members else cat_names[0])]
+    shown = ", ".join(quote(f.pattern) for f in fold_keys(fused)[:2]) + (" ..." if len(fold_keys(fused)) > 2 else "")
+    caveat = (f"the fused {shown} was split or joined by structure alone, assuming its rows are "
+              f"{', '.join(order)} in that order, one block each; shapes cannot rule out another order (e.g. k, v, q "
+              "as HF CLIP declares) nor a per-head interleaved layout (GPT-NeoX, BLOOM, Falcon): settle it with a "
+              "recipe, a known conversion or a model config, and check it with --prove")
     return Suggestion({"convert": entries}, "medium", "; ".join(described) + f" ({n} tensor{'s' if n > 1 else ''}, "
                       "same module on both sides, rows add up)", sum(len(m[0]) + len(m[1]) - 1
-                                                                      for m in split_members + cat_members))
+                                                                      for m in split_members + cat_members),
+                      caveat=caveat)
 
 
 def _conv_linear(state) -> Suggestion | None:
@@ -294,4 +302,7 @@ def order_suggestion(state) -> Suggestion | None:
     reason += ("; their names agree too" if named else
                "; names do not agree, so order is the only evidence: check it (a TorchScript export "
                "or a re-saved copy keeps the order)")
-    return Suggestion({"map": dict(zip(t_list, s_list))}, "medium" if named else "low", reason, len(s_list))
+    caveat = (f"{len(s_list)} keys were paired by their order in the files (same shapes all along); names "
+              "cannot confirm every pair: check it with --prove")
+    return Suggestion({"map": dict(zip(t_list, s_list))}, "medium" if named else "low", reason, len(s_list),
+                      caveat=caveat)
