@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if report.extras_not_kept:
         warn(f"--keep-extras could not keep {len(report.extras_not_kept)} "
              f"entr{'y' if len(report.extras_not_kept) == 1 else 'ies'}: " + "; ".join(report.extras_not_kept))
+    if report.extras_converted:
+        warn(f"--keep-extras wrote {len(report.extras_converted)} "
+             f"entr{'y' if len(report.extras_converted) == 1 else 'ies'} as another type: "
+             + "; ".join(report.extras_converted))
     if args.report:
         report.save(args.report)
     if args.json:
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_extras:
             kept = f"; extras kept except {len(report.extras_not_kept)} (see above)" if report.extras_not_kept \
                 else "; every extra entry kept"
+            kept += f", {len(report.extras_converted)} converted (see above)" if report.extras_converted else ""
         say(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
     return 0
 

@@ -66,6 +66,7 @@ class MergePlan:
         self.unused = [r.source for r in alignment.rows if r.status == "unused"]
         self.keep_extras, self.nest = keep_extras, nest
         self.extras_not_kept: list[extras.NotKept] = []  # filled when the writer asks for extras
+        self.extras_converted: list[extras.Converted] = []  # kept as values of another type (numpy)
         self._waiting: dict[int, dict[str, torch.Tensor]] = {}  # group id -> outputs not yet written
         self._members: dict[int, list[str]] = {}  # group id -> its target keys in the plan
         for e in entries:
@@ -187,7 +188,8 @@ class MergePlan:
         container = self.source.container if self.nest else ""
         kept: list[tuple[tuple, Any]] = []
         if self.keep_extras:
-            kept, self.extras_not_kept = extras.for_pt(self.source.beside, self.entries, nest=bool(container))
+            kept, self.extras_not_kept, self.extras_converted = extras.for_pt(
+                self.source.beside, self.entries, nest=bool(container))
 
         def build(tensors: dict[str, Any]) -> Any:
             if not container:
@@ -230,6 +232,7 @@ class MergePlan:
                       warning=self.alignment.warning, warnings=list(self.alignment.warnings),
                       outputs=[str(p) for p in outputs or []], aliases=aliases,
                       extras_not_kept=[str(n) for n in self.extras_not_kept],
+                      extras_converted=[str(c) for c in self.extras_converted],
                       new_rows=[n.key for n in new_rows(self.alignment)])  # param_groups trains them anew
 
 

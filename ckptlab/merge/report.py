@@ -46,6 +46,7 @@ class Report:
     aliases: list[list[str]] = field(default_factory=list)
     new_rows: list[str] = field(default_factory=list)   # fed keys an adapter grew or re-initialised
     extras_not_kept: list[str] = field(default_factory=list)  # "key (why)": asked to keep, could not
+    extras_converted: list[str] = field(default_factory=list)  # "key (how)": kept as another type (numpy)
     warnings: list[str] = field(default_factory=list)  # every warning of the alignment (warning = the first)
 
     # -- views ------------------------------------------------------------------------
@@ -101,6 +102,7 @@ class Report:
             "aliases": [list(a) for a in self.aliases],
             "new_rows": list(self.new_rows),
             "extras_not_kept": list(self.extras_not_kept),
+            "extras_converted": list(self.extras_converted),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -140,6 +142,7 @@ class Report:
             aliases=[list(a) for a in data.get("aliases", [])],
             new_rows=list(data.get("new_rows", [])),
             extras_not_kept=list(data.get("extras_not_kept", [])),
+            extras_converted=list(data.get("extras_converted", [])),
             warnings=list(data.get("warnings", [data["warning"]] if data.get("warning") else [])),
         )
 

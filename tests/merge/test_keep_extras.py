@@ -2,9 +2,9 @@
 
 A training checkpoint's optimizer state (tensors in nested dicts) comes back bit for bit in a
 .pt; a Lightning-style file's hyper-parameters, objects of classes ckptlab never imports,
-are written back as those classes with their recorded state, so a ``torch.load`` that can
-import them gets equal objects. A .safetensors output keeps plain values as metadata and
-names the rest on stderr and in the report.
+are named as not kept (a .pt output holds only what ``torch.load(weights_only=True)`` reads,
+never a class by name), while everything else of the file comes back. A .safetensors output
+keeps plain values as metadata and names the rest on stderr and in the report.
 """
 from __future__ import annotations
 
@@ -133,16 +133,11 @@ MAKE = textwrap.dedent('''
 
 CHECK = textwrap.dedent('''
     import sys, torch
-    from fakelib import AttributeDict, DictConfig, Version
+    b = torch.load(sys.argv[2], weights_only=True)
+    assert "fakelib" not in sys.modules
     a = torch.load(sys.argv[1], weights_only=False)
-    b = torch.load(sys.argv[2], weights_only=False)
-    assert set(a) == set(b), (list(a), list(b))
-    for key in a:
-        if key in ("state_dict", "optimizer_states"):
-            continue
-        assert a[key] == b[key], key
-    assert b["shared"][0] is b["shared"][1] and type(b["hparams_config"]) is DictConfig
-    assert b["hyper_parameters"].name == "hp"
+    assert set(b) == {"epoch", "global_step", "state_dict", "optimizer_states", "lr_schedulers"}, list(b)
+    assert (b["epoch"], b["global_step"], b["lr_schedulers"]) == (3, 30, [])
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     sa, sb = a["optimizer_states"][0], b["optimizer_states"][0]
@@ -152,8 +147,10 @@ CHECK = textwrap.dedent('''
     print("same")
 ''')
 
+NOT_KEPT = {"pytorch-lightning_version", "hyper_parameters", "hparams_config", "shared"}
 
-def test_a_lightning_file_round_trips_with_its_hyper_parameter_objects(tmp_path):
+
+def test_a_lightning_file_keeps_its_data_and_names_its_hyper_parameter_objects(tmp_path):
     lib = tmp_path / "lib"
     (lib / "fakelib").mkdir(parents=True)
     (lib / "fakelib" / "__init__.py").write_text(FAKE_PKG)
@@ -164,8 +161,9 @@ def test_a_lightning_file_round_trips_with_its_hyper_parameter_objects(tmp_path)
     ck = ckptlab.open(src)  # the classes are never imported: inert placeholders
     assert "fakelib" not in sys.modules and "fakelib.DictConfig" in ck.placeholders
     proc = cli("remap", src, src, "-o", out, "--keep-extras", "--nest", "--no-progress", "--json")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    assert json.loads(proc.stdout)["extras_not_kept"] == []
+    assert proc.returncode == 0, proc.stderr
+    assert "weights_only=True" in proc.stderr and "an object of class 'fakelib.DictConfig'" in proc.stderr
+    assert {s.split(" ")[0] for s in json.loads(proc.stdout)["extras_not_kept"]} == NOT_KEPT
     assert "fakelib" not in sys.modules
     check = subprocess.run([sys.executable, "-c", CHECK, src, out], env=env, capture_output=True, text=True,
                            cwd=tmp_path)
@@ -174,7 +172,7 @@ def test_a_lightning_file_round_trips_with_its_hyper_parameter_objects(tmp_path)
     flat = tmp_path / "flat.safetensors"
     rep = ckptlab.remap(src, src, flat, keep_extras=True)
     not_kept = {s.split(" ")[0] for s in rep.extras_not_kept}
-    assert not_kept == {"pytorch-lightning_version", "hyper_parameters", "hparams_config", "shared", "optimizer_states"}
+    assert not_kept == NOT_KEPT | {"optimizer_states"}
     assert any("an object of class fakelib.DictConfig" in s for s in rep.extras_not_kept)
     with safe_open(flat, "pt") as f:
         assert {k: f.metadata()[k] for k in ("epoch", "global_step", "lr_schedulers")} == \

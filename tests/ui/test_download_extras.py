@@ -75,13 +75,18 @@ def test_keep_extras_to_safetensors_names_what_was_not_kept(training_ckpt, tmp_p
     assert report["extras_not_kept"] == want.extras_not_kept and report["outputs"] == ["merged.safetensors"]
 
 
-def test_keep_extras_to_pt_keeps_everything_and_says_so(training_ckpt, downloads) -> None:
+def test_keep_extras_to_pt_keeps_all_but_the_object_and_says_so(training_ckpt, tmp_path, downloads) -> None:
+    """A .pt holds only what torch.load(weights_only=True) reads: the object is named, the rest kept."""
+    want = ckptlab.remap(training_ckpt, training_ckpt, tmp_path / "cli.pt", keep_extras=True)
+    assert [s.split(" ")[0] for s in want.extras_not_kept] == ["hparams"]
     at = built_app(training_ckpt, ".pt", keep=True)
-    assert not [w for w in at.warning if "could not be kept" in w.value]
+    warnings = [plain(w.value) for w in at.warning if "could not be kept" in w.value]
+    assert len(warnings) == 1 and f"- {want.extras_not_kept[0]}" in warnings[0]
     beside = len(ckptlab.open(training_ckpt).beside)
-    assert f"other entries: {beside} of {beside} kept" in counts_line(at)
-    merged = torch.load(io.BytesIO(download_bytes(at, "download_merged_button", downloads)), weights_only=False)
+    assert f"other entries: {beside - 1} of {beside} kept" in counts_line(at)
+    merged = torch.load(io.BytesIO(download_bytes(at, "download_merged_button", downloads)), weights_only=True)
     assert merged["step"] == 2 and merged["note"] == "run-7" and torch.equal(merged[EVIL]["t"], torch.ones(2))
+    assert "hparams" not in merged
     assert merged["optimizer_state"]["state"].keys() == torch.load(
         ckptlab.open(training_ckpt).path, weights_only=False)["optimizer_state"]["state"].keys()
 
@@ -101,5 +106,5 @@ def test_keep_the_layout_writes_the_weights_under_their_container(training_ckpt,
     no_failure(at)
     merged = torch.load(io.BytesIO(download_bytes(at, "download_merged_button", downloads)), weights_only=False)
     saved = torch.load(training_ckpt, weights_only=False)
-    assert set(merged) == set(saved) and set(merged["model_state"]) == set(saved["model_state"])
+    assert set(merged) == set(saved) - {"hparams"} and set(merged["model_state"]) == set(saved["model_state"])
     assert all(torch.equal(merged["model_state"][k], v) for k, v in saved["model_state"].items())

@@ -2,31 +2,38 @@
 
 A training checkpoint holds more than weights: optimizer state (tensors in nested dicts),
 epoch and step counters, hyper-parameters (often an object of a class ckptlab never imports,
-read as an inert placeholder). A ``.pt`` output keeps all of it: plain values as they are,
-tensors streamed one at a time, placeholders rebuilt as the class and state the file recorded
-(``Rebuild``), so a ``torch.load`` that can import the class gets the object back. A
-``.safetensors`` output can only hold text metadata: plain values go there as JSON; the rest
-is listed as ``NotKept`` with the reason, for the report and the CLI to say. Nothing is
-dropped silently.
+read as an inert placeholder). An output is never riskier to load than its input, so a
+``.pt`` output holds only what ``torch.load(weights_only=True)`` reads: tensors (streamed one
+at a time), plain containers, primitives, torch's own allowlisted types. numpy arrays become
+tensors and numpy scalars Python numbers (``Converted`` says so); placeholders are never
+written back as a class reference (a class name is code to ``weights_only=False``), so an
+entry holding one is ``NotKept``, with the reason. A ``.safetensors`` output can only hold
+text metadata: plain values go there as JSON; the rest is ``NotKept``. Nothing is dropped
+or changed silently.
 """
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ckptlab.errors import CheckpointError, quote
 from ckptlab.io.formats.base import LazyTensor
+from ckptlab.io.formats.numpy_values import NumpyArray
 from ckptlab.io.formats.placeholder import Placeholder
-from ckptlab.io.writers.torch_pickle import Rebuild
 
 MAX_DEPTH = 256
 MAX_TEXT_NODES = 100_000  # a metadata entry bigger than this is not metadata (and DAGs stay cheap)
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device)
+# Exact types a .pt output holds as they are: each pickles to nothing or to a global in
+# torch's weights_only allowlist (bytes: _codecs.encode; complex, bytearray; dtype, device).
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device})
+_DICTS = frozenset({dict, OrderedDict, Counter})  # defaultdict: its factory is a global
 TEXT_ONLY = "safetensors metadata holds text only: write .pt to keep it"
+WEIGHTS_ONLY = "which torch.load(weights_only=True) would not read"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,17 @@ class NotKept:
         return f"{self.key} ({self.reason})"
 
 
+@dataclass(frozen=True)
+class Converted:
+    """An entry kept with its values but not its type (a numpy array written as a tensor)."""
+
+    key: str
+    how: str
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.how})"
+
+
 class _Unkeepable(Exception):
     def __init__(self, reason: str):
         self.reason = reason
@@ -50,14 +68,14 @@ def dotted(path: tuple) -> str:
 
 
 def for_pt(beside: Iterable[tuple[tuple, Any]], tensor_keys: Iterable[str], nest: bool
-           ) -> tuple[list[tuple[tuple, Any]], list[NotKept]]:
-    """The entries a ``.pt`` output writes (placeholders as ``Rebuild``), and those it cannot.
+           ) -> tuple[list[tuple[tuple, Any]], list[NotKept], list[Converted]]:
+    """The entries a ``.pt`` output writes, those it cannot, and those it converted.
 
     Flat output (``nest=False``) puts entries at its top level beside the tensors; an entry
     that sat deeper (beside a nested state_dict) needs ``nest`` to keep its place.
     """
     taken = set(tensor_keys)
-    kept, not_kept = [], []
+    kept, not_kept, converted = [], [], []
     memo: dict[int, Any] = {}
     for path, value in beside:
         key = dotted(path)
@@ -68,11 +86,15 @@ def for_pt(beside: Iterable[tuple[tuple, Any]], tensor_keys: Iterable[str], nest
         if not nest and str(path[0]) in taken:
             not_kept.append(NotKept(key, "an output tensor has the same key"))
             continue
+        changes: list[str] = []
         try:
-            kept.append((path, _writable(value, memo, 0)))
+            kept.append((path, _writable(value, memo, 0, changes)))
         except _Unkeepable as exc:
             not_kept.append(NotKept(key, exc.reason))
-    return kept, not_kept
+            continue
+        if changes:
+            converted.append(Converted(key, "; ".join(sorted(set(changes)))))
+    return kept, not_kept, converted
 
 
 def for_safetensors(beside: Iterable[tuple[tuple, Any]], reserved: Iterable[str]
@@ -97,51 +119,55 @@ def for_safetensors(beside: Iterable[tuple[tuple, Any]], reserved: Iterable[str]
 
 
 # -- walks ---------------------------------------------------------------------------------
-def _writable(value: Any, memo: dict[int, Any], depth: int) -> Any:
-    """``value`` with placeholders turned into ``Rebuild``s; shared parts stay shared (memo)."""
-    if isinstance(value, _SCALARS) and not isinstance(value, Placeholder):
+def _writable(value: Any, memo: dict[int, Any], depth: int, changes: list[str]) -> Any:
+    """``value`` as a weights_only load reads it (numpy values converted, noted in
+    ``changes``); anything else raises ``_Unkeepable``. Shared parts stay shared (memo)."""
+    kind = type(value)
+    if kind in _SCALARS or isinstance(value, (LazyTensor, torch.Tensor)):
         return value
-    if isinstance(value, (LazyTensor, torch.Tensor)):
-        return value
+    if _is_numpy_scalar(value):
+        changes.append(f"numpy {value.dtype} scalar written as a Python {type(value.item()).__name__}")
+        return value.item()
     if depth > MAX_DEPTH:
         raise _Unkeepable(f"nested deeper than {MAX_DEPTH} levels")
     if id(value) in memo:
         return memo[id(value)]
-    kind = type(value)
-    if isinstance(value, dict) and kind.__module__ in ("builtins", "collections") and kind is not defaultdict:
+    if kind in _DICTS:
         out = kind()
         memo[id(value)] = out
         for k, v in value.items():
-            out[_writable(k, memo, depth + 1)] = _writable(v, memo, depth + 1)
+            out[_writable(k, memo, depth + 1, changes)] = _writable(v, memo, depth + 1, changes)
         return out
     if kind is list:
         out = []
         memo[id(value)] = out
-        out.extend(_writable(v, memo, depth + 1) for v in value)
+        out.extend(_writable(v, memo, depth + 1, changes) for v in value)
         return out
-    if kind in (tuple, set, frozenset, torch.Size):
-        out = kind(_writable(v, memo, depth + 1) for v in value)
+    if kind in (tuple, set, torch.Size):
+        out = kind(_writable(v, memo, depth + 1, changes) for v in value)
         memo[id(value)] = out
         return out
+    if isinstance(value, NumpyArray):
+        out = memo[id(value)] = _numpy_tensor(value)
+        changes.append(f"numpy array written as a torch.{str(out.dtype).removeprefix('torch.')} tensor")
+        return out
     if isinstance(value, Placeholder):
-        return _rebuild(value, memo, depth)
-    raise _Unkeepable(f"a {kind.__name__} value ckptlab cannot write back")
+        raise _Unkeepable(f"an object of class {quote(obj_name(value))}, {WEIGHTS_ONLY}")
+    raise _Unkeepable(f"a {quote(kind.__name__)} value, {WEIGHTS_ONLY}")
 
 
-def _rebuild(obj: Placeholder, memo: dict[int, Any], depth: int) -> Rebuild:
-    record = obj.__dict__
-    if record.get("kwargs"):
-        raise _Unkeepable(f"a {obj.qualname} object built with keyword arguments (not written back)")
-    name = type(obj).__name__
-    module = obj.qualname[: -len(name) - 1] if obj.qualname.endswith("." + name) else obj.qualname.rpartition(".")[0]
-    out = Rebuild(module, name)
-    memo[id(obj)] = out
-    walk = lambda v: _writable(v, memo, depth + 1)  # noqa: E731
-    out.args = tuple(walk(a) for a in record.get("args", ()))
-    out.state = walk(record.get("state")) if record.get("state") is not None else None
-    out.items = [(walk(k), walk(v)) for k, v in record.get("items", {}).items()]
-    out.list_items = [walk(v) for v in record.get("list_items", [])]
-    return out
+def _is_numpy_scalar(value: Any) -> bool:
+    """A numpy number the reader made (np.float64 etc.); never imports numpy itself."""
+    return type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "shape", None) == ()
+
+
+def _numpy_tensor(value: NumpyArray) -> torch.Tensor:
+    """The array's (checked) values as a tensor: torch.load(weights_only=True) reads no numpy."""
+    try:
+        return torch.from_numpy(value.to_numpy())
+    except (CheckpointError, TypeError, ValueError) as exc:
+        reason = exc.message if isinstance(exc, CheckpointError) else str(exc)
+        raise _Unkeepable(f"a numpy array torch cannot hold ({reason})") from None
 
 
 def _why_not_text(value: Any, depth: int, seen: set[int], budget: list[int]) -> str:

@@ -2,16 +2,25 @@
 
 torch's pickle only needs each storage's key, dtype and size; the tensors become rebuild
 calls over persistent ids, exactly as ``torch.save`` writes them.
+
+Whatever the tree holds, the pickler writes no global outside torch's ``weights_only``
+allowlist and no object of a type it does not know (``_SafePickler``): a ckptlab output
+loads with ``torch.load(weights_only=True)``, and runs nothing under ``weights_only=False``.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import io
 import pickle
+import types
 from collections import OrderedDict
 from typing import Any
 
 import torch
+from torch._weights_only_unpickler import _get_allowed_globals
 
+from ckptlab.errors import UnsafePickleError, quote
 from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.formats.storage import c_strides
 from ckptlab.io.tensor_info import TensorInfo
@@ -56,51 +65,51 @@ class _StorageRef:
         return ("storage", torch.UntypedStorage, self.key, "cpu", self.info.nbytes)
 
 
-class _RefPickler(pickle.Pickler):
+# Instances the pickler may reduce (their classes, and the callables they reduce to, are
+# checked against the allowlist as globals); exact dict/list/tuple/str/... never get here.
+_INSTANCES = frozenset({TensorRef, OrderedDict, collections.Counter, torch.Size, torch.device, complex,
+                        bytearray})
+
+
+class _SafePickler(pickle.Pickler):
+    """The C pickler, refusing any global a ``weights_only=True`` load would refuse."""
+
     def persistent_id(self, obj: Any) -> tuple | None:
         return obj.persistent_id() if type(obj) is _StorageRef else None  # called for every object
 
-
-class Rebuild:
-    """An object of a class ckptlab never imported, written back as the file had it: the class
-    by name (GLOBAL), its recorded arguments (NEWOBJ, or REDUCE when there are arguments: a
-    function or a class with its own ``__reduce__``), items, and state (BUILD)."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-        self.args: tuple = ()
-        self.state: Any = None
-        self.items: list[tuple[Any, Any]] = []
-        self.list_items: list[Any] = []
-
-
-class _RebuildPickler(pickle._Pickler):  # the Python pickler: only it lets us write a GLOBAL by name
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def persistent_id(self, obj: Any) -> tuple | None:
-        return obj.persistent_id() if type(obj) is _StorageRef else None
-
-    def save_rebuild(self, obj: Rebuild) -> None:
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8"))
-        self.save(obj.args)
-        self.write(pickle.REDUCE if obj.args else pickle.NEWOBJ)
-        self.memoize(obj)
-        if obj.list_items:
-            self._batch_appends(iter(obj.list_items))
-        if obj.items:
-            self._batch_setitems(iter(obj.items))
-        if obj.state is not None:
-            self.save(obj.state)
-            self.write(pickle.BUILD)
-
-    dispatch[Rebuild] = save_rebuild
+    def reducer_override(self, obj: Any) -> Any:
+        """Called for every object but the plain ones, classes and functions included:
+        globals are checked by name, instances by type (a dtype pickles as its name)."""
+        kind = type(obj)
+        if kind in _INSTANCES:
+            return NotImplemented
+        if kind is torch.dtype:
+            _check_global("torch", obj.__reduce__())
+        elif isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            _check_global(getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+        else:
+            raise UnsafePickleError(f"refusing to write a {quote(kind.__qualname__)} into data.pkl: "
+                                    "torch.load(weights_only=True) would not read it")
+        return NotImplemented
 
 
-def dumps(tree: Any, rebuilds: bool = False) -> memoryview:
-    """The pickle of ``tree`` (protocol 2, as torch.save), ``TensorRef``s as storages;
-    ``rebuilds``: the tree holds ``Rebuild`` objects (slower pickler)."""
+def _check_global(module: Any, name: Any) -> None:
+    """``module.name`` must be one torch's weights_only unpickler allows."""
+    if f"{module}.{name}" not in _allowed():
+        raise UnsafePickleError(f"refusing to write a reference to {quote(f'{module}.{name}')} into data.pkl: "
+                                "torch.load(weights_only=True) would not read it")
+
+
+@functools.cache
+def _allowed() -> frozenset[str]:
+    # _codecs.encode is how protocol 2 spells bytes; torch allows it (checked by the tests).
+    return frozenset(_get_allowed_globals())
+
+
+def dumps(tree: Any) -> memoryview:
+    """The pickle of ``tree`` (protocol 2, as torch.save), ``TensorRef``s as storages."""
     buf = io.BytesIO()
-    (_RebuildPickler if rebuilds else _RefPickler)(buf, protocol=2).dump(tree)
+    _SafePickler(buf, protocol=2).dump(tree)
     return buf.getbuffer()
 
 
@@ -125,31 +134,10 @@ def swap_tensors(obj: Any, extras: list[Any], first: int, memo: dict[int, Any] |
         out.extend(swap_tensors(v, extras, first, memo) for v in obj)
     elif isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
         out = type(obj)(swap_tensors(v, extras, first, memo) for v in obj)
-    elif isinstance(obj, Rebuild):
-        out = Rebuild(obj.module, obj.name)
-        memo[id(obj)] = out
-        out.args = swap_tensors(obj.args, extras, first, memo)
-        out.state = swap_tensors(obj.state, extras, first, memo)
-        out.items = [(k, swap_tensors(v, extras, first, memo)) for k, v in obj.items]
-        out.list_items = [swap_tensors(v, extras, first, memo) for v in obj.list_items]
     else:
         return obj
     memo[id(obj)] = out
     return out
-
-
-def has_rebuilds(obj: Any, seen: set[int] | None = None) -> bool:
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return False
-    seen.add(id(obj))
-    if isinstance(obj, Rebuild):
-        return True
-    if isinstance(obj, dict):
-        return any(has_rebuilds(v, seen) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(has_rebuilds(v, seen) for v in obj)
-    return False
 
 
 def extra_tensor(obj: Any) -> torch.Tensor:

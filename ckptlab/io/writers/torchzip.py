@@ -27,10 +27,9 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
     mapping = {key: torch_pickle.TensorRef(str(n), g.info) for n, g in enumerate(groups) for key in g.keys}
     extras: list = []  # tensors (or LazyTensors) among the kept extras, after the groups' storages
     tree = torch_pickle.swap_tensors(wrap(mapping), extras, len(groups)) if wrap else mapping
-    rebuilds = wrap is not None and torch_pickle.has_rebuilds(tree)
     prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in archive) or "archive"
     zf = StoredZip(Sink(f), zip64_limit=zip64_limit)
-    zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree, rebuilds))
+    zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree))
     zf.add_bytes(f"{prefix}/.format_version", b"1")
     zf.add_bytes(f"{prefix}/.storage_alignment", b"64")
     zf.add_bytes(f"{prefix}/byteorder", b"little")
