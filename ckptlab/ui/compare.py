@@ -46,7 +46,7 @@ def heatmap_figure(grid: dict[str, Any], log: bool = True) -> go.Figure:
     filled cell whose ``customdata`` is the cell's B key."""
     z = [[None if v is None else (math.log10(max(v, FLOOR)) if log else v) for v in row] for row in grid["z"]]
     columns = [html.escape(c) for c in grid["columns"]]
-    rows = grid["rows"]
+    rows = [html.escape(r) for r in grid["rows"]]       # a layer prefix is a key's: plotly reads <a href> in ticks
     text = [[("—" if v is None else f"{v:.3g}") for v in row] for row in grid["z"]]
     fig = go.Figure(go.Heatmap(
         z=z, x=columns, y=rows, colorscale="Viridis", hoverongaps=False, hoverinfo="skip",

@@ -139,7 +139,7 @@ def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extra
     built = {"key": key, "path": str(out), "temporary": temporary, "url": "", "report": report,
              "keep_extras": keep_extras, "extras": len(alignment.source.beside)}
     if temporary and files.ROUTE_ACTIVE:
-        built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir())
+        built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir(), browser=state.browser_id())
     st.session_state[BUILT] = built
 
 

@@ -8,7 +8,11 @@ inside it, and the download links that serve them from disk.
 - A session's folder is removed when its state is dropped (the visitor left), with the
   download links that point into it.
 - A download link is a random token naming one file; the server's route streams it from
-  disk in chunks (``ckptlab.ui.server``), so a 2 GB merge never sits in memory. Streamlit
+  disk in chunks (``ckptlab.ui.server``), so a 2 GB merge never sits in memory. A link is
+  bound to the browser whose visit built it: the token alone is not enough, the request
+  must carry that browser's Streamlit XSRF cookie too (the token inside it, which a browser
+  keeps for the visit; a link pasted into another browser gets the same 404 as an unknown
+  one). Without that cookie (XSRF protection turned off) the token alone serves. Streamlit
   serves its own routes under ``server.baseUrlPath`` (``/ckpt/`` behind a team proxy) but
   mounts extra routes as given, so the route and the links both carry that path
   (``route_path``); a link to ``/ckptlab/...`` would miss the proxy and 404.
@@ -16,6 +20,8 @@ inside it, and the download links that serve them from disk.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import os
 import secrets
 import shutil
@@ -40,6 +46,7 @@ class Served:
     file_name: str
     mime: str
     owner: str                            # the session folder it belongs to ("" for output roots)
+    browser: str = ""                     # hash of the building browser's XSRF token ("": unbound)
 
 
 _served: dict[str, Served] = {}
@@ -105,19 +112,42 @@ def route_path() -> str:
     return f"/{base}{DOWNLOAD_ROUTE}" if base else DOWNLOAD_ROUTE
 
 
-def serve(path: Path, file_name: str, mime: str = "application/octet-stream", owner: str | Path = "") -> str:
-    """A new download link for ``path`` (the URL path of the server's route)."""
+def serve(path: Path, file_name: str, mime: str = "application/octet-stream", owner: str | Path = "",
+          browser: str = "") -> str:
+    """A new download link for ``path`` (the URL path of the server's route), for the
+    browser ``browser`` (``browser_id``) only."""
     token = secrets.token_urlsafe(24)
     with _LOCK:
-        _served[token] = Served(Path(path), file_name, mime, str(owner))
+        _served[token] = Served(Path(path), file_name, mime, str(owner), browser)
     return route_path().format(token=token)
 
 
-def lookup(token: str) -> Served | None:
-    """The file a link names, if it still exists (an unknown token gets nothing)."""
+XSRF_COOKIE = "_streamlit_xsrf"
+
+
+def browser_id(cookie: str | None) -> str:
+    """A stable id of the browser behind a Streamlit XSRF cookie: a hash of the token it
+    carries (the cookie's mask changes each time it is set, the token does not)."""
+    if not isinstance(cookie, str) or not cookie:  # no request behind this run (AppTest gives a mock)
+        return ""
+    token: bytes | None = None
+    try:
+        from streamlit.web.server.starlette.starlette_app_utils import decode_xsrf_token_string
+
+        token, _ = decode_xsrf_token_string(cookie)
+    except Exception:  # noqa: BLE001 - another Streamlit: the raw value still binds the link
+        token = None
+    return hashlib.sha256(token or cookie.encode()).hexdigest()
+
+
+def lookup(token: str, browser: str = "") -> Served | None:
+    """The file a link names, if it still exists and the request comes from the browser
+    that built it (anything else gets nothing, alike)."""
     with _LOCK:
         served = _served.get(token)
     if served is None or not served.path.is_file():
+        return None
+    if served.browser and not hmac.compare_digest(served.browser, browser):
         return None
     return served
 

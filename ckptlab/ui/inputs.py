@@ -5,6 +5,7 @@ where the input was given) and, when known, the model definition that made it.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,33 @@ def _side(bar: Any, role: str, pair: SamplePair) -> Side:
                                placeholder="sample_ckpts/convnet_rgb.pt")
         if not text.strip():
             return side
-        resolved = state.guarded(slot, lambda: check_path(text, allowed_roots(_START_DIR)))
+        resolved = state.guarded(slot, lambda: allowed_file(text, allowed_roots(_START_DIR)))
         if resolved is None:
             return side
         return _open_file(slot, side, str(resolved), label=text)
     return _open_model(slot, side, sample)
+
+
+NOT_ALLOWED = "not an allowed file (a checkpoint under the allowed folders above)"
+
+
+def allowed_file(typed: str, roots: list[Path]) -> Path:
+    """The checkpoint a typed server path names, or one and the same line for anything else:
+    outside the roots, missing, unreadable, a folder or a file that is no checkpoint. The
+    page is no oracle for which files exist, and shows no byte of one that is not a
+    checkpoint (the reader's own message quotes its first bytes)."""
+    from ckptlab.errors import CheckpointError, PathNotAllowedError
+    from ckptlab.io.formats.sniff import index_in, sniff
+
+    try:
+        resolved = check_path(typed, roots)
+        probe = index_in(resolved) if resolved.is_dir() and not (resolved / ".metadata").is_file() else resolved
+        if probe is None or not os.access(probe, os.R_OK) or not (probe.is_file() or probe.is_dir()):
+            raise PathNotAllowedError(NOT_ALLOWED)
+        sniff(probe)
+    except (CheckpointError, OSError, ValueError):
+        raise PathNotAllowedError(f"{text.one_line(typed, 200)}: {NOT_ALLOWED}") from None
+    return resolved
 
 
 def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:

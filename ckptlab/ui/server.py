@@ -52,7 +52,8 @@ def routes() -> list:
     from starlette.routing import Route
 
     async def download(request):
-        served = files.lookup(request.path_params["token"])
+        browser = files.browser_id(request.cookies.get(files.XSRF_COOKIE))
+        served = files.lookup(request.path_params["token"], browser)   # another browser: the same 404
         if served is None:
             return PlainTextResponse("This download link has expired: build the file again.", status_code=404)
         return FileResponse(served.path, media_type=served.mime, filename=served.file_name,

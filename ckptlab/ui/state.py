@@ -31,6 +31,15 @@ def session_dir() -> Path:
     return holder.path
 
 
+def browser_id() -> str:
+    """The visiting browser, as its XSRF cookie names it (download links are bound to it)."""
+    try:
+        cookie = st.context.cookies.get(files.XSRF_COOKIE)
+    except Exception:  # noqa: BLE001 - no request behind this run (AppTest, bare mode)
+        cookie = None
+    return files.browser_id(cookie)
+
+
 @st.cache_resource(max_entries=24, show_spinner=False)
 def server_shared(key: tuple, _build: Callable[[], Any]) -> Any:
     """The process-wide store behind ``shared``; called directly only where no session

@@ -4,9 +4,13 @@ Key names, container names, placeholder class names and error messages come from
 file, so a checkpoint could name a key ``[click](http://evil)`` or ``![x](http://evil/p.png)``.
 Where Streamlit only offers markdown (``st.error``, metric labels, captions), every ASCII
 punctuation character is backslash-escaped (CommonMark lets any of them be escaped), which
-also breaks Streamlit's ``:color[...]``/``:material/...:`` directives, ``$`` maths, HTML and
-bare-URL autolinks (``http\\://``, ``www\\.``). Anything else goes through ``st.text``,
-``st.code`` or a dataframe, which render no markup at all.
+also breaks Streamlit's ``:color[...]``/``:material/...:`` directives, ``$`` maths and HTML.
+Escapes do not stop GFM's bare-URL autolinks: remark-gfm finds ``http://``, ``www.`` and
+``user@host`` in the text *after* escapes are resolved (a browser showed ``http\\://x`` as a
+link). So a word joiner (U+2060, invisible, no width) is put inside each of them
+(``http:\u2060//``, ``www\u2060.``, ``\u2060@``): they read the same and link nothing. Code
+spans (``code``) never autolink. Anything else goes through ``st.text``, ``st.code`` or a
+dataframe, which render no markup at all.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _SPACES = re.compile(r"\s+")
+JOINER = "\u2060"     # WORD JOINER: breaks an autolink pattern without a visible change
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
 
 
 def one_line(text: object, limit: int = 400) -> str:
@@ -25,8 +31,15 @@ def one_line(text: object, limit: int = 400) -> str:
 
 
 def md(text: object, limit: int = 400) -> str:
-    """``text`` as one markdown-inert line: it shows exactly these characters, links none."""
-    return _PUNCTUATION.sub(r"\\\1", one_line(text, limit))
+    """``text`` as one markdown-inert line: it shows these characters (with invisible word
+    joiners inside would-be autolinks), links none."""
+    return _PUNCTUATION.sub(r"\\\1", unlinked(one_line(text, limit)))
+
+
+def unlinked(line: str) -> str:
+    """``line`` with a word joiner inside every ``://``, ``www.`` and ``@``: GFM's autolink
+    literals (found in text after escapes are resolved) no longer match."""
+    return _AUTOLINK.sub(JOINER, line)
 
 
 def names(items: Iterable[object], limit: int = 6) -> str:

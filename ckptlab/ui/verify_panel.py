@@ -41,7 +41,7 @@ def show(alignment: Any, source: Any, target: Any) -> None:
         st.caption("The model checks need the target as a model definition: pick a demo pair, or choose "
                    "'Model definition' for the target in the sidebar.")
         return
-    st.markdown(f"**Model checks.** Target model: `{target.model}` {_kwargs_text(target.kwargs)}")
+    st.markdown(f"**Model checks.** Target model: {text.code(target.model)} {_kwargs_text(target.kwargs)}")
     spec_col, kwargs_col = st.columns(2)
     src_spec = spec_col.text_input("Source model definition (package.module:callable, e.g. "
                                    "sample_ckpts.models:FontUNet), for the function and speed checks",
@@ -79,7 +79,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
 
 
 def _kwargs_text(kwargs: dict | None) -> str:
-    return f"`{json.dumps(kwargs, sort_keys=True)}`" if kwargs else ""
+    """The kwargs as a code span (typed by a visitor: never markdown)."""
+    return text.code(json.dumps(kwargs, sort_keys=True), 300) if kwargs else ""
 
 
 def _names(keys: list[str]) -> str:
@@ -171,10 +172,11 @@ def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) 
     src_tensors, fixed = source_as_model_expects(alignment.source, src_model)
     check = verify.compare_function(src_model, src_tensors, model_of(target.model, target.kwargs),
                                     merged_tensors(alignment), kept_rows=kept_rows(alignment)).to_dict()
-    check["compared"] = (f"source model `{src_spec}` {_kwargs_text(src_kwargs)} holding the source checkpoint"
-                         + (f" ({fixed})" if fixed else "")
-                         + f" vs target model `{target.model}` {_kwargs_text(target.kwargs)} holding the merged "
-                         "checkpoint, on the same seeded random input")
+    # markdown for a caption: the specs as code spans, the applied fixes (key names) escaped
+    check["compared"] = (f"source model {text.code(src_spec)} {_kwargs_text(src_kwargs)} holding the source "
+                         "checkpoint" + (f" ({text.md(fixed, 600)})" if fixed else "")
+                         + f" vs target model {text.code(target.model)} {_kwargs_text(target.kwargs)} holding the "
+                         "merged checkpoint, on the same seeded random input")
     check["fresh"] = len(alignment.by_status("missing")) + sum(
         r.adapt is not None and r.adapt.op == "reinit" for r in alignment.by_status("adapted"))
     return check
@@ -217,7 +219,7 @@ def _show_results(results: dict, run_key: tuple) -> None:
     load = results.get(("load", run_key))
     if load:
         ok = not any(load["report"].values())
-        (st.success if ok else st.warning)(f"Strict load of the merged checkpoint: {load['summary']}")
+        (st.success if ok else st.warning)(f"Strict load of the merged checkpoint: {text.md(load['summary'], 600)}")
         if not ok:
             st.json(load["report"], expanded=False)
     check = results.get(("function", run_key))
@@ -236,7 +238,7 @@ def _show_function(check: dict) -> None:
         "else until it is trained.")
     (st.success if good else st.warning)(
         f"Function preservation: {verdict} (source input {tuple(check['source_input_shape'])}, "
-        f"target input {tuple(check['target_input_shape'])}; compared: {check['outputs']}).{why}")
+        f"target input {tuple(check['target_input_shape'])}; compared: {text.md(check['outputs'])}).{why}")
     st.caption(f"Compared: {check['compared']}. Extra target input channels, if any, are filled with zeros and "
                "with random values; every fill is listed.")
     st.dataframe(pd.DataFrame(check["fills"]), hide_index=True)

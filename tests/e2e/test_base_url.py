@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -40,11 +39,11 @@ def test_the_merged_link_is_under_the_base_path_and_serves_the_file(browser, bas
         link = drive.key(page, "download_merged").locator("a.ckptlab-download")
         link.wait_for()
         href = link.get_attribute("href")
+        assert href.startswith(f"/{BASE}/ckptlab/download/"), href       # what a proxy at /ckpt/ forwards
+        built = list(Path(tempfile.gettempdir()).glob(f"ckptlab-server-{proc.pid}-*/session-*/merged/merged.safetensors"))
+        assert len(built) == 1, built
+        reply = context.request.get(origin + href, timeout=30_000)        # this visit's browser: its cookie
+        assert reply.status == 200
+        assert reply.body() == built[0].read_bytes()
     finally:
         context.close()
-    assert href.startswith(f"/{BASE}/ckptlab/download/"), href       # what a proxy at /ckpt/ forwards
-    built = list(Path(tempfile.gettempdir()).glob(f"ckptlab-server-{proc.pid}-*/session-*/merged/merged.safetensors"))
-    assert len(built) == 1, built
-    with urllib.request.urlopen(origin + href, timeout=30) as reply:
-        assert reply.status == 200
-        assert reply.read() == built[0].read_bytes()

@@ -64,7 +64,8 @@ def download_bytes(at: AppTest, key: str, seen: dict[str, Any]) -> bytes:
 
 
 def plain(markdown: str) -> str:
-    """What a markdown-escaped line shows (names from files are escaped: ``ckptlab.ui.text.md``)."""
+    """What a markdown-escaped line shows, less the invisible word joiners ``ckptlab.ui.text.md``
+    puts inside would-be autolinks."""
     import re
 
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")   # and the autolink breakers
