@@ -78,7 +78,7 @@ def test_inspect_a_bundled_sample_and_use_a_bundled_model(venv):
     proc = run(venv, "recipes", "--json")  # the catalogue's YAML files ship in the wheel
     assert proc.returncode == 0, proc.stderr
     names = {r["name"] for r in json.loads(proc.stdout)["recipes"]}
-    shipped = {p.stem for p in (ROOT / "ckptlab" / "known").glob("*.yaml")}
+    shipped = {p.stem for p in (ROOT / "ckptlab" / "recipe" / "known").glob("*.yaml")}
     assert shipped and len(names) >= len(shipped)
 
 

@@ -435,7 +435,8 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
         src = _open_source(src, effective.container)
     rows = build_rows(src, tgt, effective, labels)
     warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
-    return Alignment(src, tgt, given, effective, rows, suggestions, warnings)
+    return Alignment(src, tgt, given, effective, rows, suggestions, warnings,
+                     fed_warning=fed_warning(rows, len(tgt), suggestions))
 
 
 def _carries_config(obj: Any) -> bool:

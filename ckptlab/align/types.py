@@ -123,6 +123,9 @@ class Alignment:
     rows: list[Row]
     suggestions: list[Suggestion] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the loud one among ``warnings``, set only when few or no target keys are fed (story 5's
+    # empty load); every other warning is a warning, not an alarm
+    fed_warning: str | None = None
 
     @property
     def strict_problems(self) -> list[str]:

@@ -36,10 +36,11 @@ def counts(alignment: Any) -> None:
 def warning_lines(alignment: Any) -> tuple[str | None, list[str]]:
     """(the loud few-keys-fed warning or None, every other warning) as plain text.
 
-    ``alignment.warnings`` (a list, when the core gives one) is shown whole; the loud one is
-    ``alignment.warning``. Recipe ``adapt`` entries that name no target key are warned
-    about too: such a typo would otherwise fix nothing, silently."""
-    loud = alignment.warning
+    Only the core's ``fed_warning`` (few or no target keys fed: story 5's empty load) is loud;
+    a load of 15 of 16 keys with one warning must not look like an empty one. Recipe ``adapt``
+    entries that name no target key are warned about too: such a typo would otherwise fix
+    nothing, silently."""
+    loud = getattr(alignment, "fed_warning", None)
     others = [str(w) for w in (getattr(alignment, "warnings", None) or []) if str(w) != loud]
     unmatched = list(getattr(alignment, "unmatched_adapt", []) or [])
     if unmatched:
@@ -50,10 +51,13 @@ def warning_lines(alignment: Any) -> tuple[str | None, list[str]]:
 
 def warnings(alignment: Any) -> None:
     loud, others = warning_lines(alignment)
+    total, fed = len(alignment.target), len(alignment.fed)
     if loud:
         st.error(f"**Nearly nothing would load:** {text.md(loud)}", icon=icons.LOUD)
+    elif others:
+        st.info(f"{fed:,} of {text.plural(total, 'target key')} are fed by the source; "
+                f"{text.plural(len(others), 'warning')} below.", icon=icons.WARN)
+    else:
+        st.success(f"{fed:,} of {text.plural(total, 'target key')} are fed by the source.", icon=icons.OK)
     for line in others:
         st.warning(text.md(line), icon=icons.WARN)
-    if not loud:
-        total, fed = len(alignment.target), len(alignment.fed)
-        st.success(f"{fed:,} of {text.plural(total, 'target key')} are fed by the source.", icon=icons.OK)

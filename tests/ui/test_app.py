@@ -97,6 +97,10 @@ def test_uploading_both_files_gives_the_expected_counts() -> None:
     assert counts(at)["mismatch"] == 1 and counts(at)["exact"] == len(expected.rows) - 1
     frame = table(at)
     assert list(frame.loc[frame["target"] == "conv1.weight", "status"].item()) == ["mismatch"]   # a coloured label
+    # 15 of 16 keys load: a warning beside the fed count, never the empty-load alarm of story 5
+    assert not any("Nearly nothing would load" in e.value for e in at.error)
+    fed = len(expected.fed)
+    assert any(f"{fed} of {len(expected.target)} target keys are fed" in i.value for i in at.info)
 
 
 def test_accepting_the_prefix_suggestion_renames_every_attention_map_row(app: AppTest) -> None:
