@@ -318,6 +318,7 @@ def remap(
     nest: bool = False,
     max_shard_size: int | None = None,
     progress: Progress | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Report:
     """Align ``source`` with ``target``, merge, and write ``out_path`` (.safetensors/.pt/.pth).
 
@@ -329,7 +330,7 @@ def remap(
     if nest and out_path.suffix.lower() == ".safetensors":
         raise MergeError("nest=True needs a .pt/.pth output (safetensors holds tensors only)", out_path)
 
-    alignment = align(source, target, recipe=recipe, auto=auto)
+    alignment = align(source, target, recipe=recipe, auto=auto, params=params)
     merge_plan = plan(alignment, on_mismatch, dtype=dtype, keep_extras=keep_extras, nest=nest)
     written = write_plan(merge_plan, out_path, progress=progress, max_shard_size=max_shard_size)
     return merge_plan.report(outputs=written)

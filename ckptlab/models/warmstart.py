@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ def load_into(
     auto: str = "high",
     *,
     on_mismatch: str = "error",
+    params: Mapping[str, Any] | None = None,
 ) -> Report:
     """Load ``source`` into ``model`` in place and return the ``Report``.
 
@@ -53,7 +55,7 @@ def load_into(
     if on_meta:
         raise CheckpointError(f"{type(model).__name__} holds {len(on_meta)} tensors on the meta device "
                               f"(first: {on_meta[0]!r}); call model.to_empty(device=...) before load_into")
-    alignment = align(source, model, recipe=recipe, auto=auto)  # the model itself: its config names head counts
+    alignment = align(source, model, recipe=recipe, auto=auto, params=params)  # the model itself: its config names head counts
     merge_plan = plan(alignment, on_mismatch)
     tied = _tied_keys(state)
     copied: dict[tuple, tuple[str, torch.Tensor]] = {}

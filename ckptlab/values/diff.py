@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -229,7 +229,8 @@ def layer_grid(pairs: Iterable[Pair], value: str = "rel_l2") -> dict[str, Any]:
 
 # -- the comparison ------------------------------------------------------------------------------
 def diff(a: Any, b: Any, recipe: Any = None, auto: str = "high", progress: Progress | None = None, *,
-         dequantize: bool | None = None, container: str | None = None, workers: int | None = None) -> Diff:
+         dequantize: bool | None = None, container: str | None = None, workers: int | None = None,
+         params: Mapping[str, Any] | None = None) -> Diff:
     """Compare A's tensors with the B tensors they align to (see the module docstring).
 
     ``a``/``b``: paths, Checkpoints, mappings or modules; ``recipe``/``auto`` as for ``align``
@@ -240,7 +241,7 @@ def diff(a: Any, b: Any, recipe: Any = None, auto: str = "high", progress: Progr
 
     ck_a = as_checkpoint(a, container=container)
     ck_b = as_checkpoint(b)
-    al = align(ck_a, ck_b, recipe=recipe, auto=auto)
+    al = align(ck_a, ck_b, recipe=recipe, auto=auto, params=params)
     ck_a, ck_b = al.source, al.target
     same_file = _same_file(ck_a, ck_b)
     rows = [r for r in al.rows if r.target is not None and r.status in COMPARED + ("mismatch",)]

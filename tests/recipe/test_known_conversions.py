@@ -216,6 +216,10 @@ def test_grouped_query_kv_heads_are_read_from_the_shapes_never_defaulted_to_head
     h = load(hf.llama(), load_file(out))
     with torch.no_grad():
         assert (h(tokens()).logits - meta(tokens())).abs().max() <= TOL
+    api = ckptlab.remap(str(source), str(tmp_path / "hf.safetensors"), tmp_path / "api.safetensors",
+                        params={"heads": 4})  # params= wherever align takes it
+    assert api.warning is None and load_file(tmp_path / "api.safetensors").keys() == load_file(out).keys()
+    assert all(torch.equal(v, load_file(out)[k]) for k, v in load_file(tmp_path / "api.safetensors").items())
 
 
 def test_wrong_head_count_would_be_wrong_so_the_given_one_is_used():
