@@ -168,7 +168,8 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         t = target.info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
         if tkey in m.converted:
-            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of, labels.convert)
+            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of, labels.convert,
+                                 recipe.adapt.get(tkey))
             feeding.update(s for g, _ in m.converted[tkey] for s in g.sources)
             rows.append(row)
             continue
@@ -224,9 +225,10 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
 
 
 def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Group, int]],
-                   s_info: Mapping, name_of, tags: Mapping[int, str]) -> Row:
-    """One target fed by a conversion: ``converted`` when the ops give its shape, else a
-    ``mismatch`` naming both; two conversions onto one target are a ``conflict``."""
+                   s_info: Mapping, name_of, tags: Mapping[int, str], spec: AdaptSpec | None = None) -> Row:
+    """One target fed by a conversion: ``converted`` when the ops give its shape, ``adapted``
+    when an ``adapt`` entry fits what they give to the target (a converted head grown to more
+    classes), else a ``mismatch`` naming both; two conversions onto one target are a ``conflict``."""
     if len(feeds) > 1:
         sources = tuple(s for g, _ in feeds for s in g.sources)
         listed = "; ".join(g.describe(tkey) for g, _ in feeds)
@@ -240,6 +242,10 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
+    if got != t_shape and spec is not None and _preview(got, t_shape, spec, tkey) is None:
+        return Row(tkey, single, "adapted", t_shape, got, t_dtype, s_dtype,
+                   _join(why, f"then {spec.describe()} {shape_text(got)} -> {shape_text(t_shape)}", dtype_note),
+                   group.sources, adapt=spec, convert=group)
     if got != t_shape:
         reason = _join(why, f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
         return Row(tkey, single, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,

@@ -84,7 +84,7 @@ class MergePlan:
         """The merged value of one target key (read, adapted or converted now; nothing kept)."""
         e = self._entry(key)
         if e.group is not None:
-            return _cast(self._run(e.group)[e.part], e.info.dtype)
+            return self._adapted(e, _cast(self._run(e.group)[e.part], e.info.dtype))
         return self._plain(e)
 
     def produce(self, key: str) -> torch.Tensor:
@@ -104,7 +104,7 @@ class MergePlan:
         value = waiting.pop(key)
         if not waiting:
             del self._waiting[gid]
-        return _cast(value, e.info.dtype)
+        return self._adapted(e, _cast(value, e.info.dtype))
 
     @property
     def waiting(self) -> int:
@@ -128,8 +128,12 @@ class MergePlan:
         key = e.target
         if e.keeps_target:
             return _cast(self.target.tensor(key), e.info.dtype)
-        value = _cast(self.source.tensor(e.source), e.info.dtype)
-        if e.status != "adapted":
+        return self._adapted(e, _cast(self.source.tensor(e.source), e.info.dtype))
+
+    def _adapted(self, e: PlanEntry, value: torch.Tensor) -> torch.Tensor:
+        """``value`` (read, or computed by a conversion) fitted by the entry's adapter, if any."""
+        key = e.target
+        if e.status != "adapted" or e.spec is None:
             return value
         needs_target = _field(e.spec, "op") == "reinit" or _field(e.spec, "fill") == "init"
         target_value = _cast(self.target.tensor(key), e.info.dtype) if needs_target else None
@@ -276,17 +280,19 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
             entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out), note))
             continue
         if row.status == "adapted":
+            fitted = row.source_shape if row.convert is not None else s_info.shape  # a conversion's output
             try:
-                adapt.preview_shape(s_info.shape, t_info.shape, row.adapt, key=row.target)
+                adapt.preview_shape(tuple(fitted), t_info.shape, row.adapt, key=row.target)
             except AdaptError as exc:
                 faults.append(str(exc))
                 continue
-        if row.status == "converted":
+        if row.convert is not None and row.status in ("converted", "adapted"):
             group = row.convert
             s_dtype = source.info(group.sources[0]).dtype
             out = choose(s_dtype, t_info.dtype, row.target)
-            entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out),
-                                     cast_note(s_dtype, out), group, group.targets.index(row.target)))
+            entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,
+                                     _info(t_info.shape, out), cast_note(s_dtype, out), group,
+                                     group.targets.index(row.target)))
             continue
         out = choose(s_info.dtype, t_info.dtype, row.target)
         entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import ckptlab
 from ckptlab import merge
@@ -245,3 +246,20 @@ def test_a_claimed_source_that_feeds_nothing_says_why():
     al = ckptlab.align(src, tgt, recipe=recipe, auto="none")
     assert {r.source: r.reason for r in al.by_status("unused")} == {
         "b.w": "convert 2 sends it to 'gone.w', which the target does not have"}
+
+
+def test_an_adapter_fits_what_a_conversion_gives(tmp_path):
+    """A Conv1D head stored (in, out) and grown to more classes: transpose, then pad the new rows.
+    The adapter applies to the conversion's output, in memory (tensor) and on disk (remap)."""
+    head = torch.randn(3, 4)                                    # Conv1D: (in=3, out=4 classes)
+    recipe = {"convert": [{"from": "fc.weight", "to": "fc.weight", "ops": ["transpose"]}],
+              "adapt": {"fc.weight": {"op": "pad", "dim": 0}}}  # 4 -> 6 classes, new rows zero
+    al = ckptlab.align({"fc.weight": head}, {"fc.weight": torch.ones(6, 3)}, recipe=recipe)
+    [row] = al.rows
+    assert row.status == "adapted" and row.convert is not None and row.source_shape == (4, 3)
+    assert row.reason == "convert 1: transpose of 'fc.weight'; then pad dim 0 (fill zeros) (4, 3) -> (6, 3)"
+    out = tmp_path / "grown.safetensors"
+    rep = ckptlab.remap({"fc.weight": head}, {"fc.weight": torch.ones(6, 3)}, out, recipe=recipe)
+    written = load_file(out)["fc.weight"]
+    assert torch.equal(written[:4], head.t()) and not written[4:].any()
+    assert rep.new_rows == ["fc.weight"]                        # the grown rows train at the new rate
