@@ -69,7 +69,7 @@ def load_into(
                 _check_tied(copied, _where(destination), key, value)
             destination.copy_(value)  # converts dtype and device; the model's tensor stays the same object
     report = merge_plan.report()
-    message = _load_warning(report, alignment.warning)
+    message = _load_warning(report, alignment.fed_warning)  # an alarm for an empty load; the rest in report.warnings
     if message:
         warnings.warn(CkptlabWarning(f"load_into {type(model).__name__}: {message}"), stacklevel=2)
     return report
@@ -99,7 +99,8 @@ def _check_tied(copied: dict[tuple, tuple[str, torch.Tensor]], where: tuple, key
 
 
 def _load_warning(report: Report, alignment_warning: str | None) -> str | None:
-    """Why this load deserves a warning: nothing fed, or the alignment's few-keys warning."""
+    """Why this load deserves a Python warning: nothing fed, or few keys fed (the alignment's alarm);
+    the quieter warnings (a module left at init on purpose, say) are in ``report.warnings``."""
     fed = len(report.pretrained)
     if fed == 0:
         return f"NOTHING was loaded: 0 of {len(report.rows)} keys fed" + (
