@@ -8,6 +8,10 @@ fine and are wrong.
 - an adapter that truncates or resizes a tensor the structure says is transposed or
   fused: the rows it keeps are not the ones the target means (``qkv`` truncated into
   ``k_proj`` keeps the query rows);
+- a rotary-permuted weight whose bias is fed unpermuted (a hand recipe that renames the q/k
+  biases while it permutes their weights: Qwen2-style biases end in the wrong rows);
+- a position embedding padded or resized by an adapter: new positions are not interpolated, so
+  the model's outputs change (``resample`` is the op that keeps them);
 - whole modules left at their init beside a load that otherwise looks complete (a ResNet's
   shortcuts, a router, a tied head the file dropped), named on both sides, with the pairing
   when the unused source modules match them one to one by shapes.
@@ -17,6 +21,7 @@ give one warning, not twelve.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from ckptlab.align.keyfold import fold_keys, fold_pattern
@@ -33,7 +38,7 @@ def structural_warnings(rows) -> list[str]:
     targets = [r for r in rows if r.target is not None and not r.kept]
     unused = [r for r in rows if r.target is None and r.status == "unused"]
     return [*_partly_fed(targets), *_unfed_modules(targets, unused), *_square_beside_transposed(targets),
-            *_adapter_on_structure(targets)]
+            *_adapter_on_structure(targets), *_rope_bias(targets), *_position_adapter(targets)]
 
 
 def _module(key: str) -> str:
@@ -219,3 +224,40 @@ def _pair_by_shapes(unfed: dict[str, list], sources: dict[str, list]) -> list[tu
 def _list(patterns: list[str]) -> str:
     shown = ", ".join(quote(p) for p in patterns[:MAX_LINES])
     return shown + (f" and {len(patterns) - MAX_LINES} more" if len(patterns) > MAX_LINES else "")
+
+
+# -- rotary permutes and position embeddings -----------------------------------------------
+ROPE_OPS = {"rope_permute", "rope_unpermute"}
+POSITION_NAME = re.compile(r"pos(ition)?_?emb|position_embeddings|pos_embed|wpe|absolute_pos", re.IGNORECASE)
+
+
+def _op_names(row) -> set[str]:
+    return {op.name for op in row.convert.ops} if row.convert is not None else set()
+
+
+def _rope_bias(rows) -> list[str]:
+    """Biases fed beside a rotary-permuted weight without the same permute."""
+    by_key = {r.target: r for r in rows}
+    flagged = []
+    for r in rows:
+        rope = _op_names(r) & ROPE_OPS
+        if not rope or not r.target.endswith(".weight"):
+            continue
+        bias = by_key.get(r.target[: -len("weight")] + "bias")
+        if bias is not None and bias.fed and not (_op_names(bias) & rope):
+            flagged.append((bias.target, sorted(rope)[0]))
+    if not flagged:
+        return []
+    return [f"{_list(_folded([b for b, _ in flagged]))} fed without the {flagged[0][1]} their weights got: a bias of a "
+            "rotary-permuted projection must be permuted alike (add the same op to its convert entry)"]
+
+
+def _position_adapter(rows) -> list[str]:
+    """Position embeddings fitted by pad/resize/truncate: positions are not resampled."""
+    fitted = [r.target for r in rows if r.status == "adapted" and r.adapt is not None
+              and r.adapt.op in ("pad", "resize", "truncate") and POSITION_NAME.search(r.target)]
+    if not fitted:
+        return []
+    return [f"position embedding {_list(_folded(fitted))} fitted by an adapter that pads, cuts or resizes "
+            "its rows: positions are not interpolated, so the model computes something else (resample the "
+            "grid with a resample op instead)"]

@@ -79,3 +79,13 @@ def test_a_fused_tensor_split_by_structure_is_a_guess_said_aloud_and_never_stric
     settled = ckptlab.align(source, target, auto="none", recipe={"convert": [
         {"from": "attn.qkv.weight", "to": ["attn.q.weight", "attn.k.weight", "attn.v.weight"], "ops": [{"chunk": 0}]}]})
     assert settled.warnings == [] and settled.strict_ok  # a recipe that says the order settles it
+
+
+def test_a_bias_renamed_beside_its_rotary_permuted_weight_is_flagged():
+    source = {"q.weight": t(8, 8), "q.bias": t(8)}
+    target = {"q.weight": t(8, 8), "q.bias": t(8)}
+    half = {"convert": [{"from": "q.weight", "to": "q.weight", "ops": [{"rope_permute": {"heads": 2}}]}]}
+    [warning] = ckptlab.align(source, target, recipe=half).warnings
+    assert warning.startswith("'q.bias' fed without the rope_permute their weights got")
+    both = {"convert": [{"from": "q.{w}", "to": "q.{w}", "ops": [{"rope_permute": {"heads": 2}}]}]}
+    assert ckptlab.align(source, target, recipe=both).warnings == []

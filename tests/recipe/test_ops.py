@@ -35,7 +35,7 @@ def test_every_registered_op_is_undone_by_its_inverse(name):
     out = op.apply(tensors, len(tensors))
     assert [tuple(t.shape) for t in out] == op.shapes(list(shapes), len(tensors))
     if not op.invertible:
-        with pytest.raises(ConvertError, match="drops part of the tensor"):
+        with pytest.raises(ConvertError, match="drops part of the tensor|cannot be undone"):
             op.inverse(list(shapes))
         return
     back = op.inverse(list(shapes)).apply(out, len(tensors))
@@ -48,5 +48,5 @@ def test_every_registered_op_is_undone_by_its_inverse(name):
 
 def test_the_registry_lists_the_ops_in_the_order_messages_name_them():
     with pytest.raises(RecipeError, match=r"expected transpose, permute, reshape, squeeze, unsqueeze, chunk, "
-                                        r"split, cat, stack, unbind, narrow, rope_permute, rope_unpermute\)"):
+                                        r"split, cat, stack, unbind, narrow, rope_permute, rope_unpermute, resample\)"):
         parse_op("nope")

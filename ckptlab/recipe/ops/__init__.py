@@ -16,6 +16,7 @@ from ckptlab.recipe.ops.base import (
 from ckptlab.recipe.ops.chunk import Cat, Chunk, Split
 from ckptlab.recipe.ops.narrow import Narrow
 from ckptlab.recipe.ops.permute import Permute
+from ckptlab.recipe.ops.resample import Resample
 from ckptlab.recipe.ops.reshape import Reshape
 from ckptlab.recipe.ops.rope import RopePermute, RopeUnpermute
 from ckptlab.recipe.ops.squeeze import Squeeze, Unsqueeze
@@ -27,12 +28,12 @@ __all__ = [
     "OPS", "parse_op", "Op", "ConvertError", "Shape", "VARIABLE", "EACH", "MANY_TO_ONE", "ONE_TO_MANY",
     "run", "preview", "trace", "describe_ops",
     "Transpose", "Permute", "Reshape", "Squeeze", "Unsqueeze", "Chunk", "Split", "Cat", "Stack", "Unbind",
-    "Narrow", "RopePermute", "RopeUnpermute",
+    "Narrow", "RopePermute", "RopeUnpermute", "Resample",
 ]
 
 OPS: dict[str, type[Op]] = {op.name: op for op in (
     Transpose, Permute, Reshape, Squeeze, Unsqueeze, Chunk, Split, Cat, Stack, Unbind, Narrow,
-    RopePermute, RopeUnpermute,
+    RopePermute, RopeUnpermute, Resample,
 )}
 
 
