@@ -26,6 +26,7 @@ from ckptlab.align.types import (  # noqa: F401  (re-exported: the old module's 
     AUTO_LEVELS, CONFIDENCES, EXPLICIT, FED_STATUSES, STATUSES, Alignment, Row, Shape, Suggestion, shape_text,
 )
 from ckptlab.io.sources import as_checkpoint
+from ckptlab.io.ties import with_declared_ties
 
 # -- the engine ---------------------------------------------------------------------------
 @dataclass
@@ -427,7 +428,7 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
     given = Recipe.coerce(recipe)
-    src = _open_source(source, given.container)
+    src = with_declared_ties(source, _open_source(source, given.container))  # a tied head the file left out
     tgt = as_checkpoint(target)
     from ckptlab.align.suggest.pipeline import suggest
 
@@ -438,11 +439,26 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     suggestions = suggest(src, tgt, given, params=given_params, sides=sides, notes=notes)
     effective, labels, suggestions = apply_suggestions(given, suggestions, auto)
     if effective.container is not None and effective.container != src.container:
-        src = _open_source(src, effective.container)
-    rows = build_rows(src, tgt, effective, labels)
+        src = with_declared_ties(source, _open_source(src, effective.container))
+    rows = _note_restored_ties(build_rows(src, tgt, effective, labels), src)
     warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
     return Alignment(src, tgt, given, effective, rows, suggestions, warnings,
                      fed_warning=fed_warning(rows, len(tgt), suggestions))
+
+
+def _note_restored_ties(rows: list[Row], source: Checkpoint) -> list[Row]:
+    """Rows fed by a key the source holds only through a declared tie say so."""
+    restored = getattr(source, "restored_ties", {})
+    if not restored:
+        return rows
+    out = []
+    for row in rows:
+        hit = next((s for s in (row.sources or (row.source,)) if s in restored), None)
+        if hit is not None and row.target is not None:
+            partner, why = restored[hit]
+            row = replace(row, reason=_join(row.reason, f"fed through the tie: {quote(hit)} is {quote(partner)} ({why})"))
+        out.append(row)
+    return out
 
 
 def _carries_config(obj: Any) -> bool:

@@ -87,6 +87,15 @@ class Checkpoint:
         ck.format = "module"
         return ck
 
+    def with_aliases(self, aliases: Mapping[str, str], why: str = "") -> "Checkpoint":
+        """A copy where each new key stands for an existing one (the same lazy tensor, so the
+        pair reads as tied); ``restored_ties`` says which and ``why`` (for the rows' reasons)."""
+        copy = Checkpoint.__new__(Checkpoint)
+        copy.__dict__.update(self.__dict__)
+        copy._tensors = {**self._tensors, **{new: self._tensors[old] for new, old in aliases.items()}}
+        copy.restored_ties = {**getattr(self, "restored_ties", {}), **{new: (old, why) for new, old in aliases.items()}}
+        return copy
+
     # -- the mapping --------------------------------------------------------------------
     def keys(self) -> list[str]:
         return list(self._tensors)

@@ -52,9 +52,10 @@ def test_show_prints_a_recipe_that_loads_back(capsys, tmp_path):
 def test_a_missing_parameter_is_named_in_one_line(capsys):
     assert main(["recipes", "--show", "meta-llama-to-hf-llama"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "needs heads" in err and "--param heads=N" in err and "kv_heads" not in err
+    # kv_heads is never defaulted to heads (grouped-query attention): with no file to read it from, it is named
+    assert "\n" not in err and "needs heads" in err and "--param heads=N --param kv_heads=N" in err
     with pytest.raises(RecipeError, match="positive integer"):
-        get("meta-llama-to-hf-llama").recipe({"heads": "many"})
+        get("meta-llama-to-hf-llama").recipe({"heads": "many", "kv_heads": 2})
 
 
 def test_unknown_name_gets_a_did_you_mean():
@@ -82,7 +83,8 @@ def test_params_from_a_model_config_and_from_files_beside_a_checkpoint(tmp_path)
     assert values == {"heads": 16, "kv_heads": 2} and origin["heads"].endswith("params.json")
     values, origin, _ = find_params(known, [("source", str(tmp_path / "x.pth"))], given={"heads": 2})
     assert values["heads"] == 2 and origin["heads"] == "given"
-    assert known.resolve_params({"heads": 6}) == {"heads": 6, "kv_heads": 6}  # kv_heads defaults to heads
+    with pytest.raises(RecipeError, match="needs kv_heads"):  # never defaulted to heads: shapes or a config say it
+        known.resolve_params({"heads": 6})
 
 
 def test_instantiate_swaps_the_prefixes_found_on_each_side():

@@ -40,11 +40,15 @@ def converted(source, target, tmp_path, name: str, expect: str, missing: int = 0
     al = ckptlab.align(source, target, auto="high", **kw)
     known = [s for s in al.suggestions if repr(expect) in s.reason]
     assert known and all(s.confidence == "high" and s.applied for s in known)
-    assert al.warnings == []
+    if missing:  # what the source cannot feed stays the target's own, and is said so (not silent)
+        [left] = al.warnings
+        assert "left at" in left and "init" in left
+    else:
+        assert al.warnings == []
     assert (al.summary["missing"], al.summary["mismatch"], al.summary["conflict"]) == (missing, 0, 0)
     out = tmp_path / f"{name}.safetensors"
     rep = ckptlab.remap(source, target, out, auto="high", **kw)
-    assert rep.warning is None
+    assert rep.warning == (al.warnings[0] if al.warnings else None)
     return load_file(out)
 
 
@@ -220,6 +224,27 @@ def test_grouped_query_kv_heads_are_read_from_the_shapes_never_defaulted_to_head
                         params={"heads": 4})  # params= wherever align takes it
     assert api.warning is None and load_file(tmp_path / "api.safetensors").keys() == load_file(out).keys()
     assert all(torch.equal(v, load_file(out)[k]) for k, v in load_file(tmp_path / "api.safetensors").items())
+
+
+def test_a_tied_head_that_save_pretrained_left_out_is_fed_through_its_tie(tmp_path):
+    """HF LLaMA with tie_word_embeddings: the file holds no lm_head.weight. Meta's layout keeps
+    output.weight apart, so it must be fed from the embedding the config ties it to."""
+    tied = hf.llama(seed=3, tie_word_embeddings=True)
+    tied.save_pretrained(tmp_path / "hf")
+    assert "lm_head.weight" not in load_file(tmp_path / "hf" / "model.safetensors")
+    meta_target = reseeded(llama.llama(), seed=8)
+    al = ckptlab.align(str(tmp_path / "hf" / "model.safetensors"), meta_target)
+    row = al.row("output.weight")
+    assert row.fed and "fed through the tie: 'lm_head.weight' is 'model.embed_tokens.weight'" in row.reason
+    assert al.warnings == [] and al.strict_ok
+    ckptlab.remap(str(tmp_path / "hf" / "model.safetensors"), meta_target, tmp_path / "meta.pt")
+    meta = load(llama.llama(), torch.load(tmp_path / "meta.pt", weights_only=True))
+    with torch.no_grad():
+        assert (tied(tokens()).logits - meta(tokens())).abs().max() <= TOL
+    (tmp_path / "hf" / "config.json").unlink()  # no config: nothing says the head is tied
+    untold = ckptlab.align(str(tmp_path / "hf" / "model.safetensors"), meta_target)
+    assert not untold.row("output.weight").fed and not untold.strict_ok
+    assert any("'output' left at its init" in w for w in untold.warnings)
 
 
 def test_wrong_head_count_would_be_wrong_so_the_given_one_is_used():
