@@ -5,7 +5,7 @@
 1. ``model_target`` of a ~7e9-parameter model (keys and shapes, no values): wall time and
    peak RSS growth, beside the bytes a real build would need.
 2. The attention-swap story: FontUNet with SelfAttention vs LinearAttention over glyph
-   sizes (``ckptlab.models.verify.compare_speed``: interleaved warmed-up pairs, the median of the
+   sizes (``ckptlab.models.speed.compare_speed``: interleaved warmed-up pairs, the median of the
    per-pair time ratios with its interquartile range, peak tensor memory per pass).
    ``--rss`` cross-checks that memory figure: each model's first forward at each size in a
    fresh process, the growth of its peak RSS (VmHWM reset through /proc/self/clear_refs
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ckptlab.io.model_target import model_target  # noqa: E402
-from ckptlab.models.verify import compare_speed  # noqa: E402
+from ckptlab.models.speed import compare_speed  # noqa: E402
 
 
 def _max_rss_mb() -> float:

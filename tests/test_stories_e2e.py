@@ -19,7 +19,9 @@ import torch
 import ckptlab
 from ckptlab.cli import main
 from ckptlab.io.model_target import model_target
-from ckptlab.models.verify import compare_function, compare_speed, load_report
+from ckptlab.models.function_check import compare_function
+from ckptlab.models.load_check import load_report
+from ckptlab.models.speed import compare_speed
 from ckptlab.models.warmstart import CkptlabWarning
 from sample_ckpts import models
 from tests.paths import ROOT

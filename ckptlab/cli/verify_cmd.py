@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ckptlab.io.opener import open as open_checkpoint
     from ckptlab.io.model_target import model_target
-    from ckptlab.models.verify import load_report
+    from ckptlab.models.load_check import load_report
 
     kwargs = parse_kwargs(args.model_kwargs, "--model-kwargs", args.model_config, "--model-config")
     model = model_target(args.model, kwargs, allow_code(args))
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(report: dict, ok: bool) -> None:
-    from ckptlab.models.verify import describe_misfit
+    from ckptlab.models.load_check import describe_misfit
 
     say(describe_misfit(report) if ok else f"does not load strictly: {describe_misfit(report)}")
     for key in report["missing"]:

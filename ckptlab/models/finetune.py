@@ -4,11 +4,13 @@ Pretrained parameters (loaded or adapted) train at ``lr``; new ones (missing fro
 source, e.g. a fresh head) at ``lr * new_lr_mult``. A tensor an adapter grew (a head padded
 from 10 to 100 classes: rows 10..99 from the target's init or zeros) or re-initialised holds
 new rows: by default it trains whole at the new rate too, since a base rate would leave the
-new classes barely trained (``new_rows`` says which rows are new). Freezing sets ``requires_grad=False``
-AND leaves the parameter out of every group (the story's "freeze, then filter the
-optimizer"): no optimizer state is kept for it, and a gradient that still reaches it
-(a later unfreeze, a shared tensor) can never move it. Each group carries a ``"name"``; torch optimizers keep extra keys, and LR schedulers scale
-every group's ``lr`` by the same factor, so the pretrained/new ratio survives a schedule.
+new classes barely trained (``ckptlab.align.new_rows`` says which rows are new).
+
+Freezing sets ``requires_grad=False`` AND leaves the parameter out of every group (the
+story's "freeze, then filter the optimizer"): no optimizer state is kept for it, and a
+gradient that still reaches it (a later unfreeze, a shared tensor) can never move it. Each
+group carries a ``"name"``; torch optimizers keep extra keys, and LR schedulers scale every
+group's ``lr`` by the same factor, so the pretrained/new ratio survives a schedule.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from typing import Any
 
 from torch import nn
 
-from ckptlab.align.new_rows import NewRows, new_rows  # noqa: F401  (re-exported)
+from ckptlab.align.new_rows import new_rows
 from ckptlab.errors import CheckpointError, RecipeError
+
+__all__ = ["FinetunePlan", "frozen_modules", "param_groups", "plan", "pretrained_keys"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,8 @@ from torch import nn
 from ckptlab.errors import CheckpointError
 from ckptlab.merge.report import Report
 
+__all__ = ["CkptlabWarning", "IncompatibleKeys", "incompatible_keys", "load_into"]
+
 
 class CkptlabWarning(UserWarning):
     """A load that fed few or no keys of the model (never silent)."""

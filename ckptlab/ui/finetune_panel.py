@@ -14,6 +14,7 @@ FINETUNE_MARK = "# -- Fine-tune plan"
 
 
 def show(alignment: Any, target: Any) -> None:
+    from ckptlab.align.new_rows import new_rows
     from ckptlab.models import finetune
 
     if not target.model:
@@ -23,7 +24,7 @@ def show(alignment: Any, target: Any) -> None:
                "multiplier; frozen ones get requires_grad=False and stay out of the optimizer. A scheduler "
                "scales every group alike, so the ratio holds.")
     model = model_of(target.model, target.kwargs).meta_model
-    grown = finetune.new_rows(alignment)
+    grown = new_rows(alignment)
     grown_as_new = True
     if grown:
         grown_as_new = st.checkbox(

@@ -126,10 +126,10 @@ def warm_start_report(alignment: Any) -> None:
 
 
 def _load(alignment: Any, target: Any) -> dict:
-    from ckptlab.models import verify
+    from ckptlab.models.load_check import describe_misfit, load_report
 
-    report = verify.load_report(merged_tensors(alignment), model_of(target.model, target.kwargs))
-    return {"summary": verify.describe_misfit(report), "report": report}
+    report = load_report(merged_tensors(alignment), model_of(target.model, target.kwargs))
+    return {"summary": describe_misfit(report), "report": report}
 
 
 def source_as_model_expects(source_ckpt: Any, src_model: Any) -> tuple[dict, str]:
@@ -165,13 +165,13 @@ def kept_rows(alignment: Any) -> set[int]:
 
 
 def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) -> dict:
-    from ckptlab.models import verify
+    from ckptlab.models.function_check import compare_function
 
     src_kwargs = parse_kwargs(src_kwargs_text)
     src_model = model_of(src_spec, src_kwargs)
     src_tensors, fixed = source_as_model_expects(alignment.source, src_model)
-    check = verify.compare_function(src_model, src_tensors, model_of(target.model, target.kwargs),
-                                    merged_tensors(alignment), kept_rows=kept_rows(alignment)).to_dict()
+    check = compare_function(src_model, src_tensors, model_of(target.model, target.kwargs),
+                             merged_tensors(alignment), kept_rows=kept_rows(alignment)).to_dict()
     # markdown for a caption: the specs as code spans, the applied fixes (key names) escaped
     check["compared"] = (f"source model {text.code(src_spec)} {_kwargs_text(src_kwargs)} holding the source "
                          "checkpoint" + (f" ({text.md(fixed, 600)})" if fixed else "")
@@ -183,10 +183,10 @@ def _function(alignment: Any, target: Any, src_spec: str, src_kwargs_text: str) 
 
 
 def _default_sizes(target: Any) -> str:
-    from ckptlab.models import verify
+    from ckptlab.models.inputs import default_sizes
 
     try:
-        return ", ".join(map(str, verify.default_sizes(model_of(target.model, target.kwargs).meta_model)))
+        return ", ".join(map(str, default_sizes(model_of(target.model, target.kwargs).meta_model)))
     except CheckpointError:
         return ""
 
@@ -207,12 +207,12 @@ def parse_sizes(text: str) -> list[int]:
 
 def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, budget: float, threads: int,
            progress: Any = None) -> Any:
-    from ckptlab.models import verify
+    from ckptlab.models.speed import compare_speed
 
     models = {"source": model_of(src_spec, parse_kwargs(src_kwargs_text)),
               "target": model_of(target.model, target.kwargs)}
-    return verify.compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads,
-                                progress=progress)
+    return compare_speed(models, sizes=parse_sizes(sizes_text), budget_s=float(budget), threads=threads,
+                         progress=progress)
 
 
 def _show_results(results: dict, run_key: tuple) -> None:

@@ -197,16 +197,16 @@ def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path):
 
 
 def test_verify_compares_the_source_model_with_the_converted_target_on_token_inputs(pair, tmp_path):
-    from ckptlab.models import verify
+    from ckptlab.models.function_check import compare_function
 
     src, _ = pair
     ckptlab.remap(src, nanogpt(), tmp_path / "n.safetensors", recipe=TRANSPOSE_RECIPE, auto="none")
     idx = torch.randint(0, 32, (2, 8), generator=torch.Generator().manual_seed(2))
-    check = verify.compare_function(src, src.state_dict(), nanogpt(), tmp_path / "n.safetensors", inputs=idx)
+    check = compare_function(src, src.state_dict(), nanogpt(), tmp_path / "n.safetensors", inputs=idx)
     assert check.max_abs_diff < 1e-5 and check.target_input_shape == (2, 8)
     # the same file without the conversion's transposes would not even load strictly
     ckptlab.remap(src, nanogpt(), tmp_path / "wrong.safetensors", auto="none", on_mismatch="keep-target")
-    wrong = verify.compare_function(src, src.state_dict(), nanogpt(), tmp_path / "wrong.safetensors", inputs=idx)
+    wrong = compare_function(src, src.state_dict(), nanogpt(), tmp_path / "wrong.safetensors", inputs=idx)
     assert wrong.max_abs_diff > 1e-2
 
 

@@ -156,7 +156,7 @@ def _grown_alignment():
 
 def test_new_rows_of_a_grown_head_and_none_for_new_input_channels():
     import ckptlab
-    from ckptlab.models.finetune import new_rows
+    from ckptlab.align.new_rows import new_rows
 
     alignment = _grown_alignment()
     assert alignment.summary["adapted"] == 2

@@ -9,17 +9,10 @@ import torch
 import ckptlab
 from ckptlab.errors import CheckpointError
 from ckptlab.io.model_target import model_target
-from ckptlab.models.verify import (
-    compare_function,
-    compare_speed,
-    default_sizes,
-    describe_misfit,
-    infer_input_shape,
-    load_report,
-    loaded_model,
-    peak_memory,
-    token_vocab,
-)
+from ckptlab.models.function_check import compare_function
+from ckptlab.models.inputs import default_sizes, infer_input_shape, token_vocab
+from ckptlab.models.load_check import describe_misfit, load_report, loaded_model
+from ckptlab.models.speed import compare_speed, peak_memory
 from sample_ckpts import models
 from tests.paths import SAMPLES
 
