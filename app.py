@@ -7,6 +7,6 @@ same entry inside the package.
 """
 import streamlit as st
 
-from ckptlab.ui.server import PAGE_SCRIPT, routes
+from ckptlab.ui.server import PAGE_SCRIPT, lifespan, routes
 
-app = st.App(str(PAGE_SCRIPT), routes=routes())
+app = st.App(str(PAGE_SCRIPT), routes=routes(), lifespan=lifespan)

@@ -132,5 +132,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:  # stopped on request: that is how a server ends
-        return 0 if code in (0, -received[0]) else (128 + -code if code < 0 else code)
+        if code in (0, -received[0]) or (received[0] == signal.SIGINT and code == 1):  # Ctrl-C: click's "Aborted!"
+            return 0
+        return 128 + -code if code < 0 else code
     return 128 + -code if code < 0 else code

@@ -89,6 +89,20 @@ def server_dir() -> Path:
         return _server_dir
 
 
+def remove_server_dir() -> None:
+    """Remove this server's folder now (the server is stopping): every session folder and
+    link goes with it, and the lock is released."""
+    global _server_dir, _server_lock
+    with _LOCK:
+        folder, handle = _server_dir, _server_lock
+        _server_dir = _server_lock = None
+        _served.clear()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+    if handle is not None:
+        handle.close()
+
+
 class SessionFolder:
     """A folder owned by one session's state: removed (with its download links) when that
     state is dropped, or at the latest when the server exits."""
@@ -128,7 +142,7 @@ XSRF_COOKIE = "_streamlit_xsrf"
 def browser_id(cookie: str | None) -> str:
     """A stable id of the browser behind a Streamlit XSRF cookie: a hash of the token it
     carries (the cookie's mask changes each time it is set, the token does not)."""
-    if not isinstance(cookie, str) or not cookie:  # no request behind this run (AppTest gives a mock)
+    if not isinstance(cookie, str) or not cookie:      # none, or a test harness's stand-in
         return ""
     token: bytes | None = None
     try:

@@ -10,8 +10,11 @@ import streamlit as st
 
 def main() -> None:
     st.set_page_config(page_title="ckptlab", page_icon=":material/science:", layout="wide")
-    from ckptlab.ui import inputs, kept, state, suggestions, summary, views
+    from ckptlab.ui import inputs, kept, lifecycle, state, suggestions, summary, views
 
+    if lifecycle.track():
+        st.info(f"This page was idle for {lifecycle.seconds(lifecycle.IDLE_ENV, lifecycle.IDLE_S) / 60:g} minutes: "
+                "its uploads, built files and settings were removed from the server. Start again below.")
     kept.new_run()
     pair, source, target = inputs.sidebar()
     summary.intro(pair, st.session_state.get("source_mode") == inputs.SAMPLE)

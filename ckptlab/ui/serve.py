@@ -3,6 +3,6 @@ running the page (``app_script.py`` -> ``ckptlab.ui.page``) plus the route that 
 built files from disk (``ckptlab.ui.server``). The repo's ``app.py`` is the same entry."""
 import streamlit as st
 
-from ckptlab.ui.server import PAGE_SCRIPT, routes
+from ckptlab.ui.server import PAGE_SCRIPT, lifespan, routes
 
-app = st.App(str(PAGE_SCRIPT), routes=routes())
+app = st.App(str(PAGE_SCRIPT), routes=routes(), lifespan=lifespan)

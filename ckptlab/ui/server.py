@@ -7,9 +7,12 @@ in chunks (Starlette's ``FileResponse``) for a link made by ``ckptlab.ui.files.s
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from ckptlab.ui import files, heap
+from ckptlab.ui import files, heap, lifecycle
 
 PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
 
@@ -60,7 +63,20 @@ def routes() -> list:
                             headers={"Cache-Control": "no-store"})
 
     files.sweep_stale()
+    files.server_dir()          # made (and locked) now: the scratch is known from the start
     files.ROUTE_ACTIVE = True
     heap.enable()
+    lifecycle.start()
     warm_up()
     return [Route(files.route_path(), download, methods=["GET", "HEAD"])]
+
+
+@asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    """The server's end (SIGTERM, SIGINT, Ctrl-C) removes its scratch folder: every
+    visitor's uploads and built files. uvicorn stops gracefully, then re-raises the
+    signal, so the process dies by it and exit hooks (``atexit``) never run."""
+    try:
+        yield
+    finally:
+        files.remove_server_dir()

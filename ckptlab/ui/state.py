@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import files, heap, icons, text
+from ckptlab.ui import files, heap, icons, lifecycle, text
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -28,6 +28,7 @@ def session_dir() -> Path:
     if holder is None or not holder.path.is_dir():
         holder = files.SessionFolder()
         st.session_state[_SESSION_DIR] = holder
+        lifecycle.note_folder(holder.path)       # removed when the visit ends, not only when collected
     return holder.path
 
 
