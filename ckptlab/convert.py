@@ -10,7 +10,10 @@ undo a recipe bit for bit). Patterns use ``{name}`` placeholders (one or more ch
 dot); a placeholder of ``from`` absent from ``to`` stacks every match in numeric order, and
 one of ``to`` absent from ``from`` takes the outputs of an ``unbind``, one per index ``0..n-1``
 (a stacked tensor does not keep its indices: ``unbind_clash`` refuses an unbind onto a target
-that numbers that family otherwise).
+that numbers that family otherwise). With several ``from`` patterns the stacked matches reach
+the ops pattern by pattern (every ``w1`` of the experts, then every ``w3``: ``stack``, ``chunk``
+in two, ``cat`` gives transformers' fused ``gate_up_proj``); with several ``to`` patterns the
+unbound outputs are dealt out the same way, an equal share to each.
 
 Ops work on the list of tensors of one group: ``cat``/``stack`` take many and give one,
 ``chunk``/``split``/``unbind`` take one and give many, the others act on each tensor.
@@ -121,7 +124,7 @@ class Op:
             if self.name == "unbind":
                 return VARIABLE
             if self.name == "split":
-                return len(self.arg["sizes"])
+                return len(self.arg.get("sizes") or self.arg["ratio"])
             n = self.parts(parts)
             if n is None:
                 raise RecipeError(f"{where}: chunk needs {{chunk: {{dim: d, parts: n}}}} here "
@@ -251,6 +254,15 @@ def _arg_chunk(arg: Any, where: str) -> Any:
 
 
 def _arg_split(arg: Any, where: str) -> dict:
+    """``{dim, sizes}``, or ``{dim, ratio}``: parts in proportion (a fused qkv of GQA split as
+    ``[heads, kv_heads, kv_heads]`` without knowing the head size)."""
+    if isinstance(arg, dict) and "ratio" in arg and "sizes" not in arg:
+        got = _arg_fields(arg, where, ("dim", "ratio"))
+        _arg_int(got["dim"], where)
+        ratio = _int_list(got["ratio"], where, "ratio")
+        if not ratio or any(r < 1 for r in ratio):
+            raise RecipeError(f"{where}: ratio must be a non-empty list of integers >= 1")
+        return {"dim": got["dim"], "ratio": ratio}
     got = _arg_fields(arg, where, ("dim", "sizes"))
     _arg_int(got["dim"], where)
     sizes = _int_list(got["sizes"], where, "sizes")
@@ -363,10 +375,23 @@ def _s_chunk(op: Op, shapes: list[Shape], parts: int | None) -> list[Shape]:
     return [s[:d] + (s[d] // n,) + s[d + 1:]] * n
 
 
+def split_sizes(op: Op, s: Shape) -> tuple[int, ...]:
+    """A split's sizes along its dim of ``s``: as given, or from its ratio."""
+    if "sizes" in op.arg:
+        return op.arg["sizes"]
+    d = _dim(op.arg["dim"], len(s), op.describe())
+    ratio = op.arg["ratio"]
+    if s[d] % sum(ratio):
+        raise ConvertError(f"{op.describe()}: dim {op.arg['dim']} of {s} ({s[d]}) does not split "
+                           f"in the ratio {':'.join(map(str, ratio))}")
+    unit = s[d] // sum(ratio)
+    return tuple(unit * r for r in ratio)
+
+
 def _s_split(op: Op, shapes: list[Shape], parts: int | None) -> list[Shape]:
     s = _single(op, shapes)
     d = _dim(op.arg["dim"], len(s), op.describe())
-    sizes = op.arg["sizes"]
+    sizes = split_sizes(op, s)
     if sum(sizes) != s[d]:
         raise ConvertError(f"{op.describe()}: sizes add up to {sum(sizes)}, dim {op.arg['dim']} of {s} is {s[d]}")
     return [s[:d] + (n,) + s[d + 1:] for n in sizes]
@@ -442,7 +467,7 @@ _APPLY: dict[str, Callable[[Op, list, int | None], list]] = {
     "rope_permute": lambda op, ts, p: [_rope(t, op.arg["heads"], True) for t in ts],
     "rope_unpermute": lambda op, ts, p: [_rope(t, op.arg["heads"], False) for t in ts],
     "chunk": lambda op, ts, p: list(ts[0].chunk(op.parts(p), op.arg if _is_int(op.arg) else op.arg["dim"])),
-    "split": lambda op, ts, p: list(ts[0].split(list(op.arg["sizes"]), op.arg["dim"])),
+    "split": lambda op, ts, p: list(ts[0].split(list(split_sizes(op, tuple(ts[0].shape))), op.arg["dim"])),
     "unbind": lambda op, ts, p: list(ts[0].unbind(op.arg)),
     "cat": lambda op, ts, p: [_torch().cat(ts, op.arg)],
     "stack": lambda op, ts, p: [_torch().stack(ts, op.arg)],
@@ -642,10 +667,6 @@ class Conversion:
         if len(only_from) > 1 or len(only_to) > 1 or (only_from and only_to):
             raise RecipeError(f"{where}: at most one placeholder may appear on one side only "
                               f"(from has {_braced(only_from) or 'none'}, to has {_braced(only_to) or 'none'})")
-        if only_from and len(self.sources) > 1:
-            raise RecipeError(f"{where}: a stacking placeholder {_braced(only_from)} needs a single 'from' pattern")
-        if only_to and len(self.targets) > 1:
-            raise RecipeError(f"{where}: an unbinding placeholder {_braced(only_to)} needs a single 'to' pattern")
         n = VARIABLE if only_from else len(self.sources)
         for i, op in enumerate(self.ops, start=1):
             n = op.count(n, self.chunk_parts, f"{where}, op {i} ({op.name})")
@@ -728,7 +749,8 @@ class Group:
         if name is None:
             return ()
         pat = self.conversion.from_patterns[0]
-        return tuple(pat.match(s)[name] for s in self.sources)
+        share = len(self.sources) // len(self.conversion.sources)  # each pattern stacks the same values
+        return tuple(pat.match(s)[name] for s in self.sources[:share])
 
     def family(self, side: str) -> str:
         """The ``from`` (or ``to``) pattern of this group: shared placeholders filled, the one
@@ -798,7 +820,7 @@ def unbind_clash(groups: Iterable[Group], target_keys: Iterable[str]) -> str | N
                     table.setdefault(tuple(values[n] for n in others), []).append(values[name])
             indexed[g.index] = table
         first = pat.match(g.targets[0])
-        made = [pat.match(t)[name] for t in g.targets]
+        made = [m[name] for m in map(pat.match, g.targets) if m is not None]  # the first 'to' pattern's share
         have = indexed[g.index].get(tuple(first[n] for n in others), [])
         if set(made) - set(have) and set(have) - set(made):
             have = sorted(have, key=_order)
@@ -871,6 +893,8 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
     for group_key, by_pattern in found.items():
         if len(by_pattern) != len(pats):
             continue  # a group that lacks one of its sources is left to the rules
+        if conv.stacked and len(pats) > 1 and len({tuple(o for o, _ in sorted(v)) for v in by_pattern.values()}) > 1:
+            continue  # the patterns stack different indices (w1 of 8 experts, w3 of 7): left to the rules
         sources = tuple(k for p in range(len(pats)) for _, k in sorted(by_pattern[p]))
         values = dict(zip(conv.shared, group_key))
         in_shapes = [tuple(shapes[s]) for s in sources]
@@ -884,8 +908,11 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
             raise ConvertError(f"convert {index}: {exc.message} on {shown}"
                                f"{' ...' if len(sources) > 3 else ''}") from None
         if conv.unbound:
-            pat = conv.to_patterns[0]
-            targets = tuple(pat.fill({**values, conv.unbound: str(i)}) for i in range(len(out_shapes)))
+            share, left = divmod(len(out_shapes), len(conv.to_patterns))
+            if left:
+                raise ConvertError(f"convert {index}: {len(out_shapes)} outputs do not deal out evenly to "
+                                   f"{len(conv.to_patterns)} 'to' patterns")
+            targets = tuple(pat.fill({**values, conv.unbound: str(i)}) for pat in conv.to_patterns for i in range(share))
         else:
             targets = tuple(pat.fill(values) for pat in conv.to_patterns)
         groups.append(Group(index, conv, sources, targets, tuple(in_shapes), tuple(out_shapes)))

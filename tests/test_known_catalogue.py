@@ -1,0 +1,203 @@
+"""The catalogue grown from the field's registries (transformers' conversion mapping,
+llama.cpp's tensor map): each entry in both directions between a real ``transformers``
+5.24 model (tiny config, random init, no hub) and the other layout (another real
+``transformers`` class, the legacy layout ``save_pretrained`` still writes, or a faithful
+re-implementation in ``tests/models``). Each test saves the source's state_dict to a file,
+remaps it with ``auto="high"`` and no recipe (the entry is found by its fingerprint), loads
+the result into the other side and compares outputs on seeded inputs; the reverse entry
+gives every original tensor back bit for bit."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as tf
+from safetensors.torch import load_file, save_file
+
+import ckptlab
+from ckptlab.known import get
+
+TOL = 1e-5
+
+
+def tokens(vocab: int = 64) -> torch.Tensor:
+    return torch.randint(0, vocab, (2, 9), generator=torch.Generator().manual_seed(1))
+
+
+def images(size: int = 8) -> torch.Tensor:
+    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+
+
+def build(cls, config, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return cls(config).eval()
+
+
+def reseeded(model: torch.nn.Module, seed: int = 123) -> torch.nn.Module:
+    """Other random values everywhere (norms around 1): a key the remap misses shows in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.dim() == 1 else 0.0))
+    return model.eval()
+
+
+def save(sd: dict[str, torch.Tensor], path: Path, wrapper: str = "") -> str:
+    """A state_dict as a file, as a user has one (tied tensors stored twice, keys wrapped)."""
+    save_file({wrapper + k: v.detach().clone().contiguous() for k, v in sd.items()}, path)
+    return str(path)
+
+
+def converted(source, target, tmp_path: Path, name: str, expect: str, missing: int = 0,
+              **kw) -> dict[str, torch.Tensor]:
+    """Remap ``source`` into ``target``'s layout with no recipe: the catalogue entry ``expect``
+    is suggested high and applied, nothing else is left unfed, no warning."""
+    al = ckptlab.align(source, target, auto="high", **kw)
+    known = [s for s in al.suggestions if f"known conversion {expect!r}" in s.reason]
+    assert known and all(s.confidence == "high" and s.applied for s in known), [s.reason for s in al.suggestions]
+    assert al.warnings == []
+    assert (al.summary["missing"], al.summary["mismatch"], al.summary["conflict"]) == (missing, 0, 0), al.summary
+    out = tmp_path / f"{name}.safetensors"
+    rep = ckptlab.remap(source, target, out, auto="high", **kw)
+    assert rep.warning is None
+    return load_file(out)
+
+
+def load(model: torch.nn.Module, sd: dict[str, torch.Tensor], allow: tuple[str, ...] = ()) -> torch.nn.Module:
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected and set(missing) <= set(allow), (missing, unexpected)
+    return model.eval()
+
+
+def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(want), set(got) ^ set(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert (a - b).abs().max() <= TOL, (a - b).abs().max()
+
+
+# -- MoE experts: per-expert lists (hub files) <-> transformers 5 fused experts -------------
+MIXTRAL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+               intermediate_size=24, vocab_size=64, num_local_experts=4, num_experts_per_tok=2)
+QWEN2_MOE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=24, moe_intermediate_size=12, shared_expert_intermediate_size=20,
+                 vocab_size=64, num_experts=4, num_experts_per_tok=2)
+MOE = {
+    "mixtral": (tf.MixtralForCausalLM, tf.MixtralConfig(**MIXTRAL), "mixtral-experts-to-fused", "mixtral-fused-to-experts",
+                "model.layers.1.block_sparse_moe.experts.3.w3.weight"),
+    "qwen2_moe": (tf.Qwen2MoeForCausalLM, tf.Qwen2MoeConfig(**QWEN2_MOE), "moe-experts-to-fused", "moe-fused-to-experts",
+                  "model.layers.1.mlp.experts.3.up_proj.weight"),
+    "qwen3_moe": (tf.Qwen3MoeForCausalLM, tf.Qwen3MoeConfig(**{**QWEN2_MOE, "head_dim": 8}), "moe-experts-to-fused",
+                  "moe-fused-to-experts", "model.layers.1.mlp.experts.3.up_proj.weight"),
+    "olmoe": (tf.OlmoeForCausalLM, tf.OlmoeConfig(**{k: v for k, v in QWEN2_MOE.items() if "shared" not in k
+                                                      and k != "moe_intermediate_size"}),
+              "moe-experts-to-fused", "moe-fused-to-experts", "model.layers.1.mlp.experts.3.up_proj.weight"),
+}
+
+
+def hub_file(model: torch.nn.Module, folder: Path) -> dict[str, torch.Tensor]:
+    """What ``save_pretrained`` writes: transformers 5 reverts its load-time conversions."""
+    model.save_pretrained(folder)
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.mark.parametrize("arch,wrapper", [("mixtral", ""), ("mixtral", "module."), ("qwen2_moe", ""),
+                                          ("qwen3_moe", ""), ("olmoe", "")])
+def test_moe_per_expert_file_to_fused_experts_and_back(tmp_path, arch, wrapper):
+    cls, config, forward, backward, legacy_key = MOE[arch]
+    original = build(cls, config)
+    file_sd = hub_file(original, tmp_path / "hub")
+    assert legacy_key in file_sd  # the per-expert layout, as on the hub
+    source = save(file_sd, tmp_path / "experts.safetensors", wrapper)
+    sd = converted(source, reseeded(build(cls, config, 1)), tmp_path, "fused", forward)
+    assert sd["model.layers.0.mlp.experts.gate_up_proj"].shape[0] == 4
+    model = load(build(cls, config, 1), sd)
+    with torch.no_grad():
+        close(model(tokens()).logits, original(tokens()).logits)
+    # back: the fused file into the per-expert layout (another model's hub file as the target)
+    other = hub_file(build(cls, config, 2), tmp_path / "other")
+    back = converted(str(tmp_path / "fused.safetensors"), other, tmp_path, "back", backward)
+    assert_same_tensors(back, file_sd)
+    assert cls.from_pretrained(tmp_path / "hub").state_dict().keys() == model.state_dict().keys()
+
+
+def test_mixtral_fused_experts_ops_are_each_others_inverse():
+    """The two hand-written entries undo each other, and ckptlab's own inverse agrees."""
+    shapes = {f"model.layers.0.block_sparse_moe.experts.{e}.{w}.weight": (4, 6) if w == "w2" else (6, 4)
+              for e in range(3) for w in ("w1", "w2", "w3")}
+    forward = get("mixtral-experts-to-fused").recipe()
+    derived = forward.inverted(shapes=shapes).to_dict()["convert"][0]
+    written = get("mixtral-fused-to-experts").recipe().to_dict()["convert"][0]
+    assert derived["from"] == written["from"] and derived["to"] == written["to"]
+    assert derived["ops"] == written["ops"]
+
+
+# -- the two things the ops could not say before --------------------------------------------
+def test_split_by_ratio_and_its_inverse():
+    """``split: {dim, ratio}`` cuts a fused GQA qkv as heads:kv:kv without the head size."""
+    from ckptlab.convert import Conversion, ConvertError, Op, run
+
+    op = Op.from_value({"split": {"dim": 0, "ratio": [4, 2, 2]}})
+    assert op.shapes([(64, 32)]) == [(32, 32), (16, 32), (16, 32)]
+    fused = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    q, k, v = run([op], [fused])
+    assert torch.equal(q, fused[:32]) and torch.equal(k, fused[32:48]) and torch.equal(v, fused[48:])
+    conv = Conversion.from_dict({"from": "qkv", "to": ["q", "k", "v"], "ops": [op.to_value()]})
+    back = conv.inverted([(64, 32)])
+    assert [o.to_value() for o in back.ops] == [{"cat": 0}]
+    assert torch.equal(run(back.ops, [q, k, v])[0], fused)
+    with pytest.raises(ConvertError, match="ratio 4:2:2"):
+        op.shapes([(60, 32)])
+
+
+def _experts(n: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    return {f"l.0.experts.{e}.{w}": (6, 4) for w, count in n.items() for e in range(count)}
+
+
+def test_a_stack_over_several_patterns_feeds_them_pattern_by_pattern_and_unbinds_back():
+    from ckptlab.convert import find_groups, Conversion
+
+    fuse = Conversion.from_dict({"from": ["l.{i}.experts.{e}.w1", "l.{i}.experts.{e}.w3"], "to": "l.{i}.gate_up",
+                                 "ops": [{"stack": 0}, {"chunk": {"dim": 0, "parts": 2}}, {"cat": 1}]})
+    (group,) = find_groups([fuse], _experts({"w1": 3, "w3": 3})).groups
+    assert group.sources == tuple(f"l.0.experts.{e}.w1" for e in range(3)) + tuple(f"l.0.experts.{e}.w3" for e in range(3))
+    assert group.target_shapes == ((3, 12, 4),) and group.stacked_values() == ("0", "1", "2")
+    # w3 of one expert fewer: no group (the rules, then align, see the keys left over)
+    assert find_groups([fuse], _experts({"w1": 3, "w3": 2}), strict=False).groups == []
+    split = fuse.inverted([(6, 4)] * 6)
+    (back,) = find_groups([split], {"l.0.gate_up": (3, 12, 4)}).groups
+    assert back.targets == group.sources and back.target_shapes == ((6, 4),) * 6
+    tensors = [torch.full((6, 4), float(i)) for i in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(back.run(group.run(tensors)), tensors))
+
+
+def test_generated_scripts_replay_the_new_forms(tmp_path):
+    """``ckptlab codegen`` scripts run the multi-pattern stack/unbind and the ratio split as ckptlab does."""
+    import runpy
+
+    from ckptlab.codegen import snippet
+
+    g = torch.Generator().manual_seed(4)
+    src = {f"model.layers.0.block_sparse_moe.experts.{e}.{w}.weight": torch.randn((8, 6) if w == "w2" else (6, 8),
+                                                                                   generator=g)
+           for e in range(3) for w in ("w1", "w2", "w3")}
+    src["model.layers.0.block_sparse_moe.gate.weight"] = torch.randn(3, 8, generator=g)
+    recipe = get("mixtral-experts-to-fused").recipe()
+    tgt = {"model.layers.0.mlp.experts.gate_up_proj": torch.zeros(3, 12, 8),
+           "model.layers.0.mlp.experts.down_proj": torch.zeros(3, 8, 6), "model.layers.0.mlp.gate.weight": torch.zeros(3, 8)}
+    ckptlab.remap(src, tgt, tmp_path / "fused.pt", recipe=recipe, auto="none")
+    expected = torch.load(tmp_path / "fused.pt", weights_only=True)
+    (tmp_path / "f.py").write_text(snippet(recipe))
+    got = runpy.run_path(str(tmp_path / "f.py"))["remap"](src, tgt)
+    assert_same_tensors(got, expected)
+    (tmp_path / "b.py").write_text(snippet(get("mixtral-fused-to-experts").recipe()))
+    assert_same_tensors(runpy.run_path(str(tmp_path / "b.py"))["remap"](expected, src), src)
+    ratio = {"convert": [{"from": "qkv", "to": ["q", "k", "v"], "ops": [{"split": {"dim": 0, "ratio": [4, 2, 2]}}]}]}
+    (tmp_path / "r.py").write_text(snippet(ratio))
+    fused = {"qkv": torch.randn(16, 3, generator=g)}
+    got = runpy.run_path(str(tmp_path / "r.py"))["remap"](fused)
+    assert torch.equal(got["q"], fused["qkv"][:8]) and torch.equal(got["v"], fused["qkv"][12:])
