@@ -201,3 +201,29 @@ def test_generated_scripts_replay_the_new_forms(tmp_path):
     fused = {"qkv": torch.randn(16, 3, generator=g)}
     got = runpy.run_path(str(tmp_path / "r.py"))["remap"](fused)
     assert torch.equal(got["q"], fused["qkv"][:8]) and torch.equal(got["v"], fused["qkv"][12:])
+
+
+# -- Phi-3 (fused qkv_proj, gate_up_proj) <-> the LLaMA layout -------------------------------
+DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+               intermediate_size=48, vocab_size=64, max_position_embeddings=32, rms_norm_eps=1e-5,
+               bos_token_id=0, eos_token_id=0, pad_token_id=0)
+
+
+@pytest.mark.parametrize("kv_heads,wrapper,tied", [(2, "", False), (4, "module.", False), (2, "", True)])
+def test_phi3_to_llama_and_back(tmp_path, kv_heads, wrapper, tied):
+    cfg = {**DECODER, "num_key_value_heads": kv_heads, "tie_word_embeddings": tied}
+    phi = build(tf.Phi3ForCausalLM, tf.Phi3Config(**cfg))
+    llama_cfg = tf.LlamaConfig(**cfg)
+    sd = phi.state_dict()
+    if tied:  # save_pretrained keeps one of a tied pair: the embedding
+        sd = {k: v for k, v in sd.items() if k != "lm_head.weight"}
+    source = save(sd, tmp_path / "phi3.safetensors", wrapper)
+    out = converted(source, reseeded(build(tf.LlamaForCausalLM, llama_cfg, 1)), tmp_path, "llama", "phi3-to-llama")
+    llama = load(build(tf.LlamaForCausalLM, llama_cfg, 1), out, allow=("lm_head.weight",) if tied else ())
+    with torch.no_grad():
+        close(llama(tokens()).logits, phi(tokens()).logits)
+    back = converted(str(tmp_path / "llama.safetensors"), reseeded(build(tf.Phi3ForCausalLM, tf.Phi3Config(**cfg), 2)),
+                     tmp_path, "back", "llama-to-phi3")
+    if tied:
+        back.pop("lm_head.weight", None)
+    assert_same_tensors(back, {k.removeprefix(wrapper): v for k, v in load_file(source).items()})
