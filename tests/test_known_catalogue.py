@@ -227,3 +227,52 @@ def test_phi3_to_llama_and_back(tmp_path, kv_heads, wrapper, tied):
     if tied:
         back.pop("lm_head.weight", None)
     assert_same_tensors(back, {k.removeprefix(wrapper): v for k, v in load_file(source).items()})
+
+
+# -- Qwen2 (q/k/v biases) <-> Meta layout; Mistral through the LLaMA entries ----------------
+def _meta_args(cfg: dict) -> dict:
+    return dict(dim=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"], n_heads=cfg["num_attention_heads"],
+                n_kv_heads=cfg["num_key_value_heads"], vocab_size=cfg["vocab_size"], hidden_dim=cfg["intermediate_size"],
+                norm_eps=cfg["rms_norm_eps"])
+
+
+@pytest.mark.parametrize("drop", [None, "lm_head.weight", "model.embed_tokens.weight"])
+def test_qwen2_to_meta_layout_with_biases_and_back(tmp_path, drop):
+    """The q/k biases are rotary-permuted like their weights; a file holding the tied
+    embedding under one name only is still recognised."""
+    from tests.models import meta_bias
+
+    hf = reseeded(build(tf.Qwen2ForCausalLM, tf.Qwen2Config(**DECODER)), seed=7)  # transformers inits biases to 0
+    sd = {k: v for k, v in hf.state_dict().items() if k != drop}
+    source = save(sd, tmp_path / "qwen2.safetensors")
+    target = reseeded(meta_bias.qwen2(**_meta_args(DECODER)))
+    want_missing = ["output.weight"] if drop == "lm_head.weight" else ["tok_embeddings.weight"] if drop else []
+    al = ckptlab.align(source, target, auto="high")  # heads from the target model's params
+    assert any("'hf-qwen2-to-meta-qwen2'" in s.reason and s.applied for s in al.suggestions)
+    assert sorted(r.target for r in al.rows if r.status == "missing") == want_missing
+    if drop:
+        return  # feeding a dropped tie partner is the aligner's business, not the catalogue's
+    out = converted(source, target, tmp_path, "meta", "hf-qwen2-to-meta-qwen2")
+    meta = load(meta_bias.qwen2(**_meta_args(DECODER)), out)
+    with torch.no_grad():
+        close(meta(tokens()), hf(tokens()).logits)
+    back = converted(str(tmp_path / "meta.safetensors"), reseeded(build(tf.Qwen2ForCausalLM, tf.Qwen2Config(**DECODER), 3)),
+                     tmp_path, "back", "meta-qwen2-to-hf-qwen2")  # heads from the target's config
+    assert_same_tensors(back, hf.state_dict())
+
+
+def test_mistral_and_meta_layout_through_the_llama_entries(tmp_path):
+    """Mistral's reference checkpoints (mistral-inference) use Meta's names and interleaved
+    rotary: transformers' MistralForCausalLM is the LLaMA layout, so the LLaMA entries serve."""
+    from tests.models import llama as meta_llama
+
+    cfg = {**DECODER, "head_dim": 8, "sliding_window": 16}
+    hf = build(tf.MistralForCausalLM, tf.MistralConfig(**cfg))
+    source = save(hf.state_dict(), tmp_path / "mistral.safetensors")
+    out = converted(source, reseeded(meta_llama.llama(**_meta_args(cfg))), tmp_path, "meta", "hf-llama-to-meta-llama")
+    meta = load(meta_llama.llama(**_meta_args(cfg)), out)
+    with torch.no_grad():
+        close(meta(tokens()), hf(tokens()).logits)
+    back = converted(str(tmp_path / "meta.safetensors"), reseeded(build(tf.MistralForCausalLM, tf.MistralConfig(**cfg), 3)),
+                     tmp_path, "back", "meta-llama-to-hf-llama")
+    assert_same_tensors(back, hf.state_dict())
