@@ -276,3 +276,48 @@ def test_mistral_and_meta_layout_through_the_llama_entries(tmp_path):
     back = converted(str(tmp_path / "meta.safetensors"), reseeded(build(tf.MistralForCausalLM, tf.MistralConfig(**cfg), 3)),
                      tmp_path, "back", "meta-llama-to-hf-llama")
     assert_same_tensors(back, hf.state_dict())
+
+
+# -- GPT-NeoX: per-head interleaved query_key_value <-> split q/k/v; embed_out <-> lm_head ---
+NEOX = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=64,
+            max_position_embeddings=32, bos_token_id=0, eos_token_id=0)
+
+
+def neox_hf(seed: int = 0, **overrides) -> torch.nn.Module:
+    return reseeded(build(tf.GPTNeoXForCausalLM, tf.GPTNeoXConfig(**{**NEOX, **overrides})), seed)  # biases != 0
+
+
+@pytest.mark.parametrize("as_saved,parallel", [(False, True), (True, True), (False, False)])
+def test_gpt_neox_interleaved_qkv_to_split_and_back(tmp_path, as_saved, parallel):
+    from tests.models import neox
+
+    hf = neox_hf(7, use_parallel_residual=parallel)
+    if as_saved:  # the hub layout: the head is embed_out
+        file_sd = hub_file(hf, tmp_path / "hub")
+        assert "embed_out.weight" in file_sd and "lm_head.weight" not in file_sd
+    else:
+        file_sd = hf.state_dict()
+    source = save(file_sd, tmp_path / "neox.safetensors")
+    split_args = dict(use_parallel_residual=parallel)
+    out = converted(source, reseeded(neox.neox(**split_args)), tmp_path, "split", "gpt-neox-to-split-qkv")
+    model = load(neox.neox(**split_args), out)
+    with torch.no_grad():
+        close(model(tokens()), hf(tokens()).logits)
+    # back into a model, or into the hub file (heads and hidden from the config.json beside it)
+    target = str(tmp_path / "hub" / "model.safetensors") if as_saved else neox_hf(3, use_parallel_residual=parallel)
+    back = converted(str(tmp_path / "split.safetensors"), target, tmp_path, "back", "split-qkv-to-gpt-neox")
+    assert_same_tensors(back, file_sd)
+
+
+@pytest.mark.parametrize("wrapper", ["", "module."])
+def test_gpt_neox_embed_out_hub_file_to_transformers_5_and_back(tmp_path, wrapper):
+    hf = neox_hf(5)
+    file_sd = hub_file(hf, tmp_path / "hub")
+    source = save(file_sd, tmp_path / "hub.safetensors", wrapper)
+    out = converted(source, neox_hf(6), tmp_path, "mem", "gpt-neox-embed-out-to-lm-head")
+    model = load(neox_hf(6), out)
+    with torch.no_grad():
+        close(model(tokens()).logits, hf(tokens()).logits)
+    back = converted(str(tmp_path / "mem.safetensors"), str(tmp_path / "hub" / "model.safetensors"), tmp_path, "back",
+                     "gpt-neox-lm-head-to-embed-out")
+    assert_same_tensors(back, file_sd)
