@@ -34,7 +34,7 @@ def test_every_shipped_yaml_is_in_the_catalogue_and_parses_as_a_recipe():
     folder = Path(__file__).resolve().parents[1] / "ckptlab" / "known"
     assert len(list(folder.glob("*.yaml"))) == len(catalogue())
     for known in catalogue():
-        params = {"heads": 4, "kv_heads": 2} if known.params else {}
+        params = {p.name: 4 for p in known.params} | ({"kv_heads": 2} if known.params else {})
         recipe = known.recipe(params)
         assert recipe.to_dict()  # validated by Recipe.from_dict
 
