@@ -321,3 +321,43 @@ def test_gpt_neox_embed_out_hub_file_to_transformers_5_and_back(tmp_path, wrappe
     back = converted(str(tmp_path / "mem.safetensors"), str(tmp_path / "hub" / "model.safetensors"), tmp_path, "back",
                      "gpt-neox-lm-head-to-embed-out")
     assert_same_tensors(back, file_sd)
+
+
+# -- torchvision / timm ResNet <-> HF ResNet ---------------------------------------------------
+def with_stats(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Random BatchNorm running stats too (eval mode uses them; init leaves 0 and 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.num_batches_tracked.fill_(seed)
+    return reseeded(model, seed)
+
+
+RESNETS = {"basic": dict(widths=(8, 16, 16, 32), depths=(2, 1, 1, 1)),
+           "bottleneck": dict(widths=(16, 32, 32, 64), depths=(2, 1, 1, 1))}
+
+
+def hf_resnet(block: str, seed: int) -> torch.nn.Module:
+    spec = RESNETS[block]
+    cfg = tf.ResNetConfig(embedding_size=8, hidden_sizes=list(spec["widths"]), depths=list(spec["depths"]),
+                          layer_type=block, num_labels=5)
+    return with_stats(build(tf.ResNetForImageClassification, cfg), seed)
+
+
+@pytest.mark.parametrize("block,wrapper", [("basic", ""), ("basic", "module."), ("bottleneck", "")])
+def test_torchvision_resnet_to_hf_resnet_and_back(tmp_path, block, wrapper):
+    from tests.models import resnet
+
+    tv = with_stats(resnet.resnet(block=block, **RESNETS[block]), 7)
+    source = save(tv.state_dict(), tmp_path / "tv.safetensors", wrapper)  # DataParallel saves under module.
+    out = converted(source, hf_resnet(block, 1), tmp_path, "hf", "torchvision-resnet-to-hf-resnet")
+    assert "resnet.encoder.stages.1.layers.0.shortcut.normalization.running_var" in out
+    hf = load(hf_resnet(block, 2), out)
+    with torch.no_grad():
+        close(hf(images(32)).logits, tv(images(32)))
+    back = converted(str(tmp_path / "hf.safetensors"), with_stats(resnet.resnet(block=block, **RESNETS[block]), 3),
+                     tmp_path, "back", "hf-resnet-to-torchvision-resnet")
+    assert_same_tensors(back, tv.state_dict())
