@@ -361,3 +361,38 @@ def test_torchvision_resnet_to_hf_resnet_and_back(tmp_path, block, wrapper):
     back = converted(str(tmp_path / "hf.safetensors"), with_stats(resnet.resnet(block=block, **RESNETS[block]), 3),
                      tmp_path, "back", "hf-resnet-to-torchvision-resnet")
     assert_same_tensors(back, tv.state_dict())
+
+
+# -- HF CLIP vision <-> open_clip visual (fused in_proj, q first; HF declares k, v, q) ---------
+CLIP_VISION = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=8,
+                   patch_size=4, projection_dim=12)
+
+
+def hf_clip(seed: int) -> torch.nn.Module:
+    return reseeded(build(tf.CLIPVisionModelWithProjection, tf.CLIPVisionConfig(**CLIP_VISION)), seed)
+
+
+def test_hf_clip_vision_to_open_clip_and_back(tmp_path):
+    from tests.models import openclip
+
+    hf = hf_clip(7)
+    assert [n for n, _ in hf.vision_model.encoder.layers[0].self_attn.named_children()][:3] == ["k_proj", "v_proj", "q_proj"]
+    source = save(hf.state_dict(), tmp_path / "hf.safetensors")
+    out = converted(source, reseeded(openclip.clip_vision()), tmp_path, "oc", "hf-clip-vision-to-open-clip")
+    oc = load(openclip.clip_vision(), out)
+    with torch.no_grad():
+        close(oc(images()), hf(pixel_values=images()).image_embeds)
+    back = converted(str(tmp_path / "oc.safetensors"), hf_clip(3), tmp_path, "back", "open-clip-to-hf-clip-vision")
+    assert_same_tensors(back, hf.state_dict())
+
+
+@pytest.mark.parametrize("wrapper", ["", "module."])
+def test_open_clip_to_hf_clip_vision_from_open_clip_first(tmp_path, wrapper):
+    from tests.models import openclip
+
+    oc = reseeded(openclip.clip_vision(), 9)
+    source = save(oc.state_dict(), tmp_path / "oc.safetensors", wrapper)
+    out = converted(source, hf_clip(1), tmp_path, "hf", "open-clip-to-hf-clip-vision")
+    hf = load(hf_clip(2), out)
+    with torch.no_grad():
+        close(hf(pixel_values=images()).image_embeds, oc(images()))
