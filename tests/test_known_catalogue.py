@@ -396,3 +396,47 @@ def test_open_clip_to_hf_clip_vision_from_open_clip_first(tmp_path, wrapper):
     hf = load(hf_clip(2), out)
     with torch.no_grad():
         close(hf(pixel_values=images()).image_embeds, oc(images()))
+
+
+# -- the catalogue as a whole -------------------------------------------------------------------
+PAIRS = [("mixtral-experts-to-fused", "mixtral-fused-to-experts"), ("moe-experts-to-fused", "moe-fused-to-experts"),
+         ("phi3-to-llama", "llama-to-phi3"), ("hf-qwen2-to-meta-qwen2", "meta-qwen2-to-hf-qwen2"),
+         ("gpt-neox-to-split-qkv", "split-qkv-to-gpt-neox"),
+         ("gpt-neox-embed-out-to-lm-head", "gpt-neox-lm-head-to-embed-out"),
+         ("torchvision-resnet-to-hf-resnet", "hf-resnet-to-torchvision-resnet"),
+         ("hf-clip-vision-to-open-clip", "open-clip-to-hf-clip-vision")]
+
+
+def test_recipes_json_lists_every_new_entry_both_ways(capsys):
+    import json
+
+    from ckptlab.cli import main
+
+    assert main(["recipes", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["recipes"]}
+    for forward, backward in PAIRS:
+        assert entries[forward]["from"] == entries[backward]["to"] and entries[forward]["to"] == entries[backward]["from"]
+        assert entries[forward]["description"] and entries[backward]["description"]
+    assert set(entries["gpt-neox-to-split-qkv"]["params"]) == {"heads", "hidden"}
+    assert set(entries["phi3-to-llama"]["params"]) == {"heads", "kv_heads"} and entries["llama-to-phi3"]["params"] == {}
+
+
+def test_no_entry_claims_another_entrys_pair():
+    """Keys built from an entry's patterns (recipe and fingerprint: what loads by name is not in
+    the recipe) are recognised by that entry, never by its reverse, and swapped by the reverse."""
+    from ckptlab.known import KeyIndex, catalogue
+
+    def keys(patterns):
+        return KeyIndex([p.replace("{i}", "0").replace("{e}", "0").replace("{b}", "0").replace("{s}", "0")
+                         .replace("{w}", "weight") for p in patterns])
+
+    for forward, backward in PAIRS:
+        known = get(forward)
+        entries = known.recipe_data["convert"]
+        src = keys([p for e in entries for p in ([e["from"]] if isinstance(e["from"], str) else e["from"])]
+                   + list(known.fingerprint_source))
+        tgt = keys([p for e in entries for p in ([e["to"]] if isinstance(e["to"], str) else e["to"])]
+                   + list(known.fingerprint_target))
+        matched = {k.name for k in catalogue() if k.matches(src, tgt)}
+        assert forward in matched and backward not in matched, (forward, matched)
+        assert backward in {k.name for k in catalogue() if k.matches(tgt, src)}
