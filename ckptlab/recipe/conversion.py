@@ -4,7 +4,10 @@ Renames alone cannot move GPT-2's Conv1D weights (stored transposed) into an ``n
 GPT, split timm's fused ``qkv`` into HF's q/k/v, or reorder LLaMA's rotary dims. Patterns use
 ``{name}`` placeholders (``key_patterns``); a placeholder of ``from`` absent from ``to`` stacks
 every match in numeric order, and one of ``to`` absent from ``from`` takes the outputs of an
-``unbind``, one per index ``0..n-1``. The ops (``ops/``) are pure, each with a shape rule and an
+``unbind``, one per index ``0..n-1``. With several ``from`` patterns the stacked matches reach the
+ops pattern by pattern (every ``w1`` of the experts, then every ``w3``: ``stack``, ``chunk`` in two,
+``cat`` give transformers' fused ``gate_up_proj``); with several ``to`` patterns the unbound
+outputs are dealt out the same way, an equal share to each. The ops (``ops/``) are pure, each with a shape rule and an
 inverse, so ``Conversion.inverted`` undoes an entry bit for bit; matching an entry against a
 checkpoint's keys is ``groups``.
 """
@@ -119,10 +122,6 @@ class Conversion:
         if len(only_from) > 1 or len(only_to) > 1 or (only_from and only_to):
             raise RecipeError(f"{where}: at most one placeholder may appear on one side only "
                               f"(from has {braced(only_from) or 'none'}, to has {braced(only_to) or 'none'})")
-        if only_from and len(self.sources) > 1:
-            raise RecipeError(f"{where}: a stacking placeholder {braced(only_from)} needs a single 'from' pattern")
-        if only_to and len(self.targets) > 1:
-            raise RecipeError(f"{where}: an unbinding placeholder {braced(only_to)} needs a single 'to' pattern")
         n = VARIABLE if only_from else len(self.sources)
         for i, op in enumerate(self.ops, start=1):
             n = op.count(n, self.chunk_parts, f"{where}, op {i} ({op.name})")

@@ -42,7 +42,8 @@ class Group:
         if name is None:
             return ()
         pat = self.conversion.from_patterns[0]
-        return tuple(pat.match(s)[name] for s in self.sources)
+        share = len(self.sources) // len(self.conversion.sources)  # each pattern stacks the same values
+        return tuple(pat.match(s)[name] for s in self.sources[:share])
 
     def family(self, side: str) -> str:
         """The ``from`` (or ``to``) pattern of this group: shared placeholders filled, the one
@@ -112,7 +113,7 @@ def unbind_clash(groups: Iterable[Group], target_keys: Iterable[str]) -> str | N
                     table.setdefault(tuple(values[n] for n in others), []).append(values[name])
             indexed[g.index] = table
         first = pat.match(g.targets[0])
-        made = [pat.match(t)[name] for t in g.targets]
+        made = [m[name] for m in map(pat.match, g.targets) if m is not None]  # the first 'to' pattern's share
         have = indexed[g.index].get(tuple(first[n] for n in others), [])
         if set(made) - set(have) and set(have) - set(made):
             have = sorted(have, key=_order)
@@ -168,6 +169,8 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
     for group_key, by_pattern in found.items():
         if len(by_pattern) != len(pats):
             continue  # a group that lacks one of its sources is left to the rules
+        if conv.stacked and len(pats) > 1 and len({tuple(o for o, _ in sorted(v)) for v in by_pattern.values()}) > 1:
+            continue  # the patterns stack different indices (w1 of 8 experts, w3 of 7): left to the rules
         sources = tuple(k for p in range(len(pats)) for _, k in sorted(by_pattern[p]))
         values = dict(zip(conv.shared, group_key))
         in_shapes = [tuple(shapes[s]) for s in sources]
@@ -181,8 +184,11 @@ def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[st
             raise ConvertError(f"convert {index}: {exc.message} on {shown}"
                                f"{' ...' if len(sources) > 3 else ''}") from None
         if conv.unbound:
-            pat = conv.to_patterns[0]
-            targets = tuple(pat.fill({**values, conv.unbound: str(i)}) for i in range(len(out_shapes)))
+            share, left = divmod(len(out_shapes), len(conv.to_patterns))
+            if left:
+                raise ConvertError(f"convert {index}: {len(out_shapes)} outputs do not deal out evenly to "
+                                   f"{len(conv.to_patterns)} 'to' patterns")
+            targets = tuple(pat.fill({**values, conv.unbound: str(i)}) for pat in conv.to_patterns for i in range(share))
         else:
             targets = tuple(pat.fill(values) for pat in conv.to_patterns)
         groups.append(Group(index, conv, sources, targets, tuple(in_shapes), tuple(out_shapes)))

@@ -34,7 +34,7 @@ def test_every_shipped_yaml_is_in_the_catalogue_and_parses_as_a_recipe():
     folder = Path(__file__).resolve().parents[2] / "ckptlab" / "recipe" / "known"
     assert len(list(folder.glob("*.yaml"))) == len(catalogue())
     for known in catalogue():
-        params = {"heads": 4, "kv_heads": 2} if known.params else {}
+        params = {p.name: 4 for p in known.params} | ({"kv_heads": 2} if known.params else {})
         recipe = known.recipe(params)
         assert recipe.to_dict()  # validated by Recipe.from_dict
 
@@ -102,3 +102,21 @@ def test_instantiate_swaps_the_prefixes_found_on_each_side():
     head = data["convert"][-1]
     assert head["to"] == "classifier.{w}"  # outside the prefixed part: untouched
     assert not known.matches(target, source)
+
+
+@pytest.mark.parametrize(("name", "shapes"), [
+    ("meta-llama-to-hf-llama", {"layers.0.attention.wq.weight": (32, 32), "layers.0.attention.wk.weight": (8, 32)}),
+    ("phi3-to-llama", {"model.layers.0.self_attn.qkv_proj.weight": (48, 32),        # (8 + 2 x 2) heads x 4
+                       "model.layers.0.self_attn.o_proj.weight": (32, 32)}),
+])
+def test_kv_heads_are_derived_from_the_shapes_and_a_contradiction_is_said(name, shapes):
+    from ckptlab.recipe.known.params import derive_params
+
+    known = get(name)
+    values, origin = {"heads": 8}, {"heads": "given"}
+    assert derive_params(known, shapes, values, origin) == []
+    assert values["kv_heads"] == 2 and origin["kv_heads"].startswith("the shapes")
+    odd = {k: (v[0] + 1, v[1]) if ("wk" in k or "qkv" in k) else v for k, v in shapes.items()}
+    values = {"heads": 8}
+    [note] = derive_params(known, odd, values, {})
+    assert "kv_heads cannot be read from the shapes" in note and "kv_heads" not in values

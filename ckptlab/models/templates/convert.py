@@ -80,8 +80,9 @@ def run_ops(ops, tensors, parts):
         elif name == "chunk":
             dim, n = (arg, parts) if isinstance(arg, int) else (arg["dim"], arg["parts"])
             tensors = list(tensors[0].chunk(n, dim))
-        elif name == "split":
-            tensors = list(tensors[0].split(list(arg["sizes"]), arg["dim"]))
+        elif name == "split":  # sizes, or a ratio (parts in proportion)
+            sizes = arg.get("sizes") or [tensors[0].shape[arg["dim"]] // sum(arg["ratio"]) * r for r in arg["ratio"]]
+            tensors = list(tensors[0].split(list(sizes), arg["dim"]))
         elif name == "unbind":
             tensors = list(tensors[0].unbind(arg))
         elif name == "cat":
@@ -128,10 +129,11 @@ def convert(source, target=None):
             keys = [k for p in range(len(froms)) for _, k in sorted(by_pattern[p])]
             values = dict(zip(shared, group_key))
             results = run_ops(ops, [source[k] for k in keys], None if unbound else len(tos))
-            if unbound:
-                targets = [fill(tos[0], {**values, unbound[0]: str(i)}) for i in range(len(results))]
+            if unbound:  # several 'to' patterns: an equal share of the outputs each, in order
+                share = len(results) // len(tos)
+                targets = [fill(t, {**values, unbound[0]: str(i)}) for t in tos for i in range(share)]
                 if target is not None and targets:
-                    check_unbind(number, tos[0], unbound[0], targets, target)
+                    check_unbind(number, tos[0], unbound[0], targets[:share], target)
             else:
                 targets = [fill(t, values) for t in tos]
             for tkey, value in zip(targets, results):

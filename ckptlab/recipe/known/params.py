@@ -110,9 +110,13 @@ def derive_params(known: KnownConversion, shapes: Mapping[str, tuple[int, ...]],
         if param.name in values or not param.derive or param.derive.get("times") not in values:
             continue
         times = values[param.derive["times"]]
-        ratios = _row_ratios(shapes, param.derive["rows"], param.derive["per"])
-        found = {times * part // whole for part, whole in ratios if (times * part) % whole == 0}
-        if len(found) == 1 and len(ratios) and all((times * part) % whole == 0 for part, whole in ratios):
+        # PARAM = times x (rows(PART) - subtract x rows(WHOLE)) / (divide x rows(WHOLE)): k over q rows
+        # for split projections; for a fused qkv beside o_proj, (qkv - o) / (2 o) of the heads
+        subtract, divide = param.derive.get("subtract", 0), param.derive.get("divide", 1)
+        ratios = [(times * (part - subtract * whole), divide * whole)
+                  for part, whole in _row_ratios(shapes, param.derive["rows"], param.derive["per"])]
+        found = {num // den for num, den in ratios if num > 0 and num % den == 0}
+        if len(found) == 1 and len(ratios) and all(num > 0 and num % den == 0 for num, den in ratios):
             values[param.name] = found.pop()
             origin[param.name] = f"the shapes ({param.derive['rows']} rows / {param.derive['per']} rows x {times})"
         elif ratios:

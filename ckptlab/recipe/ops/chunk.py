@@ -74,15 +74,26 @@ class Chunk(Op):
 
 @dataclass(frozen=True)
 class Split(Op):
+    """``{split: {dim, sizes}}``, or ``{split: {dim, ratio}}``: parts in proportion (a fused qkv of
+    grouped-query attention split ``[heads, kv_heads, kv_heads]`` without knowing the head size)."""
+
     name = "split"
     arity = ONE_TO_MANY
     example = ({"dim": 0, "sizes": [4, 2]}, ((6, 3),))
 
     dim: int
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...] = ()
+    ratio: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, value: Any, where: str) -> "Split":
+        if isinstance(value, dict) and "ratio" in value and "sizes" not in value:
+            got = parse_fields(value, where, ("dim", "ratio"))
+            parse_dim(got["dim"], where)
+            ratio = parse_ints(got["ratio"], where, "ratio")
+            if not ratio or any(r < 1 for r in ratio):
+                raise RecipeError(f"{where}: ratio must be a non-empty list of integers >= 1")
+            return cls(got["dim"], ratio=ratio)
         got = parse_fields(value, where, ("dim", "sizes"))
         parse_dim(got["dim"], where)
         sizes = parse_ints(got["sizes"], where, "sizes")
@@ -92,20 +103,31 @@ class Split(Op):
 
     @property
     def arg(self) -> Any:
-        return {"dim": self.dim, "sizes": self.sizes}
+        return {"dim": self.dim, "ratio": self.ratio} if self.ratio else {"dim": self.dim, "sizes": self.sizes}
 
     def outputs(self, parts: int | None, where: str) -> int:
-        return len(self.sizes)
+        return len(self.ratio or self.sizes)
+
+    def sizes_of(self, s: Shape) -> tuple[int, ...]:
+        """The sizes along ``dim`` of a tensor of shape ``s``: as given, or from the ratio."""
+        if not self.ratio:
+            return self.sizes
+        d = dim_index(self.dim, len(s), self.describe())
+        if s[d] % sum(self.ratio):
+            raise ConvertError(f"{self.describe()}: dim {self.dim} of {s} ({s[d]}) does not split "
+                               f"in the ratio {':'.join(map(str, self.ratio))}")
+        return tuple(s[d] // sum(self.ratio) * r for r in self.ratio)
 
     def shape_all(self, shapes: list[Shape], parts: int | None) -> list[Shape]:
         s = self.single(shapes)
         d = dim_index(self.dim, len(s), self.describe())
-        if sum(self.sizes) != s[d]:
-            raise ConvertError(f"{self.describe()}: sizes add up to {sum(self.sizes)}, dim {self.dim} of {s} is {s[d]}")
-        return [s[:d] + (n,) + s[d + 1:] for n in self.sizes]
+        sizes = self.sizes_of(s)
+        if sum(sizes) != s[d]:
+            raise ConvertError(f"{self.describe()}: sizes add up to {sum(sizes)}, dim {self.dim} of {s} is {s[d]}")
+        return [s[:d] + (n,) + s[d + 1:] for n in sizes]
 
     def apply_all(self, tensors: list, parts: int | None) -> list:
-        return list(tensors[0].split(list(self.sizes), self.dim))
+        return list(tensors[0].split(list(self.sizes_of(tuple(tensors[0].shape))), self.dim))
 
     def inverse(self, in_shapes: list[Shape] | None = None) -> "Cat":
         return Cat(self.dim)
