@@ -27,6 +27,8 @@ from ckptlab.align.types import (  # noqa: F401  (re-exported: the old module's 
 )
 from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
+from ckptlab.io.weight_layout import weight_layouts
+from ckptlab.align.warnings import orientation_warnings
 
 # -- the engine ---------------------------------------------------------------------------
 @dataclass
@@ -442,6 +444,7 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
         src = with_declared_ties(source, _open_source(src, effective.container))
     rows = _note_restored_ties(build_rows(src, tgt, effective, labels), src)
     warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
+    warnings += orientation_warnings(rows, weight_layouts(source), weight_layouts(target))  # what classes say
     return Alignment(src, tgt, given, effective, rows, suggestions, warnings,
                      fed_warning=fed_warning(rows, len(tgt), suggestions))
 

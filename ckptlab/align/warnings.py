@@ -261,3 +261,26 @@ def _position_adapter(rows) -> list[str]:
     return [f"position embedding {_list(_folded(fitted))} fitted by an adapter that pads, cuts or resizes "
             "its rows: positions are not interpolated, so the model computes something else (resample the "
             "grid with a resample op instead)"]
+
+
+# -- orientation the model classes settle ----------------------------------------------------
+def orientation_warnings(rows, source_layouts: dict[str, str], target_layouts: dict[str, str]) -> list[str]:
+    """Weights fed as they are (not transposed by a conversion) from a layer that stores them one
+    way into a layer that stores them the other (``Conv1D`` (in, out) vs ``nn.Linear`` (out, in)):
+    a square one loads without complaint and computes something else."""
+    flipped = []
+    for r in rows:
+        if not r.fed or r.target is None or r.target_shape is None or len(r.target_shape) != 2:
+            continue
+        if r.convert is not None and {op.name for op in r.convert.ops} & {"transpose", "permute"}:
+            continue
+        sources = r.sources or ((r.source,) if r.source else ())
+        ours, theirs = target_layouts.get(r.target), {source_layouts.get(s) for s in sources}
+        if ours and len(theirs) == 1 and None not in theirs and ours not in theirs:
+            flipped.append((r.target, theirs.pop(), ours))
+    if not flipped:
+        return []
+    _, src, dst = flipped[0]
+    return [f"{_list(_folded([k for k, _, _ in flipped]))} fed as stored, but the source model keeps these "
+            f"weights {src} (Conv1D-style) and the target model {dst}: loaded as they are they compute "
+            "something else, square ones included; transpose them (a convert entry with transpose)"]

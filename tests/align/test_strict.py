@@ -89,3 +89,36 @@ def test_a_bias_renamed_beside_its_rotary_permuted_weight_is_flagged():
     assert warning.startswith("'q.bias' fed without the rope_permute their weights got")
     both = {"convert": [{"from": "q.{w}", "to": "q.{w}", "ops": [{"rope_permute": {"heads": 2}}]}]}
     assert ckptlab.align(source, target, recipe=both).warnings == []
+
+
+class _Conv1D(torch.nn.Module):
+    """transformers' Conv1D, as GPT-2 stores it: y = x @ W + b with W of (in, out)."""
+
+    def __init__(self, nx: int, nf: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(nx, nf))
+        self.bias = torch.nn.Parameter(torch.randn(nf))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+Conv1D = type("Conv1D", (_Conv1D,), {})  # the class name is what tells the layout
+
+
+def test_square_weights_whose_model_classes_disagree_are_flagged_and_a_transpose_settles_it():
+    """Every weight square: shapes cannot tell, the classes can (Conv1D (in, out) vs nn.Linear)."""
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(Conv1D(4, 4), torch.nn.Tanh(), Conv1D(4, 4))
+    target = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
+    al = ckptlab.align(source, target)
+    assert al.summary["exact"] == 4
+    [warning] = al.warnings
+    assert "'{0,2}.weight' fed as stored" in warning and "(in, out)" in warning and not al.strict_ok
+    recipe = {"convert": [{"from": "{i}.weight", "to": "{i}.weight", "ops": ["transpose"]}]}
+    fixed = ckptlab.align(source, target, recipe=recipe)
+    assert fixed.warnings == [] and fixed.strict_ok
+    ckptlab.load_into(target, source, recipe=recipe)
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        assert torch.allclose(source(x), target(x), atol=1e-6)
