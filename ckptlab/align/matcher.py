@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ckptlab.vocab import Status
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.recipe.groups import Group, Matches, find_groups, unbind_clash
 from ckptlab.errors import AdaptError, RecipeError
@@ -182,17 +183,17 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
             cands, spec = _fed_through_tie(tkey, ties[tkey], m, recipe, spec)
         if not cands:
             if recipe.keeps_target(tkey):
-                rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None,
+                rows.append(Row(tkey, None, Status.MISSING, t_shape, None, t_dtype, None,
                                 f"kept on purpose: the target's own value (keep_target {quote(recipe.keep_target)})",
                                 kept=True))
             else:
-                rows.append(Row(tkey, None, "missing", t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
+                rows.append(Row(tkey, None, Status.MISSING, t_shape, None, t_dtype, None, _missing_reason(tkey, m)))
             continue
         if len(cands) > 1:
             listed = ", ".join(f"{quote(s)} ({why or 'same key'})" for s, why in cands)
             sources = tuple(s for s, _ in cands)
             feeding.update(sources)
-            rows.append(Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
+            rows.append(Row(tkey, None, Status.CONFLICT, t_shape, None, t_dtype, None,
                             f"{len(cands)} source keys map here: {listed}", sources=sources))
             continue
         skey, why = cands[0]
@@ -202,27 +203,27 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
         if s_shape == t_shape and not (spec is not None and spec.op == "reinit"):
             status = "exact" if skey == tkey else "renamed"
-            reason = _join(why if status == "renamed" else "same key and shape", dtype_note)
+            reason = _join(why if status == Status.RENAMED else "same key and shape", dtype_note)
             rows.append(Row(tkey, skey, status, t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
             continue
         if spec is None:
             reason = _join(why, shape_difference(s_shape, t_shape), dtype_note)
-            rows.append(Row(tkey, skey, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
+            rows.append(Row(tkey, skey, Status.MISMATCH, t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
             continue
         tag = labels.adapt.get(tkey, EXPLICIT)
         problem = _preview(s_shape, t_shape, spec, tkey)
         if problem is None:
             adapt_why = f"adapt {spec.describe()}: {shape_text(s_shape)} -> {shape_text(t_shape)} ({tag})"
-            rows.append(Row(tkey, skey, "adapted", t_shape, s_shape, t_dtype, s_dtype,
+            rows.append(Row(tkey, skey, Status.ADAPTED, t_shape, s_shape, t_dtype, s_dtype,
                             _join(why, adapt_why, dtype_note), (skey,), spec))
         else:
             reason = _join(why, shape_difference(s_shape, t_shape), f"adapt {spec.describe()} does not fit: {problem}")
-            rows.append(Row(tkey, skey, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, (skey,), spec))
+            rows.append(Row(tkey, skey, Status.MISMATCH, t_shape, s_shape, t_dtype, s_dtype, reason, (skey,), spec))
     for skey in source.keys():
         if skey in feeding:
             continue
         s = s_info[skey]
-        rows.append(Row(None, skey, "unused", None, tuple(s.shape), None, name_of(s.dtype),
+        rows.append(Row(None, skey, Status.UNUSED, None, tuple(s.shape), None, name_of(s.dtype),
                         _unused_reason(skey, m, target, labels), (skey,)))
     return _note_split_ties(rows, target, source) if ties else rows
 
@@ -235,7 +236,7 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     if len(feeds) > 1:
         sources = tuple(s for g, _ in feeds for s in g.sources)
         listed = "; ".join(g.describe(tkey) for g, _ in feeds)
-        return Row(tkey, None, "conflict", t_shape, None, t_dtype, None,
+        return Row(tkey, None, Status.CONFLICT, t_shape, None, t_dtype, None,
                    f"{len(feeds)} conversions feed this key: {listed}", sources=sources)
     group, i = feeds[0]
     why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
@@ -246,14 +247,14 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
     if got != t_shape and spec is not None and _preview(got, t_shape, spec, tkey) is None:
-        return Row(tkey, single, "adapted", t_shape, got, t_dtype, s_dtype,
+        return Row(tkey, single, Status.ADAPTED, t_shape, got, t_dtype, s_dtype,
                    _join(why, f"then {spec.describe()} {shape_text(got)} -> {shape_text(t_shape)}", dtype_note),
                    group.sources, adapt=spec, convert=group)
     if got != t_shape:
         reason = _join(why, f"gives {shape_text(got)} but the target is {shape_text(t_shape)}")
-        return Row(tkey, single, "mismatch", t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
+        return Row(tkey, single, Status.MISMATCH, t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
                    convert=group)
-    return Row(tkey, single, "converted", t_shape, s_shape, t_dtype, s_dtype,
+    return Row(tkey, single, Status.CONVERTED, t_shape, s_shape, t_dtype, s_dtype,
                _join(why, dtype_note), group.sources, convert=group)
 
 

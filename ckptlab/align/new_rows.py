@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ckptlab.vocab import Status
+
 __all__ = ["NewRows", "new_rows"]
 
 
@@ -35,7 +37,7 @@ def new_rows(alignment: Any) -> list[NewRows]:
     rows all stay pretrained, so it is not listed.
     """
     out = []
-    for row in alignment.by_status("adapted"):
+    for row in alignment.by_status(Status.ADAPTED):
         spec, target, source = row.adapt, row.target_shape, row.source_shape
         if spec is None or not target:
             continue

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ckptlab.vocab import Status
+
 __all__ = ["strict_problems"]
 
 SHOWN = 3  # keys named per line
@@ -20,10 +22,10 @@ SHOWN = 3  # keys named per line
 
 def strict_problems(rows: Sequence[Any], warnings: Sequence[str], recipe: Any) -> list[str]:
     """One line per problem kind, then every warning; empty when the job is strict-clean."""
-    missing = [r.target for r in rows if r.status == "missing" and not r.kept]
-    unexpected = [r.source for r in rows if r.status == "unused" and not _dropped(r.source, recipe)]
-    mismatch = [r.target for r in rows if r.status == "mismatch"]
-    conflict = [r.target for r in rows if r.status == "conflict"]
+    missing = [r.target for r in rows if r.status == Status.MISSING and not r.kept]
+    unexpected = [r.source for r in rows if r.status == Status.UNUSED and not _dropped(r.source, recipe)]
+    mismatch = [r.target for r in rows if r.status == Status.MISMATCH]
+    conflict = [r.target for r in rows if r.status == Status.CONFLICT]
     out = []
     if missing:
         out.append(f"{_count(missing, 'target key')} not fed: {_names(missing)} "

@@ -149,7 +149,7 @@ class Alignment:
         """The conversion groups that feed at least one row, in row order."""
         seen: dict[int, Group] = {}
         for row in self.rows:
-            if row.convert is not None and row.status == "converted":
+            if row.convert is not None and row.status == Status.CONVERTED:
                 seen.setdefault(id(row.convert), row.convert)
         return list(seen.values())
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from ckptlab.vocab import Status
 from ckptlab.align.keyfold import fold_keys, fold_pattern
 from ckptlab.recipe.parsing import quote
 from ckptlab.align.suggest.structure import FUSED_NAME, block, square, transposed
@@ -36,7 +37,7 @@ UNFED = ("missing", "mismatch")
 def structural_warnings(rows) -> list[str]:
     """Every warning these rows call for, one line each (see the module docstring)."""
     targets = [r for r in rows if r.target is not None and not r.kept]
-    unused = [r for r in rows if r.target is None and r.status == "unused"]
+    unused = [r for r in rows if r.target is None and r.status == Status.UNUSED]
     return [*_partly_fed(targets), *_unfed_modules(targets, unused), *_square_beside_transposed(targets),
             *_adapter_on_structure(targets), *_rope_bias(targets), *_position_adapter(targets)]
 
@@ -99,11 +100,11 @@ def _square_beside_transposed(rows) -> list[str]:
     flipped_blocks: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         if r.source_shape is not None and transposed(tuple(r.source_shape), tuple(r.target_shape)) and (
-                r.status in ("converted", "mismatch", "adapted")):
+                r.status in (Status.CONVERTED, Status.MISMATCH, Status.ADAPTED)):
             flipped_blocks[block(r.target)].append(r.target)
     if not flipped_blocks:
         return []
-    lonely = [r.target for r in rows if r.status in ("exact", "renamed") and square(tuple(r.target_shape))
+    lonely = [r.target for r in rows if r.status in (Status.EXACT, Status.RENAMED) and square(tuple(r.target_shape))
               and r.target.rpartition(".")[2] == "weight" and block(r.target) in flipped_blocks]
     if not lonely:
         return []
@@ -124,11 +125,11 @@ def _within_block(key: str) -> str:
 def _adapter_on_structure(rows) -> list[str]:
     missing: dict[str, list] = defaultdict(list)  # grandparent module -> missing rows under it
     for r in rows:
-        if r.status == "missing":
+        if r.status == Status.MISSING:
             missing[_module(_module(r.target))].append(r)
     hits: dict[str, list[str]] = defaultdict(list)  # message template -> target keys
     for r in rows:
-        if r.status != "adapted" or r.adapt is None or r.adapt.op not in ("truncate", "resize"):
+        if r.status != Status.ADAPTED or r.adapt is None or r.adapt.op not in ("truncate", "resize"):
             continue
         s, t = tuple(r.source_shape), tuple(r.target_shape)
         if transposed(s, t):
@@ -174,7 +175,7 @@ def _unfed_modules(targets, unused) -> list[str]:
     if not fed or 2 * fed < len(targets):
         return []
     by_module = _group(r for r in targets if not r.target.endswith(IGNORED_MISSING))
-    unfed = {m: rs for m, rs in by_module.items() if all(r.status == "missing" for r in rs)}
+    unfed = {m: rs for m, rs in by_module.items() if all(r.status == Status.MISSING for r in rs)}
     if not unfed:
         return []
     sources = {m: rs for m, rs in _group(unused, side="source").items()
@@ -254,7 +255,7 @@ def _rope_bias(rows) -> list[str]:
 
 def _position_adapter(rows) -> list[str]:
     """Position embeddings fitted by pad/resize/truncate: positions are not resampled."""
-    fitted = [r.target for r in rows if r.status == "adapted" and r.adapt is not None
+    fitted = [r.target for r in rows if r.status == Status.ADAPTED and r.adapt is not None
               and r.adapt.op in ("pad", "resize", "truncate") and POSITION_NAME.search(r.target)]
     if not fitted:
         return []

@@ -5,6 +5,7 @@ import argparse
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from ckptlab.vocab import Status
 from ckptlab.cli import output
 from ckptlab.cli.common import (AUTO_LEVELS, add_pair_arguments, add_param_argument, naming_recipe,
                                 recipe_with_params, resolve_pair)
@@ -104,7 +105,7 @@ def print_table(alignment: "Alignment") -> None:
         table.add_row(text(module, style="bold"), "", "", "", "", "")
         for target, source, row, count in folded_rows(rows):
             status = row.status + (f" x{count}" if count > 1 else "")
-            source = "=" if source == target and row.status == "exact" else source
+            source = "=" if source == target and row.status == Status.EXACT else source
             table.add_row(text(target), shape_text(row.target_shape), text(source), shape_text(row.source_shape),
                           text(status, style=STATUS_STYLE[row.status]), text(row.reason))
     summary = alignment.summary

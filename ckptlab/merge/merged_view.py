@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ckptlab.vocab import Status
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.formats.base import LazyTensor
 
@@ -17,7 +18,7 @@ def merged_checkpoint(plan: Any) -> Checkpoint:
     """Every target key of ``plan`` (a ``merge.MergePlan``) as a lazy Checkpoint."""
     tensors: dict[str, LazyTensor] = {}
     for key, e in plan.entries.items():
-        if e.status in ("exact", "renamed") and plan.source.info(e.source).dtype == e.info.dtype:
+        if e.status in (Status.EXACT, Status.RENAMED) and plan.source.info(e.source).dtype == e.info.dtype:
             tensors[key] = plan.source.lazy(e.source)
         else:
             tensors[key] = LazyTensor(e.info, (lambda key=key: plan.tensor(key)))

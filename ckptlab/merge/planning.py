@@ -22,7 +22,7 @@ from ckptlab.recipe import adapters as adapt
 from ckptlab.io.writers import extras
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.errors import AdaptError, MergeError
-from ckptlab.vocab import ON_MISMATCH
+from ckptlab.vocab import ON_MISMATCH, Status
 from ckptlab.io.tensor_info import TensorInfo, dtype_name
 from ckptlab.align.new_rows import new_rows
 from ckptlab.merge.report import Report, ReportRow
@@ -52,7 +52,7 @@ class PlanEntry:
     @property
     def keeps_target(self) -> bool:
         """Missing, or a mismatch kept under keep-target: the value is the target's own."""
-        return self.status in ("missing", "mismatch")
+        return self.status in (Status.MISSING, Status.MISMATCH)
 
 
 class MergePlan:
@@ -63,7 +63,7 @@ class MergePlan:
         self.source: Checkpoint = alignment.source
         self.target: Checkpoint = alignment.target
         self.entries = {e.target: e for e in entries}
-        self.unused = [r.source for r in alignment.rows if r.status == "unused"]
+        self.unused = [r.source for r in alignment.rows if r.status == Status.UNUSED]
         self.keep_extras, self.nest = keep_extras, nest
         self.extras_not_kept: list[extras.NotKept] = []  # filled when the writer asks for extras
         self.extras_converted: list[extras.Converted] = []  # kept as values of another type (numpy)
@@ -133,7 +133,7 @@ class MergePlan:
     def _adapted(self, e: PlanEntry, value: torch.Tensor) -> torch.Tensor:
         """``value`` (read, or computed by a conversion) fitted by the entry's adapter, if any."""
         key = e.target
-        if e.status != "adapted" or e.spec is None:
+        if e.status != Status.ADAPTED or e.spec is None:
             return value
         needs_target = _field(e.spec, "op") == "reinit" or _field(e.spec, "fill") == "init"
         target_value = _cast(self.target.tensor(key), e.info.dtype) if needs_target else None
@@ -141,7 +141,7 @@ class MergePlan:
 
     def _share(self, e: PlanEntry) -> Hashable | None:
         """Entries that come out as the same tensor (tied weights) get the same id."""
-        if e.status in ("adapted", "converted"):
+        if e.status in (Status.ADAPTED, Status.CONVERTED):
             return None
         ck, key = (self.target, e.target) if e.keeps_target else (self.source, e.source)
         lazy = ck.lazy(key)
@@ -155,7 +155,7 @@ class MergePlan:
         tensor stored contiguously, in C order, in its own dtype; the writer then copies those
         bytes file to file (in the kernel for safetensors) instead of loading the tensor.
         """
-        if e.status not in ("exact", "renamed"):
+        if e.status not in (Status.EXACT, Status.RENAMED):
             return None
         lazy = self.source.lazy(e.source)
         span = getattr(lazy, "file_span", None)
@@ -222,7 +222,7 @@ class MergePlan:
             src_dtype = "/".join(sorted({dtype_name(self.source.info(s).dtype) for s in sources}))
             rows.append(ReportRow(target=key, source=e.source if e.group is None else ", ".join(sources),
                                   status=e.status,
-                                  adapter=adapt.describe(e.spec) if e.status == "adapted" else
+                                  adapter=adapt.describe(e.spec) if e.status == Status.ADAPTED else
                                   e.group.describe(key) if e.group is not None else "",
                                   source_dtype=src_dtype, target_dtype=dtype_name(e.info.dtype),
                                   note=e.note))
@@ -260,12 +260,12 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
     for row in alignment.rows:
         if row.target is None:  # an unused source key
             continue
-        if row.status == "conflict":
+        if row.status == Status.CONFLICT:
             faults.append(f"conflict at {row.target!r} ({', '.join(row.sources)})")
             continue
         t_info = target.info(row.target)
         s_info = source.info(row.source) if row.source is not None else None
-        if row.status == "mismatch" and on_mismatch == "error":
+        if row.status == Status.MISMATCH and on_mismatch == "error":
             if row.convert is not None:
                 got = row.convert.target_shapes[row.convert.targets.index(row.target)]
                 faults.append(f"shape mismatch at {row.target!r}: convert {row.convert.index} gives "
@@ -273,29 +273,29 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
             else:
                 faults.append(f"shape mismatch at {row.target!r}: source {s_info.shape} vs target {t_info.shape}")
             continue
-        if row.status in ("missing", "mismatch"):
+        if row.status in (Status.MISSING, Status.MISMATCH):
             out = choose(None, t_info.dtype, row.target)
-            note = "; ".join(n for n in (KEPT_TARGET if row.status == "mismatch" else "",
+            note = "; ".join(n for n in (KEPT_TARGET if row.status == Status.MISMATCH else "",
                                           cast_note(t_info.dtype, out)) if n)
             entries.append(PlanEntry(row.target, row.source, row.status, None, _info(t_info.shape, out), note))
             continue
-        if row.status == "adapted":
+        if row.status == Status.ADAPTED:
             fitted = row.source_shape if row.convert is not None else s_info.shape  # a conversion's output
             try:
                 adapt.preview_shape(tuple(fitted), t_info.shape, row.adapt, key=row.target)
             except AdaptError as exc:
                 faults.append(str(exc))
                 continue
-        if row.convert is not None and row.status in ("converted", "adapted"):
+        if row.convert is not None and row.status in (Status.CONVERTED, Status.ADAPTED):
             group = row.convert
             s_dtype = source.info(group.sources[0]).dtype
             out = choose(s_dtype, t_info.dtype, row.target)
-            entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,
+            entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == Status.ADAPTED else None,
                                      _info(t_info.shape, out), cast_note(s_dtype, out), group,
                                      group.targets.index(row.target)))
             continue
         out = choose(s_info.dtype, t_info.dtype, row.target)
-        entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == "adapted" else None,
+        entries.append(PlanEntry(row.target, row.source, row.status, row.adapt if row.status == Status.ADAPTED else None,
                                  _info(t_info.shape, out), cast_note(s_info.dtype, out)))
     if faults:
         shown = "; ".join(faults[:5]) + (f"; ... and {len(faults) - 5} more" if len(faults) > 5 else "")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ckptlab.vocab import Status
 from ckptlab.errors import CheckpointError
 from ckptlab.merge.report import Report
 
@@ -145,20 +146,20 @@ def incompatible_keys(alignment: Any) -> IncompatibleKeys:
     """The alignment's rows sorted into ``load_state_dict``'s categories (see the class)."""
     out = IncompatibleKeys()
     target_keys = set(alignment.target.keys())
-    renamed = alignment.effective_recipe.rename([r.source for r in alignment.rows if r.status == "unused"])
+    renamed = alignment.effective_recipe.rename([r.source for r in alignment.rows if r.status == Status.UNUSED])
     for row in alignment.rows:
-        if row.status == "adapted":
+        if row.status == Status.ADAPTED:
             out.adapted.append(row.target)
         elif row.fed:
             out.loaded.append(row.target)
-        elif row.status == "missing":
+        elif row.status == Status.MISSING:
             out.missing_keys.append(row.target)
-        elif row.status == "mismatch":
+        elif row.status == Status.MISMATCH:
             out.size_mismatch.append({"key": row.target, "checkpoint_shape": list(row.source_shape or ()),
                                       "model_shape": list(row.target_shape or ())})
-        elif row.status == "conflict":
+        elif row.status == Status.CONFLICT:
             out.conflicts.append({"key": row.target, "sources": list(row.sources)})
-        elif row.status == "unused":
+        elif row.status == Status.UNUSED:
             new = renamed.get(row.source, (row.source, ""))[0]
             if new is None:
                 out.dropped.append(row.source)

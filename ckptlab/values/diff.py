@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ckptlab.vocab import Status
 from ckptlab.values import fp8
 from ckptlab.io import buffers as scratch
 from ckptlab.io.checkpoint import Checkpoint
@@ -245,9 +246,9 @@ def diff(a: Any, b: Any, recipe: Any = None, auto: str = "high", progress: Progr
     ck_a, ck_b = al.source, al.target
     same_file = _same_file(ck_a, ck_b)
     rows = [r for r in al.rows if r.target is not None and r.status in COMPARED + ("mismatch",)]
-    unaligned = {"a": [r.source for r in al.rows if r.status == "unused"],
-                 "b": [r.target for r in al.rows if r.target is not None and r.status in ("missing", "conflict")]}
-    plan = _plan(al, [r for r in rows if r.status in ("adapted", "converted")])
+    unaligned = {"a": [r.source for r in al.rows if r.status == Status.UNUSED],
+                 "b": [r.target for r in al.rows if r.target is not None and r.status in (Status.MISSING, Status.CONFLICT)]}
+    plan = _plan(al, [r for r in rows if r.status in (Status.ADAPTED, Status.CONVERTED)])
     jobs = [_Job(r, ck_a, ck_b, plan, dequantize) for r in rows]
     total = sum(j.nbytes for j in jobs)
     done = 0
@@ -286,7 +287,7 @@ class _Job:
         self.row, self.ck_a, self.ck_b, self.plan = row, ck_a, ck_b, plan
         self.b_info = ck_b.info(row.target)
         self.a_key = row.source
-        self.a_info = ck_a.info(row.source) if row.source is not None and row.status in ("exact", "renamed") else None
+        self.a_info = ck_a.info(row.source) if row.source is not None and row.status in (Status.EXACT, Status.RENAMED) else None
         self.scale_a = self.scale_b = None
         if self.a_info is not None and dequantize is not False:
             other_fp8 = fp8.is_fp8(self.b_info.dtype)
@@ -310,13 +311,13 @@ class _Job:
 
     def run_same(self) -> Pair:
         """Both sides are one file: a key against itself needs no read."""
-        if self.row.status == "exact" and self.a_key == self.row.target:
+        if self.row.status == Status.EXACT and self.a_key == self.row.target:
             return self._pair(True, (0.0, 0.0, 1.0), "same file")
         return self.run()
 
     def run(self) -> Pair:
         r = self.row
-        if r.status == "mismatch":
+        if r.status == Status.MISMATCH:
             return self._pair(None, (None, None, None), f"not compared: {r.reason}" if r.reason else "not compared")
         if self.b_info.numel == 0:
             return self._pair(True, (0.0, 0.0, None), "empty")
