@@ -412,7 +412,8 @@ def _jobs(plans: list[_Plan]) -> Iterator[tuple[int, Callable[[], tuple[_Plan, i
                    lambda plan=plan, i=i, w=w, end=i == last: (plan, i, end, _scan_window(plan, w)))
 
 
-def _batches(jobs: Iterable[tuple[int, Callable[[], Any]]], min_bytes: int = BATCH_BYTES) -> Iterator[Callable[[], list]]:
+def _batches(jobs: Iterable[tuple[int, Callable[[], Any]]],
+             min_bytes: int = BATCH_BYTES) -> Iterator[Callable[[], list]]:
     """Consecutive jobs grouped until they read ``min_bytes``: a checkpoint of thousands of
     small tensors (biases, norms) would otherwise pay a hand-over to a worker thread per tensor."""
     group: list[Callable[[], Any]] = []

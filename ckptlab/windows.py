@@ -1,12 +1,15 @@
 """A tensor's elements in bounded windows, read straight from the file where it can be.
 
-Value scans (stats, diff) must never hold a whole multi-GB tensor: a tensor whose bytes lie
-contiguously in the file (``LazyTensor.file_span``: safetensors, stored torch zips) is cut
-into windows of at most ``WINDOW_BYTES``, each one a private read-only ``mmap`` of just its
-bytes (no copy out of the page cache; unmapped when the window's tensor is dropped). Other
-tensors (compressed zip members, legacy pickles, DCP chunks, tensors in memory) are read
-whole by their reader, once, and then cut into views. A scan that takes each element once
-reads a mapped window with ``runs()`` instead: ``preadv`` run by run into a reused buffer.
+Value scans (stats, diff) must hold memory bounded by their windows, never by the file nor
+by a whole multi-GB tensor: a tensor whose bytes lie contiguously in the file
+(``LazyTensor.file_span``: safetensors, stored torch zips, legacy pickles), however small, is
+cut into windows of at most ``WINDOW_BYTES``, each one a private read-only ``mmap`` of just its
+bytes (no copy out of the page cache; unmapped when the window's tensor is dropped; its pages
+are the file's, not anonymous memory). Other tensors (compressed zip members, non-contiguous
+views, DCP chunks, tensors in memory) are read whole by their reader, once, cut into views,
+and let go once their last window has been read: memory is then bounded by the largest
+tensors in flight. A scan that takes each element once reads a mapped window with ``runs()``
+instead: ``preadv`` run by run into a reused buffer.
 """
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ A 384 MB checkpoint of 4 MB float32 tensors (the shape of a real model: thousand
 of a few MB, each smaller than the 16 MB window) is scanned by ``stats`` and ``diff`` in a
 child process that samples its own anonymous memory (``RssAnon``) every 10 ms in a thread;
 the peak above its level after ``import torch`` and ckptlab must stay far below the file's
-size, whatever the reader: a torch zip, a safetensors file, a sharded safetensors set (their
-bytes read window by window from the file), and a torch zip of non-contiguous views (no file
-span: each tensor is loaded whole, so memory is bounded by the largest tensor instead).
+size, whatever the reader: a torch zip, a legacy (pre-1.6) torch file, a safetensors file, a
+sharded safetensors set (their bytes read window by window from the file), and a torch zip of
+non-contiguous views (no file span: each tensor is loaded whole, so memory is bounded by the
+largest tensors in flight instead).
 """
 from __future__ import annotations
 
@@ -71,12 +72,14 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    """The same 96 tensors as a .pt, a .safetensors, two safetensors shards with their index,
-    and (each value + 1) a .pt of non-contiguous views that no reader can offer as a file span."""
+    """The same 96 tensors as a .pt, a legacy .pt, a .safetensors, two safetensors shards with
+    their index, and (each value + 1) a .pt of non-contiguous views that no reader can offer as
+    a file span."""
     d = tmp_path_factory.mktemp("values_memory")
     base = torch.randn(ROWS, 1024, generator=torch.Generator().manual_seed(0))
     sd = {f"layers.{i}.weight": base + i for i in range(TENSORS)}
     torch.save(sd, d / "a.pt")
+    torch.save(sd, d / "legacy.pt", _use_new_zipfile_serialization=False)
     save_file(sd, d / "a.safetensors")
     keys, weight_map = list(sd), {}
     for s, part_keys in enumerate((keys[:TENSORS // 2], keys[TENSORS // 2:])):
@@ -86,8 +89,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     torch.save({k: (v + 1).t().contiguous().t() for k, v in sd.items()}, d / "views.pt")
     assert not torch.load(d / "views.pt")["layers.0.weight"].is_contiguous()
-    return {"pt": d / "a.pt", "st": d / "a.safetensors", "shards": d / "model.safetensors.index.json",
-            "views": d / "views.pt"}
+    return {"pt": d / "a.pt", "legacy": d / "legacy.pt", "st": d / "a.safetensors",
+            "shards": d / "model.safetensors.index.json", "views": d / "views.pt"}
 
 
 def _measure(calls: dict[str, list]) -> dict[str, dict]:
@@ -104,6 +107,7 @@ def test_stats_and_diff_memory_is_bounded_by_the_window_not_the_file(files):
     p = {k: str(v) for k, v in files.items()}
     got = _measure({
         "stats .pt": ["stats", p["pt"]],
+        "stats legacy .pt": ["stats", p["legacy"]],
         "stats .safetensors": ["stats", p["st"]],
         "stats shards": ["stats", p["shards"]],
         "diff .pt vs .safetensors (equal bytes)": ["diff", p["pt"], p["st"]],
@@ -111,7 +115,7 @@ def test_stats_and_diff_memory_is_bounded_by_the_window_not_the_file(files):
         "stats views .pt (whole loads)": ["stats", p["views"]],
     })
     # the scans did the work: every tensor read, the right pairs equal
-    for name in ("stats .pt", "stats .safetensors", "stats shards"):
+    for name in ("stats .pt", "stats legacy .pt", "stats .safetensors", "stats shards"):
         assert got[name]["tensors"] == TENSORS
         assert got[name]["mean"] == pytest.approx((TENSORS - 1) / 2, abs=0.01)
     assert got["stats views .pt (whole loads)"]["mean"] == pytest.approx((TENSORS + 1) / 2, abs=0.01)
