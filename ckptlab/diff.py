@@ -38,6 +38,7 @@ from ckptlab.windows import Window, per_window, runs, tensor_windows, windows
 
 Progress = Callable[[int, int, str], None]
 COMPARED = ("exact", "renamed", "adapted", "converted")
+MAP_MIN_BYTES = 4 * 2**20  # windows compared straight from their map; smaller ones are copied run by run
 
 
 # -- one pair's figures ------------------------------------------------------------------------
@@ -344,7 +345,7 @@ class _Job:
             a_windows = lambda per: tensor_windows(value, per=per)  # noqa: E731
         if (a_dtype, a_shape) == (self.b_info.dtype, self.b_info.shape) and not (self.scale_a or self.scale_b):
             per = per_window(a_dtype.itemsize)
-            if _same_windows(a_windows(per), windows(b_lazy, per=per)):
+            if _same_windows(a_windows(per), windows(b_lazy, per=per), a_dtype.itemsize):
                 return self._pair(True, (0.0, 0.0, 1.0))
         # whole 128-row blocks when dequantising; float32-sized windows whatever the stored dtypes
         align = fp8.BLOCK * self.b_info.shape[1] if (self.scale_a or self.scale_b) else 1
@@ -376,11 +377,17 @@ def _real(values: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(values).reshape(-1) if values.is_complex() else values
 
 
-def _same_windows(a: list[Window], b: list[Window]) -> bool:
-    """Whether two tensors cut alike hold the same bytes, read run by run into reused buffers
-    (``windows.runs``: a copy out of the page cache; mapping each small tensor's pages cost
-    ~1.3-1.7x more CPU on 2,000 tensors of <= 2.25 MB), stopping at the first run that differs."""
+def _same_windows(a: list[Window], b: list[Window], itemsize: int) -> bool:
+    """Whether two tensors cut alike hold the same bytes, stopping at the first part that differs.
+    Windows of 4 MB and more are compared as read (a mapped window: straight from the page
+    cache), smaller ones run by run into reused buffers (``windows.runs``): mapping a small
+    tensor costs more than copying it (bench/bench_values.py's realistic set, 2,000 tensors of
+    <= 2.25 MB: mapping them all took ~1.4x the CPU; 64 MB tensors: copying took ~1.7x)."""
     for wa, wb in zip(a, b):
+        if wa.count * itemsize >= MAP_MIN_BYTES:
+            if not same_bytes(wa.read(), wb.read()):
+                return False
+            continue
         for ra, rb in zip(runs(wa, RUN, "diff.read.a"), runs(wb, RUN, "diff.read.b")):
             if not same_bytes(ra, rb):
                 return False
