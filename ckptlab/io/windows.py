@@ -1,12 +1,15 @@
 """A tensor's elements in bounded windows, read straight from the file where it can be.
 
-Value scans (stats, diff) must never hold a whole multi-GB tensor: a tensor whose bytes lie
-contiguously in the file (``LazyTensor.file_span``: safetensors, stored torch zips) is cut
-into windows of at most ``WINDOW_BYTES``, each one a private read-only ``mmap`` of just its
-bytes (no copy out of the page cache; unmapped when the window's tensor is dropped). Other
-tensors (compressed zip members, legacy pickles, DCP chunks, tensors in memory) are read
-whole by their reader, once, and then cut into views. A scan that takes each element once
-reads a mapped window with ``runs()`` instead: ``preadv`` run by run into a reused buffer.
+Value scans (stats, diff) must hold memory bounded by their windows, never by the file nor
+by a whole multi-GB tensor: a tensor whose bytes lie contiguously in the file
+(``LazyTensor.file_span``: safetensors, stored torch zips, legacy pickles), however small, is
+cut into windows of at most ``WINDOW_BYTES``, each one a private read-only ``mmap`` of just its
+bytes (no copy out of the page cache; unmapped when the window's tensor is dropped; its pages
+are the file's, not anonymous memory). Other tensors (compressed zip members, non-contiguous
+views, DCP chunks, tensors in memory) are read whole by their reader, once, cut into views,
+and let go once their last window has been read: memory is then bounded by the largest
+tensors in flight. A scan that takes each element once reads a mapped window with ``runs()``
+instead: ``preadv`` run by run into a reused buffer.
 """
 from __future__ import annotations
 
@@ -47,9 +50,9 @@ def windows(lazy: LazyTensor, max_bytes: int | None = None, align: int = 1,
     if n == 0:
         return []
     per = per or per_window(info.dtype.itemsize, max_bytes, align)
-    span = lazy.file_span if n > per else None
+    span = lazy.file_span  # small tensors too: a whole load per tensor is what made the scans' memory grow
     if span is None:
-        whole = _Once(lambda: lazy.load().reshape(-1))
+        whole = _Once(lambda: lazy.load().reshape(-1), -(-n // per))
         if n <= per:
             return [Window(0, n, whole)]
         return [Window(s, min(per, n - s), _Slice(whole, s, min(per, n - s))) for s in range(0, n, per)]
@@ -76,16 +79,24 @@ def per_window(itemsize: int, max_bytes: int | None = None, align: int = 1) -> i
 
 
 class _Once:
-    """A whole tensor read at most once (from any thread) and shared by its windows."""
+    """A whole tensor read once (from any thread) and shared by its ``uses`` windows, then let
+    go: held after its last window has taken it, a scan's plans (every window of every tensor,
+    built up front) would keep the whole file in memory until the scan returns. A window read
+    again after that reloads it."""
 
-    def __init__(self, load: Callable[[], torch.Tensor]):
+    def __init__(self, load: Callable[[], torch.Tensor], uses: int = 1):
         self._load, self._value, self._lock = load, None, threading.Lock()
+        self._uses = self._left = max(1, uses)
 
     def __call__(self) -> torch.Tensor:
         with self._lock:
-            if self._value is None:
-                self._value = self._load()
-            return self._value
+            value = self._value if self._value is not None else self._load()
+            self._left -= 1
+            if self._left <= 0:  # every window has it: the callers' references keep it alive, we do not
+                self._value, self._left = None, self._uses
+            else:
+                self._value = value
+            return value
 
 
 class _Slice:

@@ -45,6 +45,7 @@ from ckptlab.values.parallel import run_ordered
 from ckptlab.io.windows import Window, runs, windows
 
 RUN = 1 << 18  # elements per kernel call: few calls per window; a run (1 MB of float32) stays in cache over its passes
+BATCH_BYTES = 2**20  # windows smaller than this go to a worker together (see _batches)
 CANCEL = 16  # a run whose sum of squares exceeds CANCEL x its squared deviations is summed again around its mean
 NORM_RANGE = (0.5, 2.0)  # a norm weight whose mean lies outside this is flagged
 _NORM_MODULE = re.compile(r"(?i)(norm|^ln(_?\w+)?$|^bn\d*$|^gn\d*$)")
@@ -334,15 +335,17 @@ def stats(path_or_checkpoint: Any, keys: Iterable[str] | None = None, container:
     if progress:
         progress(0, total, "")
     results: list[TensorStats] = []
-    part, current = Part(), None
-    for plan, index, last, got in run_ordered(_jobs(plans)):
-        part = got if index == 0 else part.merge(got)
-        done += plan.window_bytes(index)
-        if last:
-            results.append(TensorStats.of(plan.key, plan.dtype, plan.shape, part, plan.scale is not None))
-            part = Part()
-        if progress:
-            progress(done, total, plan.key)
+    part = Part()
+    for batch in run_ordered(_batches(_jobs(plans)), workers):
+        for plan, index, last, got in batch:
+            part = got if index == 0 else part.merge(got)
+            done += plan.window_bytes(index)
+            if last:
+                results.append(TensorStats.of(plan.key, plan.dtype, plan.shape, part, plan.scale is not None))
+                part = Part()
+                plan.release()
+        if progress and batch:
+            progress(done, total, batch[-1][0].key)
     return Stats(results, ck.name)
 
 
@@ -353,7 +356,7 @@ class _Plan:
     shape: tuple[int, ...]
     windows: list[Window]
     itemsize: int
-    scale: Callable[[], torch.Tensor] | None = None  # the block scales of a dequantised fp8 weight
+    scale: _Cached | None = None  # the block scales of a dequantised fp8 weight
 
     @property
     def nbytes(self) -> int:
@@ -361,6 +364,11 @@ class _Plan:
 
     def window_bytes(self, index: int) -> int:
         return self.windows[index].count * self.itemsize if self.windows else 0
+
+    def release(self) -> None:
+        """The tensor is done: drop what its scan read (a dequantised weight's block scales)."""
+        if self.scale is not None:
+            self.scale.clear()
 
 
 def _plan(ck: Checkpoint, key: str, dequantize: bool) -> _Plan:
@@ -370,33 +378,55 @@ def _plan(ck: Checkpoint, key: str, dequantize: bool) -> _Plan:
     if scale_key is None:
         return _Plan(key, info.dtype, info.shape, windows(lazy), info.dtype.itemsize)
     cols = info.shape[1]
-    scale = _cached(lambda: ck.tensor(scale_key))
+    scale = _Cached(lambda: ck.tensor(scale_key))
     # fp8 bytes are 1/4 of the float32 values made from them: keep the window's float32 bounded
     return _Plan(key, info.dtype, info.shape, windows(lazy, max_bytes=4 * 2**20, align=fp8.BLOCK * cols),
                  info.dtype.itemsize, scale)
 
 
-def _cached(load: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    box: list[torch.Tensor] = []
+class _Cached:
+    """A tensor read on first use and kept until ``clear()`` (shared by a weight's windows)."""
 
-    def get() -> torch.Tensor:
-        if not box:
-            box.append(load())
-        return box[0]
+    def __init__(self, load: Callable[[], torch.Tensor]):
+        self._load, self._value = load, None
 
-    return get
+    def __call__(self) -> torch.Tensor:
+        if self._value is None:
+            self._value = self._load()
+        return self._value
+
+    def clear(self) -> None:
+        self._value = None
 
 
-def _jobs(plans: list[_Plan]) -> Iterator[Callable[[], tuple[_Plan, int, bool, Part]]]:
+def _jobs(plans: list[_Plan]) -> Iterator[tuple[int, Callable[[], tuple[_Plan, int, bool, Part]]]]:
+    """(bytes, job) for each window of each tensor, in order."""
     for plan in plans:
         if not plan.windows:  # an empty tensor
-            yield lambda plan=plan: (plan, 0, True, Part())
+            yield 0, lambda plan=plan: (plan, 0, True, Part())
             continue
         if plan.scale is not None:
             plan.scale()  # read once, here, before the workers share it
         last = len(plan.windows) - 1
         for i, w in enumerate(plan.windows):
-            yield lambda plan=plan, i=i, w=w, end=i == last: (plan, i, end, _scan_window(plan, w))
+            yield (plan.window_bytes(i),
+                   lambda plan=plan, i=i, w=w, end=i == last: (plan, i, end, _scan_window(plan, w)))
+
+
+def _batches(jobs: Iterable[tuple[int, Callable[[], Any]]],
+             min_bytes: int = BATCH_BYTES) -> Iterator[Callable[[], list]]:
+    """Consecutive jobs grouped until they read ``min_bytes``: a checkpoint of thousands of
+    small tensors (biases, norms) would otherwise pay a hand-over to a worker thread per tensor."""
+    group: list[Callable[[], Any]] = []
+    size = 0
+    for nbytes, job in jobs:
+        group.append(job)
+        size += nbytes
+        if size >= min_bytes:
+            yield lambda group=group: [job() for job in group]
+            group, size = [], 0
+    if group:
+        yield lambda group=group: [job() for job in group]
 
 
 def _scan_window(plan: _Plan, w: Window) -> Part:
