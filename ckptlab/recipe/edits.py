@@ -17,7 +17,11 @@ from typing import Any
 
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.adapt_spec import AdaptSpec
-from ckptlab.recipe.model import Recipe
+from ckptlab.recipe.conversion import Conversion
+from ckptlab.recipe.dtype_policy import DtypeSpec
+from ckptlab.recipe.model import FRAGMENT_KEYS, Recipe
+from ckptlab.recipe.ops import describe_ops
+from ckptlab.recipe.parsing import quote
 from ckptlab.recipe.rules import Rule
 from ckptlab.vocab import RULE_KINDS
 
@@ -122,19 +126,81 @@ def with_map_rows(recipe: Recipe, rows: Iterable[Mapping[str, Any]]) -> Recipe:
 
 
 # -- suggestions ----------------------------------------------------------------------
-def describe_fragment(fragment: Mapping[str, Any]) -> str:
-    """A suggestion's fragment in words: ``add_prefix 'attention_map.'``, ``map 'a' <- 'b'``."""
+def fragment_kind(fragment: Mapping[str, Any]) -> str:
+    """What a fragment is: its rule kind (``strip_prefix``) or its part(s) of a recipe
+    (``convert``, ``map+adapt``); the panel and its tests go through every kind."""
+    parts = [k for k in FRAGMENT_KEYS if k in fragment]
+    if parts:
+        return "+".join(parts)
+    return next(iter(fragment), "") if len(fragment) == 1 else "?"
+
+
+def fragment_entries(fragment: Mapping[str, Any]) -> list[str]:
+    """One line per entry a fragment adds (a conversion entry, a mapped or adapted key, a
+    rule...): what the panel lists under its headline. A fragment that is not one the
+    recipe takes is a one-line ``RecipeError`` (its Accept would fail the same way)."""
+    if not isinstance(fragment, Mapping) or not fragment:
+        raise RecipeError(f"suggestion: expected a non-empty mapping, got {type(fragment).__name__}")
     fragment = dict(fragment)
-    parts = []
-    for target, source in (fragment.get("map") or {}).items():
-        parts.append(f"map {target!r} <- {source!r}")
-    for target, spec in (fragment.get("adapt") or {}).items():
-        parts.append(f"adapt {target!r}: {AdaptSpec.from_dict(spec, target).describe()}")
-    if "container" in fragment:
-        parts.append(f"use container {fragment['container']!r}")
-    if not parts:
-        parts.append(Rule.from_dict(fragment).describe())
-    return "; ".join(parts)
+    if not (set(FRAGMENT_KEYS) & fragment.keys()):
+        return [Rule.from_dict(fragment).describe()]
+    lines = []
+    for key, value in fragment.items():
+        if key not in FRAGMENT_KEYS:
+            raise RecipeError(f"suggestion: unknown part {key!r} beside {', '.join(FRAGMENT_KEYS)}")
+        lines += _PART_LINES[key](value)
+    return lines
+
+
+def _map_lines(value: Any) -> list[str]:
+    return [f"map {quote(target)} <- {quote(source)}" for target, source in (value or {}).items()]
+
+
+def _adapt_lines(value: Any) -> list[str]:
+    return [f"adapt {quote(target)}: {AdaptSpec.from_dict(spec, target).describe()}"
+            for target, spec in (value or {}).items()]
+
+
+def _convert_lines(value: Any) -> list[str]:
+    entries = value if isinstance(value, list) else [value]
+    return [convert_line(Conversion.from_dict(entry, index)) for index, entry in enumerate(entries, start=1)]
+
+
+def convert_line(conversion: Conversion) -> str:
+    """``'h.{i}.attn.c_attn.weight': transpose`` (one key pattern: converted in place), or
+    ``'a' -> 'b', 'c': chunk dim 0``."""
+    src = ", ".join(quote(s) for s in conversion.sources)
+    if conversion.sources == conversion.targets:
+        return f"{src}: {describe_ops(conversion.ops)}"
+    return f"{src} -> {', '.join(quote(t) for t in conversion.targets)}: {describe_ops(conversion.ops)}"
+
+
+_PART_LINES = {
+    "map": _map_lines,
+    "adapt": _adapt_lines,
+    "convert": _convert_lines,
+    "container": lambda value: [f"use container {quote(value)}"],
+    "dtype": lambda value: [DtypeSpec.from_dict(value).describe()],
+    "keep_target": lambda value: [f"keep the target's own value for keys matching {quote(value)}"],
+}
+
+
+def describe_fragment(fragment: Mapping[str, Any]) -> str:
+    """A suggestion's fragment in words, one line: ``add_prefix 'attention_map.'``,
+    ``map 'a' <- 'b'``, ``convert 4 entries (transpose)``; a fragment of several entries
+    is counted here and listed by ``fragment_entries``."""
+    lines = fragment_entries(fragment)
+    if len(lines) == 1:
+        return lines[0]
+    kind = fragment_kind(fragment)
+    if kind == "convert":
+        entries = fragment["convert"]
+        ops = dict.fromkeys(describe_ops(Conversion.from_dict(e, i).ops)
+                            for i, e in enumerate(entries if isinstance(entries, list) else [entries], start=1))
+        return f"convert {len(lines)} entries ({'; '.join(ops)})"
+    if kind in ("map", "adapt"):
+        return f"{kind} {len(lines)} keys"
+    return "; ".join(lines)
 
 
 def fragment_id(fragment: Mapping[str, Any]) -> str:
@@ -146,7 +212,7 @@ def fragment_id(fragment: Mapping[str, Any]) -> str:
 def accept_suggestion(recipe: Recipe, fragment: Mapping[str, Any]) -> Recipe:
     """The recipe plus a suggestion's fragment; accepting the same rule twice adds it once."""
     fragment = dict(fragment)
-    if not ({"map", "adapt", "container", "convert", "dtype"} & fragment.keys()):
+    if not (set(FRAGMENT_KEYS) & fragment.keys()):
         rule = Rule.from_dict(fragment, len(recipe.rules) + 1)
         if rule in recipe.rules:
             return recipe
