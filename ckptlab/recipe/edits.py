@@ -162,8 +162,7 @@ def _adapt_lines(value: Any) -> list[str]:
 
 
 def _convert_lines(value: Any) -> list[str]:
-    entries = value if isinstance(value, list) else [value]
-    return [convert_line(Conversion.from_dict(entry, index)) for index, entry in enumerate(entries, start=1)]
+    return [convert_line(c) for c in _conversions({"convert": value})]
 
 
 def convert_line(conversion: Conversion) -> str:
@@ -194,9 +193,7 @@ def describe_fragment(fragment: Mapping[str, Any]) -> str:
         return lines[0]
     kind = fragment_kind(fragment)
     if kind == "convert":
-        entries = fragment["convert"]
-        ops = dict.fromkeys(describe_ops(Conversion.from_dict(e, i).ops)
-                            for i, e in enumerate(entries if isinstance(entries, list) else [entries], start=1))
+        ops = dict.fromkeys(describe_ops(c.ops) for c in _conversions(fragment))
         return f"convert {len(lines)} entries ({'; '.join(ops)})"
     if kind in ("map", "adapt"):
         return f"{kind} {len(lines)} keys"
@@ -227,16 +224,16 @@ def differing_dims(source_shape: Sequence[int], target_shape: Sequence[int]) -> 
     return [d for d, (s, t) in enumerate(zip(source_shape, target_shape)) if s != t]
 
 
-def default_fix(source_shape: Sequence[int], target_shape: Sequence[int]) -> AdaptSpec:
-    """The fix to offer first: grow or cut the one differing dim, resize several, and
-    start fresh (``reinit``) when the ranks differ."""
+def default_fix(source_shape: Sequence[int], target_shape: Sequence[int]) -> AdaptSpec | None:
+    """The adapter to preselect: grow the one differing dim (``pad``), or start fresh
+    (``reinit``) when the ranks differ. None when only a lossy op (truncate, resize, sum)
+    would fit: dropping trained values is the visitor's choice, never the page's."""
     if len(source_shape) != len(target_shape):
         return AdaptSpec("reinit")
     dims = differing_dims(source_shape, target_shape)
-    if len(dims) != 1:
-        return AdaptSpec("resize")
-    dim = dims[0]
-    return AdaptSpec("pad" if target_shape[dim] > source_shape[dim] else "truncate", dim)
+    if len(dims) != 1 or target_shape[dims[0]] < source_shape[dims[0]]:
+        return None
+    return AdaptSpec("pad", dims[0])
 
 
 def shape_fix(source_shape: Sequence[int], target_shape: Sequence[int], op: str,
@@ -253,6 +250,26 @@ def with_shape_fix(recipe: Recipe, target_key: str, source_shape: Sequence[int],
     """The recipe with ``adapt[target_key]`` set, after checking the fix fits."""
     spec, _ = shape_fix(source_shape, target_shape, op, dim, fill, key=target_key)
     return recipe.with_adapt(target_key, spec)
+
+
+def with_conversion_fix(recipe: Recipe, target_key: str, fragment: Mapping[str, Any]) -> Recipe:
+    """The recipe with a conversion chosen for a mismatched row: the fragment joins it,
+    and the adapters and explicit mapping it replaces go (an adapter on a key the conversion
+    now feeds, a map entry that would win over it)."""
+    from ckptlab.recipe.key_patterns import KeyPattern
+
+    targets = [KeyPattern(t) for c in _conversions(fragment) for t in c.targets]
+    replaced = {k for k in [*recipe.adapt, *recipe.map] if k == target_key or any(p.match(k) for p in targets)}
+    base = replace(recipe, rules=list(recipe.rules), convert=list(recipe.convert),
+                   map={k: v for k, v in recipe.map.items() if k not in replaced},
+                   adapt={k: v for k, v in recipe.adapt.items() if k not in replaced})
+    return accept_suggestion(base, fragment)
+
+
+def _conversions(fragment: Mapping[str, Any]) -> list[Conversion]:
+    value = fragment.get("convert")
+    entries = value if isinstance(value, list) else [value]
+    return [Conversion.from_dict(entry, index) for index, entry in enumerate(entries, start=1)]
 
 
 def without_shape_fix(recipe: Recipe, target_key: str) -> Recipe:
