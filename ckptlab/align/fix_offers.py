@@ -163,8 +163,9 @@ def lossy_note(op: str | None, source_key: str | None, source: Shape, target: Sh
         harm = ("throws its trained values away" if op == "reinit"
                 else "keeps values by position, so they land in the wrong places" if "fused" not in what
                 else "keeps only the first part's values")
-        return (f"{op} on {name}, which is {what} (source {source} vs target {target}): it {harm}; "
-                "use the conversion offered above", True)
+        message = (f"{op} on {name}, which is {what} (source {source} vs target {target}): it {harm}; "
+                   "use the conversion offered above")
+        return message, True
     if op in LOSSY_ADAPT_OPS:
         return f"{op} drops or blends trained values of {name} (lossy)", False
     return None
