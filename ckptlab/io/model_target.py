@@ -254,6 +254,7 @@ class ModelAllowlist:
         if not self.config_roots:
             raise ModelSpecError(f"model argument {where!r}: reading a config.json is off here")
         resolved = check_path(path, self.config_roots)
+        self.check_kwargs(read_config(resolved), f"{where} (config.json) ")   # a visitor may have uploaded it
         return {"pretrained_model_name_or_path": str(resolved), "local_files_only": True, "trust_remote_code": False}
 
 
@@ -332,6 +333,57 @@ def config_argument(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelSpecError(f"no config.json at {str(path)!r}", path)
     return {"class": "transformers:AutoConfig.from_pretrained",
             "kwargs": {"pretrained_model_name_or_path": str(path), "local_files_only": True}}
+
+
+MAX_CONFIG_BYTES = 4 * 2**20      # a model's config.json is a few KB; a bigger one is not one
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``config.json`` (or the folder holding one) as data: bounded in size, a JSON object
+    with a ``model_type``, else a one-line error naming the file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ModelSpecError(f"cannot read config.json: {exc.strerror or exc}", path) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelSpecError(f"config.json is over {MAX_CONFIG_BYTES >> 20} MB: not a model config", path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" ({exc.msg} at line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ModelSpecError(f"config.json is not valid JSON{where}", path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise ModelSpecError("config.json has no 'model_type': not a transformers model config", path)
+    return data
+
+
+AUTO_MODEL = "AutoModel"
+
+
+def config_model_class(config: Mapping[str, Any]) -> str | None:
+    """The transformers model class a config names in ``architectures`` (``GPT2LMHeadModel``),
+    when transformers has it; None when the config names none (the caller picks one)."""
+    import transformers
+
+    for name in config.get("architectures") or []:
+        if isinstance(name, str) and name.isidentifier() and isinstance(getattr(transformers, name, None), type):
+            return name
+    return None
+
+
+def transformers_target(config_path: str | os.PathLike, model_class: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The model spec and kwargs of the transformers model a local ``config.json`` describes:
+    ``model_class`` (a transformers class name), else the one ``architectures`` names, else
+    ``AutoModel``; the config itself read offline (``config_argument``), its code never run."""
+    config = read_config(config_path)
+    name = model_class or config_model_class(config) or AUTO_MODEL
+    if not name.isidentifier():
+        raise ModelSpecError(f"model class {name!r} is not a transformers class name", config_path)
+    return f"transformers:{name}", {"config": config_argument(config_path)}
 
 
 def _call(factory: Callable[..., Any], spec: str, kwargs: Mapping[str, Any]) -> nn.Module:

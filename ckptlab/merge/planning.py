@@ -256,7 +256,7 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
     if recipe_dtype is not None:
         choose = _recipe_cast(choose, recipe_dtype)
     source, target = alignment.source, alignment.target
-    entries, faults = [], []
+    entries, faults, laid_out = [], [], []
     for row in alignment.rows:
         if row.target is None:  # an unused source key
             continue
@@ -272,6 +272,7 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
                               f"{tuple(got)} vs target {t_info.shape}")
             else:
                 faults.append(f"shape mismatch at {row.target!r}: source {s_info.shape} vs target {t_info.shape}")
+                laid_out.extend(_conversion_hint(row.target, row.source, s_info.shape, t_info.shape))
             continue
         if row.status in (Status.MISSING, Status.MISMATCH):
             out = choose(None, t_info.dtype, row.target)
@@ -299,9 +300,10 @@ def plan(alignment: "Alignment", on_mismatch: str = "error", *, dtype: str | tor
                                  _info(t_info.shape, out), cast_note(s_info.dtype, out)))
     if faults:
         shown = "; ".join(faults[:5]) + (f"; ... and {len(faults) - 5} more" if len(faults) > 5 else "")
+        ways = _how_to_go_on(faults, laid_out)
         err = MergeError(f"{len(faults)} row{'s block' if len(faults) != 1 else ' blocks'} the merge: {shown}"
-                         f" ({_how_to_go_on(faults)})")
-        err.faults = faults
+                         f" ({ways})")
+        err.faults, err.ways = faults, ways      # a page shows the way out even when the rows fill a line
         raise err
     return MergePlan(alignment, entries, keep_extras=keep_extras, nest=nest)
 
@@ -415,11 +417,26 @@ def _field(spec: Any, name: str) -> Any:
 
 
 # -- report helpers -------------------------------------------------------------------------
-def _how_to_go_on(faults: list[str]) -> str:
-    """The ways out of a blocked merge, for the kinds of fault present."""
+def _conversion_hint(target: str, source: str | None, source_shape: Any, target_shape: Any) -> list[str]:
+    """``'h.0.attn.c_attn.weight': transpose`` when the shapes say the source only lays its
+    values out another way (a conversion, not an adapter, is the way out there)."""
+    from ckptlab.align.fix_offers import layout_ops
+
+    ops = layout_ops(tuple(source_shape), tuple(target_shape))
+    return [f"{target!r}: {ops[0][0]}"] if ops and source is not None else []
+
+
+def _how_to_go_on(faults: list[str], laid_out: list[str] = ()) -> str:
+    """The ways out of a blocked merge, for the kinds of fault present; a conversion first
+    where the shapes say a source is stored transposed or permuted (an adapter would fit
+    its shape and put its values in the wrong places)."""
     ways = []
     if any(f.startswith("conflict") for f in faults):
         ways.append("make the rules send one source key to each target key, or map it explicitly")
+    if laid_out:
+        many = f"the {len(laid_out)} keys stored another way (e.g. " if len(laid_out) > 1 else "the key stored another way ("
+        ways.append(f"convert {many}{laid_out[0]}) with a convert entry, not an adapter "
+                    "(align suggests conversions; the app's Shape fixes offers them)")
     if any(f.startswith("shape mismatch") for f in faults):
         ways.append("give each mismatched key an adapter (align suggests some) or keep the target's "
                     "values with on-mismatch keep-target")

@@ -17,7 +17,11 @@ from typing import Any
 
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.adapt_spec import AdaptSpec
-from ckptlab.recipe.model import Recipe
+from ckptlab.recipe.conversion import Conversion
+from ckptlab.recipe.dtype_policy import DtypeSpec
+from ckptlab.recipe.model import FRAGMENT_KEYS, Recipe
+from ckptlab.recipe.ops import describe_ops
+from ckptlab.recipe.parsing import quote
 from ckptlab.recipe.rules import Rule
 from ckptlab.vocab import RULE_KINDS
 
@@ -122,19 +126,78 @@ def with_map_rows(recipe: Recipe, rows: Iterable[Mapping[str, Any]]) -> Recipe:
 
 
 # -- suggestions ----------------------------------------------------------------------
-def describe_fragment(fragment: Mapping[str, Any]) -> str:
-    """A suggestion's fragment in words: ``add_prefix 'attention_map.'``, ``map 'a' <- 'b'``."""
+def fragment_kind(fragment: Mapping[str, Any]) -> str:
+    """What a fragment is: its rule kind (``strip_prefix``) or its part(s) of a recipe
+    (``convert``, ``map+adapt``); the panel and its tests go through every kind."""
+    parts = [k for k in FRAGMENT_KEYS if k in fragment]
+    if parts:
+        return "+".join(parts)
+    return next(iter(fragment), "") if len(fragment) == 1 else "?"
+
+
+def fragment_entries(fragment: Mapping[str, Any]) -> list[str]:
+    """One line per entry a fragment adds (a conversion entry, a mapped or adapted key, a
+    rule...): what the panel lists under its headline. A fragment that is not one the
+    recipe takes is a one-line ``RecipeError`` (its Accept would fail the same way)."""
+    if not isinstance(fragment, Mapping) or not fragment:
+        raise RecipeError(f"suggestion: expected a non-empty mapping, got {type(fragment).__name__}")
     fragment = dict(fragment)
-    parts = []
-    for target, source in (fragment.get("map") or {}).items():
-        parts.append(f"map {target!r} <- {source!r}")
-    for target, spec in (fragment.get("adapt") or {}).items():
-        parts.append(f"adapt {target!r}: {AdaptSpec.from_dict(spec, target).describe()}")
-    if "container" in fragment:
-        parts.append(f"use container {fragment['container']!r}")
-    if not parts:
-        parts.append(Rule.from_dict(fragment).describe())
-    return "; ".join(parts)
+    if not (set(FRAGMENT_KEYS) & fragment.keys()):
+        return [Rule.from_dict(fragment).describe()]
+    lines = []
+    for key, value in fragment.items():
+        if key not in FRAGMENT_KEYS:
+            raise RecipeError(f"suggestion: unknown part {key!r} beside {', '.join(FRAGMENT_KEYS)}")
+        lines += _PART_LINES[key](value)
+    return lines
+
+
+def _map_lines(value: Any) -> list[str]:
+    return [f"map {quote(target)} <- {quote(source)}" for target, source in (value or {}).items()]
+
+
+def _adapt_lines(value: Any) -> list[str]:
+    return [f"adapt {quote(target)}: {AdaptSpec.from_dict(spec, target).describe()}"
+            for target, spec in (value or {}).items()]
+
+
+def _convert_lines(value: Any) -> list[str]:
+    return [convert_line(c) for c in _conversions({"convert": value})]
+
+
+def convert_line(conversion: Conversion) -> str:
+    """``'h.{i}.attn.c_attn.weight': transpose`` (one key pattern: converted in place), or
+    ``'a' -> 'b', 'c': chunk dim 0``."""
+    src = ", ".join(quote(s) for s in conversion.sources)
+    if conversion.sources == conversion.targets:
+        return f"{src}: {describe_ops(conversion.ops)}"
+    return f"{src} -> {', '.join(quote(t) for t in conversion.targets)}: {describe_ops(conversion.ops)}"
+
+
+_PART_LINES = {
+    "map": _map_lines,
+    "adapt": _adapt_lines,
+    "convert": _convert_lines,
+    "container": lambda value: [f"use container {quote(value)}"],
+    "dtype": lambda value: [DtypeSpec.from_dict(value).describe()],
+    "keep_target": lambda value: [f"keep the target's own value for keys matching {quote(value)}"],
+}
+
+
+def describe_fragment(fragment: Mapping[str, Any]) -> str:
+    """A suggestion's fragment in words, one line: ``add_prefix 'attention_map.'``,
+    ``map 'a' <- 'b'``, ``convert 4 entries (transpose)``; a fragment of several entries
+    is counted here and listed by ``fragment_entries``."""
+    lines = fragment_entries(fragment)
+    if len(lines) == 1:
+        return lines[0]
+    kind = fragment_kind(fragment)
+    if kind == "convert":
+        ops = dict.fromkeys(describe_ops(c.ops) for c in _conversions(fragment))
+        return f"convert {len(lines)} entries ({'; '.join(ops)})"
+    if kind in ("map", "adapt"):
+        return f"{kind} {len(lines)} keys"
+    return "; ".join(lines)
 
 
 def fragment_id(fragment: Mapping[str, Any]) -> str:
@@ -146,7 +209,7 @@ def fragment_id(fragment: Mapping[str, Any]) -> str:
 def accept_suggestion(recipe: Recipe, fragment: Mapping[str, Any]) -> Recipe:
     """The recipe plus a suggestion's fragment; accepting the same rule twice adds it once."""
     fragment = dict(fragment)
-    if not ({"map", "adapt", "container", "convert", "dtype"} & fragment.keys()):
+    if not (set(FRAGMENT_KEYS) & fragment.keys()):
         rule = Rule.from_dict(fragment, len(recipe.rules) + 1)
         if rule in recipe.rules:
             return recipe
@@ -161,16 +224,16 @@ def differing_dims(source_shape: Sequence[int], target_shape: Sequence[int]) -> 
     return [d for d, (s, t) in enumerate(zip(source_shape, target_shape)) if s != t]
 
 
-def default_fix(source_shape: Sequence[int], target_shape: Sequence[int]) -> AdaptSpec:
-    """The fix to offer first: grow or cut the one differing dim, resize several, and
-    start fresh (``reinit``) when the ranks differ."""
+def default_fix(source_shape: Sequence[int], target_shape: Sequence[int]) -> AdaptSpec | None:
+    """The adapter to preselect: grow the one differing dim (``pad``), or start fresh
+    (``reinit``) when the ranks differ. None when only a lossy op (truncate, resize, sum)
+    would fit: dropping trained values is the visitor's choice, never the page's."""
     if len(source_shape) != len(target_shape):
         return AdaptSpec("reinit")
     dims = differing_dims(source_shape, target_shape)
-    if len(dims) != 1:
-        return AdaptSpec("resize")
-    dim = dims[0]
-    return AdaptSpec("pad" if target_shape[dim] > source_shape[dim] else "truncate", dim)
+    if len(dims) != 1 or target_shape[dims[0]] < source_shape[dims[0]]:
+        return None
+    return AdaptSpec("pad", dims[0])
 
 
 def shape_fix(source_shape: Sequence[int], target_shape: Sequence[int], op: str,
@@ -187,6 +250,26 @@ def with_shape_fix(recipe: Recipe, target_key: str, source_shape: Sequence[int],
     """The recipe with ``adapt[target_key]`` set, after checking the fix fits."""
     spec, _ = shape_fix(source_shape, target_shape, op, dim, fill, key=target_key)
     return recipe.with_adapt(target_key, spec)
+
+
+def with_conversion_fix(recipe: Recipe, target_key: str, fragment: Mapping[str, Any]) -> Recipe:
+    """The recipe with a conversion chosen for a mismatched row: the fragment joins it,
+    and the adapters and explicit mapping it replaces go (an adapter on a key the conversion
+    now feeds, a map entry that would win over it)."""
+    from ckptlab.recipe.key_patterns import KeyPattern
+
+    targets = [KeyPattern(t) for c in _conversions(fragment) for t in c.targets]
+    replaced = {k for k in [*recipe.adapt, *recipe.map] if k == target_key or any(p.match(k) for p in targets)}
+    base = replace(recipe, rules=list(recipe.rules), convert=list(recipe.convert),
+                   map={k: v for k, v in recipe.map.items() if k not in replaced},
+                   adapt={k: v for k, v in recipe.adapt.items() if k not in replaced})
+    return accept_suggestion(base, fragment)
+
+
+def _conversions(fragment: Mapping[str, Any]) -> list[Conversion]:
+    value = fragment.get("convert")
+    entries = value if isinstance(value, list) else [value]
+    return [Conversion.from_dict(entry, index) for index, entry in enumerate(entries, start=1)]
 
 
 def without_shape_fix(recipe: Recipe, target_key: str) -> Recipe:

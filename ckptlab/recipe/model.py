@@ -31,6 +31,8 @@ from ckptlab.recipe.parsing import (  # noqa: F401
 from ckptlab.recipe.rules import Rule, _compile, rename_keys
 
 TOP_LEVEL_KEYS = ("rules", "keep_target", "map", "adapt", "container", "convert", "dtype", "params")
+# a suggestion fragment is a rule dict, or a mapping of some of these (``Recipe.merged``)
+FRAGMENT_KEYS = ("map", "adapt", "container", "convert", "dtype", "keep_target")
 
 
 def _params(data: Any) -> dict[str, Any]:
@@ -234,7 +236,7 @@ class Recipe:
         if not isinstance(fragment, dict) or not fragment:
             raise RecipeError(f"fragment: expected a non-empty mapping, got {_type_name(fragment)}")
         recipe = self
-        if any(k in fragment for k in ("map", "adapt", "container", "convert", "dtype", "keep_target")):
+        if any(k in fragment for k in FRAGMENT_KEYS):
             for key, value in fragment.items():
                 if key == "map":
                     for target, source in (value or {}).items():

@@ -32,13 +32,27 @@ def show(alignment: Any) -> None:
         plan = merge.plan(alignment)
     except CheckpointError as exc:
         plan = None
-        st.error(f"Merged checkpoint refused: {text.md(state.error_message(exc))}. Resolve these rows (rules, "
-                 "explicit map, shape fixes) first.", icon=icons.ERROR)
+        _refused(exc)
     merged_col, other_col = st.columns([3, 2], gap="medium")
     with merged_col:
         _merged(plan, alignment)
     with other_col:
         _others(plan, alignment)
+
+
+def _refused(exc: CheckpointError) -> None:
+    """Why the merge is refused: the first rows at fault, then the way out on its own line
+    (a long list of rows must never cut it off)."""
+    faults, ways = getattr(exc, "faults", None), getattr(exc, "ways", None)
+    if not faults or not ways:
+        st.error(f"Merged checkpoint refused: {text.md(state.error_message(exc))}. Resolve these rows (rules, "
+                 "explicit map, conversions, shape fixes) first.", icon=icons.ERROR)
+        return
+    shown = f"{text.plural(len(faults), 'row')} at fault: " + "; ".join(faults[:3]) + (
+        f"; and {len(faults) - 3} more" if len(faults) > 3 else "")
+    st.error(f"Merged checkpoint refused: {text.md(shown, 600)}  \n"
+             f"{text.md(ways[:1].upper() + ways[1:], 600)}. Resolve these rows (rules, explicit map, conversions, "
+             "shape fixes) first.", icon=icons.ERROR)
 
 
 def _size(plan: Any) -> int:

@@ -11,6 +11,9 @@ from ckptlab.ui import kept, state, text
 from ckptlab.ui.verify_panel import model_of
 
 FINETUNE_MARK = "# -- Fine-tune plan"
+NEEDS_MODEL = ("The fine-tune plan needs the target as a model (which tensors are parameters, how modules nest), "
+               "not only a checkpoint. In the sidebar, upload the target's **config.json** beside its checkpoint "
+               "(a transformers model), choose **Model definition**, or use a demo pair's **Sample** target.")
 
 
 def show(alignment: Any, target: Any) -> None:
@@ -18,6 +21,7 @@ def show(alignment: Any, target: Any) -> None:
     from ckptlab.models import finetune
 
     if not target.model:
+        st.info(NEEDS_MODEL, icon=":material/info:")
         return
     st.subheader("Fine-tune plan")
     st.caption("Pretrained parameters (fed by the source) train at the learning rate, new ones at lr x the "

@@ -1,7 +1,12 @@
-"""Shape fixes: for each mismatched row, op / dim / fill with the resulting shape previewed.
+"""Shape fixes: for each mismatched row, the conversions its structure allows first (a
+transpose, permute, a part of a fused tensor, the alignment's suggested conversion), then an
+adapter (op / dim / fill) with the resulting shape previewed.
 
-Applying one adds ``adapt[target_key]`` to the recipe, and the row turns ``adapted``.
-Adapted rows stay listed so their fix can be changed or removed.
+Applying a conversion adds a ``convert`` entry and the row turns ``converted``; applying an
+adapter adds ``adapt[target_key]`` and the row turns ``adapted``. No lossy op is ever
+preselected, and a lossy or fresh-start choice on a tensor the structure says is transposed or
+fused is named beside the row before Apply (``ckptlab.align.fix_offers``). Adapted rows stay
+listed so their fix can be changed or removed.
 """
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from typing import Any
 
 import streamlit as st
 
+from ckptlab.align import fix_offers
 from ckptlab.recipe import edits as editing
 from ckptlab.recipe.adapt_spec import AdaptSpec
-from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS
+from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS, LOSSY_ADAPT_OPS
 from ckptlab.ui import icons, state, text
 
 MAX_ROWS = 40
@@ -24,6 +30,14 @@ def _set(key: str, source_shape: tuple, target_shape: tuple, op: str, dim: Any, 
         new = editing.with_shape_fix(state.recipe(), key, source_shape, target_shape, op,
                                      None if dim == AUTO else int(dim), fill)
         state.set_recipe(new)
+        st.session_state[f"_fix_error_{key}"] = None
+    except Exception as exc:  # noqa: BLE001 - shown on the row
+        st.session_state[f"_fix_error_{key}"] = text.one_line(exc)
+
+
+def _convert(key: str, fragment: dict) -> None:
+    try:
+        state.set_recipe(editing.with_conversion_fix(state.recipe(), key, fragment))
         st.session_state[f"_fix_error_{key}"] = None
     except Exception as exc:  # noqa: BLE001 - shown on the row
         st.session_state[f"_fix_error_{key}"] = text.one_line(exc)
@@ -46,7 +60,9 @@ def show(alignment: Any) -> None:
     if not rows:
         st.info("No shape to fix: every mapped source tensor has its target's shape.")
         return
-    st.caption("Each mismatched tensor: pick how the source is fitted to the target shape. `pad` grows a dim "
+    st.caption("Each mismatched tensor: a **conversion** when its shape says the values are only laid out "
+               "another way (transposed, permuted, a part of a fused tensor): it keeps every value. Otherwise an "
+               "**adapter** fits the source to the target shape. `pad` grows a dim "
                "(fill: zeros, mean, init = the target's own values, repeat = tile and rescale), `truncate` keeps "
                "the leading slices, `resize` pads/cuts every dim, `sum` collapses channels, `reinit` keeps the "
                "target's value.")
@@ -61,28 +77,68 @@ def show(alignment: Any) -> None:
 def _fix_row(alignment: Any, row: Any) -> None:
     key, src, dst = row.target, tuple(row.source_shape), tuple(row.target_shape)
     current = state.recipe().adapt.get(key)
-    start = alignment.effective_recipe.adapt.get(key) or _suggested(alignment, key) or editing.default_fix(src, dst)
+    choices = fix_offers.offers(row, alignment.suggestions) if row.status == "mismatch" else []
+    start = alignment.effective_recipe.adapt.get(key) or _preselect(alignment, key, src, dst, bool(choices))
     with st.container(border=True):
-        name, op_col, dim_col, fill_col, result, action = st.columns([4, 1.4, 1, 1.4, 3, 1.4],
-                                                                     vertical_alignment="bottom")
-        name.markdown(f"{icons.mark(row.status)} {text.md(key)}  \n{src} -> {dst}")
-        op = op_col.selectbox("op", ADAPT_OPS, index=ADAPT_OPS.index(start.op), key=f"fix_op_{key}")
+        st.markdown(f"{icons.mark(row.status)} {text.md(key)}  \n{src} -> {dst}")
+        if choices:
+            _conversion_line(key, dst, choices)
+        op_col, dim_col, fill_col, result, action = st.columns([2.2, 1, 1.4, 5.8, 1.4], vertical_alignment="bottom")
+        op = op_col.selectbox("adapter op" if choices else "op", ADAPT_OPS, key=f"fix_op_{key}",
+                              index=ADAPT_OPS.index(start.op) if start is not None else None, placeholder="choose")
         dims = [AUTO, *range(len(dst))]
-        dim = dim_col.selectbox("dim", dims, index=dims.index(start.dim if start.dim is not None else AUTO),
-                                key=f"fix_dim_{key}")
-        fill = fill_col.selectbox("fill", ADAPT_FILLS, index=ADAPT_FILLS.index(start.fill), key=f"fix_fill_{key}",
-                                  disabled=op not in ("pad", "resize"))
-        try:
-            _, shape = editing.shape_fix(src, dst, op, None if dim == AUTO else int(dim), fill, key=key)
-            result.markdown(f"-> `{shape}` :green[fits]")
-            fits = True
-        except Exception as exc:  # noqa: BLE001 - the preview says why it does not fit
-            result.markdown(f":red[{text.md(exc)}]")
-            fits = False
+        dim = dim_col.selectbox("dim", dims, key=f"fix_dim_{key}",
+                                index=dims.index(start.dim if start is not None and start.dim is not None else AUTO))
+        fill = fill_col.selectbox("fill", ADAPT_FILLS, index=ADAPT_FILLS.index(start.fill if start else "zeros"),
+                                  key=f"fix_fill_{key}", disabled=op not in ("pad", "resize"))
+        fits = _preview(result, key, src, dst, op, dim, fill)
+        note = fix_offers.lossy_note(op, row.source, src, dst)
         action.button("Apply" if current is None else "Update", key=f"fix_apply_{key}", disabled=not fits,
-                      on_click=_set, args=(key, src, dst, op, dim, fill), type="primary")
+                      on_click=_set, args=(key, src, dst, op, dim, fill), type="secondary" if choices else "primary")
         if current is not None:
             action.button("Remove", key=f"fix_remove_{key}", on_click=_remove, args=(key,))
+        if note is not None and note[1]:
+            st.warning(text.md(note[0]), icon=icons.WARN)
+        elif note is not None:
+            st.caption(f":orange[{text.md(note[0])}]")
         error = st.session_state.get(f"_fix_error_{key}")
         if error:
             st.error(text.md(error), icon=icons.ERROR)
+
+
+def _preselect(alignment: Any, key: str, src: tuple, dst: tuple, structured: bool) -> AdaptSpec | None:
+    """The adapter shown first: none when a conversion is offered, never a lossy one."""
+    if structured:
+        return None
+    suggested = _suggested(alignment, key)
+    if suggested is not None and suggested.op not in LOSSY_ADAPT_OPS:
+        return suggested
+    return editing.default_fix(src, dst)
+
+
+def _conversion_line(key: str, dst: tuple, choices: list) -> None:
+    """The conversions this row can take, the first one chosen; one Apply."""
+    pick_col, result, action = st.columns([4.6, 5.8, 1.4], vertical_alignment="bottom")
+    labels = [c.label for c in choices]
+    label = pick_col.selectbox("conversion (keeps every value)", labels, index=0, key=f"fix_convert_{key}")
+    chosen = choices[labels.index(label)] if label in labels else choices[0]
+    lines = editing.fragment_entries(chosen.fragment)
+    where = f" ({text.plural(len(lines), 'entry', 'entries')}, the whole family)" if chosen.family else ""
+    result.markdown(f"-> `{dst}` :green[same values, converted]{where}")
+    action.button("Apply", key=f"fix_convert_apply_{key}", on_click=_convert, args=(key, chosen.fragment),
+                  type="primary")
+
+
+def _preview(where: Any, key: str, src: tuple, dst: tuple, op: str | None, dim: Any, fill: str) -> bool:
+    """The shape the adapter gives, or why it does not fit; whether it fits."""
+    if op is None:
+        where.caption("choose an adapter op to preview it")
+        return False
+    try:
+        _, shape = editing.shape_fix(src, dst, op, None if dim == AUTO else int(dim), fill, key=key)
+    except Exception as exc:  # noqa: BLE001 - the preview says why it does not fit
+        where.markdown(f":red[{text.md(exc)}]")
+        return False
+    lossy = op in LOSSY_ADAPT_OPS
+    where.markdown(f"-> `{shape}` " + (":orange[fits, lossy]" if lossy else ":green[fits]"))
+    return True

@@ -67,11 +67,17 @@ def _side(bar: Any, role: str, pair: SamplePair) -> Side:
         return _open_file(slot, side, sample.path, label=sample.file)
     if mode == UPLOAD:
         uploaded = slot.file_uploader(f"Drop the {role} checkpoint", type=UPLOAD_TYPES, key=f"{role}_upload")
+        config = _config_upload(slot) if role == "target" else None
         path = _keep_upload(role, uploaded)
         if path is None:
-            slot.info(f"Drop a {role} checkpoint above.")
+            if config is not None:
+                return _open_config_model(slot, side, config)
+            slot.info(f"Drop a {role} checkpoint above" + (", or its config.json" if role == "target" else "") + ".")
             return side
-        return _open_file(slot, side, str(path), label=uploaded.name)
+        side = _open_file(slot, side, str(path), label=uploaded.name)
+        if config is not None and side.ckpt is not None:
+            _attach_config_model(slot, side, config)
+        return side
     if mode == PATH:
         text = slot.text_input(f"{role} path on the server", key=f"{role}_path",
                                placeholder="sample_ckpts/convnet_rgb.pt")
@@ -260,8 +266,69 @@ def _open_model(slot: Any, side: Side, sample: Any) -> Side:
 def model_allowlist() -> ModelAllowlist:
     """What a visitor may build: a spec is code, and here it comes from the page
     (``CKPTLAB_MODEL_ALLOW`` / ``ckptlab app --allow-model`` widen it; config.json files are
-    read only under the allowed folders)."""
-    return ModelAllowlist.from_env(config_roots=tuple(allowed_roots(_START_DIR)))
+    read only under the allowed folders, and this visitor's own uploaded one, whose content
+    is checked like typed kwargs)."""
+    roots = tuple(allowed_roots(_START_DIR))
+    uploaded = st.session_state.get(f"_{CONFIG_ROLE}_upload_file")
+    if uploaded:
+        roots += (Path(uploaded[1]).parent,)
+    return ModelAllowlist.from_env(config_roots=roots)
+
+
+# -- a transformers model target from an uploaded config.json --------------------------------
+CONFIG_ROLE = "target_config"
+CLASS_PICKER = "target_config_class"
+
+
+def _config_upload(slot: Any) -> Path | None:
+    """The optional config.json beside the target checkpoint (or alone): it makes the target a
+    transformers model, which Verify and Fine-tune need; saved in the session's folder."""
+    uploaded = slot.file_uploader("its config.json (optional): the target as a transformers model, for Verify "
+                                  "and Fine-tune", type=["json"], key=CONFIG_ROLE)
+    return _keep_upload(CONFIG_ROLE, uploaded)
+
+
+def _config_model(slot: Any, config: Path) -> tuple[str, dict[str, Any]] | None:
+    """The spec and kwargs the config gives: the class its ``architectures`` names, else one
+    picked from the catalogue's known models (or ``AutoModel``)."""
+    from ckptlab.io.model_target import AUTO_MODEL, config_model_class, read_config, transformers_target
+    from ckptlab.recipe.known import model_classes
+
+    data = state.guarded(slot, lambda: read_config(config), label="config.json", path=config)
+    if data is None:
+        return None
+    name = state.guarded(slot, lambda: config_model_class(data), label="config.json")
+    if name is None:
+        name = slot.selectbox("model class (the config.json names none)", [AUTO_MODEL, *model_classes()],
+                              key=CLASS_PICKER, help="The catalogue's known models; AutoModel builds the bare model "
+                                                     f"of its model_type ({data.get('model_type')}).")
+    return state.guarded(slot, lambda: transformers_target(config, name), label="config.json", path=config)
+
+
+def _open_config_model(slot: Any, side: Side, config: Path) -> Side:
+    """A config.json alone: the target is the model it describes, built on the meta device."""
+    made = _config_model(slot, config)
+    if made is None:
+        return side
+    spec, kwargs = made
+    key = ("model", spec, _json(kwargs), file_identity(str(config)))
+    ck = state.guarded(slot, lambda: state.shared(key, lambda: model_target(spec, kwargs, allow=model_allowlist())),
+                       label="config.json", path=config)
+    side.label, side.identity, side.model, side.kwargs = f"{spec} (config.json)", key, spec, kwargs
+    if ck is not None:
+        side.ckpt = ck
+        slot.text(described(key, ck))
+    return side
+
+
+def _attach_config_model(slot: Any, side: Side, config: Path) -> None:
+    """A checkpoint with its config.json: the file stays the target (its values fill what the
+    source does not feed), the model it belongs to serves Verify and Fine-tune."""
+    made = _config_model(slot, config)
+    if made is None:
+        return
+    side.model, side.kwargs = made
+    slot.caption(f"Model for Verify and Fine-tune: {text.code(side.model)}, from config.json.")
 
 
 def _json(value: dict) -> str:

@@ -129,16 +129,24 @@ def set_recipe(new_recipe: Any, from_editor: bool = False) -> None:
 
 
 def start_pair(identity: tuple) -> bool:
-    """Forget the recipe when the visitor picks another pair; True when it changed."""
-    if st.session_state.get(_PAIR) == identity:
+    """Note a new pair; True when it changed. The recipe stays when one side is the same
+    (the target switched between a file, a sample and a model definition, kwargs edited,
+    another source for the same target): accepted suggestions and typed rules keep working,
+    and the page names the entries that match nothing (``ckptlab.align.stale``). Only a new
+    source *and* a new target (another demo pair) start from an empty recipe."""
+    previous = st.session_state.get(_PAIR)
+    if previous == identity:
         return False
     st.session_state[_PAIR] = identity
+    st.session_state["module_filter"] = None
+    st.session_state.pop("_built", None)
+    if previous is not None and len(previous) == len(identity) == 2 and (
+            previous[0] == identity[0] or previous[1] == identity[1]):
+        return True
     st.session_state[RECIPE] = None
     st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
     st.session_state[UPLOAD_VERSION] = st.session_state.get(UPLOAD_VERSION, 0) + 1
     st.session_state.pop("_recipe_upload_id", None)
-    st.session_state["module_filter"] = None
-    st.session_state.pop("_built", None)
     return True
 
 
@@ -166,9 +174,22 @@ def alignment_cache_key(pair: tuple, source: Any, target: Any, current: Any, aut
 
 
 def align_pair(source: Any, target: Any, current: Any, auto: str) -> Any:
+    """``align`` with the recipe's conversions that fit this source (a recipe kept from
+    another pair may hold some that match nothing: ``stale_lines`` names them)."""
     from ckptlab.align.matcher import align
+    from ckptlab.align.stale import applicable
 
+    if current.convert:
+        current = applicable(current, {k: tuple(source.info(k).shape) for k in source.keys()})
     return align(source, target, current, auto=auto)
+
+
+def stale_lines(alignment: Any) -> list[str]:
+    """The entries of this session's recipe that match nothing in the pair on the page."""
+    from ckptlab.align.stale import stale_entries
+
+    current = recipe()
+    return derived("stale:" + current.to_yaml(), lambda: stale_entries(current, alignment))
 
 
 def _session_free(pair: tuple) -> bool:

@@ -37,16 +37,23 @@ def warning_lines(alignment: Any) -> tuple[str | None, list[str]]:
     """(the loud few-keys-fed warning or None, every other warning) as plain text.
 
     Only the core's ``fed_warning`` (few or no target keys fed: story 5's empty load) is loud;
-    a load of 15 of 16 keys with one warning must not look like an empty one. Recipe ``adapt``
-    entries that name no target key are warned about too: such a typo would otherwise fix
-    nothing, silently."""
+    a load of 15 of 16 keys with one warning must not look like an empty one. Recipe entries
+    that match nothing here are warned about too (one line naming them): a typo, or a recipe
+    kept from other inputs, would otherwise change nothing, silently."""
     loud = getattr(alignment, "fed_warning", None)
     others = [str(w) for w in (getattr(alignment, "warnings", None) or []) if str(w) != loud]
-    unmatched = list(getattr(alignment, "unmatched_adapt", []) or [])
-    if unmatched:
-        others.append(f"recipe adapt entries match no target key (they change nothing): {', '.join(unmatched[:8])}"
-                      + (f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""))
+    stale = stale_lines(alignment)
+    if stale:
+        others.append(f"recipe entries that match nothing in these checkpoints (kept; they change nothing): "
+                      f"{'; '.join(stale[:6])}" + (f" and {len(stale) - 6} more" if len(stale) > 6 else ""))
     return loud, others
+
+
+def stale_lines(alignment: Any) -> list[str]:
+    """The visitor's recipe entries that match nothing here (``ckptlab.align.stale``)."""
+    from ckptlab.ui import state
+
+    return state.stale_lines(alignment)
 
 
 def warnings(alignment: Any) -> None:

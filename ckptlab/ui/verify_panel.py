@@ -38,8 +38,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
     st.subheader("Verification")
     warm_start_report(alignment)
     if not target.model:
-        st.caption("The model checks need the target as a model definition: pick a demo pair, or choose "
-                   "'Model definition' for the target in the sidebar.")
+        st.caption("The model checks need the target as a model definition: pick a demo pair, choose "
+                   "'Model definition' for the target in the sidebar, or upload the target's config.json beside it.")
         return
     st.markdown(f"**Model checks.** Target model: {text.code(target.model)} {_kwargs_text(target.kwargs)}")
     spec_col, kwargs_col = st.columns(2)
@@ -80,7 +80,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
 
 def _kwargs_text(kwargs: dict | None) -> str:
     """The kwargs as a code span (typed by a visitor: never markdown)."""
-    return text.code(json.dumps(kwargs, sort_keys=True), 300) if kwargs else ""
+    # an uploaded config.json sits in the session's folder: its path is shown as the name the visitor knows
+    return text.code(state.error_message(json.dumps(kwargs, sort_keys=True), "config.json"), 300) if kwargs else ""
 
 
 def _names(keys: list[str]) -> str:

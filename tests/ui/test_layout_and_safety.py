@@ -150,7 +150,7 @@ def test_unmatched_adapt_entries_are_reported() -> None:
     no_failure(at)
     assert counts(at)["adapted"] == 1
     warned = [plain(w.value) for w in at.warning]
-    assert any("match no target key" in w and "conv9.weight" in w and "conv1.weight" not in w for w in warned)
+    assert any("match nothing" in w and "conv9.weight" in w and "conv1.weight" not in w for w in warned)
 
 
 def test_reset_recipe_clears_the_recipe_uploader() -> None:

@@ -244,6 +244,21 @@ def catalogue() -> tuple[KnownConversion, ...]:
     return tuple(_load(f.read_text(encoding="utf-8"), f.name) for f in files)
 
 
+_MODEL_CLASS = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:LMHeadModel|ForCausalLM|ForImageClassification|Model)\b")
+
+
+def model_classes() -> list[str]:
+    """The transformers model classes the catalogue's conversions name (``GPT2LMHeadModel``,
+    ``LlamaForCausalLM``, ...), in catalogue order: the app offers them as a picker where a
+    config.json names no class."""
+    found: dict[str, None] = {}
+    for known in catalogue():
+        for text in (known.from_, known.to):
+            if "transformers" in text:
+                found.update(dict.fromkeys(_MODEL_CLASS.findall(text)))
+    return list(found)
+
+
 def names() -> list[str]:
     return [k.name for k in catalogue()]
 
