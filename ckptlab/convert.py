@@ -18,13 +18,17 @@ Ops work on the list of tensors of one group: ``cat``/``stack`` take many and gi
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from functools import cached_property
 from typing import Any
 
+import regex as _regex
+
 from ckptlab.errors import RecipeError
+from ckptlab.formats import limits
 
 Shape = tuple[int, ...]
 OPS = ("transpose", "permute", "reshape", "squeeze", "unsqueeze", "chunk", "split", "cat", "stack",
@@ -485,6 +489,64 @@ def describe_ops(ops: Sequence[Op]) -> str:
     return ", ".join(op.describe() for op in ops) if ops else "no ops"
 
 
+# -- bounded patterns -----------------------------------------------------------------------
+class PatternTooSlow(RecipeError):
+    """A pattern ran past its time bound; ``detail`` says so without naming where (the caller
+    that knows the rule's position adds it)."""
+
+    def __init__(self, where: str, detail: str, source: "BoundedRegex | None" = None):
+        self.detail, self.source = detail, source
+        super().__init__(f"{where}: {detail}")
+
+
+class BoundedRegex:
+    """A recipe's regex: its syntax checked by ``re`` (what a training script replays), matched
+    by the ``regex`` engine under a time bound with the GIL released, so a catastrophically
+    backtracking pattern from one visitor ends in a one-line ``RecipeError`` naming ``where``
+    instead of stalling the server. ``deadline`` (a ``time.monotonic()`` value) bounds a pass."""
+
+    def __init__(self, pattern: str, where: str, checked: re.Pattern | None = None, bounded: bool = True):
+        if bounded and len(pattern) > limits.MAX_PATTERN_CHARS:
+            raise RecipeError(f"{where}: pattern of {len(pattern):,} characters exceeds the limit "
+                              f"MAX_PATTERN_CHARS = {limits.MAX_PATTERN_CHARS:,}")
+        try:
+            self.re = checked or re.compile(pattern)
+            self._rx = _regex.compile(pattern)
+        except (re.error, _regex.error, RecursionError, OverflowError) as exc:
+            reason = "groups nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise RecipeError(f"{where}: bad regex {_shown(pattern, 80)}: {reason}") from None
+        self.pattern, self.where = pattern, where
+        self.groups, self.groupindex = self.re.groups, self.re.groupindex
+
+    def search(self, key: str, deadline: float | None = None) -> Any:
+        return self._run(self._rx.search, key, (key,), deadline)
+
+    def fullmatch(self, key: str, deadline: float | None = None) -> Any:
+        return self._run(self._rx.fullmatch, key, (key,), deadline)
+
+    def sub(self, replacement: str, key: str, deadline: float | None = None) -> str:
+        return self._run(self._rx.sub, key, (replacement, key), deadline)
+
+    def _run(self, fn: Callable[..., Any], key: str, args: tuple, deadline: float | None) -> Any:
+        timeout = limits.MAX_MATCH_SECONDS
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise PatternTooSlow(self.where, f"the rules took more than MAX_RENAME_SECONDS = "
+                                                 f"{limits.MAX_RENAME_SECONDS:g} s over this checkpoint's keys", self)
+        try:
+            return fn(*args, timeout=timeout, concurrent=True)
+        except TimeoutError:
+            raise PatternTooSlow(self.where, f"pattern {_shown(self.pattern, 80)} took more than MAX_MATCH_SECONDS = "
+                                             f"{limits.MAX_MATCH_SECONDS:g} s on key {_shown(key, 60)} (it backtracks "
+                                             "catastrophically: avoid nested repeats like (a+)+)", self) from None
+
+
+def _shown(text: str, limit: int = limits.MAX_PATTERN_CHARS) -> str:
+    """A pattern or key as the user typed it (no doubled backslashes), cut at ``limit``."""
+    return f"'{text[:limit]}'" + ("…" if len(text) > limit else "")
+
+
 # -- key patterns ---------------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -501,7 +563,9 @@ class KeyPattern:
         return tuple(dict.fromkeys(_PLACEHOLDER.findall(self.text)))
 
     @cached_property
-    def regex(self) -> re.Pattern:
+    def regex(self) -> re.Pattern | BoundedRegex:
+        """Placeholders each followed by a dot (or the end) match in linear time: ``re``.
+        Others (``{a}_{b}``) can backtrack polynomially: the time-bounded engine."""
         parts, seen, pos = [], set(), 0
         for m in _PLACEHOLDER.finditer(self.text):
             parts.append(re.escape(self.text[pos:m.start()]))
@@ -510,7 +574,10 @@ class KeyPattern:
             seen.add(name)
             pos = m.end()
         parts.append(re.escape(self.text[pos:]))
-        return re.compile("".join(parts))
+        if all(self.text[m.end():m.end() + 1] in (".", "") for m in _PLACEHOLDER.finditer(self.text)):
+            return re.compile("".join(parts))
+        # generated from a checked pattern (its length bounded there; escaping makes it longer)
+        return BoundedRegex("".join(parts), f"key pattern {_shown(self.text, 80)}", bounded=False)
 
     @cached_property
     def ends(self) -> tuple[str, str]:
@@ -538,6 +605,9 @@ class KeyPattern:
 def _check_pattern(text: Any, where: str) -> KeyPattern:
     if not isinstance(text, str) or not text:
         raise RecipeError(f"{where}: a key pattern must be a non-empty string, got {_name(text)}")
+    if len(text) > limits.MAX_PATTERN_CHARS:
+        raise RecipeError(f"{where}: key pattern of {len(text):,} characters exceeds the limit "
+                          f"MAX_PATTERN_CHARS = {limits.MAX_PATTERN_CHARS:,}")
     stripped = _PLACEHOLDER.sub("", text)
     if "{" in stripped or "}" in stripped:
         raise RecipeError(f"{where}: bad placeholder in {text!r} (write {{name}}: letters, digits, _)")

@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
 
-from ckptlab.convert import Conversion, ConvertError
+from ckptlab.convert import BoundedRegex, Conversion, ConvertError, PatternTooSlow
 from ckptlab.errors import RecipeError
+from ckptlab.formats import limits
 
 RULE_KINDS = ("strip_prefix", "add_prefix", "replace", "drop", "keep")
 ADAPT_OPS = ("pad", "truncate", "resize", "sum", "reinit")
@@ -48,13 +51,81 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
 
 def _json_load(text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_pairs)
+        data = json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as exc:
         raise RecipeError(f"recipe: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    _check_size(data, lambda v: v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())
+    return data
+
+
+def _too_deep() -> RecipeError:
+    return RecipeError(f"recipe: nested deeper than the limit MAX_RECIPE_DEPTH = {limits.MAX_RECIPE_DEPTH}")
+
+
+def _check_size(root: Any, children: Callable[[Any], Iterable[Any]]) -> None:
+    """Refuse a tree (or graph of shared parts, as YAML aliases make) whose expansion is deeper
+    than ``MAX_RECIPE_DEPTH`` or holds more than ``MAX_RECIPE_NODES`` values, or that holds
+    itself. Iterative, each shared part counted once: a "billion laughs" costs its size."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = [id(k) for k in children(node)]
+            size[key] = 1 + sum(size[k] for k in kids)
+            depth[key] = 1 + max((depth[k] for k in kids), default=0)
+            if depth[key] > limits.MAX_RECIPE_DEPTH:
+                raise _too_deep()
+            if size[key] > limits.MAX_RECIPE_NODES:
+                raise RecipeError(f"recipe: more than MAX_RECIPE_NODES = {limits.MAX_RECIPE_NODES:,} values "
+                                  "with its aliases and merge keys expanded")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise RecipeError("recipe: an alias refers to the value that holds it (a recipe is a tree)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in children(node) if id(k) not in size)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last),
+    and a document nested deeper than ``MAX_RECIPE_DEPTH`` (checked as it is composed, before
+    Python's recursion limit) or too big once its aliases and merge keys are expanded
+    (checked before anything is constructed or merged)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > limits.MAX_RECIPE_DEPTH:
+                mark = self.peek_event().start_mark
+                raise RecipeError(f"recipe: nested deeper than the limit MAX_RECIPE_DEPTH = "
+                                  f"{limits.MAX_RECIPE_DEPTH} at line {mark.line + 1}, column {mark.column + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, _yaml_children)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         if any(key_node.tag == "tag:yaml.org,2002:merge" for key_node, _ in node.value):
@@ -84,11 +155,9 @@ def _yaml_load(text: str) -> Any:
         raise RecipeError(f"recipe: not valid YAML{where}: {problem}") from None
 
 
-def _compile(pattern: str, where: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise RecipeError(f"{where}: bad regex {quote(pattern)}: {exc}") from None
+def _compile(pattern: str, where: str) -> BoundedRegex:
+    """A rule's regex: length-bounded, checked by ``re``, matched under a time bound."""
+    return BoundedRegex(pattern, where)
 
 
 def _check_template(replacement: str, regex: re.Pattern) -> None:
@@ -115,6 +184,15 @@ def unknown(what: str, name: Any, choices: tuple[str, ...]) -> str:
     close = get_close_matches(str(name), choices, n=1, cutoff=0.6) if isinstance(name, str) else []
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown {what} {name!r} ({hint}expected {', '.join(choices)})"
+
+def _bounded_key(key: str, rule: "Rule", tag: str = "") -> str:
+    """A rule may not grow a key past ``MAX_KEY_CHARS`` (``\\g<0>\\g<0>`` rules double it each)."""
+    if len(key) > limits.MAX_KEY_CHARS:
+        where = f"{tag} ({rule.describe()})" if tag else rule.describe()
+        raise RecipeError(f"{where}: makes a key of {len(key):,} characters, past the limit "
+                          f"MAX_KEY_CHARS = {limits.MAX_KEY_CHARS:,}")
+    return key
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -149,29 +227,29 @@ class Rule:
             regex = _compile(self.pattern, where)
             if self.kind == "replace":
                 try:  # a bad group reference would otherwise show only when a key matches
-                    _check_template(self.replacement, regex)
+                    _check_template(self.replacement, regex.re)
                 except re.error as exc:
                     raise RecipeError(f"{where}: bad replacement {self.replacement!r}: {exc}") from None
 
     # -- applying ----------------------------------------------------------------------
     @cached_property
-    def regex(self) -> re.Pattern | None:
+    def regex(self) -> BoundedRegex | None:
         """The compiled pattern of a replace/drop/keep rule (compiled once per rule)."""
         return _compile(self.pattern, f"rule ({self.kind})") if self.kind in _REGEX_KINDS else None
 
-    def apply(self, key: str) -> str | None:
+    def apply(self, key: str, deadline: float | None = None) -> str | None:
         """The key after this rule; ``None`` when the rule drops it."""
         kind = self.kind
         if kind == "strip_prefix":
             return key[len(self.pattern):] if key.startswith(self.pattern) else key
         if kind == "add_prefix":
-            return self.pattern + key
+            return _bounded_key(self.pattern + key, self)
         regex = self.regex
         if kind == "replace":
-            return regex.sub(self.replacement, key)
+            return _bounded_key(regex.sub(self.replacement, key, deadline), self)
         if kind == "drop":
-            return None if regex.search(key) else key
-        return key if regex.search(key) else None  # keep
+            return None if regex.search(key, deadline) else key
+        return key if regex.search(key, deadline) else None  # keep
 
     def describe(self) -> str:
         """``add_prefix 'attention_map.'``, ``replace '^conv1\\.' -> 'backbone_conv.'``."""
@@ -287,8 +365,8 @@ class DtypeSpec:
             _compile(self.keep, "dtype (keep)")
 
     @cached_property
-    def keep_regex(self) -> re.Pattern | None:
-        return None if self.keep is None else re.compile(self.keep)
+    def keep_regex(self) -> BoundedRegex | None:
+        return None if self.keep is None else _compile(self.keep, "dtype (keep)")
 
     def casts(self, key: str) -> bool:
         """Whether ``key`` (a floating tensor) is written in ``to``."""
@@ -537,32 +615,37 @@ class Recipe:
         labels = labels or {}
         tags = [labels.get(i, f"rule {i + 1}") for i in range(len(self.rules))]
         compiled = [(rule, rule.regex) for rule in self.rules]
+        deadline = time.monotonic() + limits.MAX_RENAME_SECONDS
         out: dict[str, tuple[str | None, str]] = {}
         for key in source_keys:
-            current: str | None = key
-            why: list[str] = []
-            for (rule, regex), tag in zip(compiled, tags):
-                kind = rule.kind
-                if kind == "strip_prefix":
-                    if current.startswith(rule.pattern):
-                        current = current[len(rule.pattern):]
-                        why.append(f"{rule.describe()} ({tag})")
-                elif kind == "add_prefix":
-                    current = rule.pattern + current
-                    why.append(f"{rule.describe()} ({tag})")
-                elif kind == "replace":
-                    new = regex.sub(rule.replacement, current)
-                    if new != current:
-                        current = new
-                        why.append(f"{rule.describe()} ({tag})")
-                elif kind == "drop":
-                    if regex.search(current):
-                        why = [f"dropped by {tag} ({rule.describe()})"]
-                        current = None
-                        break
-                elif not regex.search(current):  # keep
-                    why = [f"not kept by {tag} ({rule.describe()})"]
-                    current = None
-                    break
-            out[key] = (current, "; ".join(why))
+            try:
+                out[key] = self._rename_one(key, compiled, tags, deadline)
+            except PatternTooSlow as exc:
+                index = next(i for i, (_, regex) in enumerate(compiled) if regex is exc.source)
+                raise RecipeError(f"{tags[index]} ({compiled[index][0].describe()}): {exc.detail}") from None
         return out
+
+    @staticmethod
+    def _rename_one(key: str, compiled: list, tags: list[str], deadline: float) -> tuple[str | None, str]:
+        current: str | None = key
+        why: list[str] = []
+        for (rule, regex), tag in zip(compiled, tags):
+            kind = rule.kind
+            if kind == "strip_prefix":
+                if current.startswith(rule.pattern):
+                    current = current[len(rule.pattern):]
+                    why.append(f"{rule.describe()} ({tag})")
+            elif kind == "add_prefix":
+                current = _bounded_key(rule.pattern + current, rule, tag)
+                why.append(f"{rule.describe()} ({tag})")
+            elif kind == "replace":
+                new = _bounded_key(regex.sub(rule.replacement, current, deadline), rule, tag)
+                if new != current:
+                    current = new
+                    why.append(f"{rule.describe()} ({tag})")
+            elif kind == "drop":
+                if regex.search(current, deadline):
+                    return None, f"dropped by {tag} ({rule.describe()})"
+            elif not regex.search(current, deadline):  # keep
+                return None, f"not kept by {tag} ({rule.describe()})"
+        return current, "; ".join(why)

@@ -61,6 +61,7 @@ def read_safetensors(path: Path) -> Loaded:
         header = json.loads(Region(path).read(8, n))
     except (ValueError, RecursionError) as exc:
         raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
+    limits.check_keys([*header, *metadata], path)
     region = Region(path, 8 + n)
     root: dict[str, LazyTensor] = {}
     for key, entry in header.items():

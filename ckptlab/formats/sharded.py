@@ -21,6 +21,7 @@ INDEX_SUFFIX = ".index.json"
 def read_index(path: Path, read_file) -> Loaded:
     """``read_file(shard_path) -> Loaded`` opens one shard (sniffing its format)."""
     weight_map, metadata = _parse_index(path)
+    limits.check_keys(weight_map, path)
     shards: dict[str, dict[str, Any]] = {}
     formats: set[str] = set()
     placeholders: set[str] = set()
