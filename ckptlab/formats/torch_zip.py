@@ -167,10 +167,10 @@ class ZipArchive:
 
         def persistent_load(pid: Any) -> StorageRef:
             if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-                raise UnreadableFileError(f"unexpected persistent id in {name}", self.path)
+                raise UnreadableFileError("unexpected persistent id", self.path)
             _, storage_type, key, _location, numel = pid[:5]
             if type(key) not in (str, int) or type(numel) is not int or not 0 <= numel <= limits.MAX_TENSOR_DIM_SIZE:
-                raise UnreadableFileError(f"malformed storage id in {name}", self.path)
+                raise UnreadableFileError("malformed storage id", self.path)
             key = str(key)
             if key not in storages:
                 storages[key] = self._storage(key, storage_type, int(numel))
