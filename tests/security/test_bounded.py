@@ -235,3 +235,11 @@ def test_keys_made_by_a_call_are_bounded_too(tmp_path):
     path = as_zip(tmp_path / "od.pt", ops.stop())
     with pytest.raises(LimitError, match="MAX_KEY_CHARS"):
         ckptlab.open(path)
+
+
+def test_folding_a_key_of_many_numbered_parts_costs_a_bounded_number_of_templates():
+    from ckptlab.keyfold import MAX_FOLD_PARTS, _templates, fold_keys
+
+    key = ".".join(str(i) for i in range(500))[:1000]
+    assert len(_templates(key)) == MAX_FOLD_PARTS == 8
+    assert [f.pattern for f in fold_keys([f"layers.{i}.w" for i in range(3)])] == ["layers.{0..2}.w"]
