@@ -128,6 +128,10 @@ def _writable(value: Any, memo: dict[int, Any], depth: int, changes: list[str]) 
     if _is_numpy_scalar(value):
         changes.append(f"numpy {value.dtype} scalar written as a Python {type(value.item()).__name__}")
         return value.item()
+    if isinstance(value, NumpyArray):  # noted for every entry that holds it, converted once
+        out = memo[id(value)] if id(value) in memo else memo.setdefault(id(value), _numpy_tensor(value))
+        changes.append(f"numpy array written as a torch.{str(out.dtype).removeprefix('torch.')} tensor")
+        return out
     if depth > MAX_DEPTH:
         raise _Unkeepable(f"nested deeper than {MAX_DEPTH} levels")
     if id(value) in memo:
@@ -146,10 +150,6 @@ def _writable(value: Any, memo: dict[int, Any], depth: int, changes: list[str]) 
     if kind in (tuple, set, torch.Size):
         out = kind(_writable(v, memo, depth + 1, changes) for v in value)
         memo[id(value)] = out
-        return out
-    if isinstance(value, NumpyArray):
-        out = memo[id(value)] = _numpy_tensor(value)
-        changes.append(f"numpy array written as a torch.{str(out.dtype).removeprefix('torch.')} tensor")
         return out
     if isinstance(value, Placeholder):
         raise _Unkeepable(f"an object of class {quote(obj_name(value))}, {WEIGHTS_ONLY}")
