@@ -13,6 +13,7 @@ or changed silently.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -87,10 +88,13 @@ def for_pt(beside: Iterable[tuple[tuple, Any]], tensor_keys: Iterable[str], nest
             not_kept.append(NotKept(key, "an output tensor has the same key"))
             continue
         changes: list[str] = []
+        known = len(memo)
         try:
             kept.append((path, _writable(value, memo, 0, changes)))
         except _Unkeepable as exc:
             not_kept.append(NotKept(key, exc.reason))
+            for made in list(itertools.islice(reversed(memo), len(memo) - known)):
+                del memo[made]  # half-built containers: another entry sharing one rebuilds it
             continue
         if changes:
             converted.append(Converted(key, "; ".join(sorted(set(changes)))))

@@ -179,3 +179,17 @@ def test_report_csv_cells_never_start_a_formula(tmp_path):
     assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
     assert {row["target"] for row in rows} == {"'" + k for k in FORMULAS} | {"w"}
     assert json.loads(ckptlab.remap(src, src, tmp_path / "o2.pt").to_json())["rows"][0]["target"] in FORMULAS  # JSON: as is
+
+
+def test_an_entry_sharing_a_part_with_an_entry_not_kept_is_kept_whole(tmp_path):
+    """``{"a": {"cfg": shared}, "b": [shared]}`` where ``shared`` holds an object: neither is
+    kept, and ``b`` is never written with the half of ``shared`` converted before the object."""
+    ops = Ops().empty_dict().str("w").tensor().setitem()
+    ops.str("a").empty_dict().str("cfg").empty_dict().put(1).str("ok").int(1).setitem()
+    ops.str("obj").glob("somelib", "Cfg").empty_tuple().raw(b"\x81").setitem().setitem().setitem()
+    ops.str("b").empty_list().get(1).raw(b"a").setitem()
+    src = as_zip(tmp_path / "shared.pt", ops.stop())
+    out = tmp_path / "out.pt"
+    rep = ckptlab.remap(src, src, out, keep_extras=True)
+    assert {s.split(" ")[0] for s in rep.extras_not_kept} == {"a", "b"}
+    assert set(torch.load(out, weights_only=True)) == {"w"}
