@@ -243,3 +243,15 @@ def test_folding_a_key_of_many_numbered_parts_costs_a_bounded_number_of_template
     key = ".".join(str(i) for i in range(500))[:1000]
     assert len(_templates(key)) == MAX_FOLD_PARTS == 8
     assert [f.pattern for f in fold_keys([f"layers.{i}.w" for i in range(3)])] == ["layers.{0..2}.w"]
+
+
+def test_freeze_and_train_as_new_patterns_are_time_bounded():
+    """The app's fine-tune panel takes these regexes from a visitor, like recipe rules."""
+    from ckptlab import editing, finetune
+
+    keys = ["a" * 1000 + "!"]
+    with hang_guard(), pytest.raises(RecipeError, match="train-as-new pattern: .*MAX_MATCH_SECONDS"):
+        editing.pretrained_keys(keys, "(a+)+$")
+    with hang_guard(), pytest.raises(RecipeError, match="freeze pattern: .*MAX_MATCH_SECONDS"):
+        finetune._compile("(a+)+$").search(keys[0])
+    assert finetune._compile("^backbone\\.").search("backbone.w") and editing.pretrained_keys(["h.w", "b.w"], "^h") == ["b.w"]
