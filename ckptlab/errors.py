@@ -77,7 +77,7 @@ class UnreadableFileError(CheckpointError):
 
 
 class LimitError(UnreadableFileError):
-    """The file asks for more than one of ``ckptlab.io.formats.limits`` allows (a bomb, or corrupt)."""
+    """The file asks for more than one of ``ckptlab.io.limits`` allows (a bomb, or corrupt)."""
 
 
 class UnsafePickleError(CheckpointError):

@@ -42,14 +42,23 @@ def format_indices(values: Iterable[int]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+# Numeric components of one key a fold may run over: real keys have at most ~4
+# (``blocks.3.attn.0.weight``); each costs a template as long as the key, so a hostile key of
+# hundreds of numbered parts would cost its length squared.
+MAX_FOLD_PARTS = 8
+
+
 def _templates(key: str) -> list[tuple[tuple[str, int], int]]:
-    """((template, position), index value) for each numeric component of ``key``."""
+    """((template, position), index value) for each numeric component of ``key`` (the first
+    ``MAX_FOLD_PARTS`` of them)."""
     parts = key.split(".")
     out = []
     for pos, part in enumerate(parts):
         if part.isascii() and part.isdigit() and (part == "0" or not part.startswith("0")):
             template = ".".join(parts[:pos] + ["\0"] + parts[pos + 1:])
             out.append(((template, pos), int(part)))
+            if len(out) == MAX_FOLD_PARTS:
+                break
     return out
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from ckptlab.io.checkpoint import Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
-from ckptlab.io.formats import limits, paused_gc
+from ckptlab.io import limits
+from ckptlab.io.formats import paused_gc
 from ckptlab.io.formats.base import LazyTensor, Loaded
 from ckptlab.io.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
@@ -222,6 +223,7 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
                 f"{s.path!r} (optimizer state, {s.entries} per-parameter entries)" for s in states[:2]]
             listed = ", ".join(named)
             raise ContainerError(f"no tensor mapping at {container!r}; candidates: {listed}", path)
+    limits.check_keys(chosen.mapping, path)  # dotted keys made by flattening nested dicts, too
     return Checkpoint(
         chosen.mapping, path=path, format=loaded.format, container=chosen.path,
         candidates=tuple(f.candidate() for f in found), other=_other(loaded.root, chosen),

@@ -117,9 +117,11 @@ class Report:
         return pd.DataFrame.from_records(records, columns=list(ROW_FIELDS))
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The rows as CSV (written to ``path`` when given); returns the text."""
+        """The rows as CSV (written to ``path`` when given); returns the text. Key names come
+        from files, so a cell a spreadsheet would run as a formula is neutralised, and lines
+        end in CRLF (RFC 4180) so a key holding a lone CR is quoted, not a row break."""
         buf = io.StringIO()
-        self.to_frame().to_csv(buf, index=False)
+        self.to_frame().map(csv_cell).to_csv(buf, index=False, lineterminator="\r\n")
         text = buf.getvalue()
         if path is not None:
             write_text_atomic(path, text, "report")
@@ -149,6 +151,15 @@ class Report:
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in self.summary.items() if v)
         return f"Report({len(self.rows)} target keys: {parts})"
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``'=HYPERLINK(...)``: a text cell starting like a formula (OWASP's list: = + - @, tab,
+    carriage return) gets a leading ``'``, so spreadsheets show it as text."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def check_report_path(path: str | Path) -> Path:

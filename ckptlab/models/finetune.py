@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from ckptlab.align.new_rows import new_rows
+from ckptlab.recipe.patterns import BoundedRegex
 from ckptlab.errors import CheckpointError, RecipeError
 
 __all__ = ["FinetunePlan", "frozen_modules", "param_groups", "plan", "pretrained_keys"]
@@ -62,13 +63,15 @@ def _pretrained_keys(report: Any) -> set[str]:
     return set(keys if isinstance(keys, Iterable) and not isinstance(keys, str) else [keys]) - grown
 
 
-def _compile(pattern: str | None, what: str = "freeze") -> re.Pattern | None:
+def _compile(pattern: str | None, what: str = "freeze") -> BoundedRegex | None:
+    """A visitor may type it: matched under a time bound (``convert.BoundedRegex``)."""
     if pattern is None or not str(pattern).strip():
         return None
     try:
-        return re.compile(str(pattern))
+        checked = re.compile(str(pattern))
     except re.error as exc:
         raise RecipeError(f"{what} pattern {pattern!r} is not a valid regex: {exc}") from None
+    return BoundedRegex(str(pattern), f"{what} pattern", checked)
 
 
 def _classify(model: nn.Module, report: Any, freeze_loaded: bool, freeze: str | None) -> list[_Param]:

@@ -3,7 +3,6 @@ whose target key matches ``keep`` in their own dtype.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -33,8 +32,8 @@ class DtypeSpec:
             _compile(self.keep, "dtype (keep)")
 
     @cached_property
-    def keep_regex(self) -> re.Pattern | None:
-        return None if self.keep is None else re.compile(self.keep)
+    def keep_regex(self):
+        return None if self.keep is None else _compile(self.keep, "dtype (keep)")
 
     def casts(self, key: str) -> bool:
         """Whether ``key`` (a floating tensor) is written in ``to``."""

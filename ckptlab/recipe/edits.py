@@ -286,8 +286,11 @@ def pretrained_keys(fed_keys: Iterable[str], train_as_new: str | None) -> list[s
 
     if _blank(train_as_new):
         return list(fed_keys)
+    from ckptlab.recipe.patterns import BoundedRegex
+
     try:
-        pattern = re.compile(str(train_as_new))
+        checked = re.compile(str(train_as_new))
     except re.error as exc:
         raise RecipeError(f"train-as-new pattern {train_as_new!r} is not a valid regex: {exc}") from None
+    pattern = BoundedRegex(str(train_as_new), "train-as-new pattern", checked)  # typed by a visitor: time-bounded
     return [key for key in fed_keys if not pattern.search(key)]

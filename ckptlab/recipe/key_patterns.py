@@ -12,6 +12,8 @@ from functools import cached_property
 from typing import Any
 
 from ckptlab.errors import RecipeError
+from ckptlab.io import limits
+from ckptlab.recipe.patterns import BoundedRegex
 from ckptlab.recipe.parsing import _type_name
 
 __all__ = ["KeyPattern", "check_pattern", "braced"]
@@ -31,7 +33,9 @@ class KeyPattern:
         return tuple(dict.fromkeys(_PLACEHOLDER.findall(self.text)))
 
     @cached_property
-    def regex(self) -> re.Pattern:
+    def regex(self) -> re.Pattern | BoundedRegex:
+        """Placeholders each followed by a dot (or the end) match in linear time: ``re``.
+        Others (``{a}_{b}``) can backtrack polynomially: the time-bounded engine."""
         parts, seen, pos = [], set(), 0
         for m in _PLACEHOLDER.finditer(self.text):
             parts.append(re.escape(self.text[pos:m.start()]))
@@ -40,7 +44,10 @@ class KeyPattern:
             seen.add(name)
             pos = m.end()
         parts.append(re.escape(self.text[pos:]))
-        return re.compile("".join(parts))
+        if all(self.text[m.end():m.end() + 1] in (".", "") for m in _PLACEHOLDER.finditer(self.text)):
+            return re.compile("".join(parts))
+        # generated from a checked pattern (its length bounded there; escaping makes it longer)
+        return BoundedRegex("".join(parts), f"key pattern '{self.text[:80]}'", bounded=False)
 
     @cached_property
     def ends(self) -> tuple[str, str]:
@@ -69,6 +76,9 @@ def check_pattern(text: Any, where: str) -> KeyPattern:
     """``text`` as a KeyPattern, or a one-line ``RecipeError`` saying what is wrong with it."""
     if not isinstance(text, str) or not text:
         raise RecipeError(f"{where}: a key pattern must be a non-empty string, got {_type_name(text)}")
+    if len(text) > limits.MAX_PATTERN_CHARS:
+        raise RecipeError(f"{where}: key pattern of {len(text):,} characters exceeds the limit "
+                          f"MAX_PATTERN_CHARS = {limits.MAX_PATTERN_CHARS:,}")
     stripped = _PLACEHOLDER.sub("", text)
     if "{" in stripped or "}" in stripped:
         raise RecipeError(f"{where}: bad placeholder in {text!r} (write {{name}}: letters, digits, _)")

@@ -4,6 +4,7 @@ loss), and the words its one-line errors use (``quote``, ``unknown`` with a did-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 import os
 from difflib import get_close_matches
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from ckptlab.errors import RecipeError
+from ckptlab.io import limits
 
 
 def text_syntax(name: str | os.PathLike) -> str | None:
@@ -31,13 +33,81 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
 
 def _json_load(text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_pairs)
+        data = json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as exc:
         raise RecipeError(f"recipe: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    _check_size(data, lambda v: v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())
+    return data
+
+
+def _too_deep() -> RecipeError:
+    return RecipeError(f"recipe: nested deeper than the limit MAX_RECIPE_DEPTH = {limits.MAX_RECIPE_DEPTH}")
+
+
+def _check_size(root: Any, children: Callable[[Any], Iterable[Any]]) -> None:
+    """Refuse a tree (or graph of shared parts, as YAML aliases make) whose expansion is deeper
+    than ``MAX_RECIPE_DEPTH`` or holds more than ``MAX_RECIPE_NODES`` values, or that holds
+    itself. Iterative, each shared part counted once: a "billion laughs" costs its size."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = [id(k) for k in children(node)]
+            size[key] = 1 + sum(size[k] for k in kids)
+            depth[key] = 1 + max((depth[k] for k in kids), default=0)
+            if depth[key] > limits.MAX_RECIPE_DEPTH:
+                raise _too_deep()
+            if size[key] > limits.MAX_RECIPE_NODES:
+                raise RecipeError(f"recipe: more than MAX_RECIPE_NODES = {limits.MAX_RECIPE_NODES:,} values "
+                                  "with its aliases and merge keys expanded")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise RecipeError("recipe: an alias refers to the value that holds it (a recipe is a tree)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in children(node) if id(k) not in size)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last),
+    and a document nested deeper than ``MAX_RECIPE_DEPTH`` (checked as it is composed, before
+    Python's recursion limit) or too big once its aliases and merge keys are expanded
+    (checked before anything is constructed or merged)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > limits.MAX_RECIPE_DEPTH:
+                mark = self.peek_event().start_mark
+                raise RecipeError(f"recipe: nested deeper than the limit MAX_RECIPE_DEPTH = "
+                                  f"{limits.MAX_RECIPE_DEPTH} at line {mark.line + 1}, column {mark.column + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, _yaml_children)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         if any(key_node.tag == "tag:yaml.org,2002:merge" for key_node, _ in node.value):

@@ -4,22 +4,32 @@ order to every source key; the regex kinds are compiled once and checked when pa
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from ckptlab.errors import RecipeError
+from ckptlab.io import limits
+from ckptlab.recipe.patterns import BoundedRegex, PatternTooSlow
 from ckptlab.recipe.parsing import _type_name, quote, unknown
 from ckptlab.vocab import RULE_KINDS
 
 _REGEX_KINDS = ("replace", "drop", "keep")
 
 
-def _compile(pattern: str, where: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise RecipeError(f"{where}: bad regex {quote(pattern)}: {exc}") from None
+def _compile(pattern: str, where: str) -> BoundedRegex:
+    """A rule's regex: length-bounded, checked by ``re``, matched under a time bound."""
+    return BoundedRegex(pattern, where)
+
+
+def _bounded_key(key: str, rule: "Rule", tag: str = "") -> str:
+    """A rule may not grow a key past ``MAX_KEY_CHARS`` (``\\g<0>\\g<0>`` rules double it each)."""
+    if len(key) > limits.MAX_KEY_CHARS:
+        where = f"{tag} ({rule.describe()})" if tag else rule.describe()
+        raise RecipeError(f"{where}: makes a key of {len(key):,} characters, past the limit "
+                          f"MAX_KEY_CHARS = {limits.MAX_KEY_CHARS:,}")
+    return key
 
 
 def _check_template(replacement: str, regex: re.Pattern) -> None:
@@ -66,29 +76,29 @@ class Rule:
             regex = _compile(self.pattern, where)
             if self.kind == "replace":
                 try:  # a bad group reference would otherwise show only when a key matches
-                    _check_template(self.replacement, regex)
+                    _check_template(self.replacement, regex.re)
                 except re.error as exc:
                     raise RecipeError(f"{where}: bad replacement {self.replacement!r}: {exc}") from None
 
     # -- applying ----------------------------------------------------------------------
     @cached_property
-    def regex(self) -> re.Pattern | None:
+    def regex(self) -> BoundedRegex | None:
         """The compiled pattern of a replace/drop/keep rule (compiled once per rule)."""
         return _compile(self.pattern, f"rule ({self.kind})") if self.kind in _REGEX_KINDS else None
 
-    def apply(self, key: str) -> str | None:
+    def apply(self, key: str, deadline: float | None = None) -> str | None:
         """The key after this rule; ``None`` when the rule drops it."""
         kind = self.kind
         if kind == "strip_prefix":
             return key[len(self.pattern):] if key.startswith(self.pattern) else key
         if kind == "add_prefix":
-            return self.pattern + key
+            return _bounded_key(self.pattern + key, self)
         regex = self.regex
         if kind == "replace":
-            return regex.sub(self.replacement, key)
+            return _bounded_key(regex.sub(self.replacement, key, deadline), self)
         if kind == "drop":
-            return None if regex.search(key) else key
-        return key if regex.search(key) else None  # keep
+            return None if regex.search(key, deadline) else key
+        return key if regex.search(key, deadline) else None  # keep
 
     def describe(self) -> str:
         """``add_prefix 'attention_map.'``, ``replace '^conv1\\.' -> 'backbone_conv.'``."""
@@ -136,43 +146,50 @@ class Rule:
 
 
 
-def rename_keys(rules: "list[Rule]", source_keys, labels: dict[int, str] | None = None) -> dict[str, tuple[str | None, str]]:
+def rename_keys(rules: "list[Rule]", source_keys, labels: dict[int, str] | None = None
+                ) -> dict[str, tuple[str | None, str]]:
     """Apply the rules in order to each source key.
 
     Returns ``{source_key: (new_key or None when dropped, reason)}``; the reason lists
     the rules that changed the key ("add_prefix 'x.' (rule 1)") and is ``""`` when none
     did. ``labels`` overrides "rule N" for some rule positions (0-based), e.g. with
-    "suggested, high".
+    "suggested, high". The whole pass is bounded by ``MAX_RENAME_SECONDS``; a rule past its
+    bound is named in the one-line error.
     """
     labels = labels or {}
     tags = [labels.get(i, f"rule {i + 1}") for i in range(len(rules))]
     compiled = [(rule, rule.regex) for rule in rules]
+    deadline = time.monotonic() + limits.MAX_RENAME_SECONDS
     out: dict[str, tuple[str | None, str]] = {}
     for key in source_keys:
-        current: str | None = key
-        why: list[str] = []
-        for (rule, regex), tag in zip(compiled, tags):
-            kind = rule.kind
-            if kind == "strip_prefix":
-                if current.startswith(rule.pattern):
-                    current = current[len(rule.pattern):]
-                    why.append(f"{rule.describe()} ({tag})")
-            elif kind == "add_prefix":
-                current = rule.pattern + current
-                why.append(f"{rule.describe()} ({tag})")
-            elif kind == "replace":
-                new = regex.sub(rule.replacement, current)
-                if new != current:
-                    current = new
-                    why.append(f"{rule.describe()} ({tag})")
-            elif kind == "drop":
-                if regex.search(current):
-                    why = [f"dropped by {tag} ({rule.describe()})"]
-                    current = None
-                    break
-            elif not regex.search(current):  # keep
-                why = [f"not kept by {tag} ({rule.describe()})"]
-                current = None
-                break
-        out[key] = (current, "; ".join(why))
+        try:
+            out[key] = _rename_one(key, compiled, tags, deadline)
+        except PatternTooSlow as exc:
+            index = next(i for i, (_, regex) in enumerate(compiled) if regex is exc.source)
+            raise RecipeError(f"{tags[index]} ({compiled[index][0].describe()}): {exc.detail}") from None
     return out
+
+
+def _rename_one(key: str, compiled: list, tags: list[str], deadline: float) -> tuple[str | None, str]:
+    current: str | None = key
+    why: list[str] = []
+    for (rule, regex), tag in zip(compiled, tags):
+        kind = rule.kind
+        if kind == "strip_prefix":
+            if current.startswith(rule.pattern):
+                current = current[len(rule.pattern):]
+                why.append(f"{rule.describe()} ({tag})")
+        elif kind == "add_prefix":
+            current = _bounded_key(rule.pattern + current, rule, tag)
+            why.append(f"{rule.describe()} ({tag})")
+        elif kind == "replace":
+            new = _bounded_key(regex.sub(rule.replacement, current, deadline), rule, tag)
+            if new != current:
+                current = new
+                why.append(f"{rule.describe()} ({tag})")
+        elif kind == "drop":
+            if regex.search(current, deadline):
+                return None, f"dropped by {tag} ({rule.describe()})"
+        elif not regex.search(current, deadline):  # keep
+            return None, f"not kept by {tag} ({rule.describe()})"
+    return current, "; ".join(why)

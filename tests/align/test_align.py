@@ -190,7 +190,8 @@ def test_no_key_is_lost_or_duplicated(source_names, target_names, rules, auto, d
     assert all(r.target is None for r in al.rows[len(targets):])
     # every source key ends in exactly one row: a fed/mismatch source, a conflict candidate, or unused;
     # only a conversion (a chunk of one fused tensor) feeds several rows from one key
-    placed = [s for r in al.rows for s in (r.sources if r.status == "conflict" else (r.source,)) if s is not None]
+    placed = [s for r in al.rows for s in (r.sources if r.status == "conflict" or r.source is None else (r.source,))
+              if s is not None]  # a row fed by several sources (a cat) has source None and names them all
     assert sorted(set(placed)) == sorted(source_names)
     fanned = {s for g in al.groups if len(g.targets) > 1 for s in g.sources}
     assert all(placed.count(s) == 1 or s in fanned for s in placed), placed

@@ -143,7 +143,7 @@ def test_an_expanded_tensor_as_torch_saves_it_opens_but_a_large_overlapping_view
     for key, value in small.items():
         assert torch.equal(ck.tensor(key), value)
     # the same trick past MAX_EXPANDED_VIEW_ELEMENTS is a bomb, refused in one line
-    from ckptlab.io.formats import limits
+    from ckptlab.io import limits
 
     side = int(limits.MAX_EXPANDED_VIEW_ELEMENTS ** 0.5) + 1
     torch.save({"w": torch.zeros(1, 1).expand(side, side)}, tmp_path / "big.pt")

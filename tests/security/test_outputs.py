@@ -13,6 +13,7 @@ torch's weights_only allowlist.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -155,3 +156,40 @@ def test_the_pickle_writer_writes_what_weights_only_reads(tmp_path):
             "dt": [torch.float32, torch.bfloat16, torch.float8_e4m3fn, torch.uint16], "t": (None, True, 2**70, "é")}
     path = as_zip(tmp_path / "t.pt", bytes(torch_pickle.dumps(tree)))
     assert torch.load(path, weights_only=True) == tree
+
+
+# -- report CSVs (18.8) -----------------------------------------------------------------------
+FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example","click")', "@SUM(1+1)", "+1+1", "-1+1",
+            "\tx", "\rx"]
+
+
+def test_report_csv_cells_never_start_a_formula(tmp_path):
+    import csv
+
+    src = tmp_path / "formulas.pt"
+    torch.save({**{k: torch.ones(1) for k in FORMULAS}, "w": torch.ones(2)}, src)
+    report = tmp_path / "report.csv"
+    proc = subprocess.run([sys.executable, "-m", "ckptlab", "remap", str(src), str(src), "-o", str(tmp_path / "o.pt"),
+                           "--report", str(report), "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    with open(report, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = [c for row in rows for c in row.values() if c]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert {row["target"] for row in rows} == {"'" + k for k in FORMULAS} | {"w"}
+    assert json.loads(ckptlab.remap(src, src, tmp_path / "o2.pt").to_json())["rows"][0]["target"] in FORMULAS  # JSON: as is
+
+
+def test_an_entry_sharing_a_part_with_an_entry_not_kept_is_kept_whole(tmp_path):
+    """``{"a": {"cfg": shared}, "b": [shared]}`` where ``shared`` holds an object: neither is
+    kept, and ``b`` is never written with the half of ``shared`` converted before the object."""
+    ops = Ops().empty_dict().str("w").tensor().setitem()
+    ops.str("a").empty_dict().str("cfg").empty_dict().put(1).str("ok").int(1).setitem()
+    ops.str("obj").glob("somelib", "Cfg").empty_tuple().raw(b"\x81").setitem().setitem().setitem()
+    ops.str("b").empty_list().get(1).raw(b"a").setitem()
+    src = as_zip(tmp_path / "shared.pt", ops.stop())
+    out = tmp_path / "out.pt"
+    rep = ckptlab.remap(src, src, out, keep_extras=True)
+    assert {s.split(" ")[0] for s in rep.extras_not_kept} == {"a", "b"}
+    assert set(torch.load(out, weights_only=True)) == {"w"}

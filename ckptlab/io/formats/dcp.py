@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor, Loaded
 from ckptlab.io.formats.placeholder import Placeholder
 from ckptlab.io.formats.region import Region

@@ -14,7 +14,7 @@ from math import prod
 from typing import Any
 
 from ckptlab.errors import UnsupportedFormatError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.placeholder import Placeholder, TypeMarker, make_placeholder_class
 
 NDARRAY = TypeMarker("numpy.ndarray")  # the only array class a pickle may rebuild

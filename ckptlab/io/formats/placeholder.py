@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import UnsafePickleError
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor
 
 

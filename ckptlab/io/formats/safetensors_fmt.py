@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor, Loaded, guarded
 from ckptlab.io.formats.region import Region
 from ckptlab.io.formats.storage import checked_shape
@@ -61,6 +61,7 @@ def read_safetensors(path: Path) -> Loaded:
         header = json.loads(Region(path).read(8, n))
     except (ValueError, RecursionError) as exc:
         raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
+    limits.check_keys([*header, *metadata], path)
     region = Region(path, 8 + n)
     root: dict[str, LazyTensor] = {}
     for key, entry in header.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ckptlab.errors import UnreadableFileError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor, Loaded
 
 MAX_INDEX_BYTES = limits.MAX_INDEX_BYTES
@@ -21,6 +21,7 @@ INDEX_SUFFIX = ".index.json"
 def read_index(path: Path, read_file) -> Loaded:
     """``read_file(shard_path) -> Loaded`` opens one shard (sniffing its format)."""
     weight_map, metadata = _parse_index(path)
+    limits.check_keys(weight_map, path)
     shards: dict[str, dict[str, Any]] = {}
     formats: set[str] = set()
     placeholders: set[str] = set()

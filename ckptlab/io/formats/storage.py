@@ -13,7 +13,7 @@ from math import prod
 import torch
 
 from ckptlab.errors import UnreadableFileError
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.base import FileSpan, LazyTensor, guarded
 from ckptlab.io.tensor_info import TensorInfo
 

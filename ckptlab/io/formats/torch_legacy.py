@@ -14,7 +14,7 @@ from typing import IO, Any
 import torch
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.allowlist import StorageType
 from ckptlab.io.formats.base import Loaded
 from ckptlab.io.formats.region import Region

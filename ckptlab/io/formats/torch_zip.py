@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.allowlist import StorageType
 from ckptlab.io.formats.base import Loaded
 from ckptlab.io.formats.region import Region
@@ -114,13 +114,12 @@ class ZipArchive:
         except BaseException:
             self._fp.close()
             raise
-        pkls = sorted((i.filename for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")),
-                      key=len)
-        if not pkls:
+        try:
+            self.prefix = _torch_prefix([i.filename for i in infos], path)
+        except UnreadableFileError:
             self.close()
-            raise UnreadableFileError("zip archive is not a PyTorch checkpoint (it has no data.pkl)", path)
-        self.prefix = pkls[0][: -len("data.pkl")]
-        self.infos = {i.filename[len(self.prefix):]: i for i in infos if i.filename.startswith(self.prefix)}
+            raise
+        self.infos = {i.filename[len(self.prefix):]: i for i in infos}
         self.members = _Members(region, {n: i for n, i in self.infos.items() if n.startswith("data/")})
 
     def close(self) -> None:
@@ -168,10 +167,10 @@ class ZipArchive:
 
         def persistent_load(pid: Any) -> StorageRef:
             if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-                raise UnreadableFileError(f"unexpected persistent id in {name}", self.path)
+                raise UnreadableFileError("unexpected persistent id", self.path)
             _, storage_type, key, _location, numel = pid[:5]
             if type(key) not in (str, int) or type(numel) is not int or not 0 <= numel <= limits.MAX_TENSOR_DIM_SIZE:
-                raise UnreadableFileError(f"malformed storage id in {name}", self.path)
+                raise UnreadableFileError("malformed storage id", self.path)
             key = str(key)
             if key not in storages:
                 storages[key] = self._storage(key, storage_type, int(numel))
@@ -198,6 +197,33 @@ class ZipArchive:
 
         ident = (str(self.region.path), self.region.start, key)
         return StorageRef(ident, dtype, numel, read, str(self.path), lambda: members.locate(member))
+
+
+def _torch_prefix(names: list[str], path: Path) -> str:
+    """The archive's folder as ``torch.load`` finds it, refusing what it refuses or reads
+    ambiguously: the folder is the first member's top folder, every member must lie in it
+    and ``data.pkl`` directly in it, and no name may repeat (torch may read either copy).
+    So the bytes ckptlab vouches for are the bytes a training script loads."""
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise UnreadableFileError("zip archive is not a PyTorch checkpoint (it has no data.pkl)", path)
+    folder, slash, _ = names[0].partition("/")
+    if not slash or not folder:
+        raise UnreadableFileError(f"zip member {quote(names[0])} is not inside a folder (torch.load refuses the "
+                                  "archive)", path)
+    prefix = folder + "/"
+    seen: set[str] = set()
+    for name in names:
+        if not name.startswith(prefix):
+            raise UnreadableFileError(f"zip member {quote(name)} lies outside the archive's folder {quote(prefix)}: "
+                                      "members under two prefixes (torch.load refuses the archive)", path)
+        if name in seen:
+            raise UnreadableFileError(f"zip member {quote(name)} is listed twice (torch.load may read either copy)",
+                                      path)
+        seen.add(name)
+    if prefix + "data.pkl" not in seen:
+        raise UnreadableFileError(f"zip archive has no {quote(prefix + 'data.pkl')} (torch.load reads data.pkl "
+                                  "from the first member's folder only)", path)
+    return prefix
 
 
 def _check_member_count(fp, path: Path) -> None:

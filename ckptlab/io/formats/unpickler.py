@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ckptlab.errors import CheckpointError, UnreadableFileError, UnsafePickleError, quote
-from ckptlab.io.formats import limits
+from ckptlab.io import limits
 from ckptlab.io.formats.allowlist import ALLOWED, Allowed, normalise, refusal_reason
 from ckptlab.io.formats.placeholder import Placeholder, make_placeholder_class
 
@@ -82,6 +82,7 @@ class RestrictedUnpickler:
         self._shape: dict[int, tuple[Any, int, int]] = {}
         self._made_items = 0  # items of containers returned by calls (see ``_made``)
         self._made_bytes = 0  # characters/bytes of strings returned by calls
+        self._key_chars = 0  # characters of every str dict key set (MAX_TOTAL_KEY_CHARS)
         self._dispatch = [None] * 256
         for code, name in _OPCODES.items():
             self._dispatch[code] = getattr(self, name)
@@ -207,6 +208,7 @@ class RestrictedUnpickler:
             raise limits.exceeded("items of containers made by calls in the pickle", f"{self._made_items:,}",
                                   "MAX_PICKLE_OBJECTS")
         if isinstance(obj, dict):
+            self._key_chars = limits.check_keys(obj.keys(), None, self._key_chars)
             return self._measure(obj, itertools.chain(obj.keys(), obj.values()))
         return self._measure(obj, obj)
 
@@ -445,7 +447,14 @@ class RestrictedUnpickler:
     def _setitems(self, target: Any, items: list[Any]) -> None:
         if type(target) in _DICTS or isinstance(target, Placeholder):
             for i in range(0, len(items), 2):
-                target[items[i]] = items[i + 1]
+                key = items[i]
+                if type(key) is str:  # bounded before anything hashes, folds or shows it
+                    if len(key) > limits.MAX_KEY_CHARS:
+                        raise limits.long_key(key)
+                    self._key_chars += len(key)
+                target[key] = items[i + 1]
+            if self._key_chars > limits.MAX_TOTAL_KEY_CHARS:
+                raise limits.exceeded("characters of all keys", f"{self._key_chars:,}", "MAX_TOTAL_KEY_CHARS")
         else:
             raise _Corrupt(f"SETITEMS on a {_name_of(target)}")
         self._grew(target, *items)

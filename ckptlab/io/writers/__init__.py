@@ -31,16 +31,17 @@ __all__ = ["write", "write_tensors", "OutTensor", "FileSpan", "Progress", "SUFFI
 
 
 def write(plan: Any, out_path: str | Path, progress: Progress | None = None,
-          max_shard_size: int | None = None) -> list[Path]:
+          max_shard_size: int | None = None, exclusive: bool = False) -> list[Path]:
     """Write a merge plan (anything with ``outputs()``, ``metadata()`` and ``wrap``).
 
     safetensors gets the plan's string metadata; .pt gets its object tree (``wrap``).
+    ``exclusive``: never replace an existing file (see ``write_tensors``).
     """
     if Path(out_path).suffix.lower() == ".safetensors":
         return write_tensors(plan.outputs(), out_path, metadata=plan.metadata(), progress=progress,
-                             max_shard_size=max_shard_size)
+                             max_shard_size=max_shard_size, exclusive=exclusive)
     return write_tensors(plan.outputs(), out_path, wrap=plan.wrap, progress=progress,
-                         max_shard_size=max_shard_size)
+                         max_shard_size=max_shard_size, exclusive=exclusive)
 
 
 def write_tensors(
@@ -51,6 +52,7 @@ def write_tensors(
     wrap: Callable[[dict[str, Any]], Any] | None = None,
     progress: Progress | None = None,
     max_shard_size: int | None = None,
+    exclusive: bool = False,
 ) -> list[Path]:
     """Write ``tensors`` to ``out_path`` (format by suffix); returns the files written.
 
@@ -58,7 +60,9 @@ def write_tensors(
     Lightning-style ``{"state_dict": ..., "epoch": ...}``. ``max_shard_size`` (bytes) splits
     the output into ``name-0000i-of-0000N.ext`` files plus ``name.ext.index.json``.
     Tied entries (equal ``share``) are one storage in .pt and copies in safetensors, their
-    groups recorded in the metadata under ``ckptlab.aliases``.
+    groups recorded in the metadata under ``ckptlab.aliases``. ``exclusive``: an existing
+    file (even one another writer made while this one ran) is never replaced; the write
+    fails in one line instead, leaving nothing.
     """
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
@@ -80,7 +84,7 @@ def write_tensors(
     copies = (lambda g: len(g.keys)) if is_safetensors else (lambda g: 1)
     bar = ByteProgress(progress, sum(g.info.nbytes * copies(g) for g in groups))
     finals = [out_path.with_name(n) for n in names] + ([index_path(out_path)] if len(shards) > 1 else [])
-    with AtomicFiles(finals) as tmp:
+    with AtomicFiles(finals, exclusive=exclusive) as tmp:
         for shard, tmp_path in zip(shards, tmp.paths):
             with open(tmp_path, "r+b") as f:  # mkstemp made it empty; "wb" would truncate, and ext4 then flushes on close
                 if is_safetensors:

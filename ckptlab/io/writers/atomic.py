@@ -6,6 +6,10 @@ already made are undone, so the old files are left exactly as they were. Tempora
 away on any exception, on Ctrl-C, on SIGTERM (the handler is installed while a write runs in
 the main thread) and at interpreter exit.
 
+With ``exclusive=True`` (a server writing where several visitors choose names) no existing
+file is ever replaced: each output is hard-linked into place, which fails if the name exists
+(even one another writer made a moment ago), so "is it free?" and "take it" are one step.
+
 A new file gets the mode the umask gives (``0644`` under ``022``, ``0600`` under ``077``), as
 ``open()`` would; a file that is overwritten keeps its mode. (``mkstemp`` alone makes every
 output ``0600``.)
@@ -104,8 +108,9 @@ class AtomicFiles:
     temporary file cannot be made or moved.
     """
 
-    def __init__(self, finals: list[Path], error: type[CheckpointError] = MergeError):
+    def __init__(self, finals: list[Path], error: type[CheckpointError] = MergeError, exclusive: bool = False):
         self.finals = [str(p) for p in finals]
+        self.exclusive = exclusive
         self.paths: list[str] = []
         self.modes: list[int] = []  # given at the move, so a read-only original does not block the write
         self.error = error
@@ -149,6 +154,9 @@ class AtomicFiles:
             if os.path.isdir(final):
                 _remove(self.paths)
                 raise self.error("cannot write the output there: that is a folder", final)
+        if self.exclusive:
+            self._commit_new()
+            return
         undo: list[tuple[str, str | None]] = []  # (final, hard link to its old content or None if new)
         backups: list[str] = []
         final = self.finals[0] if self.finals else ""
@@ -171,6 +179,40 @@ class AtomicFiles:
             raise
         finally:
             _remove(backups, _BACKUPS)
+
+    def _commit_new(self) -> None:
+        """Link every file into place where no file exists, or none: ``link`` refuses an
+        existing name atomically; the links made before a refusal are taken back."""
+        made: list[tuple[str, str]] = []
+        final = self.finals[0] if self.finals else ""
+        try:
+            for tmp, final, mode in zip(self.paths, self.finals, self.modes):
+                os.chmod(tmp, mode)
+                os.link(tmp, final, follow_symlinks=False)
+                made.append((tmp, final))
+        except OSError as err:
+            for tmp, linked in reversed(made):
+                _unlink_if_same(linked, tmp)
+            _remove(self.paths)
+            if isinstance(err, FileExistsError):
+                raise self.error("exists already (nothing was overwritten); choose a new file name", final) from None
+            raise self.error(f"cannot move the output into place ({err.strerror or err})", final) from None
+        except BaseException:
+            for tmp, linked in reversed(made):
+                _unlink_if_same(linked, tmp)
+            _remove(self.paths)
+            raise
+        _remove(self.paths)  # the outputs keep their links
+
+
+def _unlink_if_same(path: str, twin: str) -> None:
+    """Take back a link this write made (not a file someone put there since)."""
+    try:
+        if os.path.samefile(path, twin):
+            os.unlink(path)
+    except OSError:
+        pass
+
 
 _BACKUPS: set[str] = set()  # hard links to replaced files, kept until their output is whole
 _UNRESTORABLE = "<no hard link possible>"

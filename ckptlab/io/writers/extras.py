@@ -13,6 +13,7 @@ or changed silently.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -87,10 +88,13 @@ def for_pt(beside: Iterable[tuple[tuple, Any]], tensor_keys: Iterable[str], nest
             not_kept.append(NotKept(key, "an output tensor has the same key"))
             continue
         changes: list[str] = []
+        known = len(memo)
         try:
             kept.append((path, _writable(value, memo, 0, changes)))
         except _Unkeepable as exc:
             not_kept.append(NotKept(key, exc.reason))
+            for made in list(itertools.islice(reversed(memo), len(memo) - known)):
+                del memo[made]  # half-built containers: another entry sharing one rebuilds it
             continue
         if changes:
             converted.append(Converted(key, "; ".join(sorted(set(changes)))))
@@ -128,6 +132,10 @@ def _writable(value: Any, memo: dict[int, Any], depth: int, changes: list[str]) 
     if _is_numpy_scalar(value):
         changes.append(f"numpy {value.dtype} scalar written as a Python {type(value.item()).__name__}")
         return value.item()
+    if isinstance(value, NumpyArray):  # noted for every entry that holds it, converted once
+        out = memo[id(value)] if id(value) in memo else memo.setdefault(id(value), _numpy_tensor(value))
+        changes.append(f"numpy array written as a torch.{str(out.dtype).removeprefix('torch.')} tensor")
+        return out
     if depth > MAX_DEPTH:
         raise _Unkeepable(f"nested deeper than {MAX_DEPTH} levels")
     if id(value) in memo:
@@ -146,10 +154,6 @@ def _writable(value: Any, memo: dict[int, Any], depth: int, changes: list[str]) 
     if kind in (tuple, set, torch.Size):
         out = kind(_writable(v, memo, depth + 1, changes) for v in value)
         memo[id(value)] = out
-        return out
-    if isinstance(value, NumpyArray):
-        out = memo[id(value)] = _numpy_tensor(value)
-        changes.append(f"numpy array written as a torch.{str(out.dtype).removeprefix('torch.')} tensor")
         return out
     if isinstance(value, Placeholder):
         raise _Unkeepable(f"an object of class {quote(obj_name(value))}, {WEIGHTS_ONLY}")

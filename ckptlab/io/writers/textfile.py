@@ -35,7 +35,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, what: str) -> Path:
     path = check_writable(path, what)
     try:
         with AtomicFiles([path], error=CheckpointError) as tmp:
-            with open(tmp.paths[0], "w", encoding="utf-8") as handle:
+            with open(tmp.paths[0], "w", encoding="utf-8", newline="") as handle:  # text as given (CSV: CRLF)
                 handle.write(text)
     except OSError as exc:
         raise CheckpointError(f"cannot write the {what} ({exc.strerror or exc})", path) from None

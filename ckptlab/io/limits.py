@@ -8,7 +8,9 @@ far above anything a real checkpoint needs (the largest published ones are noted
 """
 from __future__ import annotations
 
-from ckptlab.errors import LimitError
+from collections.abc import Iterable
+
+from ckptlab.errors import LimitError, quote
 
 # -- pickles -------------------------------------------------------------------------------
 # Bytes of one pickle (data.pkl, .metadata, a legacy header). A 20k-tensor state_dict's
@@ -43,6 +45,34 @@ MAX_MODULE_DEPTH = MAX_TREE_DEPTH
 MAX_PLAIN_NODES = 100_000
 # Parts of a DCP key path rebuilt as nested dicts (deeper: kept as one flat dotted key).
 MAX_DCP_KEY_PARTS = 64
+
+# -- keys ---------------------------------------------------------------------------------
+# Characters of one key: a tensor name, a str key of a dict in a pickle, a safetensors or
+# index name, a dotted key made by flattening nested dicts. The longest keys of published
+# checkpoints are ~130 characters (FSDP-wrapped module names); the work done per key
+# (folding numbered parts, aligning, suggesting, tables) grows faster than its length
+# (one 80,000-character key took a minute and gigabytes), so 8x that is the bound.
+MAX_KEY_CHARS = 1024
+# Characters of all keys of one file together (each pickle's dict keys, a safetensors
+# header's names, an index's weight_map, the checkpoint's final keys). The largest published
+# state_dicts hold ~100k keys of ~60 characters (6 MB); 64 Mi is ten times that.
+MAX_TOTAL_KEY_CHARS = 64 * 2**20
+
+# -- recipes (uploaded by any visitor of the web app: text, not a checkpoint) ---------------
+# Characters of one rule or key pattern; real ones are under 200 (a whole escaped key).
+MAX_PATTERN_CHARS = 1024
+# Seconds one pattern may take on one key (the ``regex`` engine's timeout; it fires late by
+# up to ~2x on a loaded machine). Real patterns take microseconds; a catastrophically
+# backtracking one (``(a+)+$``) would take longer than the universe's age on a long key.
+MAX_MATCH_SECONDS = 0.25
+# Seconds the rules of one recipe may take over all keys of one checkpoint (20 rules over
+# 100k keys take ~10 s on a loaded 2-core machine).
+MAX_RENAME_SECONDS = 120.0
+# Nesting of a recipe's YAML/JSON (real recipes nest ~5 levels: convert ops' arguments).
+MAX_RECIPE_DEPTH = 32
+# Values of a recipe counted with every YAML alias and merge key expanded (a 437-byte
+# "billion laughs" or nested-merge document expands to billions).
+MAX_RECIPE_NODES = 200_000
 
 # -- tensors --------------------------------------------------------------------------------
 # Dimensions of a tensor, and the largest size or stride of one dimension.
@@ -80,6 +110,25 @@ MAX_INDEX_BYTES = 64 * 2**20
 NUMPY_DTYPE_KINDS = frozenset("biufc")
 # Bytes of one numpy array rebuilt from a pickle (its data is inside the pickle).
 MAX_NUMPY_BYTES = MAX_PICKLE_BYTES
+
+
+def check_keys(keys: Iterable[object], path: object = None, total: int = 0) -> int:
+    """Refuse a key past ``MAX_KEY_CHARS``, or keys (plus ``total`` already counted) past
+    ``MAX_TOTAL_KEY_CHARS``; returns the new total. Only str keys count."""
+    for key in keys:
+        if type(key) is str:
+            n = len(key)
+            if n > MAX_KEY_CHARS:
+                raise long_key(key, path)
+            total += n
+    if total > MAX_TOTAL_KEY_CHARS:
+        raise exceeded("characters of all keys", f"{total:,}", "MAX_TOTAL_KEY_CHARS", path)
+    return total
+
+
+def long_key(key: str, path: object = None) -> LimitError:
+    return exceeded(f"key {quote(key[:40])}{'…' if len(key) > 40 else ''}", f"{len(key):,} characters",
+                    "MAX_KEY_CHARS", path)
 
 
 def exceeded(what: str, value: object, limit_name: str, path: object = None) -> LimitError:
