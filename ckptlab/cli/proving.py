@@ -20,13 +20,13 @@ def add_prove_arguments(parser: argparse.ArgumentParser, strict_note: bool = Fal
                              "and report whether the outputs are equal, or the first target module whose output "
                              f"differs from its source module (JSON: \"proof\"){note}")
     parser.add_argument("--prove-full", action="store_true",
-                        help="with --prove, build models of any size (by default a side of more than 200M "
+                        help="--prove, building models of any size (by default a side of more than 200M "
                              "parameters is not built)")
 
 
 def run_proof(args: argparse.Namespace, alignment: Any, result: Any = None) -> Any:
     """The proof of ``alignment`` (None when ``--prove`` was not given); ``result``: a file written."""
-    if not getattr(args, "prove", False):
+    if not (getattr(args, "prove", False) or getattr(args, "prove_full", False)):
         return None
     from ckptlab.models.proof import prove
 

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 def _proof(args: argparse.Namespace, source, target, recipe, report) -> object:
     """``--prove``: the file just written, loaded into the target model, against the source model
     (the alignment made again: keys only, the same answer the merge used)."""
-    if not args.prove:
+    if not (args.prove or args.prove_full):
         return None
     from ckptlab.align.matcher import align
 

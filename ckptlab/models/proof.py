@@ -223,7 +223,7 @@ def _transformers_renames(model: nn.Module, ck: Checkpoint) -> dict[str, str]:
         renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
         state = model.state_dict()
         keys: dict[str, str] = {}
-        for key in ck.keys():
+        for key in ck:
             new, _ = rename_source_key(key, renamings, [], model.base_model_prefix, state)
             if new in state:
                 keys.setdefault(new, key)
