@@ -6,6 +6,7 @@ The public API (see README.md)::
     al = ckptlab.align(source, target, recipe=None, auto="high")
     rep = ckptlab.remap(source, target, out_path, recipe=None, auto="high")
     rep = ckptlab.load_into(model, source, recipe=None, auto="high")
+    proof = ckptlab.prove(al)                         # both models run: outputs equal, or where they part
     groups = ckptlab.param_groups(model, rep, lr=1e-3, new_lr_mult=10.0)
 
 Importing the package is cheap: every public name is imported on first use (PEP 562), so
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``_LAZY`` impo
     from ckptlab.merge.report import Report
     from ckptlab.values.stats import stats
     from ckptlab.models.warmstart import CkptlabWarning, load_into
+    from ckptlab.models.proof import Proof, prove
 
 # public name -> the module it lives in (imported on first use)
 _LAZY = {
@@ -73,6 +75,8 @@ _LAZY = {
     "load_into": "ckptlab.models.warmstart",
     "CkptlabWarning": "ckptlab.models.warmstart",
     "param_groups": "ckptlab.models.finetune",
+    "prove": "ckptlab.models.proof",
+    "Proof": "ckptlab.models.proof",
     "stats": "ckptlab.values.stats",
     "diff": "ckptlab.values.diff",
 }
@@ -80,8 +84,8 @@ _LAZY = {
 _FUNCTIONS = ("align",)
 
 __all__ = [
-    "open", "align", "remap", "load_into", "param_groups", "stats", "diff",
-    "Checkpoint", "TensorInfo", "OtherEntry", "Recipe", "Rule", "AdaptSpec", "Alignment", "Report",
+    "open", "align", "remap", "load_into", "param_groups", "stats", "diff", "prove",
+    "Checkpoint", "Proof", "TensorInfo", "OtherEntry", "Recipe", "Rule", "AdaptSpec", "Alignment", "Report",
     "CheckpointError", "UnreadableFileError", "UnsafePickleError", "ContainerError",
     "UnsupportedFormatError", "RecipeError", "AdaptError", "MergeError", "ModelSpecError",
     "PathNotAllowedError", "CkptlabWarning",

@@ -10,6 +10,7 @@ from ckptlab.cli import output
 from ckptlab.cli.common import (AUTO_LEVELS, add_pair_arguments, add_param_argument, naming_recipe,
                                 recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, warn
+from ckptlab.cli.proving import add_prove_arguments, run_proof, tell
 from ckptlab.align.keyfold import fold_keys, fold_pattern  # light: no torch
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Align SOURCE with TARGET: one row per target key (exact, renamed, adapted, "
                     "converted, mismatch, missing, conflict) and per unused source key, with suggestions. "
                     "Exit status: 0; 2 with --strict unless the job is strict-clean (every target key fed "
-                    "or kept on purpose, every source key used or dropped on purpose, no warning); 1 on an error.")
+                    "or kept on purpose, every source key used or dropped on purpose, no warning; with --prove, "
+                    "also unless the outputs are proved equal); 1 on an error.")
     add_pair_arguments(p)
     p.add_argument("--recipe", default=None, metavar="FILE", help="recipe (YAML or JSON) to apply first")
     add_param_argument(p)
@@ -34,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 2 unless strict-clean: PyTorch's strict=True on purpose (keep_target / reinit / "
                         "drop say so), plus no warning")
+    add_prove_arguments(p, strict_note=True)
     p.add_argument("--json", action="store_true",
-                   help='print {"rows","summary","suggestions","warning","warnings"} as one JSON object')
+                   help='print {"rows","summary","suggestions","warning","warnings"} (and "proof") as one JSON object')
     p.set_defaults(func=run)
 
 
@@ -46,18 +49,20 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_with_params(args)
     with naming_recipe(args.recipe):
         alignment = align(source, target, recipe=recipe, auto=args.auto)
+    proof = run_proof(args, alignment)
     if args.json:
-        print_json(alignment.to_dict())
+        print_json({**alignment.to_dict(), **({"proof": proof.to_dict()} if proof is not None else {})})
     else:
         print_table(alignment)
     for message in alignment.warnings:
         warn(message)
+    tell(proof, args.json)
     if not args.strict:
         return 0
     problems = [p for p in alignment.strict_problems if not p.startswith("warning: ")]
     for message in problems:
         warn(f"not strict: {message}")
-    return 0 if alignment.strict_ok else 2
+    return 0 if alignment.strict_ok and (proof is None or proof.proved) else 2
 
 
 # -- the readable table -------------------------------------------------------------------

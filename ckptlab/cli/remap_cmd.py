@@ -12,6 +12,7 @@ import sys
 from ckptlab.cli.common import (AUTO_LEVELS, ON_MISMATCH, add_pair_arguments, add_param_argument,
                                 naming_recipe, recipe_with_params, resolve_pair)
 from ckptlab.cli.output import print_json, say, warn
+from ckptlab.cli.proving import add_prove_arguments, run_proof, tell
 from ckptlab.errors import CheckpointError, MergeError, printable
 
 OUT_SUFFIXES = ".safetensors, .pt or .pth"
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-shard-size", default=None, metavar="SIZE", help="split the output, e.g. 5GB or 500MiB")
     p.add_argument("--report", default=None, metavar="FILE", help="write the report (.json or .csv)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_prove_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the report (and \"proof\") as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -84,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
              + "; ".join(report.extras_converted))
     if args.report:
         report.save(args.report)
+    proof = _proof(args, source, target, recipe, report)
+    tell(proof, args.json)
     if args.json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), **({"proof": proof.to_dict()} if proof is not None else {})})
     else:
         counts = ", ".join(f"{n} {status}" for status, n in report.summary.items() if n)
         kept = ""
@@ -95,6 +99,19 @@ def run(args: argparse.Namespace) -> int:
             kept += f", {len(report.extras_converted)} converted (see above)" if report.extras_converted else ""
         say(f"wrote {', '.join(report.outputs)} ({counts}{kept})")
     return 0
+
+
+def _proof(args: argparse.Namespace, source, target, recipe, report) -> object:
+    """``--prove``: the file just written, loaded into the target model, against the source model
+    (the alignment made again: keys only, the same answer the merge used)."""
+    if not (args.prove or args.prove_full):
+        return None
+    from ckptlab.align.matcher import align
+
+    with naming_recipe(args.recipe):
+        alignment = align(source, target, recipe=recipe, auto=args.auto)
+    written = next((o for o in report.outputs if o.endswith(".index.json")), report.outputs[0])
+    return run_proof(args, alignment, result=written)
 
 
 def check_output(args: argparse.Namespace) -> None:

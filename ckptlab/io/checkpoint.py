@@ -85,6 +85,7 @@ class Checkpoint:
         sd = module.state_dict(keep_vars=True)
         ck = cls.from_mapping(sd, name=type(module).__name__)
         ck.format = "module"
+        ck.module = module  # the model itself, for what needs it whole (ckptlab.models.proof)
         return ck
 
     def with_aliases(self, aliases: Mapping[str, str], why: str = "") -> "Checkpoint":

@@ -37,9 +37,16 @@ def merged_tensors(alignment: Any) -> dict:
 def show(alignment: Any, source: Any, target: Any) -> None:
     st.subheader("Verification")
     warm_start_report(alignment)
+    results = st.session_state.setdefault(RESULTS, {})
+    run_key = state.alignment_key()
     if not target.model:
-        st.caption("The model checks need the target as a model definition: pick a demo pair, choose "
-                   "'Model definition' for the target in the sidebar, or upload the target's config.json beside it.")
+        where = st.container()
+        if where.button("Prove", key="verify_prove", help=PROVE_HELP):
+            results[("prove", run_key)] = state.guarded(where, lambda: _prove(alignment, "", ""))
+        _show_proof(results.get(("prove", run_key)))
+        st.caption("The model checks need the target as a model definition: pick a demo pair, or choose "
+                   "'Model definition' for the target in the sidebar, or upload the target's config.json beside it. "
+                   "Prove also works with a transformers config.json beside each file.")
         return
     st.markdown(f"**Model checks.** Target model: {text.code(target.model)} {_kwargs_text(target.kwargs)}")
     spec_col, kwargs_col = st.columns(2)
@@ -58,9 +65,7 @@ def show(alignment: Any, source: Any, target: Any) -> None:
     threads = threads_col.number_input("torch threads", min_value=1, max_value=64, step=1,
                                        key=kept.remembered("verify_threads", 1),
                                        help="1 gives steady ratios on a busy machine")
-    results = st.session_state.setdefault(RESULTS, {})
-    run_key = state.alignment_key()
-    load_col, func_col, speed_col = st.columns(3)
+    load_col, func_col, speed_col, prove_col = st.columns(4)
     where = st.container()           # errors of the buttons show here, above the results
     if load_col.button("Load report (strict)", key="verify_load"):
         results[("load", run_key)] = state.guarded(where, lambda: _load(alignment, target))
@@ -73,6 +78,8 @@ def show(alignment: Any, source: Any, target: Any) -> None:
             where, lambda: _speed(target, src_spec, src_kwargs_text, sizes_text, budget, int(threads),
                                   lambda done, total: bar.progress(done / total, text=f"{done} of {total} sizes")))
         bar.empty()
+    if prove_col.button("Prove", key="verify_prove", help=PROVE_HELP):
+        results[("prove", run_key)] = state.guarded(where, lambda: _prove(alignment, src_spec, src_kwargs_text))
     if not src_spec.strip():
         st.caption("Give the source model's definition to compare outputs, speed and memory.")
     _show_results(results, run_key)
@@ -216,7 +223,38 @@ def _speed(target: Any, src_spec: str, src_kwargs_text: str, sizes_text: str, bu
                          progress=progress)
 
 
+PROVE_HELP = ("Build both models (the source from the definition above or a config.json beside its file), "
+              "run seeded inputs through the source model and the target model holding the merged result, "
+              "and compare: outputs equal, or the first target module whose output differs")
+
+
+def _prove(alignment: Any, src_spec: str, src_kwargs_text: str) -> dict:
+    """``ckptlab.prove`` on this alignment; the source definition typed above, when given, is built
+    (under the app's allowlist) as the source model."""
+    from ckptlab.models.proof import prove
+
+    source_model = None
+    if src_spec.strip():
+        source_model = model_of(src_spec.strip(), parse_kwargs(src_kwargs_text)).build("cpu")
+    return prove(alignment, source_model=source_model).to_dict()
+
+
+def _show_proof(proof: dict | None) -> None:
+    """The proof as inert text: module names come from the models, reasons name files."""
+    if not proof:
+        return
+    if proof["proved"]:
+        st.success(f"Proved: outputs equal (max |diff| {proof['max_abs']:.2g})")
+    elif proof["first_divergence"] is not None:
+        st.warning(f"Not proved: the first diverging module is {text.code(proof['first_divergence'])} "
+                   f"(outputs max |diff| {proof['max_abs']:.2g})")
+    else:
+        st.warning("Not proved")
+    st.caption(text.md(proof["reason"], 800))
+
+
 def _show_results(results: dict, run_key: tuple) -> None:
+    _show_proof(results.get(("prove", run_key)))
     load = results.get(("load", run_key))
     if load:
         ok = not any(load["report"].values())
