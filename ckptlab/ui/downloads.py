@@ -142,7 +142,9 @@ def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extra
     def progress(done: int, total: int, tensor_key: str) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=text.one_line(f"writing {tensor_key}", 120))
 
-    written = state.guarded(st, lambda: write.write(plan, out, progress=progress), what="writing failed: ")
+    # into a server folder: created exclusively, never replacing a file another visitor just wrote
+    written = state.guarded(st, lambda: write.write(plan, out, progress=progress, exclusive=not temporary),
+                            what="writing failed: ")
     if written is None:
         bar.empty()
         return
