@@ -13,7 +13,7 @@ import pytest
 import ckptlab
 from ckptlab.targets import model_target
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ARTIFACTS, free_port, screenshot, start_app, stop_app, wait_idle
+from tests.e2e.conftest import ARTIFACTS, free_port, screenshot, start_app, stop_app
 from tests.e2e.scale import big_pair, many_keys_pair, rss_kb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def _open(browser, url: str, width: int = 1400, height: int = 1000):
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
-    wait_idle(page)
+    drive.settle(page)
     return context, page
 
 
@@ -50,7 +50,7 @@ def _server_path(page, role: str, path: Path) -> None:
     field = drive.key(page, f"{role}_path").locator("input")
     field.fill(str(path))
     field.press("Enter")
-    wait_idle(page)
+    drive.settle(page)
 
 
 def _rows_caption(page) -> str:
@@ -127,7 +127,7 @@ def test_the_status_filter_shows_what_it_applies_after_every_input_switch(browse
         for chip in _chips(page):
             if chip not in chosen:
                 drive.key(page, "status_filter").get_by_role("button", name=f"Remove {chip}", exact=True).click()
-                wait_idle(page)
+                drive.settle(page)
         assert _chips(page) == chosen
 
         def check(source: Path, target: Path | str, what: str) -> None:
@@ -204,7 +204,7 @@ def test_every_view_fits_a_1400x1000_screen(browser, server, pair: str) -> None:
                     button = drive.key(page, "values_part").get_by_role("radio", name=part, exact=True)
                     if button.get_attribute("aria-checked") != "true":
                         button.click()
-                        wait_idle(page)
+                        drive.settle(page)
                 page.wait_for_timeout(300)
                 picker = drive.key(page, "view").bounding_box()
                 body = page.locator(".st-key-view_body").bounding_box()
