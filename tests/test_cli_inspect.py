@@ -55,7 +55,7 @@ def test_errors_are_one_line_on_stderr(capsys, tmp_path, sample):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 64)
     code, out, err = _inspect(capsys, str(bad), "--json")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out) == {"error": err.strip().removeprefix("ckptlab: error: "), "file": str(bad)}
     assert err.count("\n") == 1 and "bad.pt" in err and "not a checkpoint format" in err
     code, out, err = _inspect(capsys, sample("attention_net_ckpt.pt"), "--container", "nope")
     assert code == 1 and "candidates: 'net'" in err

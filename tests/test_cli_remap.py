@@ -96,7 +96,7 @@ def test_a_conflict_exits_1_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "r.json").write_text(json.dumps({"rules": [{"replace": {"pattern": "^(a|b)\\.", "with": ""}}]}))
     code, out, err = cli(capsys, tmp_path / "s.pt", tmp_path / "t.pt", "-o", tmp_path / "out.safetensors",
                          "--recipe", tmp_path / "r.json", "--auto", "none", "--json")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["error"] == err.strip().removeprefix("ckptlab: error: ")
     assert "conflict at 'w' (a.w, b.w)" in err
     assert sorted(os.listdir(tmp_path)) == ["r.json", "s.pt", "t.pt"]
 

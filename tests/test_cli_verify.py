@@ -64,7 +64,8 @@ def test_verify_model_file_needs_allow_code(tmp_path):
                           "from sample_ckpts.models import ConvNet\n")
     args = (str(SAMPLES / "convnet_rgb.pt"), "--model", f"{model_file}:ConvNet", "--json")
     refused = _run(*args)
-    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"] == refused.stderr.strip().removeprefix("ckptlab: error: ")
     assert refused.stderr.strip().count("\n") == 0
     assert "--allow-code or set CKPTLAB_ALLOW_CODE=1" in refused.stderr
     assert not (tmp_path / "marker").exists()
@@ -82,7 +83,7 @@ def test_verify_model_file_needs_allow_code(tmp_path):
 def test_verify_errors_are_one_line(capsys, extra, message):
     code = main(["verify", str(SAMPLES / "convnet_rgb.pt"), *extra, "--json"])
     captured = capsys.readouterr()
-    assert code == 1 and captured.out == ""
+    assert code == 1 and json.loads(captured.out)["error"] == captured.err.strip().removeprefix("ckptlab: error: ")
     assert message in captured.err and captured.err.count("\n") == 1
 
 
@@ -101,7 +102,8 @@ def test_align_target_model_file_needs_allow_code_too(tmp_path):
     args = [sys.executable, "-m", "ckptlab", "align", str(SAMPLES / "convnet_rgb.pt"), f"{model_file}:ConvNet",
             "--target-kwargs", '{"in_chans": 3}', "--json"]
     refused = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 1 and "--allow-code" in refused.stderr and refused.stdout == ""
+    assert refused.returncode == 1 and "--allow-code" in refused.stderr
+    assert json.loads(refused.stdout)["error"] == refused.stderr.strip().removeprefix("ckptlab: error: ")
     assert not (tmp_path / "marker").exists()
     allowed = subprocess.run(args + ["--allow-code"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert allowed.returncode == 0, allowed.stderr
