@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import os
 import runpy
 import subprocess
@@ -63,31 +65,41 @@ def _assert_same_state(got: dict, expected: dict, ordered: bool = True) -> None:
         assert torch.equal(got[key], value), key
 
 
-@pytest.fixture(scope="module")
-def story_runs(tmp_path_factory):
-    """Every case's snippet, started at once (each in its own python), and remap's file."""
-    runs = {}
-    for name, source, target, kwargs, recipe, auto in CASES:
-        folder = tmp_path_factory.mktemp(name)
-        alignment = ckptlab.align(SAMPLES / source, _target(target, kwargs), recipe=recipe, auto=auto)
-        ckptlab.remap(SAMPLES / source, _target(target, kwargs), folder / "expected.pt",
-                      recipe=alignment.effective_recipe, auto="none")
-        script = folder / "remap_checkpoint.py"
-        script.write_text(snippet(alignment, out=str(folder / "got.pt")))
-        proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        runs[name] = (alignment, folder, proc)
-    yield {name: (alignment, folder, proc.communicate(timeout=300), proc.returncode)
-           for name, (alignment, folder, proc) in runs.items()}
+REAL_PROCESS = "grey-sum-map-reinit"   # this case's script runs in a python of its own: it stands alone
 
 
-@pytest.mark.parametrize("name", [c[0] for c in CASES])
-def test_snippet_reproduces_remap_bit_for_bit(story_runs, name):
-    alignment, folder, (_, stderr), returncode = story_runs[name]
+def _run_in_this_process(script: Path) -> tuple[int, str]:
+    """``python script.py`` without a new interpreter (torch is imported already): run as
+    ``__main__`` with no arguments, its RNG use kept from this process's. (exit code, stderr)"""
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
+        saved, sys.argv = sys.argv, [str(script)]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as exc:
+            return int(exc.code or 0), ""
+        finally:
+            sys.argv = saved
+    return 0, ""
+
+
+def _run_in_a_new_python(script: Path) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("name, source, target, kwargs, recipe, auto", CASES, ids=[c[0] for c in CASES])
+def test_snippet_reproduces_remap_bit_for_bit(tmp_path, name, source, target, kwargs, recipe, auto):
+    alignment = ckptlab.align(SAMPLES / source, _target(target, kwargs), recipe=recipe, auto=auto)
+    ckptlab.remap(SAMPLES / source, _target(target, kwargs), tmp_path / "expected.pt",
+                  recipe=alignment.effective_recipe, auto="none")
+    script = tmp_path / "remap_checkpoint.py"
+    script.write_text(snippet(alignment, out=str(tmp_path / "got.pt")))
+    returncode, stderr = (_run_in_a_new_python if name == REAL_PROCESS else _run_in_this_process)(script)
     assert alignment.summary["mismatch"] == 0 and alignment.summary["conflict"] == 0
     assert returncode == 0, stderr
-    got = torch.load(folder / "got.pt", weights_only=True)
-    _assert_same_state(got, torch.load(folder / "expected.pt", weights_only=True))
+    got = torch.load(tmp_path / "got.pt", weights_only=True)
+    _assert_same_state(got, torch.load(tmp_path / "expected.pt", weights_only=True))
     if alignment.summary["adapted"] or alignment.summary["renamed"]:
         assert any(not torch.equal(got[k], alignment.target.tensor(k)) for k in alignment.fed)
 
