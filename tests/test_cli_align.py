@@ -1,4 +1,6 @@
-"""``ckptlab align`` in a subprocess: JSON on stdout only, warning on stderr, exit codes."""
+"""``ckptlab align``: JSON on stdout only, warning on stderr, exit codes. One run in a python
+of its own (what a script calling the command sees), the rest through ``main`` in this
+process with file-descriptor capture (whatever reaches fd 1 or 2 is seen)."""
 from __future__ import annotations
 
 import json
@@ -6,19 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ckptlab.align import STATUSES, align
+from ckptlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_ckpts"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+@pytest.fixture
+def run(capfd):
+    """``ckptlab align ARGS`` in this process: (returncode, stdout, stderr) as a CompletedProcess."""
+    def align_cmd(*args) -> subprocess.CompletedProcess:
+        code = main(["align", *map(str, args)])
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["ckptlab", "align", *map(str, args)], code, out, err)
+    return align_cmd
+
+
+def run_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ckptlab", "align", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_json_is_the_contract_and_matches_the_api():
-    proc = run(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
+    proc = run_process(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout holds the one object and nothing else
     assert set(data) == {"rows", "summary", "suggestions", "warning", "warnings"}
@@ -32,7 +47,7 @@ def test_json_is_the_contract_and_matches_the_api():
     assert proc.stderr == ""
 
 
-def test_empty_load_warns_on_stderr_and_strict_exits_2():
+def test_empty_load_warns_on_stderr_and_strict_exits_2(run):
     args = (SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", "--auto", "none", "--json")
     proc = run(*args, "--strict")
     assert proc.returncode == 2
@@ -46,7 +61,7 @@ def test_empty_load_warns_on_stderr_and_strict_exits_2():
     assert json.loads(fixed.stdout)["summary"]["renamed"] == 23
 
 
-def test_recipe_file_and_readable_table(tmp_path):
+def test_recipe_file_and_readable_table(run, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("rules:\n  - replace: {pattern: '^conv1\\.', with: 'backbone_conv.'}\n")
     proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", recipe, "--auto", "none")
@@ -62,7 +77,7 @@ def test_recipe_file_and_readable_table(tmp_path):
     assert proc.stderr.count("\n") == 1 and "rule 1 (drop): bad regex '('" in proc.stderr
 
 
-def test_piped_table_keeps_every_key_and_reason_on_one_line(tmp_path):
+def test_piped_table_keeps_every_key_and_reason_on_one_line(run, tmp_path):
     import torch
 
     source = {f"model.encoder.layers.{i}.self_attention.query_key_value.weight": torch.zeros(6, 2) for i in range(3)}
