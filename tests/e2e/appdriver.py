@@ -355,7 +355,8 @@ _DRAWN = """grid => {
   const table = grid.querySelector('table[role=grid]'), s = grid.querySelector('.dvn-scroller');
   if (!table || !s) return false;
   const content = +table.getAttribute('aria-rowcount') * %d;
-  return Math.abs(s.scrollHeight - content) <= 2 || (s.scrollHeight <= s.clientHeight + 2 && content <= s.clientHeight + 2);
+  const fits = s.scrollHeight <= s.clientHeight + 2 && content <= s.clientHeight + 2;   // no scrolling
+  return Math.abs(s.scrollHeight - content) <= 2 || fits;
 }""" % ROW_PX
 
 

@@ -72,8 +72,9 @@ def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
     expect(drive.key(page, "fix_apply_conv1.weight").locator("button")).to_be_enabled(timeout=WAIT_MS)
     drive.click(page, "fix_apply_conv1.weight")
     drive.wait_for_metrics(page, mismatch=0, adapted=1)
-    drive.assert_shows_alignment(page, ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt", auto="none",
-                                                     recipe={"adapt": {"conv1.weight": {"op": "pad", "fill": "zeros"}}}))
+    padded = {"adapt": {"conv1.weight": {"op": "pad", "fill": "zeros"}}}
+    drive.assert_shows_alignment(page, ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt",
+                                                     recipe=padded, auto="none"))
     screenshot(page, "06-shape-fixed")
     drive.choose_radio(page, "out_format", ".pt")
     drive.click(page, "build_merged")
