@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +65,16 @@ def _chips(page) -> list[str]:
         "tags => tags.map(t => t.getAttribute('aria-label'))")
 
 
+def _fetch(link: str) -> tuple[int, str]:
+    """Download ``link`` as a client does, streamed: (bytes, sha256); nothing kept."""
+    digest, size = hashlib.sha256(), 0
+    with urllib.request.urlopen(link, timeout=60) as reply:
+        while block := reply.read(16 * 2**20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -72,10 +84,13 @@ def _sha256(path: Path) -> str:
 
 
 def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser, server) -> None:
+    """The link is clicked in chromium (the download starts under its file name), and its
+    gigabyte is fetched over HTTP from the same URL: chromium's own download writes ~20 MB/s
+    here (50 s a gigabyte), the server serves it to any client alike."""
     url, pid, folder = server
     big = folder / "big"
     big.mkdir()
-    source, target = big_pair(big, total_bytes=2**30)
+    source, target = big_pair(big, total_bytes=2**30, sparse_target=True)
     context, page = _open(browser, url)
     try:
         idle = rss_kb(pid)
@@ -86,12 +101,17 @@ def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser
         drive.wait_for_metrics(page, renamed=keys, missing=0, unused=0)
         drive.open_view(page, "Download")
         drive.click(page, "build_merged")
-        saved = drive.download(page, "download_merged", big)
+        link = drive.key(page, "download_merged").locator("a").first
+        with page.expect_download() as event:
+            link.click()
+        assert event.value.suggested_filename == "merged.safetensors"
+        event.value.cancel()
+        size, digest = _fetch(urllib.parse.urljoin(url, link.get_attribute("href")))
         peak = rss_kb(pid, "VmHWM")
-        assert saved.stat().st_size > 2**30 - 2**20
+        assert size > 2**30 - 2**20
         merged_on_server = next(Path(p) for p in _built_paths(pid))   # the link's file, still on the server
-        assert _sha256(saved) == _sha256(merged_on_server)
-        merged = ckptlab.open(saved)
+        assert digest == _sha256(merged_on_server)
+        merged = ckptlab.open(merged_on_server)
         assert sorted(merged.keys()) == sorted(ckptlab.open(target).keys())
         import torch
         from safetensors import safe_open
@@ -101,7 +121,7 @@ def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser
         assert torch.equal(merged.tensor("layers.0.weight"), first)
         grown_mb = (peak - idle) / 1024
         print(f"\nserver RSS idle {idle / 1024:.0f} MB, peak {peak / 1024:.0f} MB while building and downloading "
-              f"a {saved.stat().st_size / 2**30:.2f} GB merge: +{grown_mb:.0f} MB")
+              f"a {size / 2**30:.2f} GB merge: +{grown_mb:.0f} MB")
         assert grown_mb <= 1024, f"the server grew by {grown_mb:.0f} MB for a 1 GB merge"
     finally:
         context.close()
