@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
 import os
 import runpy
 import subprocess
@@ -18,6 +16,7 @@ from ckptlab.codegen import snippet
 from ckptlab.finetune import param_groups
 from ckptlab.targets import model_target
 from sample_ckpts import models
+from tests.run_script import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_ckpts"
@@ -68,20 +67,6 @@ def _assert_same_state(got: dict, expected: dict, ordered: bool = True) -> None:
 REAL_PROCESS = "grey-sum-map-reinit"   # this case's script runs in a python of its own: it stands alone
 
 
-def _run_in_this_process(script: Path) -> tuple[int, str]:
-    """``python script.py`` without a new interpreter (torch is imported already): run as
-    ``__main__`` with no arguments, its RNG use kept from this process's. (exit code, stderr)"""
-    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
-        saved, sys.argv = sys.argv, [str(script)]
-        try:
-            runpy.run_path(str(script), run_name="__main__")
-        except SystemExit as exc:
-            return int(exc.code or 0), ""
-        finally:
-            sys.argv = saved
-    return 0, ""
-
-
 def _run_in_a_new_python(script: Path) -> tuple[int, str]:
     proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(), capture_output=True, text=True,
                           timeout=300)
@@ -95,7 +80,10 @@ def test_snippet_reproduces_remap_bit_for_bit(tmp_path, name, source, target, kw
                   recipe=alignment.effective_recipe, auto="none")
     script = tmp_path / "remap_checkpoint.py"
     script.write_text(snippet(alignment, out=str(tmp_path / "got.pt")))
-    returncode, stderr = (_run_in_a_new_python if name == REAL_PROCESS else _run_in_this_process)(script)
+    if name == REAL_PROCESS:
+        returncode, stderr = _run_in_a_new_python(script)
+    else:
+        returncode, _, stderr = run_script(script)
     assert alignment.summary["mismatch"] == 0 and alignment.summary["conflict"] == 0
     assert returncode == 0, stderr
     got = torch.load(tmp_path / "got.pt", weights_only=True)
