@@ -2,8 +2,10 @@
 folder outside the repo. ``ckptlab`` is on PATH, a bundled sample opens, and ``ckptlab app``
 serves the app with its own settings and stops together with its Streamlit child on SIGTERM.
 
-The venv sees the machine's packages (``--system-site-packages``) and the wheel is installed
-with ``--no-deps``, so torch is not reinstalled; the repo is never on the path.
+The child venv sees the packages of the interpreter running the tests (a ``.pth`` file lists
+its site-packages folders: in a newcomer's venv those are the venv's, where
+``--system-site-packages`` would show the base interpreter's) and the wheel is installed with
+``--no-deps``, so torch is not reinstalled; the repo is never on the path.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -38,14 +41,34 @@ def venv(tmp_path_factory) -> dict:
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(work / "dist")], check=True, env=env, cwd=work)
     wheel, = (work / "dist").glob("ckptlab-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(work / "venv")], check=True, env=env)
-    bin_dir = work / "venv" / "bin"
-    subprocess.run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+    bin_dir = see_running_packages(work / "venv", env)
+    subprocess.run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
                    check=True, env=env, cwd=work)
     away = work / "elsewhere"  # a folder with neither the repo nor a .streamlit/ config
     away.mkdir()
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     return {"bin": bin_dir, "cwd": away, "env": env}
+
+
+def running_site_dirs() -> list[str]:
+    """Where this interpreter's packages live: a venv's own site-packages inside a venv (plus
+    the base ones only if it was made with ``--system-site-packages``), the user site if on."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return dirs
+
+
+def see_running_packages(folder: Path, env: dict) -> Path:
+    """A venv (no pip of its own, no system site) whose path ends with this interpreter's
+    site-packages: a plain ``.pth`` of folder names, so their own ``.pth`` files (an
+    editable ckptlab pointing at a repo) are not run. Returns its bin folder."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, env=env)
+    bin_dir = folder / "bin"
+    purelib = subprocess.run([bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             check=True, env=env, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "_running_interpreter.pth").write_text("".join(d + "\n" for d in running_site_dirs()))
+    return bin_dir
 
 
 def run(venv: dict, *args: str) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """``ckptlab diff A B``: A's tensors against the B tensors they align to, value by value.
 
-Heavy modules (torch, ckptlab.diff) are imported inside ``run`` so ``ckptlab --help`` stays
+Heavy modules (torch, ckptlab.values.diff) are imported inside ``run`` so ``ckptlab --help`` stays
 torch-free.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Align A (as the source) with B (as the target), then compare every B tensor with "
                     "A's value for it: equal bit for bit (raw bytes compared, no float work), else max_abs, "
                     "rel_l2 = ||a-b||/||b|| and cosine in float64. Keys of either side that align to nothing "
-                    "are listed. Exit status 0 (also when values differ); 1 on an error.")
+                    "are listed; an alignment that feeds few or no B keys is warned about on stderr, as "
+                    "by align. Exit status 0 (also when values differ); 2 with --strict on any such "
+                    "warning; 1 on an error.")
     p.add_argument("a", metavar="A", help="checkpoint A (file, *.index.json, or distributed-checkpoint folder)")
     p.add_argument("b", metavar="B", help="checkpoint B, the reference (rel_l2 divides by ||b||)")
     p.add_argument("--container", default=None, metavar="DOTTED", help="where the tensors sit inside A")
@@ -30,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "other side is not fp8)")
     deq.add_argument("--no-dequantize", dest="dequantize", action="store_const", const=False,
                      help="compare fp8 weights as stored")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 on any alignment warning (e.g. fewer than half of B's keys are fed by A)")
     p.add_argument("--json", action="store_true", help='print {"pairs", "summary", "unaligned"} as one JSON object')
     p.add_argument("--no-fold", action="store_true", help="one line per pair (by default layer runs share a line)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ckptlab.cli.output import print_json
+    from ckptlab.cli.output import print_json, warn
     from ckptlab.cli.progress import byte_progress
     from ckptlab.values.diff import diff
 
@@ -49,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         _print_table(result, fold=not args.no_fold)
-    return 0
+    warnings = list(result.alignment.warnings) if result.alignment is not None else []
+    for message in warnings:
+        warn(message)
+    return 2 if args.strict and warnings else 0
 
 
 def _rank(p: Any) -> tuple:

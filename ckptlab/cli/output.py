@@ -41,6 +41,14 @@ def warn(message: str) -> None:
     print(f"ckptlab: warning: {printable(message)}", file=sys.stderr)
 
 
+def error(message: str, path: str | None = None, as_json: bool = False, prog: str = "ckptlab") -> None:
+    """An error: one line on stderr, and with ``--json`` also ``{"error", "file"}`` on stdout,
+    so a script that parses stdout gets an object saying why (not an empty string)."""
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)
+    if as_json:
+        print_json({"error": message, "file": path})
+
+
 def text(value: Any, style: str = "") -> Any:
     """A rich ``Text`` of ``value`` with non-printable characters escaped (rich itself drops a
     carriage return or a backspace silently, and passes ESC through)."""

@@ -1,23 +1,38 @@
-"""``ckptlab align`` in a subprocess: JSON on stdout only, warning on stderr, exit codes."""
+"""``ckptlab align``: JSON on stdout only, warning on stderr, exit codes. One run in a python
+of its own (what a script calling the command sees), the rest through ``main`` in this
+process with file-descriptor capture (whatever reaches fd 1 or 2 is seen)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
-from ckptlab.align.matcher import STATUSES, align
+import pytest
+
+from ckptlab.align import STATUSES, align
+from ckptlab.cli import main
 from tests.paths import ROOT
 
 SAMPLES = ROOT / "sample_ckpts"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+@pytest.fixture
+def run(capfd):
+    """``ckptlab align ARGS`` in this process: (returncode, stdout, stderr) as a CompletedProcess."""
+    def align_cmd(*args) -> subprocess.CompletedProcess:
+        code = main(["align", *map(str, args)])
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["ckptlab", "align", *map(str, args)], code, out, err)
+    return align_cmd
+
+
+def run_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ckptlab", "align", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_json_is_the_contract_and_matches_the_api():
-    proc = run(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
+    proc = run_process(SAMPLES / "projector.pt", SAMPLES / "classifier_100.pt", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout holds the one object and nothing else
     assert set(data) == {"rows", "summary", "suggestions", "warning", "warnings"}
@@ -31,7 +46,7 @@ def test_json_is_the_contract_and_matches_the_api():
     assert proc.stderr == ""
 
 
-def test_empty_load_warns_on_stderr_and_strict_exits_2():
+def test_empty_load_warns_on_stderr_and_strict_exits_2(run):
     args = (SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", "--auto", "none", "--json")
     proc = run(*args, "--strict")
     assert proc.returncode == 2
@@ -43,7 +58,7 @@ def test_empty_load_warns_on_stderr_and_strict_exits_2():
     assert "not strict: 27 target keys not fed" in proc.stderr and "23 source keys used by nothing" in proc.stderr
 
 
-def test_strict_means_every_key_accounted_for_on_purpose(tmp_path):
+def test_strict_means_every_key_accounted_for_on_purpose(run, tmp_path):
     """The prefix fixed, 23 of 27 keys load; the wrapper's own backbone and head stay fresh: PyTorch's
     strict=True would refuse that, so --strict does too, until the recipe says it is on purpose."""
     pair = (SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt")
@@ -60,7 +75,7 @@ def test_strict_means_every_key_accounted_for_on_purpose(tmp_path):
     assert rows["head.weight"]["status"] == "missing" and "kept on purpose" in rows["head.weight"]["reason"]
 
 
-def test_recipe_file_and_readable_table(tmp_path):
+def test_recipe_file_and_readable_table(run, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("rules:\n  - replace: {pattern: '^conv1\\.', with: 'backbone_conv.'}\n")
     proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", recipe, "--auto", "none")
@@ -72,11 +87,11 @@ def test_recipe_file_and_readable_table(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - drop: '('\n")
     proc = run(SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt", "--recipe", bad, "--json")
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 1 and json.loads(proc.stdout)["file"] == str(bad)   # the error as JSON on stdout
     assert proc.stderr.count("\n") == 1 and "rule 1 (drop): bad regex '('" in proc.stderr
 
 
-def test_piped_table_keeps_every_key_and_reason_on_one_line(tmp_path):
+def test_piped_table_keeps_every_key_and_reason_on_one_line(run, tmp_path):
     import torch
 
     source = {f"model.encoder.layers.{i}.self_attention.query_key_value.weight": torch.zeros(6, 2) for i in range(3)}

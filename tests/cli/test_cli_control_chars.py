@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import unicodedata
 from pathlib import Path
@@ -81,15 +80,17 @@ def test_an_error_line_naming_a_key_holds_no_control_character(capsys, pair, tmp
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_a_terminal_narrower_than_the_keys_gets_them_escaped_too(pair):
+def test_a_terminal_narrower_than_the_keys_gets_them_escaped_too(pair, capfd, monkeypatch):
     """The terminal path (keys wrapped at dots to fit) sends only colour/style sequences."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "NO_COLOR")}
-    env.update(PYTHONPATH=str(ROOT), TTY_COMPATIBLE="1", COLUMNS="50")
-    run = subprocess.run([sys.executable, "-m", "ckptlab", "align", *map(str, pair)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    styled = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # SGR: ckptlab's own colours
-    assert _controls(styled) == [] and _controls(run.stderr) == [], styled
+    for name in ("COLUMNS", "FORCE_COLOR", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")        # rich takes the captured stdout for a terminal...
+    monkeypatch.setenv("COLUMNS", "50")              # ...50 columns wide
+    code = main(["align", *map(str, pair)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    styled = re.sub(r"\x1b\[[0-9;]*m", "", out)  # SGR: ckptlab's own colours
+    assert _controls(styled) == [] and _controls(err) == [], styled
     assert r"\x1b[2J" in styled.replace("\n", "").replace(" ", "").replace("│", "")
 
 

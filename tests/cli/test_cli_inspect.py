@@ -53,7 +53,7 @@ def test_errors_are_one_line_on_stderr(capsys, tmp_path, sample):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 64)
     code, out, err = _inspect(capsys, str(bad), "--json")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out) == {"error": err.strip().removeprefix("ckptlab: error: "), "file": str(bad)}
     assert err.count("\n") == 1 and "bad.pt" in err and "not a checkpoint format" in err
     code, out, err = _inspect(capsys, sample("attention_net_ckpt.pt"), "--container", "nope")
     assert code == 1 and "candidates: 'net'" in err
@@ -88,17 +88,16 @@ def _long_keyed_checkpoint(path):
     torch.save(state, path)
 
 
-def test_piped_table_folds_layer_runs_and_never_breaks_a_key(tmp_path):
+def test_piped_table_folds_layer_runs_and_never_breaks_a_key(capsys, tmp_path):
     _long_keyed_checkpoint(tmp_path / "bert.pt")
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", str(tmp_path / "bert.pt")],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    code, out, err = _inspect(capsys, tmp_path / "bert.pt")      # captured: not a terminal, as piped
+    assert code == 0, err
+    lines = out.splitlines()
     query = [ln for ln in lines if "bert.encoder.layer.{0..11}.attention.self.query.weight" in ln]
     assert len(query) == 1 and "(4, 4)" in query[0] and "x12" in query[0] and "768 B" in query[0]
     assert any("classifier[0].weight" in ln for ln in lines)
     assert lines[-1] == "25 tensors: 248 floating-point + 0 integer elements, 992 B (25 keys folded into 3 lines; --no-fold lists every key)"
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "inspect", str(tmp_path / "bert.pt"), "--no-fold"],
-                          capture_output=True, text=True, cwd=REPO)
-    assert sum("bert.encoder.layer." in ln for ln in proc.stdout.splitlines()) == 24
-    assert proc.stdout.splitlines()[-1] == "25 tensors: 248 floating-point + 0 integer elements, 992 B"
+    code, out, err = _inspect(capsys, tmp_path / "bert.pt", "--no-fold")
+    assert code == 0, err
+    assert sum("bert.encoder.layer." in ln for ln in out.splitlines()) == 24
+    assert out.splitlines()[-1] == "25 tensors: 248 floating-point + 0 integer elements, 992 B"

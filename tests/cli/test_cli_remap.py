@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -96,7 +94,7 @@ def test_a_conflict_exits_1_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "r.json").write_text(json.dumps({"rules": [{"replace": {"pattern": "^(a|b)\\.", "with": ""}}]}))
     code, out, err = cli(capsys, tmp_path / "s.pt", tmp_path / "t.pt", "-o", tmp_path / "out.safetensors",
                          "--recipe", tmp_path / "r.json", "--auto", "none", "--json")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["error"] == err.strip().removeprefix("ckptlab: error: ")
     assert "conflict at 'w' (a.w, b.w)" in err
     assert sorted(os.listdir(tmp_path)) == ["r.json", "s.pt", "t.pt"]
 
@@ -117,11 +115,12 @@ def test_keep_target_writes_the_target_value_and_the_report_says_so(tmp_path, ca
     assert row["status"] == "mismatch" and "kept target value" in row["note"]
 
 
-def test_json_prints_one_object_on_stdout_only(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "remap", SAMPLES / "smallnet.pt", SAMPLES / "warmstart_net.pt",
-                           "-o", tmp_path / "o.safetensors", "--json"], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+def test_json_prints_one_object_on_stdout_only(tmp_path, capfd):
+    code = main(["remap", str(SAMPLES / "smallnet.pt"), str(SAMPLES / "warmstart_net.pt"), "-o",
+                 str(tmp_path / "o.safetensors"), "--json"])
+    out, err = capfd.readouterr()                   # what reached file descriptors 1 and 2
+    assert code == 0, err
+    report = json.loads(out)
     assert {r["target"] for r in report["rows"]} == set(load(SAMPLES / "warmstart_net.pt"))
     assert report["outputs"] == [str(tmp_path / "o.safetensors")]
 

@@ -1,22 +1,23 @@
 """Terminal tables fit the terminal without breaking a key mid-name; piped tables keep whole keys.
 
-The tables are rendered by the real command in a subprocess, as a terminal of 80 or 120
-columns (rich reads ``COLUMNS``; ``TTY_COMPATIBLE=1`` makes it a terminal, ``NO_COLOR=1``
-keeps colours out), and compared with the piped rendering of the same command, whose
-cells are the whole keys.
+The tables are rendered by the real command (``ckptlab.cli.main``, in this process: rich
+reads its environment each time a console is made), as a terminal of 80 or 120 columns
+(rich reads ``COLUMNS``; ``TTY_COMPATIBLE=1`` makes it a terminal, ``NO_COLOR=1`` keeps
+colours out), and compared with the piped rendering of the same command, whose cells are
+the whole keys.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import os
+import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from ckptlab.cli import main
 from ckptlab.cli.output import elide_middle, wrap_key
 from tests.paths import ROOT
 
@@ -50,14 +51,18 @@ def render(args: list[str], columns: int | None) -> list[str]:
 
 
 def render_now(args: list[str], columns: int | None) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
-    env.update(PYTHONPATH=str(ROOT), NO_COLOR="1")
-    if columns:
-        env.update(TTY_COMPATIBLE="1", COLUMNS=str(columns))
-    out = subprocess.run([sys.executable, "-m", "ckptlab", *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return ANSI.sub("", out.stdout).splitlines()
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE"):
+            env.delenv(name, raising=False)
+        env.setenv("NO_COLOR", "1")
+        if columns:
+            env.setenv("TTY_COMPATIBLE", "1")
+            env.setenv("COLUMNS", str(columns))
+        with contextlib.redirect_stdout(out):
+            code = main(args)
+    assert code == 0
+    return ANSI.sub("", out.getvalue()).splitlines()
 
 
 def cells(lines: list[str], column: int) -> list[str]:

@@ -1,8 +1,8 @@
-"""``ckptlab verify``: JSON on stdout, exit status, refusals, one-line errors."""
+"""``ckptlab verify``: JSON on stdout, exit status, refusals, one-line errors (through ``main`` in
+this process, with file-descriptor capture)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,14 +14,27 @@ from tests.paths import ROOT
 SAMPLES = ROOT / "sample_ckpts"
 
 
-def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "CKPTLAB_ALLOW_CODE"}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "ckptlab", "verify", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def cli(capfd, monkeypatch):
+    """``ckptlab ARGS`` through ``main`` in this process, CKPTLAB_ALLOW_CODE unset unless
+    ``env`` sets it: (returncode, stdout, stderr) as a CompletedProcess."""
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as patched:
+            patched.delenv("CKPTLAB_ALLOW_CODE", raising=False)
+            for name, value in (env or {}).items():
+                patched.setenv(name, value)
+            code = main(list(args))
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["ckptlab", *args], code, out, err)
+    return run
 
 
-def test_verify_json_mismatch_exits_1():
+@pytest.fixture
+def _run(cli):
+    return lambda *args, env=None: cli("verify", *args, env=env)
+
+
+def test_verify_json_mismatch_exits_1(_run):
     proc = _run(str(SAMPLES / "convnet_rgb.pt"), "--model", "sample_ckpts.models:ConvNet",
                 "--model-kwargs", '{"in_chans": 4}', "--json")
     assert proc.returncode == 1, proc.stderr
@@ -57,13 +70,14 @@ def test_verify_text_output(capsys):
     assert "  missing     new_fc.weight" in text and "mismatched" not in text
 
 
-def test_verify_model_file_needs_allow_code(tmp_path):
+def test_verify_model_file_needs_allow_code(_run, tmp_path):
     model_file = tmp_path / "m.py"
     model_file.write_text("import pathlib\npathlib.Path(__file__).with_name('marker').touch()\n"
                           "from sample_ckpts.models import ConvNet\n")
     args = (str(SAMPLES / "convnet_rgb.pt"), "--model", f"{model_file}:ConvNet", "--json")
     refused = _run(*args)
-    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"] == refused.stderr.strip().removeprefix("ckptlab: error: ")
     assert refused.stderr.strip().count("\n") == 0
     assert "--allow-code or set CKPTLAB_ALLOW_CODE=1" in refused.stderr
     assert not (tmp_path / "marker").exists()
@@ -81,7 +95,7 @@ def test_verify_model_file_needs_allow_code(tmp_path):
 def test_verify_errors_are_one_line(capsys, extra, message):
     code = main(["verify", str(SAMPLES / "convnet_rgb.pt"), *extra, "--json"])
     captured = capsys.readouterr()
-    assert code == 1 and captured.out == ""
+    assert code == 1 and json.loads(captured.out)["error"] == captured.err.strip().removeprefix("ckptlab: error: ")
     assert message in captured.err and captured.err.count("\n") == 1
 
 
@@ -91,18 +105,18 @@ def test_verify_help_documents_the_exit_status():
     assert "0 when all three are empty, 1 otherwise" in " ".join(proc.stdout.split())
 
 
-def test_align_target_model_file_needs_allow_code_too(tmp_path):
+def test_align_target_model_file_needs_allow_code_too(cli, tmp_path):
     """The same refusal where align/remap take a model definition as TARGET."""
     model_file = tmp_path / "m.py"
     model_file.write_text("import pathlib\npathlib.Path(__file__).with_name('marker').touch()\n"
                           "from sample_ckpts.models import ConvNet\n")
-    env = {k: v for k, v in os.environ.items() if k != "CKPTLAB_ALLOW_CODE"}
-    args = [sys.executable, "-m", "ckptlab", "align", str(SAMPLES / "convnet_rgb.pt"), f"{model_file}:ConvNet",
-            "--target-kwargs", '{"in_chans": 3}', "--json"]
-    refused = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 1 and "--allow-code" in refused.stderr and refused.stdout == ""
+    args = ["align", str(SAMPLES / "convnet_rgb.pt"), f"{model_file}:ConvNet", "--target-kwargs", '{"in_chans": 3}',
+            "--json"]
+    refused = cli(*args)
+    assert refused.returncode == 1 and "--allow-code" in refused.stderr
+    assert json.loads(refused.stdout)["error"] == refused.stderr.strip().removeprefix("ckptlab: error: ")
     assert not (tmp_path / "marker").exists()
-    allowed = subprocess.run(args + ["--allow-code"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    allowed = cli(*args, "--allow-code")
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["summary"]["exact"] == 16
     assert (tmp_path / "marker").exists()

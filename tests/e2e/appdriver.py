@@ -1,16 +1,48 @@
 """What a visitor does on the page, as Playwright steps (shared by the e2e tests and
-bench/bench_app.py). Widgets are found by the ``st-key-<key>`` class Streamlit gives
-keyed elements; the data grids are canvases, so cells are reached by coordinates."""
+bench/bench_app.py), and what a visitor reads. Widgets are found by the ``st-key-<key>``
+class Streamlit gives keyed elements; the data grids are canvases, so cells are reached by
+coordinates and read from the grid's accessibility table (``read_grid``).
+
+Every step ends in ``settle``: the rerun finished AND the page shows no exception (a
+Streamlit exception box, or the one-line error the page draws for an unexpected failure),
+so a test that only clicks still fails on a page that broke."""
 from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
-from tests.e2e.conftest import wait_idle
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import WAIT_MS, wait_idle
 
 HEADER_PX = 36        # glide grid header row
 ROW_PX = 35           # glide grid data row
+
+
+EXCEPTION_BOX = "[data-testid='stException']"
+# ``ckptlab.ui.state.guarded`` turns an unexpected failure into one error line "<part>: <Type>: ..."
+# (on a line of its own: the alert's text starts with its icon's name)
+UNEXPECTED = re.compile(r"^(?:[\w &-]+: )?[A-Z]\w*(?:Error|Exception): ", re.MULTILINE)
+
+
+def assert_no_exception(page) -> None:
+    """Fail if the page shows a traceback box or an unexpected-failure line (what it says
+    is in the message)."""
+    boxes = page.locator(EXCEPTION_BOX)
+    if boxes.count():
+        raise AssertionError(f"the page shows an exception box: {boxes.first.inner_text()[:400]!r}")
+    for line in page.locator("[data-testid='stAlertContentError']").all_inner_texts():
+        found = UNEXPECTED.search(line)
+        if found:
+            raise AssertionError(f"the page shows an unexpected failure: {line[found.start():].strip()[:400]!r}")
+
+
+def settle(page, timeout: float = 30_000) -> None:
+    """The rerun finished, and it drew no exception."""
+    wait_idle(page, timeout)
+    assert_no_exception(page)
 
 
 KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part", "editor_part")   # ckptlab.ui.kept widgets
@@ -53,7 +85,7 @@ def choose_option(page, widget_key: str, option: str, exact: bool = False) -> No
     key(page, widget_key).get_by_role("combobox").click()
     page.keyboard.press("ArrowDown")      # opens the list with every option (clicks alone may not)
     page.get_by_role("option", name=option, exact=exact).first.click()
-    wait_idle(page)
+    settle(page)
 
 
 def pick_pair(page, title_start: str) -> None:
@@ -63,14 +95,14 @@ def pick_pair(page, title_start: str) -> None:
 def choose_radio(page, widget_key: str, label: str) -> None:
     ensure_view_of(page, widget_key)
     key(page, widget_key).get_by_text(label, exact=True).click()
-    wait_idle(page)
+    settle(page)
 
 
 def upload_with_chooser(page, widget_key: str, path: Path) -> None:
     with page.expect_file_chooser() as chooser:
         key(page, widget_key).get_by_test_id("stFileUploaderDropzone").click()
     chooser.value.set_files(str(path))
-    wait_idle(page)
+    settle(page)
 
 
 def drop_file(page, widget_key: str, path: Path) -> None:
@@ -82,7 +114,7 @@ def drop_file(page, widget_key: str, path: Path) -> None:
     zone = key(page, widget_key).get_by_test_id("stFileUploaderDropzone")
     for event in ("dragenter", "dragover", "drop"):
         zone.dispatch_event(event, {"dataTransfer": transfer})
-    wait_idle(page)
+    settle(page)
 
 
 def grid_cell_point(page, grid_key_prefix: str, row: int, x_offset: float) -> tuple[float, float]:
@@ -114,7 +146,7 @@ def type_rule(page, kind: str, pattern: str, row: int) -> None:
     page.keyboard.type(kind)
     page.wait_for_timeout(150)
     page.keyboard.press("Enter")          # choose it; the selection moves down a line
-    wait_idle(page)
+    settle(page)
     page.mouse.click(x, y)                # back to the line, then to its pattern cell
     page.wait_for_timeout(150)
     page.keyboard.press("ArrowRight")
@@ -127,7 +159,7 @@ def add_rule(page, kind: str, pattern: str, row: int) -> None:
     """A whole new rule line, committed (the page reruns with it)."""
     type_rule(page, kind, pattern, row)
     page.keyboard.press("Enter")
-    wait_idle(page)
+    settle(page)
 
 
 def click_treemap_module(page, label: str) -> None:
@@ -142,7 +174,7 @@ def click_treemap_module(page, label: str) -> None:
         text = (slices.nth(i).locator("text").first.text_content() or "").strip()
         if text.split("\n")[0].startswith(label) and not text[len(label):len(label) + 1].isalnum():
             slices.nth(i).locator("path.surface").first.click(position={"x": 6, "y": 6}, force=True)
-            wait_idle(page)
+            settle(page)
             return
     raise AssertionError(f"no treemap box labelled {label!r}")
 
@@ -155,15 +187,36 @@ VIEW_OF = {      # widget key prefix -> the view that holds it
 }
 
 
+def view_key_element(page, name: str):
+    """What a visitor opens the view for (its part's heading or chart for Values & charts)."""
+    body = page.locator(".st-key-view_body")
+    if name == "Alignment":
+        return alignment_grid(page)
+    if name == "Shape fixes":
+        return body.locator("[class*='st-key-fix_op_']").or_(body.get_by_text("No shape to fix")).first
+    if name == "Values & charts":
+        return body.locator(".st-key-treemap").or_(body.get_by_text(
+            re.compile(r"^(Value statistics|Compare values)$"))).first
+    if name == "Verify":
+        return key(page, "warm_start_report")
+    if name == "Fine-tune":
+        return body.get_by_text("Fine-tune plan", exact=True)
+    if name == "Download":
+        return key(page, "build_merged")
+    raise KeyError(name)
+
+
 def open_view(page, name: str) -> None:
-    """Pick a view in the main area's segmented control (no-op when it is open)."""
+    """Pick a view in the main area's segmented control (no-op when it is open); either
+    way its key element must be in the viewport, where the visitor looks."""
     button = key(page, "view").get_by_role("radio", name=name, exact=True)
-    if button.get_attribute("aria-checked") == "true":
-        return
-    button.click()
-    wait_idle(page)
-    page.wait_for_function("n => [...document.querySelectorAll(\"[class*='st-key-view'] [role=radio]\")]"
-                           ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')", arg=name)
+    if button.get_attribute("aria-checked") != "true":
+        button.click()
+        settle(page)
+        page.wait_for_function("n => [...document.querySelectorAll(\"[class*='st-key-view'] [role=radio]\")]"
+                               ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')",
+                               arg=name)
+    expect(view_key_element(page, name)).to_be_in_viewport(timeout=WAIT_MS)
 
 
 def open_editor(page, name: str) -> None:
@@ -172,7 +225,7 @@ def open_editor(page, name: str) -> None:
     button = key(page, "editor_part").get_by_role("radio", name=name, exact=True)
     if button.get_attribute("aria-checked") != "true":
         button.click()
-        wait_idle(page)
+        settle(page)
 
 
 def ensure_view_of(page, widget_key: str) -> None:
@@ -187,7 +240,7 @@ def click(page, widget_key: str) -> None:
     """Click the button with this key and wait for the rerun."""
     ensure_view_of(page, widget_key)
     key(page, widget_key).locator("button").click()
-    wait_idle(page)
+    settle(page)
 
 
 def type_text(page, widget_key: str, text: str) -> None:
@@ -198,7 +251,7 @@ def type_text(page, widget_key: str, text: str) -> None:
     field.press("Control+A")
     field.press_sequentially(text)
     field.press("Enter")
-    wait_idle(page)
+    settle(page)
 
 
 def accept(page, fragment: dict) -> None:
@@ -254,7 +307,7 @@ def edit_grid_cell(page, grid_key_prefix: str, row: int, column: int, text: str,
         page.keyboard.type(text)
         page.wait_for_timeout(150)
         page.keyboard.press("Enter")
-        wait_idle(page)
+        settle(page)
         got = grid_cell_text(page, grid_key_prefix, row, column)
         if got == text:
             return
@@ -267,4 +320,135 @@ def toggle(page, widget_key: str) -> None:
     """Tick or untick a checkbox (its label is what a visitor clicks)."""
     ensure_view_of(page, widget_key)
     key(page, widget_key).locator("label").click()
-    wait_idle(page)
+    settle(page)
+
+
+# -- reading the data grids --------------------------------------------------------------
+# glide-data-grid draws on a canvas and keeps an offscreen <table role="grid"> of the cells
+# in view (aria-rowindex 1 is the header row); the grid is read by scrolling it over.
+_READ_VISIBLE = """grid => {
+  const table = grid.querySelector('table[role=grid]');
+  if (!table) return null;
+  const heads = {};
+  table.querySelectorAll('thead th').forEach(h => heads[h.getAttribute('aria-colindex')] = h.textContent);
+  const rows = {};
+  table.querySelectorAll('tbody tr').forEach(tr => {
+    const row = {};
+    tr.querySelectorAll('td').forEach(td => row[td.getAttribute('aria-colindex')] = td.textContent);
+    rows[tr.getAttribute('aria-rowindex')] = row;
+  });
+  const s = grid.querySelector('.dvn-scroller');
+  return {rowcount: +table.getAttribute('aria-rowcount'), colcount: +table.getAttribute('aria-colcount'),
+          heads, rows, width: s.scrollWidth, height: s.scrollHeight, seenWidth: s.clientWidth,
+          seenHeight: s.clientHeight};
+}"""
+_SCROLL = """(grid, [left, top]) => {
+  const s = grid.querySelector('.dvn-scroller');
+  s.scrollLeft = left; s.scrollTop = top;
+  return [s.scrollLeft, s.scrollTop];
+}"""
+
+
+# drawn: the accessibility table is there and the scroll area is as tall as its rows say
+# (while a new frame is being drawn the two disagree)
+_DRAWN = """grid => {
+  const table = grid.querySelector('table[role=grid]'), s = grid.querySelector('.dvn-scroller');
+  if (!table || !s) return false;
+  const content = +table.getAttribute('aria-rowcount') * %d;
+  const fits = s.scrollHeight <= s.clientHeight + 2 && content <= s.clientHeight + 2;   // no scrolling
+  return Math.abs(s.scrollHeight - content) <= 2 || fits;
+}""" % ROW_PX
+
+
+def _scrolled_view(grid, left: int, top: int, before: dict, where: list[int], timeout: float = 5.0) -> dict:
+    """Scroll the grid to (left, top) and read the cells in view once the grid redrew them:
+    its accessibility table follows the scroll a frame or more later, so the read must
+    start at the row on the top edge, show other columns if it moved sideways, and hold
+    still."""
+    moved = grid.evaluate(_SCROLL, [left, top])
+    sideways, where[:] = moved[0] != where[0], moved
+    top_row = moved[1] // ROW_PX + 2            # aria-rowindex 1 is the header row
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        seen = grid.evaluate(_READ_VISIBLE)
+        ready = ((not sideways or seen["heads"] != before.get("heads"))
+                 and (not seen["rows"] or min(map(int, seen["rows"])) == top_row))
+        if (ready and seen == last) or time.monotonic() > deadline:
+            return seen
+        last = seen
+        grid.page.wait_for_timeout(60)
+
+
+def read_grid(grid, timeout: float = WAIT_MS) -> list[dict[str, str]]:
+    """Every row of a data grid (``stDataFrame`` locator) as {column title: cell text}, in the
+    order shown: what a visitor reads, scrolled over from the top left (and back there)."""
+    grid.scroll_into_view_if_needed()
+    grid.page.wait_for_function(_DRAWN, arg=grid.element_handle(), timeout=timeout)
+    where = [0, 0]
+    seen = first = _scrolled_view(grid, 0, 0, {}, where)
+    heads: dict[str, str] = {}
+    cells: dict[int, dict[str, str]] = {}
+    trace: list[tuple] = []     # (scrolled to, first row, rows, first column) per read, for the failure message
+    step_x, step_y = max(first["seenWidth"] - 40, 40), max(first["seenHeight"] - 80, 35)
+    for top in range(0, max(first["height"] - first["seenHeight"], 0) + step_y, step_y):
+        for left in range(0, max(first["width"] - first["seenWidth"], 0) + step_x, step_x):
+            seen = _scrolled_view(grid, left, top, seen, where)
+            trace.append((tuple(where), min(map(int, seen["rows"]), default=None), len(seen["rows"]),
+                          min(map(int, seen["heads"]), default=None)))
+            heads.update(seen["heads"])
+            for index, row in seen["rows"].items():
+                cells.setdefault(int(index), {}).update(row)
+    last = _scrolled_view(grid, 0, 0, seen, where)
+    assert last["rowcount"] == first["rowcount"], "the grid changed while it was read"
+    count = first["rowcount"] - 1
+    rows = [cells.get(i, {}) for i in range(2, count + 2)]
+    missing = [i for i, row in enumerate(rows) if len(row) != first["colcount"]]
+    assert not missing and len(heads) == first["colcount"], \
+        f"grid read incompletely: rows {missing[:5]} of {count}, columns {sorted(heads.values())}; reads {trace}"
+    return [{heads[c]: text for c, text in sorted(row.items(), key=lambda kv: int(kv[0]))} for row in rows]
+
+
+def alignment_grid(page):
+    """The alignment table: the grid in the block that holds the status filter."""
+    block = page.locator("[data-testid='stVerticalBlock']").filter(has=key(page, "status_filter")) \
+        .filter(has=page.get_by_test_id("stDataFrame")).last
+    return block.get_by_test_id("stDataFrame").first
+
+
+def expected_rows(alignment) -> list[tuple[str, str, str]]:
+    """(target key, source key, status) per row of the core's alignment, in its order; a
+    conflict lists its candidate sources."""
+    return [(r.target or "", r.source if r.source is not None else ", ".join(getattr(r, "sources", ()) or ()),
+             r.status) for r in alignment.rows]
+
+
+def assert_shows_alignment(page, alignment) -> None:
+    """The page shows ``alignment`` (the core's, computed by the test on the same pair)
+    whole: the count per status, the 'N of N rows' caption, and every grid row's target
+    key, source key and status, in order. The status filter must show every status and
+    the search must be empty."""
+    from ckptlab.ui.icons import STATUS_ORDER
+
+    summary = {s: alignment.summary.get(s, 0) for s in STATUS_ORDER}
+    wait_for_metrics(page, **summary)
+    total = len(alignment.rows)
+    open_view(page, "Alignment")
+    expect(page.get_by_text(f"{total:,} of {total:,} rows", exact=True)).to_be_visible(timeout=WAIT_MS)
+    expected = expected_rows(alignment)
+    deadline = time.monotonic() + 5       # a grid still painting the previous frame is read again
+    while True:
+        try:
+            shown = [(r["target key"], r["source key"], r["status"]) for r in read_grid(alignment_grid(page))]
+        except AssertionError:          # read while it was redrawn
+            if time.monotonic() > deadline:
+                raise
+            shown = None
+        if shown == expected or (shown is not None and time.monotonic() > deadline):
+            break
+        page.wait_for_timeout(500)
+    assert len(shown) == len(expected), f"the grid shows {len(shown)} rows, the alignment has {len(expected)}"
+    wrong = [(i, got, want) for i, (got, want) in enumerate(zip(shown, expected)) if got != want]
+    assert not wrong, "grid rows differ from the alignment (row, shown, expected): " + "; ".join(map(str, wrong[:5]))
+    counted = Counter(status for _, _, status in shown)
+    assert {s: counted.get(s, 0) for s in STATUS_ORDER} == summary, (counted, summary)
+    assert_no_exception(page)

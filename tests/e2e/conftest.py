@@ -28,15 +28,16 @@ def free_port() -> int:
 
 
 def start_app(port: int, env: dict[str, str] | None = None, timeout: float = 60.0,
-              base: str = "") -> subprocess.Popen:
-    """``streamlit run app.py`` headless on ``port`` (under ``--server.baseUrlPath base`` when
-    given); returns once its /_stcore/health says ok."""
+              base: str = "", root: Path = ROOT) -> subprocess.Popen:
+    """``streamlit run app.py`` of the repo at ``root`` (this one unless a test copied it),
+    headless on ``port`` (under ``--server.baseUrlPath base`` when given); returns once its
+    /_stcore/health says ok."""
     log = open(ARTIFACTS / f"streamlit-{port}{'-' + base if base else ''}.log", "w")   # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
          *(["--server.baseUrlPath", base] if base else [])],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -98,16 +99,24 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def page(browser, app_url: str, request):
+    """A fresh visitor on the app; the page must show no exception when it opens nor when
+    the test ends (each driver step checks it too)."""
+    from tests.e2e.appdriver import assert_no_exception, settle
+
     context = browser.new_context(viewport={"width": 1600, "height": 1200}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(app_url)
-    wait_idle(page)
+    settle(page)
     yield page
     failed = getattr(request.node, "report_call", None)
-    if failed is not None and failed.failed:
-        screenshot(page, f"FAILED-{request.node.name}")
-    context.close()
+    try:
+        if failed is not None and failed.failed:
+            screenshot(page, f"FAILED-{request.node.name}")
+        else:
+            assert_no_exception(page)
+    finally:
+        context.close()
 
 
 WAIT_MS = 30_000   # how long an assertion on the page waits for a rerun to paint (a busy CI machine)

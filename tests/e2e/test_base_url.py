@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ARTIFACTS, free_port, start_app, stop_app, wait_idle
+from tests.e2e.conftest import ARTIFACTS, free_port, start_app, stop_app
 
 pytestmark = pytest.mark.e2e
 BASE = "ckpt"
@@ -33,7 +33,7 @@ def test_the_merged_link_is_under_the_base_path_and_serves_the_file(browser, bas
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"{origin}/{BASE}/")
-        wait_idle(page, timeout=60_000)
+        drive.settle(page, timeout=60_000)
         drive.choose_radio(page, "out_format", ".safetensors")
         drive.click(page, "build_merged")
         link = drive.key(page, "download_merged").locator("a.ckptlab-download")

@@ -9,21 +9,25 @@ from playwright.sync_api import expect
 
 import ckptlab
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ROOT, WAIT_MS, screenshot, wait_idle
+from tests.e2e.conftest import ROOT, WAIT_MS, screenshot
 
 SAMPLES = ROOT / "sample_ckpts"
 pytestmark = pytest.mark.e2e
 
 
 def test_first_open_shows_the_demo_with_the_loud_warning(page) -> None:
-    pair = ckptlab.align(SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt", auto="none")
+    source, target = SAMPLES / "attention_net_ckpt.pt", SAMPLES / "attention_wrapper.pt"
+    pair = ckptlab.align(source, target, auto="none")
     drive.wait_for_metrics(page, missing=pair.summary["missing"], renamed=0)
     expect(page.get_by_text("Nearly nothing would load")).to_be_visible(timeout=WAIT_MS)
+    drive.assert_shows_alignment(page, pair)
     screenshot(page, "01-first-open")
     page.locator(f".st-key-accept_{_fid({'add_prefix': 'attention_map.'})} button").click()
-    wait_idle(page)
+    drive.settle(page)
     drive.wait_for_metrics(page, renamed=len(torch.load(SAMPLES / "attention_net_ckpt.pt", weights_only=True)["net"]))
     assert page.get_by_text("Nearly nothing would load").count() == 0
+    fixed = ckptlab.align(source, target, recipe={"rules": [{"add_prefix": "attention_map."}]}, auto="none")
+    drive.assert_shows_alignment(page, fixed)
     screenshot(page, "02-suggestion-accepted")
 
 
@@ -32,10 +36,9 @@ def test_upload_both_checkpoints_chooser_and_drop(page) -> None:
     drive.upload_with_chooser(page, "source_upload", SAMPLES / "convnet_rgb.pt")
     drive.choose_radio(page, "target_mode", "Upload")
     drive.drop_file(page, "target_upload", SAMPLES / "convnet_rgba.pt")
-    expected = ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt", auto="none").summary
-    drive.wait_for_metrics(page, **expected)
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=WAIT_MS)
-    expect(page.get_by_text(f"{sum(expected.values())} of {sum(expected.values())} rows")).to_be_visible(timeout=WAIT_MS)
+    pair = ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt", auto="none")
+    drive.wait_for_metrics(page, **pair.summary)
+    drive.assert_shows_alignment(page, pair)
     screenshot(page, "03-uploaded-pair")
 
 
@@ -43,8 +46,12 @@ def test_rule_added_in_the_grid_changes_the_table(page) -> None:
     drive.pick_pair(page, "DDP checkpoint")
     keys = len(ckptlab.open(SAMPLES / "convnet_rgb.pt"))
     drive.wait_for_metrics(page, renamed=0, missing=keys, unused=keys)
+    drive.assert_shows_alignment(page, ckptlab.align(SAMPLES / "convnet_rgb_ddp.pt", SAMPLES / "convnet_rgb.pt",
+                                                     auto="none"))
     drive.add_rule(page, "strip_prefix", "module.", row=0)
     drive.wait_for_metrics(page, renamed=keys, missing=0, unused=0)
+    drive.assert_shows_alignment(page, ckptlab.align(SAMPLES / "convnet_rgb_ddp.pt", SAMPLES / "convnet_rgb.pt",
+                                                     recipe={"rules": [{"strip_prefix": "module."}]}, auto="none"))
     screenshot(page, "04-rule-added")
     drive.add_rule(page, "drop", "[", row=1)       # an invalid rule: error beside the grid, table kept
     expect(page.get_by_text("rule 2 (drop): bad regex")).to_be_visible(timeout=WAIT_MS)
@@ -65,6 +72,9 @@ def test_shape_fix_and_merged_download(page, tmp_path: Path) -> None:
     expect(drive.key(page, "fix_apply_conv1.weight").locator("button")).to_be_enabled(timeout=WAIT_MS)
     drive.click(page, "fix_apply_conv1.weight")
     drive.wait_for_metrics(page, mismatch=0, adapted=1)
+    padded = {"adapt": {"conv1.weight": {"op": "pad", "fill": "zeros"}}}
+    drive.assert_shows_alignment(page, ckptlab.align(SAMPLES / "convnet_rgb.pt", SAMPLES / "convnet_rgba.pt",
+                                                     recipe=padded, auto="none"))
     screenshot(page, "06-shape-fixed")
     drive.choose_radio(page, "out_format", ".pt")
     drive.click(page, "build_merged")

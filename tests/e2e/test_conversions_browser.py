@@ -10,7 +10,7 @@ import torch
 from playwright.sync_api import expect
 
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import WAIT_MS, screenshot, wait_idle
+from tests.e2e.conftest import WAIT_MS, screenshot
 from tests.zoo.gpt_pair import gpt2, nanogpt
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_a_conversion_typed_in_the_grid_converts_the_transposed_weights(page, tm
     screenshot(page, "20-conversion-typed")
     drive.open_editor(page, "Recipe")
     drive.key(page, "invert_recipe").get_by_role("button", name="Invert recipe").click()
-    wait_idle(page)
+    drive.settle(page)
     expect(page.get_by_text("Inverse recipe").first).to_be_visible(timeout=WAIT_MS)
     with page.expect_download() as download:
         drive.key(page, "download_inverse").locator("button").click()

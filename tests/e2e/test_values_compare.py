@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 import ckptlab
 from ckptlab.values.diff import layer_grid
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import ROOT, WAIT_MS, screenshot, wait_idle
+from tests.e2e.conftest import ROOT, WAIT_MS, screenshot
 
 SAMPLES = ROOT / "sample_ckpts"
 pytestmark = pytest.mark.e2e
@@ -19,7 +19,7 @@ def _part(page, label: str) -> None:
     part = page.locator("[class*='st-key-values_part']").get_by_role("radio", name=label, exact=True)
     if part.get_attribute("aria-checked") != "true":
         part.click()
-        wait_idle(page)
+        drive.settle(page)
 
 
 def test_compare_heatmap_is_drawn_and_a_cell_click_shows_its_histograms(page) -> None:
@@ -38,7 +38,7 @@ def test_compare_heatmap_is_drawn_and_a_cell_click_shows_its_histograms(page) ->
     assert picked.input_value() != CLICKED
     box = points.nth(cells.index(CLICKED)).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    wait_idle(page)
+    drive.settle(page)
     page.wait_for_function("k => document.querySelector(\"[class*='st-key-compare_tensor'] input\").value === k",
                            arg=CLICKED, timeout=30_000)
     histogram = page.locator(".st-key-compare_histogram .js-plotly-plot")

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.e2e import appdriver as drive
-from tests.e2e.conftest import screenshot, wait_idle
+from tests.e2e.conftest import screenshot
 
 STACK = "tests.ui.speed_models:Stack"
 VERDICT = re.compile(r"^(At size|Too noisy to tell at size) (\d+)\b.*?time ratio (\d+\.\d+)")
@@ -22,7 +22,7 @@ def _type_by_prefix(page, prefix: str, text: str) -> None:
     field.press("Control+A")
     field.press_sequentially(text)
     field.press("Enter")
-    wait_idle(page)
+    drive.settle(page)
 
 
 def test_a_4x_deeper_target_is_slower_at_every_chosen_size(page) -> None:

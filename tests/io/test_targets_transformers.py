@@ -6,17 +6,14 @@ must equal those of the same model built for real.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import transformers  # pinned in requirements-dev.txt: a missing one is a failure, not a skip
 
+from ckptlab.cli import main
 from ckptlab.errors import ModelSpecError
 from ckptlab.io.model_target import build_arguments, config_argument, model_target
-from tests.paths import ROOT
 
 TINY = {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
         "vocab_size": 50, "max_position_embeddings": 16, "num_labels": 3}
@@ -49,22 +46,20 @@ def test_an_auto_class_builds_from_a_config_json(tmp_path):
         assert shapes(ck) == {k: tuple(v.shape) for k, v in real_state().items()}
 
 
-def test_cli_align_against_an_auto_class_and_a_config_json(tmp_path):
+def test_cli_align_against_an_auto_class_and_a_config_json(tmp_path, capfd):
     transformers.BertConfig(**TINY).save_pretrained(tmp_path / "cfg")
     torch.save(real_state(), tmp_path / "bert.pt")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "align", str(tmp_path / "bert.pt"),
-                           "transformers:AutoModelForSequenceClassification", "--target-config",
-                           str(tmp_path / "cfg" / "config.json"), "--json"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    code = main(["align", str(tmp_path / "bert.pt"), "transformers:AutoModelForSequenceClassification",
+                 "--target-config", str(tmp_path / "cfg" / "config.json"), "--json"])
+    stdout, stderr = capfd.readouterr()
+    assert code == 0, stderr
+    out = json.loads(stdout)
     assert out["summary"]["exact"] == len(real_state()) and out["summary"]["missing"] == 0
-    proc = subprocess.run([sys.executable, "-m", "ckptlab", "verify", str(tmp_path / "bert.pt"), "--model",
-                           "transformers:BertForSequenceClassification", "--model-kwargs",
-                           json.dumps({"config": {"class": "transformers:BertConfig", "kwargs": TINY}}), "--json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stderr
+    config = {"config": {"class": "transformers:BertConfig", "kwargs": TINY}}
+    code = main(["verify", str(tmp_path / "bert.pt"), "--model", "transformers:BertForSequenceClassification",
+                 "--model-kwargs", json.dumps(config), "--json"])
+    stdout, stderr = capfd.readouterr()
+    assert code == 0 and json.loads(stdout)["ok"], stderr
 
 
 def test_typed_argument_errors_are_one_line_and_name_the_argument(tmp_path):

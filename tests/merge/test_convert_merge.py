@@ -3,9 +3,6 @@ load_into and a GPT-2 (Conv1D) -> nanoGPT (Linear) job whose outputs match."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,9 +10,9 @@ from safetensors.torch import load_file
 
 import ckptlab
 from ckptlab import merge
+from ckptlab.cli import main
 from ckptlab.errors import MergeError, RecipeError
 from ckptlab.io.writers import write
-from tests.paths import ROOT
 from tests.zoo.gpt_pair import TRANSPOSE_RECIPE, gpt2, nanogpt
 
 
@@ -177,21 +174,19 @@ def test_gpt2_conv1d_remapped_and_loaded_gives_the_same_outputs(pair, tmp_path):
         assert torch.equal(warm.h[1].mlp.c_fc.weight, src.h[1].mlp.c_fc.weight.t())
 
 
-def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path):
+def test_cli_remap_with_a_convert_recipe_and_align_strict(pair, tmp_path, capfd):
     src, dst = pair
     torch.save(src.state_dict(), tmp_path / "gpt2.pt")
     (tmp_path / "r.json").write_text(json.dumps(TRANSPOSE_RECIPE))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "ckptlab", "align", str(tmp_path / "gpt2.pt"),
-                          "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"), "--json", "--strict"],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
-    assert run.returncode == 0, run.stderr
-    data = json.loads(run.stdout)
+    code = main(["align", str(tmp_path / "gpt2.pt"), "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"),
+                 "--json", "--strict"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
     assert data["summary"]["converted"] == 8 and data["warnings"] == []
-    run = subprocess.run([sys.executable, "-m", "ckptlab", "remap", str(tmp_path / "gpt2.pt"),
-                          "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"), "-o",
-                          str(tmp_path / "nano.pt")], capture_output=True, text=True, cwd=ROOT, env=env)
-    assert run.returncode == 0, run.stderr
+    code = main(["remap", str(tmp_path / "gpt2.pt"), "tests.zoo.gpt_pair:nanogpt", "--recipe", str(tmp_path / "r.json"),
+                 "-o", str(tmp_path / "nano.pt")])
+    assert code == 0, capfd.readouterr().err
     out = ckptlab.open(tmp_path / "nano.pt")
     assert torch.equal(out.tensor("h.0.attn.c_proj.weight"), src.h[0].attn.c_proj.weight.detach().t())
 

@@ -20,13 +20,17 @@ import torch
 from safetensors import safe_open
 
 import ckptlab
-from tests.paths import ROOT
+from ckptlab.cli import main
 
 
-def cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "ckptlab", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def cli(capfd):
+    """``ckptlab ARGS`` through ``main`` in this process (fd capture): a CompletedProcess."""
+    def run(*args) -> subprocess.CompletedProcess:
+        code = main([str(a) for a in args])
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["ckptlab", *map(str, args)], code, out, err)
+    return run
 
 
 @pytest.fixture
@@ -59,7 +63,7 @@ def assert_same_tree(got, want, where="(top level)"):
         assert got == want, where
 
 
-def test_optimizer_state_comes_back_bit_for_bit_in_a_pt(training_ckpt, tmp_path):
+def test_optimizer_state_comes_back_bit_for_bit_in_a_pt(cli, training_ckpt, tmp_path):
     path, saved = training_ckpt
     out = tmp_path / "out.pt"
     proc = cli("remap", path, path, "-o", out, "--keep-extras", "--no-progress")
@@ -79,7 +83,7 @@ def test_nest_writes_the_file_back_in_its_own_layout(training_ckpt, tmp_path):
     assert_same_tree(torch.load(out, weights_only=True), saved)
 
 
-def test_safetensors_keeps_what_fits_as_metadata_and_names_the_rest(training_ckpt, tmp_path):
+def test_safetensors_keeps_what_fits_as_metadata_and_names_the_rest(cli, training_ckpt, tmp_path):
     path, saved = training_ckpt
     out, report = tmp_path / "out.safetensors", tmp_path / "report.json"
     proc = cli("remap", path, path, "-o", out, "--keep-extras", "--no-progress", "--report", report)
@@ -149,8 +153,7 @@ CHECK = textwrap.dedent('''
 
 NOT_KEPT = {"pytorch-lightning_version", "hyper_parameters", "hparams_config", "shared"}
 
-
-def test_a_lightning_file_keeps_its_data_and_names_its_hyper_parameter_objects(tmp_path):
+def test_a_lightning_file_keeps_its_data_and_names_its_hyper_parameter_objects(cli, tmp_path):
     lib = tmp_path / "lib"
     (lib / "fakelib").mkdir(parents=True)
     (lib / "fakelib" / "__init__.py").write_text(FAKE_PKG)

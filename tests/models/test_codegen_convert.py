@@ -13,8 +13,11 @@ import torch
 import ckptlab
 from ckptlab.io.model_target import model_target
 from ckptlab.models.codegen import snippet
-from tests.paths import ROOT
+from tests.run_script import run_script
 from tests.zoo.gpt_pair import TRANSPOSE_RECIPE, gpt2
+
+ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def _fused_state(dtype=torch.float32):
@@ -66,6 +69,13 @@ def _target_for(src: dict, recipe: dict) -> dict:
 
 
 def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """The script in this process (``tests.run_script``)."""
+    code, out, err = run_script(script, *args)
+    return subprocess.CompletedProcess([str(script), *args], code, out, err)
+
+
+def _run_process(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """The script in a python of its own: its exit status and stderr as a shell sees them."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the model code; ckptlab itself is not needed
     return subprocess.run([sys.executable, str(script), *args], cwd=script.parent, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -151,8 +161,8 @@ def test_script_refuses_to_unbind_a_stack_onto_other_expert_numbers(tmp_path):
     torch.save({"l.0.experts.w1": torch.stack(list(src.values()))}, tmp_path / "stacked.pt")
     script = tmp_path / "back.py"
     script.write_text(snippet(Recipe.from_dict(forward).inverted()))
-    proc = _run(script, "--source", str(tmp_path / "stacked.pt"), "--target", str(tmp_path / "orig.pt"),
-                "--out", str(tmp_path / "back.pt"))
+    proc = _run_process(script, "--source", str(tmp_path / "stacked.pt"), "--target", str(tmp_path / "orig.pt"),
+                        "--out", str(tmp_path / "back.pt"))
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("convert 1: unbind names its slices 'l.0.experts.{e}.w1' for {e} = 0..2, "
                                    "the target has {e} = 0, 2, 5 (a stacked tensor does not keep its indices)")

@@ -4,9 +4,7 @@ cannot be undone is named in one line, or left out with partial=True."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ckptlab
+from ckptlab.cli import main
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.groups import find_groups
 from ckptlab.recipe.model import Recipe
-from tests.paths import ROOT
 
 KINDS = ("transpose", "permute", "reshape", "squeeze", "unsqueeze", "chunk", "split", "cat", "stack", "unbind",
          "rope", "chain")
@@ -168,19 +166,23 @@ def test_what_cannot_be_undone_is_named_in_one_line_or_left_out_with_partial():
     assert with_shapes.to_dict()["convert"][0] == {"from": "d.{i}", "to": "c.{i}", "ops": [{"reshape": [2, 3]}]}
 
 
-def test_cli_invert_writes_the_inverse_and_names_what_it_cannot_undo(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def test_cli_invert_writes_the_inverse_and_names_what_it_cannot_undo(tmp_path, capfd):
     forward = {"rules": [{"add_prefix": "net."}, {"drop": "fc"}],
                "convert": [{"from": "h.{i}.w", "to": "h.{i}.w", "ops": ["transpose"]}]}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(forward))
-    cmd = [sys.executable, "-m", "ckptlab", "invert", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "inv.yaml")]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    cmd = ["invert", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "inv.yaml")]
+
+    def invert(argv: list[str]) -> subprocess.CompletedProcess:
+        code = main(argv)
+        return subprocess.CompletedProcess(argv, code, *capfd.readouterr())
+
+    run = invert(cmd)
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.strip().splitlines() == [
         f"ckptlab: error: {tmp_path / 'r.yaml'}: recipe cannot be inverted: rule 2 (drop) cannot be undone "
         "(--partial leaves them out)"]
     assert not (tmp_path / "inv.yaml").exists()
-    run = subprocess.run(cmd + ["--partial", "--json"], capture_output=True, text=True, cwd=ROOT, env=env)
+    run = invert(cmd + ["--partial", "--json"])
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["skipped"] == ["rule 2 (drop 'fc')"]
