@@ -26,7 +26,7 @@ import torch
 from ckptlab.errors import CheckpointError, UnsupportedFormatError, quote
 from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.formats.numpy_values import NDARRAY
-from ckptlab.io.formats.placeholder import Placeholder, TypeMarker
+from ckptlab.io.formats.placeholder import Placeholder, TypeMarker, make_placeholder_class
 from ckptlab.io.formats.storage import StorageRef, checked_shape, lazy_view
 from ckptlab.io.tensor_info import TensorInfo
 
@@ -273,6 +273,17 @@ def _reconstructor(cls, base, state):
     raise UnsupportedFormatError(f"copyreg._reconstructor of {quote(cls)}")
 
 
+def _member_of(cls, name) -> Placeholder:
+    """``getattr(SomeEnum, "MEMBER")``: how Python 3.11.0-3.11.3 pickle an enum member (DCP metadata
+    holds such). Only a class the reader stood in for, only a plain name: the answer is a fresh
+    inert placeholder named ``SomeEnum.MEMBER``; nothing real is ever looked up."""
+    if not (isinstance(cls, type) and issubclass(cls, Placeholder) and not cls.refused) or not (isinstance(name, str)
+                                                                           and name.isidentifier()):
+        raise UnsupportedFormatError("getattr in a pickle other than a member of a class read as a placeholder")
+    module, _, qualname = cls.qualname.rpartition(".")
+    return make_placeholder_class(module or "?", f"{qualname}.{name}")()
+
+
 def _numpy_callables() -> dict[tuple[str, str], Any]:
     from ckptlab.io.formats import numpy_values  # noqa: PLC0415
 
@@ -312,6 +323,7 @@ def _callables() -> dict[tuple[str, str], Any]:
         ("collections", "Counter"): _counter,
         ("copyreg", "_reconstructor"): _reconstructor,
         ("_codecs", "encode"): _codecs_encode,
+        ("builtins", "getattr"): _member_of,
         ("builtins", "set"): _from_containers("set", set),
         ("builtins", "frozenset"): _from_containers("frozenset", frozenset),
         ("builtins", "complex"): _scalar_call("complex", complex),
