@@ -199,8 +199,9 @@ def view_key_element(page, name: str):
             re.compile(r"^(Value statistics|Compare values)$"))).first
     if name == "Verify":
         return key(page, "warm_start_report")
-    if name == "Fine-tune":
-        return body.get_by_text("Fine-tune plan", exact=True)
+    if name == "Fine-tune":  # the plan, or (a file target) what the plan needs
+        return body.get_by_text("Fine-tune plan", exact=True).or_(
+            body.get_by_text(re.compile(r"^The fine-tune plan needs the target as a model"))).first
     if name == "Download":
         return key(page, "build_merged")
     raise KeyError(name)

@@ -65,10 +65,13 @@ def _chips(page) -> list[str]:
         "tags => tags.map(t => t.getAttribute('aria-label'))")
 
 
-def _fetch(link: str) -> tuple[int, str]:
-    """Download ``link`` as a client does, streamed: (bytes, sha256); nothing kept."""
+def _fetch(link: str, cookies: list[dict]) -> tuple[int, str]:
+    """Download ``link`` as the visiting browser does (its cookies: a link is bound to the browser
+    that built it), streamed: (bytes, sha256); nothing kept."""
     digest, size = hashlib.sha256(), 0
-    with urllib.request.urlopen(link, timeout=60) as reply:
+    header = "; ".join(f"{c['name']}={c['value']}" for c in cookies)
+    request = urllib.request.Request(link, headers={"Cookie": header})
+    with urllib.request.urlopen(request, timeout=60) as reply:
         while block := reply.read(16 * 2**20):
             digest.update(block)
             size += len(block)
@@ -106,7 +109,7 @@ def test_a_1gb_pair_built_and_downloaded_keeps_the_server_memory_bounded(browser
             link.click()
         assert event.value.suggested_filename == "merged.safetensors"
         event.value.cancel()
-        size, digest = _fetch(urllib.parse.urljoin(url, link.get_attribute("href")))
+        size, digest = _fetch(urllib.parse.urljoin(url, link.get_attribute("href")), page.context.cookies())
         peak = rss_kb(pid, "VmHWM")
         assert size > 2**30 - 2**20
         merged_on_server = next(Path(p) for p in _built_paths(pid))   # the link's file, still on the server
