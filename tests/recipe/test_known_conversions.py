@@ -77,6 +77,31 @@ def test_gpt2_to_nanogpt_and_back(tmp_path):
     assert_same_tensors(back, {k: v for k, v in h.state_dict().items() if k in back})
 
 
+@pytest.mark.parametrize("variant", ["save_model", "save_pretrained", "wrapped"])
+def test_gpt2_saved_any_common_way_is_recognised(tmp_path, variant):
+    """safetensors' save_model keeps lm_head.weight and drops the tied transformer.wte.weight;
+    save_pretrained keeps wte; a DDP wrapper adds 'module.': the catalogue knows each."""
+    from safetensors.torch import save_model
+
+    h = hf.gpt2(seed=2)
+    path = tmp_path / "gpt2.safetensors"
+    if variant == "save_model":
+        save_model(h, str(path))
+        assert "transformer.wte.weight" not in load_file(path) and "lm_head.weight" in load_file(path)
+    elif variant == "save_pretrained":
+        h.save_pretrained(tmp_path / "hf")
+        path = tmp_path / "hf" / "model.safetensors"
+    else:
+        save_file({f"module.{k}": v.contiguous() for k, v in h.state_dict().items() if k != "lm_head.weight"}, path)
+    al = ckptlab.align(str(path), reseeded(gpt.nanogpt()))
+    [known] = [s for s in al.suggestions if "'gpt2-to-nanogpt'" in s.reason]
+    assert known.confidence == "high" and known.applied
+    assert al.summary["converted"] == 8 and al.summary["mismatch"] == al.summary["conflict"] == 0
+    assert al.warnings == [] and al.strict_ok
+    if variant == "save_model":  # the embedding is only there as the tied head: fed through nanoGPT's tie
+        assert al.row("transformer.wte.weight").fed and "tie" in al.row("transformer.wte.weight").reason
+
+
 def test_gpt2_to_nanogpt_converts_the_square_c_proj_under_auto_high():
     al = ckptlab.align(hf.gpt2(), gpt.nanogpt(), auto="high")
     for i in range(2):
