@@ -60,9 +60,9 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
 
 def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Mapping[str, str],
            values: Mapping[str, Any]):
+    from ckptlab.align.suggest.prefix import prefix_suggestions
     from ckptlab.recipe.conversion import Conversion
     from ckptlab.recipe.groups import find_groups
-    from ckptlab.align.suggest.prefix import prefix_suggestions
 
     free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
     entries = []

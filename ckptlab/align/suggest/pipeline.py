@@ -29,18 +29,6 @@ from ckptlab.align.types import Suggestion
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.recipe.model import Recipe
 
-Shape = tuple[int, ...]
-MAX_PREFIX_DEPTH = 4      # components a prefix may have on either side
-MAX_BUCKET = 4            # a suffix shared by more target keys than this is not evidence
-MAX_PREFIX_ROUNDS = 6     # successive high prefix suggestions
-EVALUATE_TOP = 4          # prefix candidates simulated per round
-COUNT_SAMPLE = 4096       # source names sampled to rank prefix candidates
-WRAPPERS = {
-    "module.": "a DataParallel/DDP wrapper",
-    "_orig_mod.": "a torch.compile wrapper",
-    "model.": "a wrapping module such as a LightningModule",
-}
-
 
 # -- entry point --------------------------------------------------------------------------
 def suggest(source: Checkpoint, target: Checkpoint, recipe: Recipe, params: Mapping[str, Any] | None = None,

@@ -23,8 +23,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from ckptlab.align.types import Suggestion, shape_text
 from ckptlab.align.keyfold import fold_keys, fold_pattern
+from ckptlab.align.types import Suggestion, shape_text
 from ckptlab.recipe.parsing import quote
 
 Shape = tuple[int, ...]
