@@ -9,6 +9,11 @@ from __future__ import annotations
 import reprlib
 from pathlib import Path
 
+__all__ = ["MAX_MESSAGE_CHARS", "MAX_PATH_CHARS", "MAX_NAME_CHARS", "printable", "shorten", "quote",
+    "CheckpointError", "UnreadableFileError", "LimitError", "UnsafePickleError", "ContainerError",
+    "UnsupportedFormatError", "RecipeError", "AdaptError", "MergeError", "ModelSpecError",
+    "PathNotAllowedError"]
+
 # Messages are shown in a terminal and a web page: one printable line, never longer than this.
 MAX_MESSAGE_CHARS = 300
 MAX_PATH_CHARS = 160  # a path longer than this is shown with its middle elided

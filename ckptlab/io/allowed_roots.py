@@ -14,6 +14,9 @@ from pathlib import Path
 
 from ckptlab.errors import PathNotAllowedError, UnreadableFileError, quote
 
+__all__ = ["ROOTS_ENV", "MAX_PATH_CHARS", "MAX_NAME_CHARS", "SAMPLES_DIR", "allowed_roots", "check_path",
+    "OUTPUT_ROOTS_ENV", "OUTPUT_SUFFIXES", "output_roots", "check_output_path"]
+
 ROOTS_ENV = "CKPTLAB_ROOTS"
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_NAME_CHARS = 255  # NAME_MAX: one file or folder name

@@ -12,6 +12,8 @@ import threading
 
 import torch
 
+__all__ = ["buffer"]
+
 _local = threading.local()
 
 

@@ -20,6 +20,8 @@ from ckptlab.io.tensor_info import TensorInfo
 if TYPE_CHECKING:
     from ckptlab.io.containers import Candidate
 
+__all__ = ["OtherEntry", "Checkpoint"]
+
 
 @dataclass(frozen=True)
 class OtherEntry:

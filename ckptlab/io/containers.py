@@ -21,6 +21,9 @@ from ckptlab.io.formats import paused_gc
 from ckptlab.io.formats.base import LazyTensor, Loaded
 from ckptlab.io.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
+__all__ = ["KNOWN_NAMES", "OPTIMIZER_NAMES", "OPTIMIZER_SLOTS", "MAX_DEPTH", "MAX_PLAIN_NODES", "Candidate",
+    "find", "is_plain", "to_checkpoint", "OptimizerState", "split_optimizer"]
+
 # Names that usually hold the weights; they break ties in this order.
 KNOWN_NAMES = ("state_dict", "model", "net", "model_state", "model_state_dict", "module", "network",
                "weights", "params", "state_dict_ema", "model_ema", "ema")

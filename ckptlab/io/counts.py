@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ckptlab.io.checkpoint import Checkpoint
 
+__all__ = ["Counts", "counts"]
+
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,15 @@ from collections.abc import Iterable
 
 from ckptlab.errors import LimitError, quote
 
+__all__ = ["MAX_PICKLE_BYTES", "MAX_PICKLE_OBJECTS", "MAX_MEMO_INDEX", "MAX_MEMO_ENTRIES", "MAX_PICKLE_DEPTH",
+    "MAX_TUPLE_EXPANSION", "MAX_INT_BYTES", "MAX_LINE_CHARS", "MAX_TREE_DEPTH", "MAX_MODULE_DEPTH",
+    "MAX_PLAIN_NODES", "MAX_DCP_KEY_PARTS", "MAX_KEY_CHARS", "MAX_TOTAL_KEY_CHARS", "MAX_PATTERN_CHARS",
+    "MAX_MATCH_SECONDS", "MAX_RENAME_SECONDS", "MAX_RECIPE_DEPTH", "MAX_RECIPE_NODES", "MAX_TENSOR_DIMS",
+    "MAX_TENSOR_DIM_SIZE", "MAX_VIEW_EXPANSION", "MAX_EXPANDED_VIEW_ELEMENTS", "MAX_MEMBER_INFLATED_BYTES",
+    "MAX_TOTAL_INFLATED_BYTES", "MAX_ZIP_MEMBERS", "MAX_DEFLATE_RATIO", "MAX_SAFETENSORS_HEADER_BYTES",
+    "MAX_INDEX_DEPTH", "MAX_INDEX_BYTES", "NUMPY_DTYPE_KINDS", "MAX_NUMPY_BYTES", "check_keys", "long_key",
+    "exceeded"]
+
 # -- pickles -------------------------------------------------------------------------------
 # Bytes of one pickle (data.pkl, .metadata, a legacy header). A 20k-tensor state_dict's
 # data.pkl is ~2 MB.

@@ -37,6 +37,12 @@ from ckptlab.errors import ModelSpecError
 from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["ALLOW_CODE_ENV", "HOW_TO_ALLOW", "MODEL_ALLOW_ENV", "SAMPLE_MODELS", "ModelSpec", "code_allowed",
+    "resolve", "CODE_KWARGS", "CONFIG_FROM_FILE", "ModelAllowlist", "parse_allow_entries",
+    "is_typed_argument", "build_arguments", "MAX_ARGUMENT_DEPTH", "config_argument", "MAX_CONFIG_BYTES",
+    "read_config", "AUTO_MODEL", "config_model_class", "transformers_target", "build_model",
+    "ModelCheckpoint", "model_target", "parse_kwargs"]
+
 ALLOW_CODE_ENV = "CKPTLAB_ALLOW_CODE"
 HOW_TO_ALLOW = f"pass --allow-code or set {ALLOW_CODE_ENV}=1"
 MODEL_ALLOW_ENV = "CKPTLAB_MODEL_ALLOW"

@@ -15,6 +15,8 @@ import torch
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.opener import open as open_checkpoint
 
+__all__ = ["is_model_spec", "as_checkpoint"]
+
 
 def is_model_spec(text: str) -> bool:
     """``pkg.mod:fn`` or ``file.py:fn`` (and not an existing file, e.g. ``C:\\x.pt``)."""

@@ -6,6 +6,8 @@ from math import prod
 
 import torch
 
+__all__ = ["dtype_name", "TensorInfo"]
+
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the spelling of the CLI's JSON)."""

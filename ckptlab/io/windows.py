@@ -25,6 +25,8 @@ from ckptlab.io import buffers as scratch
 from ckptlab.errors import UnreadableFileError
 from ckptlab.io.formats.base import LazyTensor
 
+__all__ = ["WINDOW_BYTES", "Window", "windows", "tensor_windows", "per_window", "runs", "sample", "mapped"]
+
 WINDOW_BYTES = 16 * 2**20
 
 

@@ -13,6 +13,8 @@ from ckptlab.vocab import Status
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.formats.base import LazyTensor
 
+__all__ = ["merged_checkpoint"]
+
 
 def merged_checkpoint(plan: Any) -> Checkpoint:
     """Every target key of ``plan`` (a ``merge.MergePlan``) as a lazy Checkpoint."""

@@ -33,6 +33,9 @@ from ckptlab.io.writers import write as write_plan
 if TYPE_CHECKING:
     from ckptlab.align.matcher import Alignment, Row
 
+__all__ = ["KEPT_TARGET", "PlanEntry", "MergePlan", "plan", "merged_tensor", "remap", "Choose",
+    "loses_precision", "cast_note"]
+
 KEPT_TARGET = "kept target value (mismatch, --on-mismatch keep-target)"
 
 

@@ -16,6 +16,9 @@ from typing import Any
 from ckptlab.io.writers.textfile import check_writable, write_text_atomic
 from ckptlab.vocab import STATUSES
 
+__all__ = ["REPORT_SUFFIXES", "ROW_FIELDS", "ReportRow", "Report", "FORMULA_STARTS", "csv_cell",
+    "check_report_path"]
+
 REPORT_SUFFIXES = (".json", ".csv")
 ROW_FIELDS = ("target", "source", "status", "adapter", "source_dtype", "target_dtype", "note")
 

@@ -11,6 +11,8 @@ from ckptlab.errors import RecipeError
 from ckptlab.recipe.parsing import _type_name, unknown
 from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS
 
+__all__ = ["AdaptSpec"]
+
 
 @dataclass(frozen=True)
 class AdaptSpec:

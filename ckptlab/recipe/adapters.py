@@ -19,6 +19,8 @@ import torch
 
 from ckptlab.errors import AdaptError
 
+__all__ = ["OPS", "FILLS", "Shape", "describe", "preview_shape", "apply"]
+
 OPS = ("pad", "truncate", "resize", "sum", "reinit")
 FILLS = ("zeros", "mean", "init", "repeat")
 Shape = tuple[int, ...]

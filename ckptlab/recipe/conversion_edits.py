@@ -22,6 +22,9 @@ from ckptlab.recipe.ops import Op
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.model import Recipe
 
+__all__ = ["CONVERT_COLUMNS", "Shape", "EntryCheck", "ops_text", "parse_ops", "conversions_to_rows",
+    "with_conversion_rows"]
+
 CONVERT_COLUMNS = ("position", "from", "to", "ops")
 Shape = tuple[int, ...]
 

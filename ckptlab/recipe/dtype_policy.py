@@ -11,6 +11,8 @@ from ckptlab.errors import RecipeError
 from ckptlab.recipe.parsing import _type_name, quote, unknown
 from ckptlab.recipe.rules import _compile
 
+__all__ = ["CAST_DTYPES", "DTYPE_FIELDS", "DtypeSpec"]
+
 CAST_DTYPES = ("bfloat16", "float16", "float32", "float64", "float8_e4m3fn", "float8_e5m2")
 DTYPE_FIELDS = ("to", "keep")
 

@@ -25,6 +25,11 @@ from ckptlab.recipe.parsing import quote
 from ckptlab.recipe.rules import Rule
 from ckptlab.vocab import RULE_KINDS
 
+__all__ = ["RULE_COLUMNS", "MAP_COLUMNS", "rules_to_rows", "incomplete_rows", "rows_to_rules",
+    "with_rule_rows", "map_to_rows", "rows_to_map", "with_map_rows", "fragment_kind", "fragment_entries",
+    "convert_line", "describe_fragment", "fragment_id", "accept_suggestion", "differing_dims", "default_fix",
+    "shape_fix", "with_shape_fix", "with_conversion_fix", "without_shape_fix", "pretrained_keys"]
+
 RULE_COLUMNS = ("position", "kind", "pattern", "replacement")
 MAP_COLUMNS = ("target", "source")
 

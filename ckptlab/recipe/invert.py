@@ -31,6 +31,8 @@ from ckptlab.recipe.rules import Rule, rename_keys
 if TYPE_CHECKING:
     from ckptlab.recipe.model import Recipe
 
+__all__ = ["invert"]
+
 _META = set(".^$*+?{}[]|()")
 
 

@@ -30,6 +30,8 @@ from ckptlab.recipe.parsing import (  # noqa: F401
 )
 from ckptlab.recipe.rules import Rule, _compile, rename_keys
 
+__all__ = ["TOP_LEVEL_KEYS", "FRAGMENT_KEYS", "Recipe"]
+
 TOP_LEVEL_KEYS = ("rules", "keep_target", "map", "adapt", "container", "convert", "dtype", "params")
 # a suggestion fragment is a rule dict, or a mapping of some of these (``Recipe.merged``)
 FRAGMENT_KEYS = ("map", "adapt", "container", "convert", "dtype", "keep_target")

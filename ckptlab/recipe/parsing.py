@@ -15,6 +15,8 @@ import yaml
 from ckptlab.errors import RecipeError
 from ckptlab.io import limits
 
+__all__ = ["text_syntax", "quote", "unknown"]
+
 
 def text_syntax(name: str | os.PathLike) -> str | None:
     """``"json"`` for a ``.json`` name, ``"yaml"`` for ``.yaml``/``.yml``, else None (sniffed)."""

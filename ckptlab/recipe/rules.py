@@ -15,6 +15,8 @@ from ckptlab.recipe.patterns import BoundedRegex, PatternTooSlow
 from ckptlab.recipe.parsing import _type_name, quote, unknown
 from ckptlab.vocab import RULE_KINDS
 
+__all__ = ["Rule", "rename_keys"]
+
 _REGEX_KINDS = ("replace", "drop", "keep")
 
 

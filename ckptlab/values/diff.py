@@ -38,6 +38,9 @@ from ckptlab.values.parallel import run_ordered
 from ckptlab.values.stats import BATCH_BYTES, RUN
 from ckptlab.io.windows import Window, per_window, runs, tensor_windows, windows
 
+__all__ = ["Progress", "COMPARED", "MAP_MIN_BYTES", "Sums", "Pair", "module_of", "Diff", "layer_cell",
+    "layer_grid", "diff", "same_bytes"]
+
 Progress = Callable[[int, int, str], None]
 COMPARED = ("exact", "renamed", "adapted", "converted")
 MAP_MIN_BYTES = 4 * 2**20  # windows compared straight from their map; smaller ones are copied run by run

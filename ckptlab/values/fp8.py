@@ -11,6 +11,8 @@ import math
 
 import torch
 
+__all__ = ["BLOCK", "SCALE_SUFFIX", "FP8_DTYPES", "is_fp8", "scale_key", "dequantize"]
+
 BLOCK = 128
 SCALE_SUFFIX = "_scale_inv"
 FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import torch
 
+__all__ = ["T", "default_workers", "run_ordered"]
+
 T = TypeVar("T")
 
 

@@ -44,6 +44,9 @@ from ckptlab.io.tensor_info import dtype_name
 from ckptlab.values.parallel import run_ordered
 from ckptlab.io.windows import Window, runs, windows
 
+__all__ = ["RUN", "BATCH_BYTES", "CANCEL", "NORM_RANGE", "Progress", "METHOD", "FLAGS", "Part", "widen",
+    "scan", "scan_runs", "TensorStats", "is_norm_weight", "flags_for", "Stats", "stats"]
+
 RUN = 1 << 18  # elements per kernel call: few calls per window; a run (1 MB of float32) stays in cache over its passes
 BATCH_BYTES = 2**20  # windows smaller than this go to a worker together (see _batches)
 CANCEL = 16  # a run whose sum of squares exceeds CANCEL x its squared deviations is summed again around its mean

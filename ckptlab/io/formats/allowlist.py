@@ -30,6 +30,8 @@ from ckptlab.io.formats.placeholder import Placeholder, TypeMarker, make_placeho
 from ckptlab.io.formats.storage import StorageRef, checked_shape, lazy_view
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["DANGEROUS_MODULES", "StorageType", "Allowed", "OBJECT", "ALLOWED", "normalise", "refusal_reason"]
+
 # Modules whose every global is refused when called: they reach the OS, the interpreter or
 # other pickles. (Placeholders for their classes would be inert too, but no checkpoint has a
 # reason to name them, so a call to one is treated as an attack.)

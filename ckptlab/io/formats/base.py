@@ -14,6 +14,8 @@ import torch
 from ckptlab.errors import CheckpointError, UnreadableFileError
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["FileSpan", "LazyTensor", "guarded", "Loaded"]
+
 # (path, offset, nbytes), plus the CRC-32 of those bytes when the reader knows it for free
 FileSpan = tuple[str, int, int] | tuple[str, int, int, int]
 

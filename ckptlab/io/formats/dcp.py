@@ -24,6 +24,8 @@ from ckptlab.io.formats.torch_zip import read_torch_zip
 from ckptlab.io.formats.unpickler import restricted_load
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["METADATA_FILE", "MAX_METADATA_BYTES", "MAX_KEY_PARTS", "read_dcp"]
+
 METADATA_FILE = ".metadata"
 MAX_METADATA_BYTES = limits.MAX_PICKLE_BYTES
 MAX_KEY_PARTS = limits.MAX_DCP_KEY_PARTS

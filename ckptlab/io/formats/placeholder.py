@@ -18,6 +18,9 @@ from ckptlab.errors import UnsafePickleError
 from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor
 
+__all__ = ["MAX_MODULE_DEPTH", "Placeholder", "make_placeholder_class", "is_placeholder", "type_name",
+    "is_module", "submodules", "module_state_dict", "TypeMarker"]
+
 
 MAX_MODULE_DEPTH = limits.MAX_MODULE_DEPTH  # a deeper module tree is a hostile file, not a model
 

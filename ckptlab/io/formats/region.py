@@ -17,6 +17,8 @@ import torch
 
 from ckptlab.errors import UnreadableFileError
 
+__all__ = ["Region", "Window"]
+
 
 @dataclass(frozen=True)
 class Region:

@@ -22,6 +22,8 @@ from ckptlab.io.formats.region import Region
 from ckptlab.io.formats.storage import checked_shape
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["MAX_HEADER_BYTES", "DTYPES", "header_length", "read_safetensors"]
+
 MAX_HEADER_BYTES = limits.MAX_SAFETENSORS_HEADER_BYTES  # the limit the safetensors format itself sets
 
 DTYPES: dict[str, torch.dtype] = {

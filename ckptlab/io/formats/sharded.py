@@ -14,6 +14,8 @@ from ckptlab.errors import UnreadableFileError, quote
 from ckptlab.io import limits
 from ckptlab.io.formats.base import LazyTensor, Loaded
 
+__all__ = ["MAX_INDEX_BYTES", "INDEX_SUFFIX", "read_index"]
+
 MAX_INDEX_BYTES = limits.MAX_INDEX_BYTES
 INDEX_SUFFIX = ".index.json"
 

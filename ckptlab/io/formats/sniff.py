@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ckptlab.errors import UnreadableFileError
 
+__all__ = ["ZIP", "PICKLE", "SAFETENSORS", "INDEX", "DCP", "TAR", "sniff", "index_in"]
+
 ZIP = "zip"
 PICKLE = "pickle"
 SAFETENSORS = "safetensors"

@@ -17,6 +17,9 @@ from ckptlab.io import limits
 from ckptlab.io.formats.base import FileSpan, LazyTensor, guarded
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["StorageRef", "view_span", "checked_shape", "lazy_view", "c_strides", "lazy_from_chunks",
+    "check_tiling"]
+
 
 @dataclass(frozen=True)
 class StorageRef:

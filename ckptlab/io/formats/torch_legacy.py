@@ -21,6 +21,8 @@ from ckptlab.io.formats.region import Region
 from ckptlab.io.formats.storage import StorageRef
 from ckptlab.io.formats.unpickler import restricted_load
 
+__all__ = ["MAGIC_NUMBER", "PROTOCOL_VERSION", "is_legacy_magic", "read_legacy"]
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 

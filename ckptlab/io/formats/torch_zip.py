@@ -25,6 +25,8 @@ from ckptlab.io.formats.region import Region
 from ckptlab.io.formats.storage import StorageRef
 from ckptlab.io.formats.unpickler import restricted_load
 
+__all__ = ["MAX_PICKLE_BYTES", "MAX_DEFLATE_RATIO", "ZipArchive", "read_torch_zip"]
+
 MAX_PICKLE_BYTES = limits.MAX_PICKLE_BYTES  # (old names, kept for callers)
 MAX_DEFLATE_RATIO = limits.MAX_DEFLATE_RATIO
 _LOCAL_HEADER = struct.Struct("<4s22xHH")

@@ -17,6 +17,8 @@ from ckptlab.errors import UnsupportedFormatError
 from ckptlab.io.formats.base import LazyTensor, Loaded
 from ckptlab.io.formats.placeholder import MAX_MODULE_DEPTH, Placeholder
 
+__all__ = ["SCRIPT_NAMESPACE", "declared_state", "script_tensors", "read_torchscript"]
+
 SCRIPT_NAMESPACE = "__torch__"
 _CLASS = re.compile(r"^class (\w+)\(")
 _DECLARED = re.compile(r"^\s+__(parameters|buffers)__ = \[(.*)\]")

@@ -38,6 +38,8 @@ from ckptlab.io import limits
 from ckptlab.io.formats.allowlist import ALLOWED, Allowed, normalise, refusal_reason
 from ckptlab.io.formats.placeholder import Placeholder, make_placeholder_class
 
+__all__ = ["PersistentLoad", "RestrictedUnpickler", "restricted_load"]
+
 PersistentLoad = Callable[[Any], Any]
 
 # Containers this machine may fill after making them (exact types: no subclass with hooks).

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from ckptlab.errors import CheckpointError, MergeError
 
+__all__ = ["current_umask", "output_mode", "AtomicFiles"]
+
 _LIVE: set[str] = set()  # temporary files not yet moved into place, in every write of the process
 _LOCK = threading.Lock()
 

@@ -13,6 +13,8 @@ import torch
 from ckptlab.errors import MergeError
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["FileSpan", "OutTensor", "Group", "group_tensors", "raw_bytes"]
+
 
 @dataclass(frozen=True)
 class FileSpan:

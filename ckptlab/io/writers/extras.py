@@ -27,6 +27,9 @@ from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.formats.numpy_values import NumpyArray
 from ckptlab.io.formats.placeholder import Placeholder
 
+__all__ = ["MAX_DEPTH", "MAX_TEXT_NODES", "TEXT_ONLY", "WEIGHTS_ONLY", "NotKept", "Converted", "dotted",
+    "for_pt", "for_safetensors", "obj_name"]
+
 MAX_DEPTH = 256
 MAX_TEXT_NODES = 100_000  # a metadata entry bigger than this is not metadata (and DAGs stay cheap)
 # Exact types a .pt output holds as they are: each pickles to nothing or to a global in

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+__all__ = ["Progress", "ByteProgress"]
+
 Progress = Callable[[int, int, str], None]
 
 

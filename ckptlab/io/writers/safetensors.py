@@ -16,6 +16,8 @@ from ckptlab.io.writers.entries import Group, raw_bytes
 from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
 
+__all__ = ["SAFETENSORS_DTYPES", "write_safetensors"]
+
 SAFETENSORS_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ckptlab.io.writers.entries import Group
 
+__all__ = ["split", "shard_names", "index_path", "write_index"]
+
 
 def split(groups: list[Group], max_shard_size: int | None) -> list[list[Group]]:
     """Fill shards greedily in order; a tensor bigger than the limit gets a shard alone."""

@@ -25,6 +25,8 @@ from typing import BinaryIO
 from ckptlab.errors import MergeError
 from ckptlab.io.writers.entries import FileSpan
 
+__all__ = ["CHUNK", "WRITE_PIECE", "Sink", "span_crc"]
+
 CHUNK = 64 << 20  # large enough to amortise syscalls, small enough to keep memory flat
 WRITE_PIECE = 128 << 10  # bytes per pwrite: see the module docstring
 _IOV_MAX = 64

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ckptlab.errors import CheckpointError
 
+__all__ = ["check_writable", "write_text_atomic"]
+
 
 def check_writable(path: str | os.PathLike, what: str, suffixes: tuple[str, ...] = (),
                    error: type[CheckpointError] = CheckpointError) -> Path:

@@ -25,6 +25,8 @@ from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.formats.storage import c_strides
 from ckptlab.io.tensor_info import TensorInfo
 
+__all__ = ["TensorRef", "dumps", "swap_tensors", "extra_tensor"]
+
 # dtypes that torch pickles through a typed storage class; the rest use UntypedStorage.
 _LEGACY_STORAGE = {
     torch.float64: "DoubleStorage", torch.float32: "FloatStorage", torch.float16: "HalfStorage",

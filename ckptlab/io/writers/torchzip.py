@@ -20,6 +20,8 @@ from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
 from ckptlab.io.writers.zipout import StoredZip
 
+__all__ = ["write_torch_zip"]
+
 
 def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, archive: str,
                     bar: ByteProgress, zip64_limit: int = zipfile.ZIP64_LIMIT) -> None:

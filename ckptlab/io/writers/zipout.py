@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from ckptlab.io.writers.entries import FileSpan
 from ckptlab.io.writers.sink import Sink
 
+__all__ = ["StoredZip"]
+
 _LOCAL = struct.Struct("<IHHHHHIIIHH")  # signature ... name length, extra length
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")

@@ -15,6 +15,8 @@ from typing import Any
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.known import KnownConversion
 
+__all__ = ["CONFIG_FILES", "parse_assignments", "find_params", "derive_params"]
+
 CONFIG_FILES = ("config.json", "params.json")
 
 
