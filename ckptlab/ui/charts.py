@@ -22,7 +22,7 @@ from ckptlab.errors import CheckpointError
 from ckptlab.ui import kept, state, table, text
 
 TREEMAP = "treemap"
-_LAST_CLICK = "_treemap_last_click"
+_LAST_CLICK = state.Slot("_treemap_last_click")
 _SAMPLE = 200_000        # values drawn per histogram (a fixed, evenly spaced subset)
 TREEMAP_NODES = 600      # more is unreadable and slow to draw: big checkpoints show modules only
 FED = ("exact", "renamed", "adapted")
@@ -33,15 +33,15 @@ UNUSED_GREY = "#9e9e9e"
 
 def take_click() -> None:
     """Turn a new treemap click into the table's module filter (called before drawing)."""
-    event = st.session_state.get(TREEMAP)
+    event = state.widget_value(TREEMAP)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     if not points:
         return
     point = points[0]
     clicked = point.get("id") or point.get("label")
-    if clicked and clicked != st.session_state.get(_LAST_CLICK):
-        st.session_state[_LAST_CLICK] = clicked
-        st.session_state[table.MODULE_FILTER] = modtree.selection_prefix(clicked)
+    if clicked and clicked != _LAST_CLICK.get():
+        _LAST_CLICK.set(clicked)
+        table.set_module(modtree.selection_prefix(clicked))
 
 
 def show(alignment: Any) -> None:
@@ -90,7 +90,7 @@ def _treemap(alignment: Any) -> None:
     ))
     fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 4}, height=430)
     st.plotly_chart(fig, key=TREEMAP, on_select="rerun", selection_mode="points")
-    module = st.session_state.get(table.MODULE_FILTER)
+    module = table.module_filter()
     if module is not None:
         st.text(f"Clicked: {table.module_label(module)}. The Alignment table shows only its rows.")
 

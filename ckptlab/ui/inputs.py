@@ -110,7 +110,7 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     """Open ``path`` with the container the visitor picked (if any) and show the choice."""
     base = file_identity(path)
     choice_key = f"{side.role}_container_{abs(hash(base))}"
-    container = st.session_state.get(choice_key)
+    container = state.widget_value(choice_key)
     ck = state.guarded(slot, lambda: state.shared(base + (container,), lambda: ckptlab.open(path, container)),
                        label=label, path=path)
     side.label, side.identity = label, base
@@ -184,14 +184,17 @@ def described(identity: tuple, ck: Checkpoint) -> str:
     return state.shared(("describe",) + identity, lambda: describe(ck))
 
 
+UPLOADED = {role: state.Slot(f"_{role}_upload_file") for role in ("source", "target", "target_code")}
+
+
 def _keep_upload(role: str, uploaded: Any) -> Path | None:
     """Write the upload into this session's folder; delete the file it replaces."""
-    key = f"_{role}_upload_file"
-    previous = st.session_state.get(key)
+    slot = UPLOADED[role]         # (Streamlit's file id, its copy on disk)
+    previous = slot.get()
     if uploaded is None:
         if previous:
             Path(previous[1]).unlink(missing_ok=True)
-            st.session_state[key] = None
+            slot.set(None)
         return None
     if previous and previous[0] == uploaded.file_id:
         return Path(previous[1])
@@ -201,7 +204,7 @@ def _keep_upload(role: str, uploaded: Any) -> Path | None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_name(uploaded.name)
     copy_upload(uploaded, path)
-    st.session_state[key] = (uploaded.file_id, str(path))
+    slot.set((uploaded.file_id, str(path)))
     return path
 
 
@@ -268,3 +271,45 @@ def _json(value: dict) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+# -- what the page and a shared link read of the inputs (their widget keys live here) --
+def using_sample() -> bool:
+    return state.widget_value("source_mode", SAMPLE) == SAMPLE
+
+
+def auto() -> str:
+    """The chosen 'Apply suggestions automatically' level."""
+    return state.widget_value("auto", AUTO_DEFAULT)
+
+
+def shared_inputs() -> dict[str, str]:
+    """The inputs as a shared link carries them: the demo pair, each side as ``sample`` or
+    ``path:<typed path>``, the auto level. A side a link cannot carry (an upload, a model
+    definition) is left out (the link then opens that side's sample)."""
+    titles = [p.title for p in PAIRS]
+    title = state.widget_value("pair", titles[0])
+    out = {"pair": str(titles.index(title) if title in titles else 0), "auto": auto()}
+    for role in ("source", "target"):
+        mode = state.widget_value(f"{role}_mode", SAMPLE)
+        typed = (state.widget_value(f"{role}_path") or "").strip()
+        if mode == SAMPLE:
+            out[role] = "sample"
+        elif mode == PATH and typed:
+            out[role] = f"path:{typed}"
+    return out
+
+
+def restore_inputs(shared: dict[str, str]) -> None:
+    """Set the inputs' widgets from a shared link (before the sidebar is drawn)."""
+    index = int(shared["pair"]) if shared.get("pair", "").isdigit() else 0
+    state.set_widget("pair", PAIRS[min(index, len(PAIRS) - 1)].title)
+    if shared.get("auto") in AUTO_CHOICES:
+        state.set_widget("auto", shared["auto"])
+    for role in ("source", "target"):
+        value = shared.get(role, "sample")
+        if value.startswith("path:") and value[5:].strip():
+            state.set_widget(f"{role}_mode", PATH)
+            state.set_widget(f"{role}_path", value[5:])
+        else:
+            state.set_widget(f"{role}_mode", SAMPLE)

@@ -9,7 +9,7 @@ from ckptlab.recipe import edits as editing
 from ckptlab.ui import icons, state, text
 
 CONFIDENCE_BADGE = {"high": ":green-badge[high]", "medium": ":orange-badge[medium]", "low": ":gray-badge[low]"}
-_ERROR = "_suggestion_error"
+_ERROR = state.Slot("_suggestion_error")
 SCROLL_AFTER = 3          # more suggestions than this scroll inside a box (the views stay in reach)
 
 
@@ -17,14 +17,14 @@ def _accept(fragment: dict) -> None:
     """Button callback: runs before the rerun, so the table below is already updated."""
     try:
         state.set_recipe(editing.accept_suggestion(state.recipe(), fragment))
-        st.session_state[_ERROR] = None
+        _ERROR.set(None)
     except Exception as exc:  # noqa: BLE001 - shown beside the suggestions
-        st.session_state[_ERROR] = text.one_line(exc)
+        _ERROR.set(text.one_line(exc))
 
 
 def show(alignment: Any) -> None:
-    if st.session_state.get(_ERROR):
-        st.error(text.md(st.session_state[_ERROR]), icon=icons.ERROR)
+    if _ERROR.get():
+        st.error(text.md(_ERROR.get()), icon=icons.ERROR)
     pending = [s for s in alignment.suggestions if not s.applied]
     applied = [s for s in alignment.suggestions if s.applied]
     if not alignment.suggestions:
