@@ -53,8 +53,14 @@ def show(alignment: Any) -> None:
         _histogram(alignment)
 
 
-def fed_shares(rows: Any, nodes: pd.DataFrame) -> list[float | None]:
-    """For each treemap node: fed target keys / target keys inside it (None under the
+def fed_text(fed: int, total: int) -> str:
+    """``1,197 of 1,200 (99%)``: the percentage rounded *down*, so only a module whose every
+    key is fed says 100% (and none fed says 0%)."""
+    return f"{fed:,} of {total:,} ({fed * 100 // total}%)" if total else "—"
+
+
+def fed_counts(rows: Any, nodes: pd.DataFrame) -> list[tuple[int, int] | None]:
+    """For each treemap node: (fed target keys, target keys) inside it (None under the
     unused-source root). A module that loads 37 of 43 keys is mostly green, whatever the
     six others are (a worst-status colour would paint it all red)."""
     fed: dict[str, int] = {}
@@ -68,14 +74,15 @@ def fed_shares(rows: Any, nodes: pd.DataFrame) -> list[float | None]:
         for nid in ids:
             total[nid] = total.get(nid, 0) + 1
             fed[nid] = fed.get(nid, 0) + (row.status in FED)
-    return [fed[nid] / total[nid] if total.get(nid) else None for nid in nodes["id"]]
+    return [(fed[nid], total[nid]) if total.get(nid) else None for nid in nodes["id"]]
 
 
 def _treemap(alignment: Any) -> None:
     nodes = state.derived("treemap", lambda: modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES))
     if nodes.empty:
         return
-    shares = state.derived("treemap_shares", lambda: fed_shares(alignment.rows, nodes))
+    fed = state.derived("treemap_fed", lambda: fed_counts(alignment.rows, nodes))
+    shares = [None if c is None else c[0] / c[1] for c in fed]
     st.markdown("**Parameters by module**")
     st.caption("Size: parameters. Colour: share of the module's target keys fed by the source (red none, "
                "green all; grey: unused source keys). Click a module to filter the Alignment table (either side).")
@@ -83,9 +90,9 @@ def _treemap(alignment: Any) -> None:
         ids=nodes["id"], parents=nodes["parent"], labels=[html.escape(str(x)) for x in nodes["label"]],
         values=nodes["value"], branchvalues="total", maxdepth=3,
         marker={"colors": [_hex(UNUSED_GREY if s is None else s) for s in shares]},
-        customdata=[[("—" if s is None else f"{s:.0%}"), n] for s, n in zip(shares, nodes["tensors"])],
-        hovertemplate="%{label}<br>%{value:,} parameters in %{customdata[1]} tensors"
-                      "<br>fed: %{customdata[0]}<extra></extra>",
+        customdata=[[("—" if c is None else fed_text(*c)), n] for c, n in zip(fed, nodes["tensors"])],
+        hovertemplate="%{label}<br>%{value:,} parameters in %{customdata[1]:,} tensors"
+                      "<br>target keys fed: %{customdata[0]}<extra></extra>",
         pathbar={"side": "bottom"},
     ))
     fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 4}, height=430)
@@ -132,17 +139,15 @@ def _histogram(alignment: Any) -> None:
     except CheckpointError as exc:   # conflicts elsewhere block the plan: show the source alone
         st.caption(f"Merged value not available yet: {text.md(state.error_message(exc))}")
         merged = None
-    columns = st.columns(2)
-    for column, values, title in ((columns[0], source, f"source: {row.source}"),
-                                  (columns[1], merged, f"merged: {key}" + (" (target's own value until fixed)"
-                                                                          if row.status == "mismatch" else ""))):
-        with column:
-            st.text(text.one_line(title, 120))
-            if values is None:
-                continue
-            fig = go.Figure(go.Histogram(x=_sample(values), nbinsx=50, showlegend=False))
-            fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 0}, height=300)
-            st.plotly_chart(fig, key=f"histogram_{'source' if values is source else 'merged'}")
+    from ckptlab.ui.values import histogram_data, histogram_figure
+
+    titles = (f"source: {row.source}", f"merged: {key}" + (" (target's own value until fixed)"
+                                                           if row.status == "mismatch" else ""))
+    for column, title in zip(st.columns(2), titles):
+        column.text(text.one_line(title, 120))
+    series = {title: None if values is None else histogram_data(torch.from_numpy(_sample(values)))[0]
+              for title, values in zip(titles, (source, merged))}
+    st.plotly_chart(histogram_figure(series), key="histogram_pair")     # one x range and bins for both
     st.text(text.one_line(f"{row.status}: {row.reason}", 300))
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import streamlit as st
 
-import ckptlab
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.allowed_roots import allowed_roots, check_path
 from ckptlab.io.model_target import ALLOW_CODE_ENV, ModelAllowlist, code_allowed, model_target, parse_kwargs
-from ckptlab.ui import state, text
+from ckptlab.ui import dropzone, files, state, text
 from ckptlab.ui.samples import PAIRS, SamplePair
 
 SAMPLE, UPLOAD, PATH, MODEL = "Sample", "Upload", "Server path", "Model definition"
@@ -65,6 +64,10 @@ def _side(bar: Any, role: str, pair: SamplePair) -> Side:
     if mode == SAMPLE:
         side.model, side.kwargs = sample.model, dict(sample.kwargs)
         return _open_file(slot, side, sample.path, label=sample.file)
+    if mode == UPLOAD and files.ROUTE_ACTIVE:       # streamed to disk by the server's upload route
+        path, name = dropzone.drop_zone(slot, role, f"Drop the {role} checkpoint here, or click to choose it",
+                                        UPLOAD_TYPES)
+        return _open_file(slot, side, str(path), label=name) if path else side
     if mode == UPLOAD:
         uploaded = slot.file_uploader(f"Drop the {role} checkpoint", type=UPLOAD_TYPES, key=f"{role}_upload")
         path = _keep_upload(role, uploaded)
@@ -111,8 +114,7 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     base = file_identity(path)
     choice_key = f"{side.role}_container_{abs(hash(base))}"
     container = state.widget_value(choice_key)
-    ck = state.guarded(slot, lambda: state.shared(base + (container,), lambda: ckptlab.open(path, container)),
-                       label=label, path=path)
+    ck = state.guarded(slot, lambda: state.open_shared(path, container)[1], label=label, path=path)
     side.label, side.identity = label, base
     if ck is None:
         return side
@@ -122,11 +124,7 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     return side
 
 
-def file_identity(path: str) -> tuple:
-    """A file as content for the caches: path, modification time, size (a changed file is
-    opened again)."""
-    stat = Path(path).stat() if Path(path).exists() else None
-    return ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+file_identity = state.file_identity
 
 
 def natural_key(name: str | None) -> tuple:

@@ -20,13 +20,14 @@ from ckptlab.ui import kept
 
 COMPACT = "compact_layout"
 SPLIT, STACKED = "alignment_split", "alignment_stacked"     # the Alignment view's container keys
-SIDE_BY_SIDE_PX = 1500
+SIDE_BY_SIDE_PX = 1800
 
 _STACK = ("{ flex-wrap: wrap; }"
           " .st-key-%(key)s > div > [data-testid='stHorizontalBlock'] > [data-testid='stColumn']"
           " { width: 100%% !important; flex: 1 1 100%% !important; min-width: 100%% !important; }")
 CSS = ("<style>"
        ".block-container {padding-top: 2.2rem; padding-bottom: 1rem;}"
+       "@media (max-width: 1400px) {.block-container {padding-left: 1.5rem; padding-right: 1.5rem;}}"
        "[data-testid='stMetric'] [data-testid='stMetricValue'] {font-size: 1.6rem; line-height: 1.9rem;}"
        f"@media (max-width: {SIDE_BY_SIDE_PX - 1}px) {{"
        f" .st-key-{SPLIT} > div > [data-testid='stHorizontalBlock'] " + _STACK % {"key": SPLIT} + "}"

@@ -20,7 +20,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import streamlit as st
 
@@ -40,7 +40,7 @@ class Slot(str):
     default: Any
     factory: Callable[[], Any] | None
 
-    def __new__(cls, name: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Slot:
+    def __new__(cls, name: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Self:
         owner = sys._getframe(1).f_globals.get("__name__", "?")
         if _SLOTS.setdefault(name, owner) != owner:
             raise ValueError(f"session key {name!r} is declared twice ({_SLOTS[name]} and {owner})")
@@ -218,6 +218,32 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     return result
 
 
+def file_identity(path: str) -> tuple:
+    """A file as content for the caches: path, modification time, size (a changed file is
+    opened again)."""
+    stat = Path(path).stat() if Path(path).exists() else None
+    return ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+
+
+def open_shared(path: str, container: str | None = None) -> tuple[tuple, Any]:
+    """(the file's identity, the opened Checkpoint) through the cache every session shares;
+    the page (``inputs``) and the server's warm-up open files with this one key."""
+    import ckptlab
+
+    identity = file_identity(path)
+    key = identity + (container,)
+    if _session_free(key):
+        return identity, server_shared(key, lambda: ckptlab.open(path, container))
+    return identity, cached(key, lambda: ckptlab.open(path, container))
+
+
+def aligned_shared(pair: tuple, source: Any, target: Any, current: Any, auto: str) -> Any:
+    """The alignment of an opened pair through the shared cache (the warm-up's entry; the
+    page goes through ``alignment``, which keys it alike)."""
+    key = alignment_cache_key(pair, source, target, current, auto)
+    return server_shared(("align",) + key, lambda: align_pair(source, target, current, auto))
+
+
 def alignment_cache_key(pair: tuple, source: Any, target: Any, current: Any, auto: str) -> tuple:
     """What an alignment depends on, as content: the pair's identity, the containers, the
     recipe's YAML and ``auto`` (the server's warm-up builds the same key)."""
@@ -233,10 +259,18 @@ def align_pair(source: Any, target: Any, current: Any, auto: str) -> Any:
 
 def _session_free(pair: tuple) -> bool:
     """Whether a pair's identity names nothing of this session (no uploaded file): only
-    such results may be shared between sessions."""
+    such results may be shared between sessions (outside a session: the server's warm-up)."""
+    if _no_session():
+        return True
     holder = _SESSION_DIR.get()
     private = str(holder.path) if holder is not None else None
     return not (private and private in repr(pair))
+
+
+def _no_session() -> bool:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return get_script_run_ctx(suppress_warning=True) is None
 
 
 def alignment_key() -> tuple:

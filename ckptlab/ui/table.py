@@ -34,8 +34,9 @@ STATUS_FILTER, SEARCH = "status_filter", "key_search"
 LAZY_ROWS = 2000         # above this, rows are fetched as the visitor scrolls
 STYLED_ROWS = 2000       # rows tinted by status up to this many shown rows
 HEIGHT = 470             # px: the table and the editors beside it fit one screen
-KEY_CHARS = 40           # a key longer than this loses its middle (the column shows ~40 characters)
-COMPACT_KEY_CHARS = 34
+KEY_CHARS = 32           # a key longer than this loses its middle (a key column shows ~33 characters)
+COMPACT_KEY_CHARS = 32
+KEY_PX, REASON_PX = 260, 250     # with status (75) and the row pickers (32): 877 px, a 1280 px window's table
 SEARCH_PAUSE = "250ms"   # the search applies this long after the last keystroke
 ELLIPSIS = "…"
 TINT = {status: colour + "22" for status, colour in icons.STATUS_HEX.items()}    # 13 % of the status colour
@@ -87,20 +88,20 @@ def common_prefix(keys: Iterable[str]) -> str:
 
 def elide(key: str, limit: int = KEY_CHARS) -> str:
     """``key`` in at most ``limit`` characters, its middle replaced by ``…``: the end (the
-    names that tell keys apart) is kept whole where it fits, cut after a dot where it can."""
+    names that tell keys apart) is kept as whole names where they fit, the head fills the
+    rest. Never cut at the end."""
     if len(key) <= limit:
         return key
     room = limit - 1
-    tail_room = max(room * 3 // 5, 1)
-    tail = key[-tail_room:]
-    dot = tail.find(".")
-    if 0 <= dot < len(tail) - 1 and len(tail) - dot - 1 >= tail_room // 2:
-        tail = tail[dot + 1:]                      # start the tail at a name
-    head = key[: room - len(tail)]
-    cut = head.rfind(".")
-    if cut >= len(head) // 2:
-        head = head[: cut + 1]                     # end the head after a name
-    return head + ELLIPSIS + tail
+    names = key.split(".")
+    tail = ""
+    for i in range(len(names) - 1, 0, -1):          # the longest run of last names leaving a head
+        longer = ".".join(names[i:])
+        if len(longer) > room - 8:
+            break
+        tail = longer
+    tail = tail or key[-(room * 3 // 5):]
+    return key[: room - len(tail)] + ELLIPSIS + tail
 
 
 def display_keys(keys: pd.Series, prefix: str, limit: int) -> pd.Series:
@@ -235,9 +236,9 @@ def show(alignment: Any, compact: bool = False) -> None:
         column_order=SHOWN[:4] if compact else SHOWN,
         column_config={
             "status": icons.pill_column(),
-            "target_key": st.column_config.TextColumn("target key", width=250),
-            "source_key": st.column_config.TextColumn("source key", width=250),
-            "reason": st.column_config.TextColumn("reason", width=300),
+            "target_key": st.column_config.TextColumn("target key", width=KEY_PX),
+            "source_key": st.column_config.TextColumn("source key", width=KEY_PX),
+            "reason": st.column_config.TextColumn("reason", width=REASON_PX),
             "shapes": st.column_config.TextColumn("shape (source → target)", width=170),
             "dtypes": st.column_config.TextColumn("dtype", width=110),
         },

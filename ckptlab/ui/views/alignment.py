@@ -1,6 +1,6 @@
 """Alignment view: the table on the left, the editors that change it on the right (rules,
 explicit mappings, the recipe), so an edit and its effect are on one screen. On a screen
-narrower than ``layout.SIDE_BY_SIDE_PX`` (1280x720, a projector) or in the compact layout
+narrower than ``layout.SIDE_BY_SIDE_PX`` (1800 px: 1280x720, 1440, 1600, a projector) or in the compact layout
 the editors go below the table, which then has the width to show status and reason.
 
 To add an editor tab, add one ``(label, draw)`` line to ``EDITORS``; ``draw(ctx)`` runs
