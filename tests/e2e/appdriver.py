@@ -13,15 +13,9 @@ HEADER_PX = 36        # glide grid header row
 ROW_PX = 35           # glide grid data row
 
 
-KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part", "editor_part")   # ckptlab.ui.kept widgets
-
-
 def key(page, widget_key: str):
-    """The element Streamlit marks with the widget's key (odd characters become '-'). A
-    widget of ``ckptlab.ui.kept`` gets a new key (``<key>_<n>``) after a run without it."""
+    """The element Streamlit marks with the widget's key (odd characters become '-')."""
     name = re.sub(r"[^a-zA-Z0-9_-]", "-", widget_key.strip())
-    if name in KEPT:
-        return page.locator(f".st-key-{name}, [class*='st-key-{name}_']").first
     return page.locator(".st-key-" + name)
 
 
@@ -66,11 +60,25 @@ def choose_radio(page, widget_key: str, label: str) -> None:
     wait_idle(page)
 
 
+ZONE = "[data-testid='ckptlabDropzone'], [data-testid='stFileUploaderDropzone']"   # ours, or Streamlit's
+
+
+def _uploaded(page, widget_key: str, name: str, timeout: float = 120_000) -> None:
+    """Wait until the drop zone says it holds ``name`` (the page reran with the file), or
+    fail with what it says."""
+    zone = key(page, widget_key).locator(ZONE).first
+    if zone.get_attribute("data-testid") == "ckptlabDropzone":
+        page.wait_for_function("([el, name]) => el.dataset.file === name || el.dataset.state === 'error'",
+                               arg=[zone.element_handle(), name], timeout=timeout)
+        assert zone.get_attribute("data-state") != "error", zone.inner_text()
+    wait_idle(page)
+
+
 def upload_with_chooser(page, widget_key: str, path: Path) -> None:
     with page.expect_file_chooser() as chooser:
-        key(page, widget_key).get_by_test_id("stFileUploaderDropzone").click()
+        key(page, widget_key).locator(ZONE).first.click()
     chooser.value.set_files(str(path))
-    wait_idle(page)
+    _uploaded(page, widget_key, path.name)
 
 
 def drop_file(page, widget_key: str, path: Path) -> None:
@@ -79,10 +87,10 @@ def drop_file(page, widget_key: str, path: Path) -> None:
         "([name, bytes]) => { const dt = new DataTransfer();"
         " dt.items.add(new File([new Uint8Array(bytes)], name)); return dt; }",
         [path.name, list(path.read_bytes())])
-    zone = key(page, widget_key).get_by_test_id("stFileUploaderDropzone")
+    zone = key(page, widget_key).locator(ZONE).first
     for event in ("dragenter", "dragover", "drop"):
         zone.dispatch_event(event, {"dataTransfer": transfer})
-    wait_idle(page)
+    _uploaded(page, widget_key, path.name)
 
 
 def grid_cell_point(page, grid_key_prefix: str, row: int, x_offset: float) -> tuple[float, float]:

@@ -27,7 +27,7 @@ def table(at: AppTest):
 
 
 def counts(at: AppTest) -> dict[str, int]:
-    return {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
+    return {m.label.split(" ", 1)[1]: int(m.value.replace(",", "")) for m in at.metric}
 
 
 def no_failure(at: AppTest) -> None:
