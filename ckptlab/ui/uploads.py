@@ -75,6 +75,8 @@ def issue(folder: Path, owner: str | Path, browser: str) -> str:
     """A new ticket for uploads into ``folder`` by ``browser``."""
     token = secrets.token_urlsafe(24)
     with _LOCK:
+        for gone in [t for t, k in _tickets.items() if not Path(k.owner).is_dir()]:
+            del _tickets[gone]                    # their session folder went with the visit
         _tickets[token] = Ticket(Path(folder), str(owner), browser)
     return token
 
