@@ -276,3 +276,29 @@ def toggle(page, widget_key: str) -> None:
     ensure_view_of(page, widget_key)
     key(page, widget_key).locator("label").click()
     wait_idle(page)
+
+
+def table_rows(page, table_key: str = "alignment_table", settle: bool = True) -> list[list[str]]:
+    """The rows a data grid draws, as its accessibility table gives their cells' text
+    (columns in the order shown; only the columns and rows on screen). ``settle=False``:
+    read at once (a timing loop polls it)."""
+    holder = page.locator(f".st-key-{table_key}")
+    if settle:
+        holder.scroll_into_view_if_needed()
+        holder.locator("[id^=glide-cell-]").first.wait_for(state="attached")
+        page.wait_for_timeout(300)
+    return holder.evaluate(
+        "e => { const rows = {}; for (const c of e.querySelectorAll('[id^=glide-cell-]')) {"
+        " const [, col, row] = c.id.match(/glide-cell-(\\d+)-(\\d+)/).map(Number);"
+        " (rows[row] = rows[row] || [])[col - 1] = c.textContent; }"
+        " return Object.keys(rows).sort((a, b) => a - b).map(k => rows[k]); }")
+
+
+def shared_link(page) -> str:
+    """Open the Share popover and read the link it shows."""
+    key(page, "share").locator("button").first.click()
+    code = page.get_by_test_id("stCode").filter(has_text="?pair=").first
+    code.wait_for()
+    link = code.inner_text().strip()
+    page.keyboard.press("Escape")
+    return link

@@ -15,16 +15,7 @@ STATUS, TARGET, SOURCE, REASON = 0, 1, 2, 3         # the table's first columns
 
 
 def visible_rows(page) -> list[list[str]]:
-    """The rows the grid draws, as the accessibility table gives their cells' text."""
-    holder = page.locator(".st-key-alignment_table")
-    holder.scroll_into_view_if_needed()
-    holder.locator("[id^=glide-cell-]").first.wait_for(state="attached")
-    page.wait_for_timeout(300)
-    return holder.evaluate(
-        "e => { const rows = {}; for (const c of e.querySelectorAll('[id^=glide-cell-]')) {"
-        " const [, col, row] = c.id.match(/glide-cell-(\\d+)-(\\d+)/).map(Number);"
-        " (rows[row] = rows[row] || [])[col - 1] = c.textContent; }"
-        " return Object.keys(rows).sort((a, b) => a - b).map(k => rows[k]); }")
+    return drive.table_rows(page)
 
 
 def headers(page) -> list[str]:
@@ -70,15 +61,6 @@ def test_status_and_reason_of_every_visible_row_at_1280x720(browser, app_url) ->
         context.close()
 
 
-def shared_link(page) -> str:
-    drive.key(page, "share").locator("button").first.click()
-    code = page.get_by_test_id("stCode").filter(has_text="?pair=").first
-    code.wait_for()
-    link = code.inner_text().strip()
-    page.keyboard.press("Escape")
-    return link
-
-
 def test_a_shared_link_reopens_the_same_state_in_a_fresh_context(browser, app_url) -> None:
     context, page = small_page(browser, app_url)
     try:
@@ -87,7 +69,7 @@ def test_a_shared_link_reopens_the_same_state_in_a_fresh_context(browser, app_ur
         before = visible_rows(page)
         counts = drive.metrics(page)
         drive.open_view(page, "Download")
-        link = shared_link(page)
+        link = drive.shared_link(page)
         assert link.startswith(app_url) and "recipe=" in link and "view=Download" in link
     finally:
         context.close()
