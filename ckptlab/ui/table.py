@@ -226,9 +226,10 @@ def show(alignment: Any, compact: bool = False) -> None:
     shown = display.loc[kept_rows].reset_index(drop=True)
     shown["status"] = shown["status"].map(lambda s: [s])          # one coloured label per row
     folded = [f"{side} {text.code(p)}" for side, p in prefixes.items() if p]
-    st.caption(f"{len(shown):,} of {len(frame):,} rows" + (
-        "; keys shown without the prefix they all share: " + ", ".join(folded) if folded else "")
-        + "; a long key loses its middle (…): click a row to read it whole.")
+    count, note = st.columns([1, 5])
+    count.caption(f"{len(shown):,} of {len(frame):,} rows")
+    note.caption(("Keys shown without the prefix they all share: " + ", ".join(folded) + ". " if folded else "")
+                 + "A long key loses its middle (…): click a row to read it whole.")
     event = st.dataframe(
         tinted(shown), hide_index=True, key="alignment_table", height=HEIGHT,
         lazy=len(shown) > LAZY_ROWS,         # big tables: only the rows on screen go to the browser

@@ -302,3 +302,17 @@ def shared_link(page) -> str:
     link = code.inner_text().strip()
     page.keyboard.press("Escape")
     return link
+
+
+def chosen_statuses(page) -> list[str]:
+    """The statuses the table's filter has chosen (its pressed pills, ``<status> <count>``)."""
+    return [text.rsplit(" ", 1)[0] for text in key(page, "status_filter").locator("button[aria-pressed='true']")
+            .all_inner_texts()]
+
+
+def toggle_status(page, status: str) -> None:
+    """Click the status's pill in the table's filter (chosen <-> not chosen)."""
+    ensure_view_of(page, "status_filter")
+    key(page, "status_filter").locator("button[aria-pressed]").filter(
+        has_text=re.compile(rf"^{re.escape(status)} [\d,]+$")).click()
+    wait_idle(page)
