@@ -16,8 +16,13 @@ browser (Playwright + Debian chromium).
    earlier repeat filled (a visitor's new rule is a new alignment).
 5. The server's peak RSS (VmHWM) above its idle RSS while a 2 GB merge is built and
    downloaded through the browser (pair read from server paths).
+6. An upload of a 500 MB checkpoint through the page's drop zone: from choosing the file
+   to the page showing it opened, and the server's anonymous RSS (RssAnon, sampled every
+   50 ms) above its idle value meanwhile (Streamlit's own uploader held the whole file).
+7. A shared link reopened: a visitor in a new browser context opens the Share link of a
+   state (demo pair, an accepted suggestion, a view): from opening it to the same table.
 Targets (issue 12): 1 <= 6 s, 2 <= 2 s, 3 <= 0.3 s, 4 <= 0.5 s.
-Run: ``python bench/bench_app.py [--repeats N] [--big-gb 2]``.
+Run: ``python bench/bench_app.py [--repeats N] [--big-gb 2] [--upload-mb 500] [--steps all|upload,link]``.
 """
 from __future__ import annotations
 
@@ -105,7 +110,10 @@ def time_search(page, text: str, expected: str) -> float:
 
 
 def time_filter(page, remove: str, expected: str) -> float:
-    button = drive.key(page, "status_filter").get_by_role("button", name=f"Remove {remove}", exact=True)
+    import re
+
+    button = drive.key(page, "status_filter").locator("button[aria-pressed]").filter(
+        has_text=re.compile(rf"^{remove} [\d,]+$"))
     start = time.perf_counter()
     button.click()
     until(page, rows_shown(expected))
@@ -138,6 +146,73 @@ def big_merge_rss(browser, url: str, pid: int, folder: Path, gigabytes: float) -
     for file in (source, target, saved):
         file.unlink()
     return idle, peak, size
+
+
+def rss_anon_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def time_upload(browser, url: str, pid: int, path: Path) -> tuple[float, float, float]:
+    """(seconds from choosing the file to the page showing it opened, idle RssAnon MB, peak
+    RssAnon MB during the upload) for one upload through the drop zone."""
+    import threading
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(600_000)
+    page.goto(url)
+    wait_idle(page)
+    drive.choose_radio(page, "source_mode", "Upload")
+    time.sleep(1.0)
+    idle = rss_anon_mb(pid)
+    peak, done = [idle], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_anon_mb(pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    drive.upload_with_chooser(page, "source_upload", path)
+    page.get_by_text("tensors, ").first.wait_for()          # the sidebar describes the opened upload
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    context.close()
+    return seconds, idle, peak[0]
+
+
+def time_link(browser, url: str) -> float:
+    """A state's Share link opened by a new visitor: from opening it to the same table."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.goto(url)
+    wait_idle(page)
+    drive.pick_pair(page, "Silent empty load")
+    drive.accept(page, {"add_prefix": "attention_map."})
+    expected = drive.table_rows(page)
+    drive.open_view(page, "Shape fixes")
+    drive.open_view(page, "Alignment")
+    link = drive.shared_link(page)
+    context.close()
+    other = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = other.new_page()
+    start = time.perf_counter()
+    page.goto(link)
+
+    def same(p) -> bool:
+        return p.locator(".st-key-alignment_table [id^=glide-cell-]").count() > 0 and \
+            drive.table_rows(p, settle=False) == expected
+
+    until(page, same)
+    seconds = time.perf_counter() - start
+    other.close()
+    return seconds
 
 
 def median(values: list[float]) -> str:
@@ -186,11 +261,40 @@ def warm_pairs(browser, url: str, baseline_url: str, repeats: int) -> list[tuple
     return pairs
 
 
+def new_steps(browser, folder: Path, steps: set[str], args) -> tuple[list, dict[str, list[float]]]:
+    """The upload and shared-link measures, each on a server of its own."""
+    from safetensors.torch import save_file
+
+    results: dict[str, list[float]] = {f"upload of {args.upload_mb} MB -> the page shows it opened": [],
+                                       "shared link opened in a new context -> the same table": []}
+    memory = []
+    port = free_port()
+    proc = start_app(port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if "upload" in steps and args.upload_mb:
+            path = folder / "upload_me.safetensors"
+            save_file({"body.weight": torch.rand(args.upload_mb * 2**18)}, str(path))
+            for _ in range(max(1, args.repeats // 2)):
+                seconds, idle, peak = time_upload(browser, url, proc.pid, path)
+                results[f"upload of {args.upload_mb} MB -> the page shows it opened"].append(seconds)
+                memory.append((args.upload_mb, idle, peak))
+        if "link" in steps:
+            for _ in range(args.repeats):
+                results["shared link opened in a new context -> the same table"].append(time_link(browser, url))
+    finally:
+        stop_app(proc)
+    return memory, results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big-gb", type=float, default=2.0, help="size of the merge for the memory figure (0: skip)")
+    parser.add_argument("--upload-mb", type=int, default=500, help="size of the uploaded file (0: skip)")
+    parser.add_argument("--steps", default="all", help="'all', or a comma list of: upload, link")
     args = parser.parse_args()
+    steps = {"speed", "upload", "link"} if args.steps == "all" else set(args.steps.split(","))
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,11 +306,15 @@ def main() -> None:
                                            "search typed on 10,000 rows -> new row count": [],
                                            "status filter changed on 10,000 rows -> new row count": [],
                                            "rule typed in the grid -> updated table (10,000 rows)": []}
-        memory = None
+        memory = uploaded = None
+        warm, baseline = [], []
         with sync_playwright() as playwright, one_button_server(folder) as baseline_url:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             time_usable(browser, baseline_url)     # chromium's own first page (~0.6 s more) is not the server's
-            for _ in range(max(1, args.repeats // 2)):     # cold: a new server each time
+            if "upload" in steps or "link" in steps:
+                uploaded, more = new_steps(browser, folder, steps, args)
+                results.update(more)
+            for _ in range(max(1, args.repeats // 2) if "speed" in steps else 0):     # cold: a new server each time
                 port = free_port()
                 started = time.perf_counter()
                 proc = start_app(port, env={"CKPTLAB_ROOTS": str(folder)})
@@ -219,9 +327,11 @@ def main() -> None:
                 results["cold server: open -> first Accept clickable"].append(usable)
                 results["cold server: start -> first Accept clickable"].append(up + usable)
             port = free_port()
-            proc = start_app(port, env={"CKPTLAB_ROOTS": str(folder)})
+            proc = start_app(port, env={"CKPTLAB_ROOTS": str(folder)}) if "speed" in steps else None
             url = f"http://127.0.0.1:{port}"
             try:
+                if proc is None:
+                    raise StopIteration
                 warm = warm_pairs(browser, url, baseline_url, args.repeats)
                 results["warm server: open -> first Accept clickable"] = [ours for ours, _ in warm]
                 baseline = [base for _, base in warm]
@@ -241,20 +351,29 @@ def main() -> None:
                     context.close()
                 if args.big_gb:
                     memory = big_merge_rss(browser, url, proc.pid, folder, args.big_gb)
+            except StopIteration:
+                pass
             finally:
-                stop_app(proc)
+                if proc is not None:
+                    stop_app(proc)
             browser.close()
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}")
     targets = {"cold server: open": 6.0, "warm": 2.0, "search": 0.3, "status": 0.3, "rule": 0.5}
     for name, values in results.items():
+        if not values:
+            continue
         target = next((f"; target <= {v:g} s" for k, v in targets.items() if name.startswith(k)), "")
         print(f"{name:58s} {median(values)}{target}")
-    print(f"{'same measure, a one-button Streamlit page (context)':58s} {median(baseline)}")
-    ratios = [ours / base for ours, base in warm]
-    print(f"{'warm server, ckptlab / one-button page, pair by pair':58s} median {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f}, n={len(ratios)})")
+    if warm:
+        print(f"{'same measure, a one-button Streamlit page (context)':58s} {median(baseline)}")
+        ratios = [ours / base for ours, base in warm]
+        print(f"{'warm server, ckptlab / one-button page, pair by pair':58s} median "
+              f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}, n={len(ratios)})")
+    for mb, idle, peak in uploaded or []:
+        print(f"server RssAnon while a {mb} MB upload arrives: idle {idle:.0f} MB, peak {peak:.0f} MB "
+              f"(+{peak - idle:.0f} MB)")
     if memory:
         idle, peak, size = memory
         print(f"server RSS while building and downloading a {size:.2f} GB merge: idle {idle:.0f} MB, "

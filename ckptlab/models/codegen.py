@@ -46,12 +46,16 @@ def snippet(
     out: str = "merged.pt",
     script: str = "remap_checkpoint.py",
     pretrained: Iterable[str] | None = None,
+    source_path: str | None = None,
+    target_path: str | None = None,
 ) -> str:
     """The script's text. Given an ``Alignment``, paths, container and target come from it;
     given a ``Recipe`` (or its dict/path), SOURCE/TARGET are left for the command line.
     ``pretrained``: the keys the param groups treat as pretrained (default: every fed
     target key but those with new rows, see ``finetune.pretrained_keys``; the app also
-    leaves out what the user chose to train at lr x mult)."""
+    leaves out what the user chose to train at lr x mult). ``source_path``/``target_path``:
+    the defaults the script's ``--source``/``--target`` get instead of the files' paths (the
+    app gives the names its visitor knows, never its own copy of an upload)."""
     alignment = alignment_or_recipe if hasattr(alignment_or_recipe, "effective_recipe") else None
     recipe = alignment.effective_recipe if alignment else Recipe.coerce(alignment_or_recipe)
     target = alignment.target if alignment else None
@@ -59,7 +63,12 @@ def snippet(
         key: {"op": spec.op, "dim": spec.dim, "fill": spec.fill, "shape": None} for key, spec in recipe.adapt.items()}
     model_target = _model_target_code(target) if target is not None else None
     frame = _blocks("script")
-    head = _fill(frame["__doc__"], _head_values(recipe, alignment, adapt, model_target is not None, out, script))
+    values = _head_values(recipe, alignment, adapt, model_target is not None, out, script)
+    if source_path is not None:
+        values["SOURCE"] = repr(_as_posix(source_path))
+    if target_path is not None and model_target is None:
+        values["TARGET"] = repr(_as_posix(target_path))
+    head = _fill(frame["__doc__"], values)
     body = [frame["load_state_dict"], model_target or frame["load_target"], frame["rename"], *_adapter_code(adapt),
             *(_blocks_after_head("convert") if recipe.convert else []), frame["out_dtype"], frame["remap"],
             frame["save"], _fill(frame["main"], {"LOAD_TARGET": "load_target()" if model_target else "None"})]

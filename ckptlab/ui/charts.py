@@ -22,7 +22,7 @@ from ckptlab.errors import CheckpointError
 from ckptlab.ui import kept, state, table, text
 
 TREEMAP = "treemap"
-_LAST_CLICK = "_treemap_last_click"
+_LAST_CLICK = state.Slot("_treemap_last_click")
 _SAMPLE = 200_000        # values drawn per histogram (a fixed, evenly spaced subset)
 TREEMAP_NODES = 600      # more is unreadable and slow to draw: big checkpoints show modules only
 FED = ("exact", "renamed", "adapted")
@@ -33,15 +33,15 @@ UNUSED_GREY = "#9e9e9e"
 
 def take_click() -> None:
     """Turn a new treemap click into the table's module filter (called before drawing)."""
-    event = st.session_state.get(TREEMAP)
+    event = state.widget_value(TREEMAP)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     if not points:
         return
     point = points[0]
     clicked = point.get("id") or point.get("label")
-    if clicked and clicked != st.session_state.get(_LAST_CLICK):
-        st.session_state[_LAST_CLICK] = clicked
-        st.session_state[table.MODULE_FILTER] = modtree.selection_prefix(clicked)
+    if clicked and clicked != _LAST_CLICK.get():
+        _LAST_CLICK.set(clicked)
+        table.set_module(modtree.selection_prefix(clicked))
 
 
 def show(alignment: Any) -> None:
@@ -53,8 +53,14 @@ def show(alignment: Any) -> None:
         _histogram(alignment)
 
 
-def fed_shares(rows: Any, nodes: pd.DataFrame) -> list[float | None]:
-    """For each treemap node: fed target keys / target keys inside it (None under the
+def fed_text(fed: int, total: int) -> str:
+    """``1,197 of 1,200 (99%)``: the percentage rounded *down*, so only a module whose every
+    key is fed says 100% (and none fed says 0%)."""
+    return f"{fed:,} of {total:,} ({fed * 100 // total}%)" if total else "—"
+
+
+def fed_counts(rows: Any, nodes: pd.DataFrame) -> list[tuple[int, int] | None]:
+    """For each treemap node: (fed target keys, target keys) inside it (None under the
     unused-source root). A module that loads 37 of 43 keys is mostly green, whatever the
     six others are (a worst-status colour would paint it all red)."""
     fed: dict[str, int] = {}
@@ -68,14 +74,15 @@ def fed_shares(rows: Any, nodes: pd.DataFrame) -> list[float | None]:
         for nid in ids:
             total[nid] = total.get(nid, 0) + 1
             fed[nid] = fed.get(nid, 0) + (row.status in FED)
-    return [fed[nid] / total[nid] if total.get(nid) else None for nid in nodes["id"]]
+    return [(fed[nid], total[nid]) if total.get(nid) else None for nid in nodes["id"]]
 
 
 def _treemap(alignment: Any) -> None:
     nodes = state.derived("treemap", lambda: modtree.module_frame(alignment.rows, max_nodes=TREEMAP_NODES))
     if nodes.empty:
         return
-    shares = state.derived("treemap_shares", lambda: fed_shares(alignment.rows, nodes))
+    fed = state.derived("treemap_fed", lambda: fed_counts(alignment.rows, nodes))
+    shares = [None if c is None else c[0] / c[1] for c in fed]
     st.markdown("**Parameters by module**")
     st.caption("Size: parameters. Colour: share of the module's target keys fed by the source (red none, "
                "green all; grey: unused source keys). Click a module to filter the Alignment table (either side).")
@@ -83,14 +90,14 @@ def _treemap(alignment: Any) -> None:
         ids=nodes["id"], parents=nodes["parent"], labels=[html.escape(str(x)) for x in nodes["label"]],
         values=nodes["value"], branchvalues="total", maxdepth=3,
         marker={"colors": [_hex(UNUSED_GREY if s is None else s) for s in shares]},
-        customdata=[[("—" if s is None else f"{s:.0%}"), n] for s, n in zip(shares, nodes["tensors"])],
-        hovertemplate="%{label}<br>%{value:,} parameters in %{customdata[1]} tensors"
-                      "<br>fed: %{customdata[0]}<extra></extra>",
+        customdata=[[("—" if c is None else fed_text(*c)), n] for c, n in zip(fed, nodes["tensors"])],
+        hovertemplate="%{label}<br>%{value:,} parameters in %{customdata[1]:,} tensors"
+                      "<br>target keys fed: %{customdata[0]}<extra></extra>",
         pathbar={"side": "bottom"},
     ))
     fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 4}, height=430)
     st.plotly_chart(fig, key=TREEMAP, on_select="rerun", selection_mode="points")
-    module = st.session_state.get(table.MODULE_FILTER)
+    module = table.module_filter()
     if module is not None:
         st.text(f"Clicked: {table.module_label(module)}. The Alignment table shows only its rows.")
 
@@ -132,17 +139,15 @@ def _histogram(alignment: Any) -> None:
     except CheckpointError as exc:   # conflicts elsewhere block the plan: show the source alone
         st.caption(f"Merged value not available yet: {text.md(state.error_message(exc))}")
         merged = None
-    columns = st.columns(2)
-    for column, values, title in ((columns[0], source, f"source: {row.source}"),
-                                  (columns[1], merged, f"merged: {key}" + (" (target's own value until fixed)"
-                                                                          if row.status == "mismatch" else ""))):
-        with column:
-            st.text(text.one_line(title, 120))
-            if values is None:
-                continue
-            fig = go.Figure(go.Histogram(x=_sample(values), nbinsx=50, showlegend=False))
-            fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 0}, height=300)
-            st.plotly_chart(fig, key=f"histogram_{'source' if values is source else 'merged'}")
+    from ckptlab.ui.values import histogram_data, histogram_figure
+
+    titles = (f"source: {row.source}", f"merged: {key}" + (" (target's own value until fixed)"
+                                                           if row.status == "mismatch" else ""))
+    for column, title in zip(st.columns(2), titles):
+        column.text(text.one_line(title, 120))
+    series = {title: None if values is None else histogram_data(torch.from_numpy(_sample(values)))[0]
+              for title, values in zip(titles, (source, merged))}
+    st.plotly_chart(histogram_figure(series), key="histogram_pair")     # one x range and bins for both
     st.text(text.one_line(f"{row.status}: {row.reason}", 300))
 
 

@@ -18,13 +18,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ckptlab.ui import kept, valuecache
+from ckptlab.ui import kept, state, valuecache
 from ckptlab.ui.values import SAMPLE, histogram_data, histogram_figure, merged_key, merged_of
 
 HEATMAP = "compare_heatmap"
 MODE_KEY = "compare_mode"
 PICK_KEY = "compare_tensor"
-_LAST_CLICK = "_compare_last_click"
+_LAST_CLICK = state.Slot("_compare_last_click")
 VS_TARGET = "Source vs target"
 VS_MERGED = "Source vs merged"
 FLOOR = 1e-12  # log scale: equal cells (rel_l2 = 0) are drawn at this value
@@ -137,18 +137,17 @@ def show(alignment: Any) -> None:
     for col, (label, value) in zip(cols, (("equal", s["equal"]), ("changed", s["changed"]),
                                           ("not compared", s["not_compared"]), ("A only", s["a_only"]),
                                           ("B only", s["b_only"]))):
-        col.metric(label, value)
+        col.metric(label, f"{value:,}")
     grid = layer_grid(result.pairs)
     picked = None
     if grid["rows"]:
-        log = kept.keep("compare_log", st.toggle("log scale", value=bool(kept.value("compare_log", True)),
-                                                 key=kept.widget_key("compare_log")))
+        log = kept.toggle(st, "log scale", "compare_log", True)
         st.caption("rel_l2 = ||a-b|| / ||b|| per tensor, by layer (rows) and tensor kind (columns); "
                    "click a cell for its histograms.")
         event = st.plotly_chart(heatmap_figure(grid, log), key=HEATMAP, on_select="rerun", selection_mode="points")
         picked = clicked_key(event)
-        if picked and picked != st.session_state.get(_LAST_CLICK):
-            st.session_state[_LAST_CLICK] = picked
+        if picked and picked != _LAST_CLICK.get():
+            _LAST_CLICK.set(picked)
             kept.renew(PICK_KEY, picked)  # the selectbox follows the click
     else:
         st.caption("No layer-indexed keys: no heatmap (the table lists every pair).")
@@ -161,7 +160,7 @@ def show(alignment: Any) -> None:
     if not keys:
         return
     if kept.value(PICK_KEY) not in keys:
-        kept.keep(PICK_KEY, next((p.target for p in result.pairs if p.equal is False), keys[0]))
+        kept.renew(PICK_KEY, next((p.target for p in result.pairs if p.equal is False), keys[0]))
     key = kept.selectbox(st, "Tensor (or click a heatmap cell)", keys, PICK_KEY)
     _tensor_histograms(alignment, mode, key, result.pair(key))
 

@@ -27,6 +27,9 @@ def _frame() -> pd.DataFrame:
     return frame.astype({"position": "float64", "from": "object", "to": "object", "ops": "object"})
 
 
+_SHOW_INVERSE = state.Slot("_show_inverse", False)
+
+
 def _shapes(side: Any) -> dict[str, tuple[int, ...]] | None:
     ck = getattr(side, "ckpt", None)
     if ck is None:
@@ -37,7 +40,7 @@ def _shapes(side: Any) -> dict[str, tuple[int, ...]] | None:
 
 def edit(slot: Any, source: Any, target: Any) -> None:
     """The grid, then one line per entry: what it makes of this source, or its error."""
-    version = st.session_state.get(state.EDITOR_VERSION, 0)
+    version = state.editor_version()
     with slot:
         st.subheader("Conversions")
         st.caption(_HELP)
@@ -72,8 +75,8 @@ def invert(where: Any, alignment: Any) -> None:
     with where:
         if st.button("Invert recipe", key="invert_recipe",
                      help="the recipe that turns the merged checkpoint back into the source, bit for bit"):
-            st.session_state["_show_inverse"] = True
-        if not st.session_state.get("_show_inverse"):
+            _SHOW_INVERSE.set(True)
+        if not _SHOW_INVERSE.get():
             return
         recipe = alignment.effective_recipe
         inverse = state.guarded(st, lambda: recipe.inverted(partial=True, shapes=alignment.source), what="invert: ")

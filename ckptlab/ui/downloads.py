@@ -21,11 +21,11 @@ from ckptlab.io.allowed_roots import OUTPUT_ROOTS_ENV, check_output_path, output
 from ckptlab.ui import files, icons, kept, state, text
 
 FORMATS = (".safetensors", ".pt")
-BUILT = "_built"
+_BUILT = state.Slot("_built")          # the file built last: key, path, link, report
 BROWSER, SERVER_FOLDER = "Browser download", "Write to a server folder"
 
 
-def show(alignment: Any) -> None:
+def show(alignment: Any, ctx: Any = None) -> None:
     from ckptlab import merge
 
     try:
@@ -37,7 +37,7 @@ def show(alignment: Any) -> None:
     with merged_col:
         _merged(plan, alignment)
     with other_col:
-        _others(plan, alignment)
+        _others(plan, alignment, ctx)
 
 
 def _refused(exc: CheckpointError) -> None:
@@ -59,35 +59,38 @@ def _size(plan: Any) -> int:
     return sum(o.info.nbytes for o in plan.outputs()) if plan is not None else 0
 
 
-def _forget_built() -> None:
-    previous = st.session_state.get(BUILT)
+def forget_built() -> None:
+    """Drop the built file and its link (a new pair: the Download view's reset)."""
+    previous = _BUILT.get()
     if previous:
         files.forget(previous.get("url", ""))
         if previous.get("temporary"):
             Path(previous["path"]).unlink(missing_ok=True)
-    st.session_state[BUILT] = None
+    _BUILT.set(None)
 
 
 def _merged(plan: Any, alignment: Any) -> None:
     st.markdown("**Merged checkpoint**" + (f" (about {_human(_size(plan))})" if plan is not None else ""))
-    suffix = st.radio("Format", FORMATS, horizontal=True, key="out_format")
+    suffix = st.radio("Format", FORMATS, horizontal=True, key=kept.remembered("out_format", FORMATS[0]), **kept.STICKY)
     roots = output_roots()
-    where = st.radio("Where", [BROWSER, SERVER_FOLDER], horizontal=True, key="out_where",
+    where = st.radio("Where", [BROWSER, SERVER_FOLDER], horizontal=True, key=kept.remembered("out_where", BROWSER),
+                     **kept.STICKY,
                      help="A file too big for a browser download can be written on the server, under a folder "
                           f"the server allows ({OUTPUT_ROOTS_ENV}).") if roots else BROWSER
     extras = _extras_choice(alignment, suffix)
     key = (state.alignment_key(), suffix, where, *extras)
-    built = st.session_state.get(BUILT)
+    built = _BUILT.get()
     if built and built["key"] != key:                 # the recipe or format changed: the file is stale
-        _forget_built()
+        forget_built()
         built = None
     out: Path | None = None
     if where == SERVER_FOLDER:
         st.caption("Output folders: " + text.md(", ".join(str(r) for r in roots)))
         field = kept.remembered("out_server_path", f"merged{suffix}")    # typed paths survive a view switch
-        if st.session_state[field] in {f"merged{f}" for f in FORMATS}:     # the untouched default follows the format
-            st.session_state[field] = f"merged{suffix}"
-        typed = st.text_input("File on the server (relative to the first output folder, or absolute)", key=field)
+        if kept.value(field) in {f"merged{f}" for f in FORMATS}:     # the untouched default follows the format
+            kept.renew(field, f"merged{suffix}")
+        typed = st.text_input("File on the server (relative to the first output folder, or absolute)", key=field,
+                              **kept.STICKY)
         out = state.guarded(st, lambda: check_output_path(typed, roots))
     elif not roots:
         st.caption(f"Too big for a browser download? Start the server with {OUTPUT_ROOTS_ENV}=<folder> to write "
@@ -95,7 +98,7 @@ def _merged(plan: Any, alignment: Any) -> None:
     disabled = plan is None or (where == SERVER_FOLDER and out is None)
     if st.button("Build merged checkpoint", key="build_merged", disabled=disabled, type="primary"):
         _build(alignment, key, suffix, out, *extras)
-        built = st.session_state.get(BUILT)
+        built = _BUILT.get()
     if built and Path(built["path"]).exists():
         _offer(built, suffix)
     elif plan is not None:
@@ -111,13 +114,13 @@ def _extras_choice(alignment: Any, suffix: str) -> tuple[bool, bool]:
     from ckptlab.io.writers.extras import dotted
 
     keep = st.checkbox(f"Keep the source's {text.plural(len(beside), 'other entry', 'other entries')}",
-                       key="out_keep_extras",
+                       key=kept.remembered("out_keep_extras", False), **kept.STICKY,
                        help=f"{text.names(dotted(path) for path, _ in beside)} (optimizer state, counters, "
                             "hyper-parameters; like `ckptlab remap --keep-extras`). A .pt keeps them all; a "
                             ".safetensors keeps plain values as metadata and names the rest after the build.")
     nest = False
     if keep and suffix != ".safetensors" and alignment.source.container:
-        nest = st.checkbox("Keep the file's layout (--nest)", key="out_nest",
+        nest = st.checkbox("Keep the file's layout (--nest)", key=kept.remembered("out_nest", False), **kept.STICKY,
                            help=f"The weights under {text.code(alignment.source.container)} and each entry where "
                                 "it was, as in the source file (like `ckptlab remap --nest`).")
     return keep, nest
@@ -128,7 +131,7 @@ def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extra
     from ckptlab import merge
     from ckptlab.io import writers as write
 
-    _forget_built()
+    forget_built()
     plan = state.guarded(st, lambda: merge.plan(alignment, keep_extras=keep_extras, nest=nest), what="build: ")
     if plan is None:
         return
@@ -156,7 +159,7 @@ def _build(alignment: Any, key: tuple, suffix: str, out: Path | None, keep_extra
              "keep_extras": keep_extras, "extras": len(alignment.source.beside)}
     if temporary and files.ROUTE_ACTIVE:
         built["url"] = files.serve(out, f"merged{suffix}", owner=state.session_dir(), browser=state.browser_id())
-    st.session_state[BUILT] = built
+    _BUILT.set(built)
 
 
 def _offer(built: dict, suffix: str) -> None:
@@ -218,13 +221,30 @@ def _human(size: int) -> str:
     return f"{size:.1f} GB"
 
 
-def _others(plan: Any, alignment: Any) -> None:
+def script_path(side: Any, ck: Any) -> str | None:
+    """The path the exported script names for a side: the upload's own name for a file this
+    session received (its copy here is gone after the visit), else the path given (a sample,
+    a server path; relative to the app's folder when under it). None: the file's own path."""
+    path = getattr(ck, "path", None)
+    if side is None or not path:
+        return None
+    holder_dir = state.session_dir()
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(holder_dir.resolve()):
+        return side.label or resolved.name
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def _others(plan: Any, alignment: Any, ctx: Any = None) -> None:
     from ckptlab import merge
 
     st.markdown("**Recipe, report, code**")
     if plan is None:
         plan = state.guarded(st, lambda: merge.plan(alignment, on_mismatch="keep-target"), what="report: ")
-    built, report = st.session_state.get(BUILT), None
+    built, report = _BUILT.get(), None
     if built and built.get("report") is not None:       # the built file's own report (extras, new rows)
         report = lambda: built["report"]                # noqa: E731
     elif plan is not None:
@@ -239,7 +259,11 @@ def _others(plan: Any, alignment: Any) -> None:
     recipe = alignment.effective_recipe
     st.download_button("Recipe (YAML)", data=recipe.to_yaml(), file_name="recipe.yaml", mime="application/x-yaml",
                        key="download_recipe", on_click="ignore")
-    snippet = state.guarded(st, lambda: _snippet(alignment), what="snippet: ")
+    names = (script_path(getattr(ctx, "source", None), alignment.source),
+             script_path(getattr(ctx, "target", None), alignment.target))
+    snippet = state.guarded(st, lambda: _snippet(alignment, *names), what="snippet: ")
+    if report is not None:
+        _bundle(alignment, report, snippet or "", names, ctx)
     if snippet:
         st.download_button("PyTorch snippet (remap.py)", data=snippet, file_name="remap.py", mime="text/x-python",
                            key="download_snippet", on_click="ignore")
@@ -247,9 +271,22 @@ def _others(plan: Any, alignment: Any) -> None:
             st.code(snippet, language="python", height=300)
 
 
-def _snippet(alignment: Any) -> str:
+def _snippet(alignment: Any, source_path: str | None = None, target_path: str | None = None) -> str:
     try:
         from ckptlab.models import codegen
     except ImportError:
         return ""
-    return codegen.snippet(alignment)
+    return codegen.snippet(alignment, source_path=source_path, target_path=target_path)
+
+
+def _bundle(alignment: Any, report: Any, snippet: str, names: tuple, ctx: Any) -> None:
+    """The hand-over zip (recipe, report, script, README with the shared link), built on click."""
+    from ckptlab.ui import bundle, share
+
+    query, left_out = share.params(getattr(ctx, "view", "Download"))
+    about = bundle.readme(names[0] or str(alignment.source.path), names[1] or str(alignment.target.path or "model"),
+                          alignment.summary, None if left_out else share.link(query))
+    recipe_yaml = alignment.effective_recipe.to_yaml()
+    st.download_button("Hand-over bundle (recipe, report, script: zip)", key="download_bundle",
+                       data=lambda: bundle.bundle(recipe_yaml, report(), snippet, about),
+                       file_name=bundle.NAME, mime="application/zip", on_click="ignore")

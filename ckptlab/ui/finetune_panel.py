@@ -33,20 +33,20 @@ def show(alignment: Any, target: Any) -> None:
     if grown:
         grown_as_new = st.checkbox(
             f"Train the {len(grown)} grown tensor(s) whole at lr x multiplier (their new rows start untrained)",
-            key=kept.remembered("ft_grown_as_new", True))
+            key=kept.remembered("ft_grown_as_new", True), **kept.STICKY)
         st.caption("New rows from an adapter: " + "; ".join(text.code(n.describe()) for n in grown[:8])
                    + ("; ..." if len(grown) > 8 else "") + (
                        ". Trained whole at the new rate." if grown_as_new else
                        ". Left at the base rate: the new rows will learn slowly."))
     a, b, c = st.columns([1.2, 2, 2])
-    freeze_loaded = a.checkbox("Freeze the pretrained parameters", key="ft_freeze_loaded")
+    freeze_loaded = a.checkbox("Freeze the pretrained parameters", key=kept.remembered("ft_freeze_loaded", False), **kept.STICKY)
     # No placeholders: a grey example in an empty field reads as a value already there.
-    freeze = b.text_input("Also freeze parameters matching (regex, searched; e.g. `^backbone\\.`)", key="ft_freeze")
-    as_new = c.text_input("Also train at lr x multiplier (regex, searched; e.g. `^head\\.`)", key="ft_as_new")
+    freeze = b.text_input("Also freeze parameters matching (regex, searched; e.g. `^backbone\\.`)", key=kept.remembered("ft_freeze", ""), **kept.STICKY)
+    as_new = c.text_input("Also train at lr x multiplier (regex, searched; e.g. `^head\\.`)", key=kept.remembered("ft_as_new", ""), **kept.STICKY)
     d, e, _ = st.columns([1, 1, 2.2])
     # typed values survive a switch to another view (``kept.remembered``)
-    lr = d.number_input("learning rate", min_value=0.0, format="%g", key=kept.remembered("ft_lr", 1e-3))
-    mult = e.number_input("new params lr x", min_value=0.0, format="%g", key=kept.remembered("ft_mult", 10.0))
+    lr = d.number_input("learning rate", min_value=0.0, format="%g", key=kept.remembered("ft_lr", 1e-3), **kept.STICKY)
+    mult = e.number_input("new params lr x", min_value=0.0, format="%g", key=kept.remembered("ft_mult", 10.0), **kept.STICKY)
     pretrained = state.guarded(st, lambda: finetune.pretrained_keys(alignment, as_new, grown_as_new))
     if pretrained is None:
         return

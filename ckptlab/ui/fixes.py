@@ -21,7 +21,7 @@ from ckptlab.vocab import ADAPT_FILLS, ADAPT_OPS, LOSSY_ADAPT_OPS
 from ckptlab.ui import icons, state, text
 
 MAX_ROWS = 40
-FITS, BOX_HEIGHT = 5, 560      # more rows than fit one screen scroll inside a box
+_ERRORS = state.Slot("_fix_errors", factory=dict)     # target key -> the last Apply's error
 AUTO = "auto"
 
 
@@ -30,17 +30,17 @@ def _set(key: str, source_shape: tuple, target_shape: tuple, op: str, dim: Any, 
         new = editing.with_shape_fix(state.recipe(), key, source_shape, target_shape, op,
                                      None if dim == AUTO else int(dim), fill)
         state.set_recipe(new)
-        st.session_state[f"_fix_error_{key}"] = None
+        _ERRORS.get()[key] = None
     except Exception as exc:  # noqa: BLE001 - shown on the row
-        st.session_state[f"_fix_error_{key}"] = text.one_line(exc)
+        _ERRORS.get()[key] = text.one_line(exc)
 
 
 def _convert(key: str, fragment: dict) -> None:
     try:
         state.set_recipe(editing.with_conversion_fix(state.recipe(), key, fragment))
-        st.session_state[f"_fix_error_{key}"] = None
+        _ERRORS.get()[key] = None
     except Exception as exc:  # noqa: BLE001 - shown on the row
-        st.session_state[f"_fix_error_{key}"] = text.one_line(exc)
+        _ERRORS.get()[key] = text.one_line(exc)
 
 
 def _remove(key: str) -> None:
@@ -66,7 +66,7 @@ def show(alignment: Any) -> None:
                "(fill: zeros, mean, init = the target's own values, repeat = tile and rescale), `truncate` keeps "
                "the leading slices, `resize` pads/cuts every dim, `sum` collapses channels, `reinit` keeps the "
                "target's value.")
-    box = st.container(height=BOX_HEIGHT, border=False) if len(rows) > FITS else st.container()
+    box = st.container()           # scrolls with the page (no box scrolling inside it)
     with box:
         for row in rows[:MAX_ROWS]:
             _fix_row(alignment, row)
@@ -101,7 +101,7 @@ def _fix_row(alignment: Any, row: Any) -> None:
             st.warning(text.md(note[0]), icon=icons.WARN)
         elif note is not None:
             st.caption(f":orange[{text.md(note[0])}]")
-        error = st.session_state.get(f"_fix_error_{key}")
+        error = _ERRORS.get().get(key)
         if error:
             st.error(text.md(error), icon=icons.ERROR)
 

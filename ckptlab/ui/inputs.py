@@ -13,11 +13,10 @@ from typing import Any
 
 import streamlit as st
 
-import ckptlab
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.io.allowed_roots import allowed_roots, check_path
 from ckptlab.io.model_target import ALLOW_CODE_ENV, ModelAllowlist, code_allowed, model_target, parse_kwargs
-from ckptlab.ui import state, text
+from ckptlab.ui import dropzone, files, state, text
 from ckptlab.ui.samples import PAIRS, SamplePair
 
 SAMPLE, UPLOAD, PATH, MODEL = "Sample", "Upload", "Server path", "Model definition"
@@ -65,6 +64,10 @@ def _side(bar: Any, role: str, pair: SamplePair) -> Side:
     if mode == SAMPLE:
         side.model, side.kwargs = sample.model, dict(sample.kwargs)
         return _open_file(slot, side, sample.path, label=sample.file)
+    if mode == UPLOAD and files.ROUTE_ACTIVE:       # streamed to disk by the server's upload route
+        path, name = dropzone.drop_zone(slot, role, f"Drop the {role} checkpoint here, or click to choose it",
+                                        UPLOAD_TYPES)
+        return _open_file(slot, side, str(path), label=name) if path else side
     if mode == UPLOAD:
         uploaded = slot.file_uploader(f"Drop the {role} checkpoint", type=UPLOAD_TYPES, key=f"{role}_upload")
         config = _config_upload(slot) if role == "target" else None
@@ -116,9 +119,8 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     """Open ``path`` with the container the visitor picked (if any) and show the choice."""
     base = file_identity(path)
     choice_key = f"{side.role}_container_{abs(hash(base))}"
-    container = st.session_state.get(choice_key)
-    ck = state.guarded(slot, lambda: state.shared(base + (container,), lambda: ckptlab.open(path, container)),
-                       label=label, path=path)
+    container = state.widget_value(choice_key)
+    ck = state.guarded(slot, lambda: state.open_shared(path, container)[1], label=label, path=path)
     side.label, side.identity = label, base
     if ck is None:
         return side
@@ -128,11 +130,7 @@ def _open_file(slot: Any, side: Side, path: str, label: str) -> Side:
     return side
 
 
-def file_identity(path: str) -> tuple:
-    """A file as content for the caches: path, modification time, size (a changed file is
-    opened again)."""
-    stat = Path(path).stat() if Path(path).exists() else None
-    return ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+file_identity = state.file_identity
 
 
 def natural_key(name: str | None) -> tuple:
@@ -190,14 +188,18 @@ def described(identity: tuple, ck: Checkpoint) -> str:
     return state.shared(("describe",) + identity, lambda: describe(ck))
 
 
+UPLOADED = {role: state.Slot(f"_{role}_upload_file") for role in ("source", "target", "target_code",
+                                                                 "target_config")}
+
+
 def _keep_upload(role: str, uploaded: Any) -> Path | None:
     """Write the upload into this session's folder; delete the file it replaces."""
-    key = f"_{role}_upload_file"
-    previous = st.session_state.get(key)
+    slot = UPLOADED[role]         # (Streamlit's file id, its copy on disk)
+    previous = slot.get()
     if uploaded is None:
         if previous:
             Path(previous[1]).unlink(missing_ok=True)
-            st.session_state[key] = None
+            slot.set(None)
         return None
     if previous and previous[0] == uploaded.file_id:
         return Path(previous[1])
@@ -207,7 +209,7 @@ def _keep_upload(role: str, uploaded: Any) -> Path | None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_name(uploaded.name)
     copy_upload(uploaded, path)
-    st.session_state[key] = (uploaded.file_id, str(path))
+    slot.set((uploaded.file_id, str(path)))
     return path
 
 
@@ -269,7 +271,7 @@ def model_allowlist() -> ModelAllowlist:
     read only under the allowed folders, and this visitor's own uploaded one, whose content
     is checked like typed kwargs)."""
     roots = tuple(allowed_roots(_START_DIR))
-    uploaded = st.session_state.get(f"_{CONFIG_ROLE}_upload_file")
+    uploaded = UPLOADED[CONFIG_ROLE].get()
     if uploaded:
         roots += (Path(uploaded[1]).parent,)
     return ModelAllowlist.from_env(config_roots=roots)
@@ -335,3 +337,45 @@ def _json(value: dict) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+# -- what the page and a shared link read of the inputs (their widget keys live here) --
+def using_sample() -> bool:
+    return state.widget_value("source_mode", SAMPLE) == SAMPLE
+
+
+def auto() -> str:
+    """The chosen 'Apply suggestions automatically' level."""
+    return state.widget_value("auto", AUTO_DEFAULT)
+
+
+def shared_inputs() -> dict[str, str]:
+    """The inputs as a shared link carries them: the demo pair, each side as ``sample`` or
+    ``path:<typed path>``, the auto level. A side a link cannot carry (an upload, a model
+    definition) is left out (the link then opens that side's sample)."""
+    titles = [p.title for p in PAIRS]
+    title = state.widget_value("pair", titles[0])
+    out = {"pair": str(titles.index(title) if title in titles else 0), "auto": auto()}
+    for role in ("source", "target"):
+        mode = state.widget_value(f"{role}_mode", SAMPLE)
+        typed = (state.widget_value(f"{role}_path") or "").strip()
+        if mode == SAMPLE:
+            out[role] = "sample"
+        elif mode == PATH and typed:
+            out[role] = f"path:{typed}"
+    return out
+
+
+def restore_inputs(shared: dict[str, str]) -> None:
+    """Set the inputs' widgets from a shared link (before the sidebar is drawn)."""
+    index = int(shared["pair"]) if shared.get("pair", "").isdigit() else 0
+    state.set_widget("pair", PAIRS[min(index, len(PAIRS) - 1)].title)
+    if shared.get("auto") in AUTO_CHOICES:
+        state.set_widget("auto", shared["auto"])
+    for role in ("source", "target"):
+        value = shared.get(role, "sample")
+        if value.startswith("path:") and value[5:].strip():
+            state.set_widget(f"{role}_mode", PATH)
+            state.set_widget(f"{role}_path", value[5:])
+        else:
+            state.set_widget(f"{role}_mode", SAMPLE)

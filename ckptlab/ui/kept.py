@@ -1,103 +1,110 @@
-"""Widgets whose value outlives the runs that do not draw them.
+"""Widgets whose value outlives the runs that do not draw them: one mechanism, Streamlit's own.
 
 Streamlit drops a widget's state at the end of a run that did not draw it (another view
-was open, or an input was being switched and the page stopped early), while the browser
-may still hold and send the old value: drawn again, the widget could show one thing and
-apply another. So these widgets keep their value under a key of their own, and a widget
-that missed a run comes back under a *new* widget key (a fresh widget, no stale state
-anywhere) whose default is the kept value: what is shown is always what is applied.
+was open, or an input was being switched and the page stopped early). Since 1.67 a widget
+drawn with ``persist_state="session"`` keeps its value while it is not drawn, and when it
+is drawn again Streamlit tells the browser to show that value: what is shown is always
+what is applied. Every sticky widget of the page goes through here, with its key as the
+only name of its value (``value(key)``), and its default put into its state on first use
+(so the widget is created *without* ``value=``/``default=``: the state is its value).
+
+Data editors (the rules and mappings grids) are not widgets Streamlit can persist: their
+pending edits belong to the frame they were drawn from, so ``editor_key`` gives them a new
+key after a run that did not draw them (they start again from the recipe, which holds
+every edit already applied).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import streamlit as st
+from ckptlab.ui import state
 
-_RUN = "_kept_run"
+PERSIST = "session"           # the ``persist_state`` of every sticky widget
+STICKY: dict[str, Any] = {"persist_state": PERSIST}
+_RUN = state.Slot("_kept_run", 0)
+_DRAWN = state.Slot("_kept_editor_drawn", None, factory=dict)
 
 
 def new_run() -> None:
     """Count full runs of the page (fragment reruns do not call this)."""
-    st.session_state[_RUN] = st.session_state.get(_RUN, 0) + 1
-    persist()
-
-
-# Widgets of views (drawn only while their view is open) whose value must survive another
-# view being open: re-setting their state each run stops Streamlit's clean-up. Only widgets
-# created without an explicit default may be listed (else Streamlit warns on the page).
-PERSISTENT = ("ft_freeze_loaded", "ft_freeze", "ft_as_new", "out_format", "out_where", "out_keep_extras",
-              "out_nest")
-
-
-_REMEMBERED = "_kept_remembered"
-
-
-def persist(keys: Sequence[str] = PERSISTENT) -> None:
-    for key in (*keys, *st.session_state.get(_REMEMBERED, ())):
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    _RUN.set(_RUN.get() + 1)
 
 
 def remembered(key: str, default: Any) -> str:
-    """``key`` for a view's widget with a default (a learning rate, a model definition): the
-    default goes into its state on first use and the state is kept like ``PERSISTENT``'s, so
-    the widget must be created *without* ``value=`` (the state is its value)."""
-    st.session_state.setdefault(key, default)
-    listed = st.session_state.setdefault(_REMEMBERED, set())
-    listed.add(key)
+    """``key`` for a sticky widget with a default (a learning rate, a model definition): the
+    default goes into its state on first use; draw the widget with ``**kept.STICKY`` and
+    without ``value=``."""
+    state.widget_default(key, default)
     return key
 
 
-def widget_key(base: str) -> str:
-    """The widget key for ``base`` in this run: the same while it is drawn run after run,
-    a new one after a run that did not draw it."""
-    run = st.session_state.get(_RUN, 0)
-    drawn = st.session_state.get(f"_kept_drawn_{base}")
-    generation = st.session_state.get(f"_kept_gen_{base}", 0)
-    if drawn is not None and drawn < run - 1:
+def value(key: str, default: Any = None) -> Any:
+    """The widget's last value (also while it is not drawn)."""
+    return state.widget_value(key, default)
+
+
+def renew(key: str, chosen: Any) -> None:
+    """Set a sticky widget's value from code (e.g. a chart click), before it is drawn in
+    this run: the browser then shows it."""
+    state.set_widget(key, chosen)
+
+
+def multiselect(where: Any, label: str, options: Sequence[str], key: str, default: list[str], **kwargs: Any) -> list:
+    _fit(key, options, list(default), many=True)
+    return list(where.multiselect(label, list(options), key=key, **STICKY, **kwargs))
+
+
+def pills(where: Any, label: str, options: Sequence[str], key: str, default: list[str], **kwargs: Any) -> list:
+    """Several choices, every option visible at once (a multiselect hides chips past its width)."""
+    _fit(key, options, list(default), many=True)
+    return list(where.pills(label, list(options), selection_mode="multi", key=key, **STICKY, **kwargs) or [])
+
+
+def text_input(where: Any, label: str, key: str, default: str = "", **kwargs: Any) -> str:
+    remembered(key, default)
+    return where.text_input(label, key=key, **STICKY, **kwargs) or ""
+
+
+def toggle(where: Any, label: str, key: str, default: bool = False, **kwargs: Any) -> bool:
+    remembered(key, default)
+    return bool(where.toggle(label, key=key, **STICKY, **kwargs))
+
+
+def selectbox(where: Any, label: str, options: Sequence[Any], key: str, **kwargs: Any) -> Any:
+    options = list(options)
+    _fit(key, options, options[0] if options else None)
+    return where.selectbox(label, options, key=key, **STICKY, **kwargs)
+
+
+def segmented(where: Any, label: str, options: Sequence[str], key: str, default: str, **kwargs: Any) -> str:
+    """A segmented control that always has one choice (``required``: a second click on the
+    chosen option does not clear it)."""
+    _fit(key, options, default)
+    return where.segmented_control(label, list(options), key=key, required=True, **STICKY, **kwargs) or default
+
+
+def _fit(key: str, options: Sequence[Any], default: Any, many: bool = False) -> None:
+    """Put ``default`` into the widget's state on first use, and drop a kept value the
+    options no longer hold (another pair has other keys): Streamlit would refuse it."""
+    current = state.widget_value(key, None)
+    if current is None:
+        state.widget_default(key, default)
+    elif many and any(o not in options for o in current):
+        state.set_widget(key, [o for o in current if o in options])
+    elif not many and current not in options:
+        state.set_widget(key, default)
+
+
+def editor_key(base: str) -> str:
+    """A data editor's key in this run: the same while it is drawn run after run, a new one
+    after a run that did not draw it (its pending edits went with that run)."""
+    run, drawn = _RUN.get(), _DRAWN.get()
+    last, generation = drawn.get(base, (None, 0))
+    if last is not None and last < run - 1:
         generation += 1
-        st.session_state[f"_kept_gen_{base}"] = generation
-    st.session_state[f"_kept_drawn_{base}"] = run
+    drawn[base] = (run, generation)
     return f"{base}_{generation}" if generation else base
 
 
-def renew(base: str, chosen: Any) -> None:
-    """Set the kept value from code (e.g. a chart click) and draw the widget afresh under a
-    new key, so it shows that value (a widget's own state would win over a new default)."""
-    keep(base, chosen)
-    st.session_state[f"_kept_gen_{base}"] = st.session_state.get(f"_kept_gen_{base}", 0) + 1
-
-
-def value(base: str, default: Any = None) -> Any:
-    """The widget's last value (also while it is not drawn)."""
-    return st.session_state.get(f"_kept_{base}", default)
-
-
-def keep(base: str, chosen: Any) -> Any:
-    st.session_state[f"_kept_{base}"] = chosen
-    return chosen
-
-
-def multiselect(where: Any, label: str, options: Sequence[str], base: str, default: list[str], **kwargs: Any) -> list:
-    chosen = [o for o in value(base, list(default)) if o in options]
-    return keep(base, list(where.multiselect(label, options, default=chosen, key=widget_key(base), **kwargs)))
-
-
-def text_input(where: Any, label: str, base: str, default: str = "", **kwargs: Any) -> str:
-    return keep(base, where.text_input(label, value=value(base, default), key=widget_key(base), **kwargs))
-
-
-def selectbox(where: Any, label: str, options: Sequence[Any], base: str, **kwargs: Any) -> Any:
-    options = list(options)
-    last = value(base)
-    index = options.index(last) if last in options else 0
-    return keep(base, where.selectbox(label, options, index=index, key=widget_key(base), **kwargs))
-
-
-def segmented(where: Any, label: str, options: Sequence[str], base: str, default: str, **kwargs: Any) -> str:
-    """A segmented control that always has one choice (a second click would clear it)."""
-    last = value(base, default)
-    chosen = where.segmented_control(label, list(options), default=last if last in options else default,
-                                     key=widget_key(base), **kwargs)
-    return keep(base, chosen or (last if last in options else default))
+widget_key = editor_key      # the name the grids (ui/rules.py) call it by

@@ -25,7 +25,9 @@ _RULE_HELP = {
     "drop": "regex: matching source keys feed nothing",
     "keep": "regex: only matching source keys are used",
 }
-UPLOAD_VERSION = state.UPLOAD_VERSION
+UPLOAD_VERSION = state.Slot("_recipe_upload_version", 0)   # part of the recipe uploader's key: a new one is empty
+_UPLOADED = state.Slot("_recipe_upload_id")                   # the loaded recipe file (loaded once)
+_BASES = state.Slot("_grid_bases", factory=dict)              # grid name -> (widget key, frame drawn from)
 GRID_HEIGHT = 250
 
 
@@ -33,12 +35,11 @@ def _grid(name: str, build: Any) -> tuple[str, pd.DataFrame]:
     """The grid's widget key and the frame it starts from. Rebuilt from the recipe when the
     recipe changed elsewhere, or when the grid missed a run (another view was open: its
     pending rows were dropped, so it must start again from the recipe, which has them)."""
-    version = st.session_state.get(state.EDITOR_VERSION, 0)
-    key = kept.widget_key(f"{name}_grid_{version}")
-    saved = st.session_state.get(f"_{name}_base")
+    key = kept.editor_key(f"{name}_grid_{state.editor_version()}")
+    bases = _BASES.get()
+    saved = bases.get(name)
     if saved is None or saved[0] != key:
-        saved = (key, build())
-        st.session_state[f"_{name}_base"] = saved
+        saved = bases[name] = (key, build())
     return saved
 
 
@@ -98,26 +99,26 @@ def _apply(build: Any) -> None:
 
 
 def upload_key() -> str:
-    return f"recipe_upload_{st.session_state.get(UPLOAD_VERSION, 0)}"
+    return f"recipe_upload_{UPLOAD_VERSION.get()}"
 
 
 def clear_upload() -> None:
     """A new uploader (an empty one): after a reset or a new pair, no old file stays shown."""
-    st.session_state[UPLOAD_VERSION] = st.session_state.get(UPLOAD_VERSION, 0) + 1
-    st.session_state.pop("_recipe_upload_id", None)
+    UPLOAD_VERSION.bump()
+    _UPLOADED.clear()
 
 
 def recipe_loader() -> None:
     """Load a recipe file (before the alignment, so it applies in this run)."""
     uploaded = st.file_uploader("Load a recipe (YAML or JSON)", type=["yaml", "yml", "json"], key=upload_key())
-    if uploaded is None or st.session_state.get("_recipe_upload_id") == uploaded.file_id:
+    if uploaded is None or _UPLOADED.get() == uploaded.file_id:
         return
     try:
         new = Recipe.from_text(uploaded.getvalue().decode("utf-8", errors="replace"), syntax=text_syntax(uploaded.name))
     except Exception as exc:  # noqa: BLE001 - one line beside the uploader
         st.error(text.md(text.error_text(exc, uploaded.name)), icon=icons.ERROR)
         return
-    st.session_state["_recipe_upload_id"] = uploaded.file_id
+    _UPLOADED.set(uploaded.file_id)
     state.set_recipe(new)
     st.rerun()       # rebuild the grids from the loaded recipe
 

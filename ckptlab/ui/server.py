@@ -1,9 +1,11 @@
-"""The web app's server: Streamlit (as an ASGI app, ``st.App``) plus one route that
-streams a built file from disk.
+"""The web app's server: Streamlit (as an ASGI app, ``st.App``) plus two routes that keep
+big files on disk: one streams a built file to the browser, one streams an upload in.
 
 Streamlit's own download button keeps the whole file in memory (its media storage holds
-bytes); a 2 GB merge read on every rerun killed the server. The route here sends the file
-in chunks (Starlette's ``FileResponse``) for a link made by ``ckptlab.ui.files.serve``.
+bytes); a 2 GB merge read on every rerun killed the server. The download route sends the
+file in chunks (Starlette's ``FileResponse``) for a link made by ``ckptlab.ui.files.serve``.
+Streamlit's uploader keeps uploads in memory too; the upload route (``ckptlab.ui.uploads``)
+writes them to the visitor's session folder as they arrive.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from ckptlab.ui import files, heap, lifecycle
+from ckptlab.ui import files, heap, lifecycle, uploads
 
 PAGE_SCRIPT = Path(__file__).with_name("app_script.py")
 
@@ -30,19 +32,13 @@ def warm_up() -> None:
     Last, what is alive then (torch, pandas, Streamlit) leaves the garbage collector's full
     scans, and so does each long-lived result cached later (``ckptlab.ui.heap``)."""
     try:
-        import ckptlab
         from ckptlab.recipe.model import Recipe
         from ckptlab.ui import inputs, page, state, suggestions, summary, table, views  # noqa: F401
         from ckptlab.ui.samples import PAIRS
 
-        opened = []
-        for sample in (PAIRS[0].source, PAIRS[0].target):
-            identity = inputs.file_identity(sample.path)
-            ck = state.server_shared(identity + (None,), lambda path=sample.path: ckptlab.open(path, None))
-            opened.append((identity, ck))
-        (source_id, source), (target_id, target) = opened
-        key = state.alignment_cache_key((source_id, target_id), source, target, Recipe(), inputs.AUTO_DEFAULT)
-        state.server_shared(("align",) + key, lambda: state.align_pair(source, target, Recipe(), inputs.AUTO_DEFAULT))
+        sides = [state.open_shared(sample.path) for sample in (PAIRS[0].source, PAIRS[0].target)]
+        (source_id, source), (target_id, target) = sides
+        state.aligned_shared((source_id, target_id), source, target, Recipe(), inputs.AUTO_DEFAULT)
     except Exception:  # noqa: BLE001 - a warm-up only: the page reports real errors itself
         pass
     heap.settle()
@@ -68,7 +64,7 @@ def routes() -> list:
     heap.enable()
     lifecycle.start()
     warm_up()
-    return [Route(files.route_path(), download, methods=["GET", "HEAD"])]
+    return [Route(files.route_path(), download, methods=["GET", "HEAD"]), uploads.route()]
 
 
 @asynccontextmanager

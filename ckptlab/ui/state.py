@@ -1,15 +1,26 @@
-"""Per-session state: the session's private temp folder, opened checkpoints, the recipe.
+"""Per-session state: the one module that touches ``st.session_state`` (with ``kept`` for
+widgets and ``lifecycle`` for freeing a visit).
 
-Two visitors of one server never share anything: uploads and built files live in a temp
-folder owned by the session (removed when the session ends), and opened checkpoints are
-cached in ``st.session_state``, which Streamlit keeps per session.
+Every value a module keeps for the session is a ``Slot`` that module declares once
+(``RECIPE = state.Slot("recipe")``): its name is spelled in one place, and no module reads
+or resets another's slot but through that module's functions. When the visitor picks
+another pair, ``start_pair`` resets this module's slots and the page calls each view's
+``reset()`` (``ckptlab.ui.views.reset``) for theirs.
+
+Caches (what a run reuses): ``shared`` (by content, for the whole server, or for this
+session when the key names one of its uploads), ``derived`` (values of the alignment on
+the page, dropped with it) and ``ckptlab.ui.valuecache`` (value scans).
+
+Two visitors of one server never share anything private: uploads and built files live in
+a temp folder owned by the session (removed when the visit ends).
 """
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import streamlit as st
 
@@ -17,17 +28,76 @@ from ckptlab.errors import CheckpointError
 from ckptlab.ui import files, heap, icons, lifecycle, text
 
 T = TypeVar("T")
-_OPENED = "_ckptlab_opened"
-_SESSION_DIR = "_ckptlab_session_dir"
 _OPENED_MAX = 6          # a few pairs; each Checkpoint is lazy, so this is cheap
+_SLOTS: dict[str, str] = {}      # name -> the module that declared it
+
+
+class Slot(str):
+    """One value this session keeps, declared once by the module that owns it. A ``Slot`` is
+    its own key (a ``str``), so tests read ``at.session_state[module.SLOT]``. ``factory``
+    makes a fresh default (a dict, a list) for slots that hold containers."""
+
+    default: Any
+    factory: Callable[[], Any] | None
+
+    def __new__(cls, name: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Self:
+        owner = sys._getframe(1).f_globals.get("__name__", "?")
+        if _SLOTS.setdefault(name, owner) != owner:
+            raise ValueError(f"session key {name!r} is declared twice ({_SLOTS[name]} and {owner})")
+        slot = super().__new__(cls, name)
+        slot.default, slot.factory = default, factory
+        return slot
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def get(self) -> Any:
+        if self.factory is not None:
+            return st.session_state.setdefault(self.name, self.factory())
+        return st.session_state.get(self.name, self.default)
+
+    def set(self, value: Any) -> Any:
+        st.session_state[self.name] = value
+        return value
+
+    def clear(self) -> None:
+        st.session_state.pop(self.name, None)
+
+    def bump(self) -> int:
+        """Count up (a version that makes a widget key new)."""
+        return self.set((st.session_state.get(self.name) or 0) + 1)
+
+
+def declared() -> dict[str, str]:
+    """Every slot's name and owner module (tests check that names are unique and owned)."""
+    return dict(_SLOTS)
+
+
+# -- widgets (their key is their only name; ``kept`` draws the sticky ones) ------------
+def widget_value(key: str, default: Any = None) -> Any:
+    return st.session_state.get(key, default)
+
+
+def widget_default(key: str, default: Any) -> None:
+    """``default`` as the widget's value until it has one (draw it without ``value=``)."""
+    st.session_state.setdefault(key, default)
+
+
+def set_widget(key: str, value: Any) -> None:
+    """Set a widget's value from code (before the widget is drawn in this run)."""
+    st.session_state[key] = value
+
+
+_OPENED = Slot("_ckptlab_opened", factory=OrderedDict)
+_SESSION_DIR = Slot("_ckptlab_session_dir")
 
 
 def session_dir() -> Path:
     """This session's private folder for uploads and built files (``ckptlab.ui.files``)."""
-    holder = st.session_state.get(_SESSION_DIR)
+    holder = _SESSION_DIR.get()
     if holder is None or not holder.path.is_dir():
-        holder = files.SessionFolder()
-        st.session_state[_SESSION_DIR] = holder
+        holder = _SESSION_DIR.set(files.SessionFolder())
         lifecycle.note_folder(holder.path)       # removed when the visit ends, not only when collected
     return holder.path
 
@@ -63,7 +133,7 @@ def shared(key: tuple, build: Callable[[], T]) -> T:
 
 def cached(key: tuple, build: Callable[[], T]) -> T:
     """``build()`` once per ``key`` in this session (small LRU); errors are not cached."""
-    store: OrderedDict = st.session_state.setdefault(_OPENED, OrderedDict())
+    store: OrderedDict = _OPENED.get()
     if key in store:
         store.move_to_end(key)
         return store[key]
@@ -88,65 +158,55 @@ def guarded(where: Any, action: Callable[[], T], what: str = "", label: str = ""
 
 def error_message(exc: BaseException, label: str = "", path: str | Path = "") -> str:
     """One line for the page: the session folder never shown, the file named once."""
-    holder = st.session_state.get(_SESSION_DIR)
+    holder = _SESSION_DIR.get()
     hide = [holder.path] if holder is not None else []
     return text.error_text(exc, label, hide=hide, path=path)
 
 
-def get(name: str, default: Any = None) -> Any:
-    return st.session_state.get(name, default)
-
-
-def put(name: str, value: Any) -> None:
-    st.session_state[name] = value
-
-
 # -- the recipe and the alignment -----------------------------------------------------
-RECIPE = "recipe"
-_PAIR = "_pair_identity"
-_ALIGNED = "_ckptlab_alignment"
+_RECIPE = Slot("recipe")
+_PAIR = Slot("_pair_identity")
+_ALIGNED = Slot("_ckptlab_alignment")
+_EDITOR_VERSION = Slot("_editor_version", 0)
 
 
 def recipe():
     """This session's recipe (empty at first)."""
     from ckptlab.recipe.model import Recipe
 
-    if st.session_state.get(RECIPE) is None:
-        st.session_state[RECIPE] = Recipe()
-    return st.session_state[RECIPE]
+    current = _RECIPE.get()
+    return current if current is not None else _RECIPE.set(Recipe())
 
 
-EDITOR_VERSION = "_editor_version"
-UPLOAD_VERSION = "_recipe_upload_version"     # part of the recipe uploader's key: a new one is empty
+def editor_version() -> int:
+    """Part of the recipe grids' keys: a new version starts them again from the recipe."""
+    return _EDITOR_VERSION.get()
 
 
 def set_recipe(new_recipe: Any, from_editor: bool = False) -> None:
     """Replace the recipe. A change from anywhere but the grids themselves rebuilds the
     grids from the recipe (a new widget key drops their pending edits)."""
-    st.session_state[RECIPE] = new_recipe
+    _RECIPE.set(new_recipe)
     if not from_editor:
-        st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
+        _EDITOR_VERSION.bump()
 
 
 def start_pair(identity: tuple) -> bool:
-    """Note a new pair; True when it changed. The recipe stays when one side is the same
-    (the target switched between a file, a sample and a model definition, kwargs edited,
-    another source for the same target): accepted suggestions and typed rules keep working,
-    and the page names the entries that match nothing (``ckptlab.align.stale``). Only a new
-    source *and* a new target (another demo pair) start from an empty recipe."""
-    previous = st.session_state.get(_PAIR)
+    """Note a new pair; True when it changed (the page then resets every view:
+    ``ckptlab.ui.views.reset``). The recipe stays when one side is the same (the target switched
+    between a file, a sample and a model definition, kwargs edited, another source for the same
+    target): accepted suggestions and typed rules keep working, and the page names the entries
+    that match nothing (``ckptlab.align.stale``). Only a new source *and* a new target (another
+    demo pair) start from an empty recipe."""
+    previous = _PAIR.get()
     if previous == identity:
         return False
-    st.session_state[_PAIR] = identity
-    st.session_state["module_filter"] = None
-    st.session_state.pop("_built", None)
+    _PAIR.set(identity)
     if previous is not None and len(previous) == len(identity) == 2 and (
             previous[0] == identity[0] or previous[1] == identity[1]):
         return True
-    st.session_state[RECIPE] = None
-    st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
-    st.session_state[UPLOAD_VERSION] = st.session_state.get(UPLOAD_VERSION, 0) + 1
-    st.session_state.pop("_recipe_upload_id", None)
+    _RECIPE.clear()
+    _EDITOR_VERSION.bump()
     return True
 
 
@@ -157,13 +217,39 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     the recipe's YAML and ``auto``: content, never ``id()`` of objects that may be freed.
     """
     current = recipe()
-    key = alignment_cache_key(st.session_state.get(_PAIR), source, target, current, auto)
-    saved = st.session_state.get(_ALIGNED)
+    key = alignment_cache_key(_PAIR.get(), source, target, current, auto)
+    saved = _ALIGNED.get()
     if saved is not None and saved[0] == key:
         return saved[1]
     result = shared(("align",) + key, lambda: align_pair(source, target, current, auto))
-    st.session_state[_ALIGNED] = (key, result, {})
+    _ALIGNED.set((key, result, {}))
     return result
+
+
+def file_identity(path: str) -> tuple:
+    """A file as content for the caches: path, modification time, size (a changed file is
+    opened again)."""
+    stat = Path(path).stat() if Path(path).exists() else None
+    return ("file", path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+
+
+def open_shared(path: str, container: str | None = None) -> tuple[tuple, Any]:
+    """(the file's identity, the opened Checkpoint) through the cache every session shares;
+    the page (``inputs``) and the server's warm-up open files with this one key."""
+    import ckptlab
+
+    identity = file_identity(path)
+    key = identity + (container,)
+    if _session_free(key):
+        return identity, server_shared(key, lambda: ckptlab.open(path, container))
+    return identity, cached(key, lambda: ckptlab.open(path, container))
+
+
+def aligned_shared(pair: tuple, source: Any, target: Any, current: Any, auto: str) -> Any:
+    """The alignment of an opened pair through the shared cache (the warm-up's entry; the
+    page goes through ``alignment``, which keys it alike)."""
+    key = alignment_cache_key(pair, source, target, current, auto)
+    return server_shared(("align",) + key, lambda: align_pair(source, target, current, auto))
 
 
 def alignment_cache_key(pair: tuple, source: Any, target: Any, current: Any, auto: str) -> tuple:
@@ -194,21 +280,29 @@ def stale_lines(alignment: Any) -> list[str]:
 
 def _session_free(pair: tuple) -> bool:
     """Whether a pair's identity names nothing of this session (no uploaded file): only
-    such results may be shared between sessions."""
-    holder = st.session_state.get(_SESSION_DIR)
+    such results may be shared between sessions (outside a session: the server's warm-up)."""
+    if _no_session():
+        return True
+    holder = _SESSION_DIR.get()
     private = str(holder.path) if holder is not None else None
     return not (private and private in repr(pair))
 
 
+def _no_session() -> bool:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return get_script_run_ctx(suppress_warning=True) is None
+
+
 def alignment_key() -> tuple:
     """Identifies the alignment on the page (for results that belong to it)."""
-    saved = st.session_state.get(_ALIGNED)
+    saved = _ALIGNED.get()
     return saved[0] if saved is not None else ()
 
 
 def derived(name: str, build: Callable[[], T]) -> T:
     """A value computed from the current alignment, kept until the alignment changes."""
-    saved = st.session_state.get(_ALIGNED)
+    saved = _ALIGNED.get()
     if saved is None:
         return build()
     store = saved[2]

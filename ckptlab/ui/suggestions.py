@@ -16,7 +16,7 @@ from ckptlab.recipe import edits as editing
 from ckptlab.ui import icons, state, text
 
 CONFIDENCE_BADGE = {"high": ":green-badge[high]", "medium": ":orange-badge[medium]", "low": ":gray-badge[low]"}
-_ERROR = "_suggestion_error"
+_ERROR = state.Slot("_suggestion_error")
 SCROLL_AFTER = 3          # more suggestions than this scroll inside a box (the views stay in reach)
 ENTRIES_SHOWN = 3         # a fragment of more entries lists these, then "+N more"
 
@@ -25,9 +25,9 @@ def _accept(fid: str, fragment: dict) -> None:
     """Button callback: runs before the rerun, so the table below is already updated."""
     try:
         state.set_recipe(editing.accept_suggestion(state.recipe(), fragment))
-        st.session_state[_ERROR] = None
+        _ERROR.set(None)
     except Exception as exc:  # noqa: BLE001 - shown beside that suggestion
-        st.session_state[_ERROR] = (fid, text.one_line(exc))
+        _ERROR.set((fid, text.one_line(exc)))
 
 
 def show(alignment: Any) -> None:
@@ -81,6 +81,6 @@ def _line(number: int, fid: str, suggestion: Any) -> None:
     else:
         action.button("Accept", key=f"accept_{fid}", on_click=_accept, args=(fid, dict(suggestion.rule)),
                       type="primary" if suggestion.confidence == "high" else "secondary", width="stretch")
-    error = st.session_state.get(_ERROR)
+    error = _ERROR.get()
     if error and error[0] == fid:
         st.error(text.md(error[1]), icon=icons.ERROR)

@@ -10,27 +10,21 @@ from ckptlab.ui import icons, text
 from ckptlab.ui.icons import STATUS_ORDER
 
 
-COMPACT_CSS = """<style>
-.block-container {padding-top: 2.2rem; padding-bottom: 1rem;}
-[data-testid="stMetric"] [data-testid="stMetricValue"] {font-size: 1.6rem; line-height: 1.9rem;}
-</style>"""
-
-
-def intro(pair: Any, using_sample_pair: bool) -> None:
-    """One title line and, for a demo pair, what it shows (the page must leave room for a view)."""
-    st.html(COMPACT_CSS)
+def intro(pair: Any, using_sample_pair: bool, compact: bool = False) -> None:
+    """One title line and, for a demo pair, what it shows (the page must leave room for a
+    view; the compact layout says only which pair)."""
     st.markdown("#### ckptlab: checkpoint lab", help=(
         "Each row is one tensor: a target key (what the model expects) beside the source key that would feed it, "
         "with a status and the reason. Fix what does not fit, then download the merged checkpoint."))
     if using_sample_pair:
-        st.caption(f"Demo pair: **{text.md(pair.title)}**. {text.md(pair.explain)}")
+        st.caption(f"Demo pair: **{text.md(pair.title)}**." + ("" if compact else f" {text.md(pair.explain)}"))
 
 
 def counts(alignment: Any) -> None:
     summary = alignment.summary
     columns = st.columns(len(STATUS_ORDER))
     for column, status in zip(columns, STATUS_ORDER):
-        column.metric(icons.label(status), summary.get(status, 0), help=icons.STATUS_HELP[status])
+        column.metric(icons.label(status), f"{summary.get(status, 0):,}", help=icons.STATUS_HELP[status])
 
 
 def warning_lines(alignment: Any) -> tuple[str | None, list[str]]:

@@ -137,8 +137,7 @@ def _stats_table(result: Any) -> None:
     st.caption(f"{len(result)} tensors; flagged: {text}. min/max/mean/std are over finite values, std is the "
                "population std, sums in float64.")
     left, right = st.columns([1, 3])
-    flagged_only = kept.keep(FLAGGED_KEY, left.toggle("Flagged only", value=bool(kept.value(FLAGGED_KEY, False)),
-                                                      key=kept.widget_key(FLAGGED_KEY)))
+    flagged_only = kept.toggle(left, "Flagged only", FLAGGED_KEY, False)
     search = kept.text_input(right, "Search keys", SEARCH_KEY, placeholder="part of a key",
                              label_visibility="collapsed")
     frame = stats_frame(result, flagged_only, search)

@@ -14,7 +14,7 @@ from ckptlab.errors import CheckpointError
 from ckptlab.io.model_target import model_target, parse_kwargs
 from ckptlab.ui import kept, state, text
 
-RESULTS = "_verify_results"
+RESULTS = state.Slot("_verify_results", factory=dict)
 LISTED = 12          # key names listed per line of the warm-start report
 
 
@@ -37,7 +37,7 @@ def merged_tensors(alignment: Any) -> dict:
 def show(alignment: Any, source: Any, target: Any) -> None:
     st.subheader("Verification")
     warm_start_report(alignment)
-    results = st.session_state.setdefault(RESULTS, {})
+    results = RESULTS.get()
     run_key = state.alignment_key()
     if not target.model:
         where = st.container()
@@ -52,18 +52,18 @@ def show(alignment: Any, source: Any, target: Any) -> None:
     spec_col, kwargs_col = st.columns(2)
     src_spec = spec_col.text_input("Source model definition (package.module:callable, e.g. "
                                    "sample_ckpts.models:FontUNet), for the function and speed checks",
-                                   key=kept.remembered(f"verify_src_spec_{source.model}", source.model or ""))
+                                   key=kept.remembered(f"verify_src_spec_{source.model}", source.model or ""), **kept.STICKY)
     src_kwargs_text = kwargs_col.text_input("Source model kwargs (JSON)", key=kept.remembered(
-        f"verify_src_kwargs_{source.model}", json.dumps(source.kwargs or {})))
+        f"verify_src_kwargs_{source.model}", json.dumps(source.kwargs or {})), **kept.STICKY)
     sizes_col, budget_col, threads_col = st.columns([2, 1, 1])
     sizes_text = sizes_col.text_input(
         "Input sizes for the speed check (comma-separated: image side in pixels for conv models, sequence "
         "length for token models, batch for linear ones)",
-        key=kept.remembered(f"verify_sizes_{target.model}", _default_sizes(target)))
+        key=kept.remembered(f"verify_sizes_{target.model}", _default_sizes(target)), **kept.STICKY)
     budget = budget_col.number_input("Time budget (s, all sizes)", min_value=0.5, max_value=600.0, step=1.0,
-                                     key=kept.remembered("verify_budget", 10.0))
+                                     key=kept.remembered("verify_budget", 10.0), **kept.STICKY)
     threads = threads_col.number_input("torch threads", min_value=1, max_value=64, step=1,
-                                       key=kept.remembered("verify_threads", 1),
+                                       key=kept.remembered("verify_threads", 1), **kept.STICKY,
                                        help="1 gives steady ratios on a busy machine")
     load_col, func_col, speed_col, prove_col = st.columns(4)
     where = st.container()           # errors of the buttons show here, above the results

@@ -49,11 +49,8 @@ KEPT = ("status_filter", "key_search", "histogram_key", "view", "values_part", "
 
 
 def key(page, widget_key: str):
-    """The element Streamlit marks with the widget's key (odd characters become '-'). A
-    widget of ``ckptlab.ui.kept`` gets a new key (``<key>_<n>``) after a run without it."""
+    """The element Streamlit marks with the widget's key (odd characters become '-')."""
     name = re.sub(r"[^a-zA-Z0-9_-]", "-", widget_key.strip())
-    if name in KEPT:
-        return page.locator(f".st-key-{name}, [class*='st-key-{name}_']").first
     return page.locator(".st-key-" + name)
 
 
@@ -98,10 +95,25 @@ def choose_radio(page, widget_key: str, label: str) -> None:
     settle(page)
 
 
+ZONE = "[data-testid='ckptlabDropzone'], [data-testid='stFileUploaderDropzone']"   # ours, or Streamlit's
+
+
+def _uploaded(page, widget_key: str, name: str, timeout: float = 120_000) -> None:
+    """Wait until the drop zone says it holds ``name`` (the page reran with the file), or
+    fail with what it says."""
+    zone = key(page, widget_key).locator(ZONE).first
+    if zone.get_attribute("data-testid") == "ckptlabDropzone":
+        page.wait_for_function("([el, name]) => el.dataset.file === name || el.dataset.state === 'error'",
+                               arg=[zone.element_handle(), name], timeout=timeout)
+        assert zone.get_attribute("data-state") != "error", zone.inner_text()
+    wait_idle(page)
+
+
 def upload_with_chooser(page, widget_key: str, path: Path) -> None:
     with page.expect_file_chooser() as chooser:
-        key(page, widget_key).get_by_test_id("stFileUploaderDropzone").click()
+        key(page, widget_key).locator(ZONE).first.click()
     chooser.value.set_files(str(path))
+    _uploaded(page, widget_key, path.name)
     settle(page)
 
 
@@ -111,9 +123,10 @@ def drop_file(page, widget_key: str, path: Path) -> None:
         "([name, bytes]) => { const dt = new DataTransfer();"
         " dt.items.add(new File([new Uint8Array(bytes)], name)); return dt; }",
         [path.name, list(path.read_bytes())])
-    zone = key(page, widget_key).get_by_test_id("stFileUploaderDropzone")
+    zone = key(page, widget_key).locator(ZONE).first
     for event in ("dragenter", "dragover", "drop"):
         zone.dispatch_event(event, {"dataTransfer": transfer})
+    _uploaded(page, widget_key, path.name)
     settle(page)
 
 
@@ -453,3 +466,43 @@ def assert_shows_alignment(page, alignment) -> None:
     counted = Counter(status for _, _, status in shown)
     assert {s: counted.get(s, 0) for s in STATUS_ORDER} == summary, (counted, summary)
     assert_no_exception(page)
+
+
+def table_rows(page, table_key: str = "alignment_table", settle: bool = True) -> list[list[str]]:
+    """The rows a data grid draws, as its accessibility table gives their cells' text
+    (columns in the order shown; only the columns and rows on screen). ``settle=False``:
+    read at once (a timing loop polls it)."""
+    holder = page.locator(f".st-key-{table_key}")
+    if settle:
+        holder.scroll_into_view_if_needed()
+        holder.locator("[id^=glide-cell-]").first.wait_for(state="attached")
+        page.wait_for_timeout(300)
+    return holder.evaluate(
+        "e => { const rows = {}; for (const c of e.querySelectorAll('[id^=glide-cell-]')) {"
+        " const [, col, row] = c.id.match(/glide-cell-(\\d+)-(\\d+)/).map(Number);"
+        " (rows[row] = rows[row] || [])[col - 1] = c.textContent; }"
+        " return Object.keys(rows).sort((a, b) => a - b).map(k => rows[k]); }")
+
+
+def shared_link(page) -> str:
+    """Open the Share popover and read the link it shows."""
+    key(page, "share").locator("button").first.click()
+    code = page.get_by_test_id("stCode").filter(has_text="?pair=").first
+    code.wait_for()
+    link = code.inner_text().strip()
+    page.keyboard.press("Escape")
+    return link
+
+
+def chosen_statuses(page) -> list[str]:
+    """The statuses the table's filter has chosen (its pressed pills, ``<status> <count>``)."""
+    return [text.rsplit(" ", 1)[0] for text in key(page, "status_filter").locator("button[aria-pressed='true']")
+            .all_inner_texts()]
+
+
+def toggle_status(page, status: str) -> None:
+    """Click the status's pill in the table's filter (chosen <-> not chosen)."""
+    ensure_view_of(page, "status_filter")
+    key(page, "status_filter").locator("button[aria-pressed]").filter(
+        has_text=re.compile(rf"^{re.escape(status)} [\d,]+$")).click()
+    wait_idle(page)

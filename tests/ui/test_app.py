@@ -27,7 +27,7 @@ def table(at: AppTest):
 
 
 def counts(at: AppTest) -> dict[str, int]:
-    return {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric}
+    return {m.label.split(" ", 1)[1]: int(m.value.replace(",", "")) for m in at.metric}
 
 
 def no_failure(at: AppTest) -> None:
@@ -55,9 +55,8 @@ def view(at: AppTest, name: str) -> AppTest:
 
 
 def kept_key(at: AppTest, base: str) -> str:
-    """The current key of a ``ckptlab.ui.kept`` widget (a new one after a run without it)."""
-    generation = at.session_state[f"_kept_gen_{base}"] if f"_kept_gen_{base}" in at.session_state else 0
-    return f"{base}_{generation}" if generation else base
+    """The key of a ``ckptlab.ui.kept`` widget (Streamlit keeps its state: the key stays)."""
+    return base
 
 
 def editor(at: AppTest, name: str) -> AppTest:
@@ -334,10 +333,10 @@ def test_recipe_upload_applies_and_a_bad_one_says_why() -> None:
 def test_status_filter_and_key_search() -> None:
     at = pick_pair(new_app(), 1)                              # attention swap
     expected = ckptlab.align(PAIRS[1].source.path, PAIRS[1].target.path, Recipe(), auto="none")
-    at.multiselect(key="status_filter").set_value(["missing"]).run()
+    at.pills(key="status_filter").set_value(["missing"]).run()
     frame = table(at)
     assert set(frame["target"]) == {r.target for r in expected.rows if r.status == "missing"}
-    at.multiselect(key="status_filter").set_value(["exact", "missing", "unused"]).run()
+    at.pills(key="status_filter").set_value(["exact", "missing", "unused"]).run()
     at.text_input(key="key_search").input("ATTN").run()       # case-insensitive, either side
     frame = table(at)
     keys = {r.target or r.source for r in expected.rows if "attn" in (r.target or "") + (r.source or "")}

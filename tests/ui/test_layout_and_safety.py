@@ -169,15 +169,15 @@ def test_reset_recipe_clears_the_recipe_uploader() -> None:
 
 def test_filter_and_search_survive_a_view_switch_and_an_input_switch() -> None:
     at = pick_pair(new_app(), 1)                                         # attention swap
-    at.multiselect(key=kept_key(at, "status_filter")).set_value(["missing"]).run()
+    at.pills(key=kept_key(at, "status_filter")).set_value(["missing"]).run()
     at.text_input(key=kept_key(at, "key_search")).input("attn").run()
     shown = len(table(at))
     view(at, "Download")
     view(at, "Alignment")
-    assert at.multiselect(key=kept_key(at, "status_filter")).value == ["missing"]
+    assert at.pills(key=kept_key(at, "status_filter")).value == ["missing"]
     assert at.text_input(key=kept_key(at, "key_search")).value == "attn" and len(table(at)) == shown
     upload(at, "source", "self.pt", Path(PAIRS[1].source.path).read_bytes())   # the table is gone, then back
-    assert at.multiselect(key=kept_key(at, "status_filter")).value == ["missing"]
+    assert at.pills(key=kept_key(at, "status_filter")).value == ["missing"]
     assert set(s[0] for s in table(at)["status"]) == {"missing"}
 
 

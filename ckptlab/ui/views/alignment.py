@@ -1,5 +1,7 @@
 """Alignment view: the table on the left, the editors that change it on the right (rules,
-explicit mappings, the recipe), so an edit and its effect are on one screen.
+explicit mappings, the recipe), so an edit and its effect are on one screen. On a screen
+narrower than ``layout.SIDE_BY_SIDE_PX`` (1800 px: 1280x720, 1440, 1600, a projector) or in the compact layout
+the editors go below the table, which then has the width to show status and reason.
 
 To add an editor tab, add one ``(label, draw)`` line to ``EDITORS``; ``draw(ctx)`` runs
 before the alignment is computed, so its edits show in this run.
@@ -10,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from ckptlab.ui import conversions, kept, rules, table
+from ckptlab.ui import conversions, kept, layout, rules, table
 
 # (tab label, draw(ctx) before the alignment)
 EDITORS: list[tuple[str, Any]] = [
@@ -26,7 +28,8 @@ EDITOR = "editor_part"
 
 def prepare(ctx: Any) -> None:
     with ctx.body:
-        left, right = st.columns([3, 2], gap="medium")
+        split = st.container(key=layout.STACKED if ctx.compact else layout.SPLIT)
+        left, right = split.columns([3, 2], gap="medium")
     ctx.slots["table"] = left
     with right:
         # one editor at a time (a segmented control: tabs would draw every grid on each run)
@@ -39,9 +42,15 @@ def prepare(ctx: Any) -> None:
             dict(EDITORS)[chosen](ctx)
 
 
+def reset() -> None:
+    """A new pair: no module filter from the last pair's treemap, an empty recipe uploader."""
+    table.clear_module()
+    rules.clear_upload()
+
+
 def show(alignment: Any, ctx: Any) -> None:
     with ctx.slots["table"]:
-        table.show(alignment)
+        table.show(alignment, ctx.compact)
     if "recipe" in ctx.slots:
         with ctx.slots["recipe"]:
             rules.recipe_panel(alignment)

@@ -1,6 +1,6 @@
 """Values & charts view: the treemap of parameters by module and a tensor's histogram
 (source beside merged). More panels (statistics and flags, the diff of two checkpoints)
-are one ``(label, draw)`` line each in ``PARTS``; each part fits one screen."""
+are one ``(label, draw)`` line each in ``PARTS``; a part scrolls with the page."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +16,6 @@ PARTS: list[tuple[str, Any]] = [
     ("Compare", compare.show),
 ]
 PART = "values_part"
-SCREEN = 820             # px below the two pickers: the view fits a 1000 px high window
 
 
 def show(alignment: Any, ctx: Any) -> None:
@@ -24,5 +23,4 @@ def show(alignment: Any, ctx: Any) -> None:
     chosen = labels[0]
     if len(PARTS) > 1:
         chosen = kept.segmented(st, "Part", labels, PART, labels[0], label_visibility="collapsed")
-    with st.container(height=SCREEN, border=False):     # one screen; a long part scrolls inside
-        dict(PARTS)[chosen](alignment)
+    dict(PARTS)[chosen](alignment)

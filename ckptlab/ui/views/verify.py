@@ -5,14 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import streamlit as st
-
 from ckptlab.ui import verify_panel
 
 
-SCREEN = 880           # px: the view below its picker fits a 1000 px high window
-
-
 def show(alignment: Any, ctx: Any) -> None:
-    with st.container(height=SCREEN, border=False):      # one screen; the panel scrolls inside
-        verify_panel.show(alignment, ctx.source, ctx.target)
+    verify_panel.show(alignment, ctx.source, ctx.target)        # scrolls with the page
