@@ -29,6 +29,7 @@ from ckptlab.align.types import (  # noqa: F401  (re-exported: the old module's 
 from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
 from ckptlab.io.weight_layout import weight_layouts
+from ckptlab.align.rule_scope import rename
 from ckptlab.align.warnings import orientation_warnings
 
 # -- the engine ---------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
         if clash:
             raise RecipeError(clash)
     claimed = conversions.claimed
-    renamed = recipe.rename([k for k in source_keys if k not in claimed] if claimed else source_keys, labels.rules)
+    renamed = rename([k for k in source_keys if k not in claimed] if claimed else source_keys, recipe, labels.rules)
     candidates: dict[str, list[tuple[str, str]]] = {}
     mapped: dict[str, str] = {}
     map_missing: dict[str, str] = {}
