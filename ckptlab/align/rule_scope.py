@@ -73,10 +73,55 @@ def _heads(rules: Iterable) -> list[str] | None:
 
 
 def rename(keys: list[str], recipe, labels: dict[int, str] | None = None) -> dict[str, tuple[str | None, str]]:
-    """``recipe.rename(keys, labels)``, with the keys no rule can touch passed over (``(key, "")``,
-    as the rules would give them), in the keys' order."""
-    passes = passes_over(recipe.rules) if recipe.rules else None
-    if passes is None:
-        return recipe.rename(keys, labels)
-    done = recipe.rename([k for k in keys if not passes(k)], labels)
-    return {k: done[k] if k in done else (k, "") for k in keys}
+    """``recipe.rename(keys, labels)``, in the keys' order, running each regex rule only on the
+    keys it may match. A key that every regex rule passes over is changed by its prefix rules
+    alone: such keys are grouped by the prefix rules that change them, and each group takes the
+    name those rules give and the reason ``recipe.rename`` gives one of them (the reason names
+    the rules that changed a key, the same for the whole group)."""
+    rules = list(recipe.rules)
+    if not any(rule.kind in _REGEX for rule in rules):
+        return recipe.rename(keys, labels)  # no regex: nothing to save
+    heads = [literal_head(rule.pattern) if rule.kind in ("replace", "drop") else "" for rule in rules]
+    slow: list[str] = []
+    groups: dict[tuple[int, ...], list[tuple[str, str]]] = {}
+    for key in keys:
+        found = _by_prefixes(key, rules, heads)
+        if found is None:
+            slow.append(key)
+        else:
+            groups.setdefault(found[0], []).append((key, found[1]))
+    out = recipe.rename(slow, labels) if slow else {}
+    for touched, members in groups.items():
+        if not touched:
+            out.update((key, (key, "")) for key, _ in members)
+            continue
+        first, name = members[0]
+        got, why = recipe.rename([first], labels)[first]
+        if got != name:  # (cannot happen: then the key takes the rules' own path)
+            out.update(recipe.rename([key for key, _ in members], labels))
+            continue
+        out.update((key, (new, why)) for key, new in members)
+    return {key: out[key] for key in keys}
+
+
+_REGEX = ("replace", "drop", "keep")
+
+
+def _by_prefixes(key: str, rules: Sequence, heads: list[str]) -> tuple[tuple[int, ...], str] | None:
+    """(positions of the rules that change ``key``, its new name) when only prefix rules change
+    it and every regex rule fails at its literal head; None when a regex rule may match."""
+    current, touched = key, []
+    for i, rule in enumerate(rules):
+        kind = rule.kind
+        if kind == "strip_prefix":
+            if current.startswith(rule.pattern):
+                current = current[len(rule.pattern):]
+                touched.append(i)
+        elif kind == "add_prefix":
+            current = rule.pattern + current
+            touched.append(i)
+        elif not heads[i] or current.startswith(heads[i]):  # keep, or a regex that may match
+            return None
+        if len(current) > limits.MAX_KEY_CHARS:  # the rules' own length check says it
+            return None
+    return tuple(touched), current
