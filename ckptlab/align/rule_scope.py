@@ -79,8 +79,8 @@ def rename(keys: list[str], recipe, labels: dict[int, str] | None = None) -> dic
     name those rules give and the reason ``recipe.rename`` gives one of them (the reason names
     the rules that changed a key, the same for the whole group)."""
     rules = list(recipe.rules)
-    if not any(rule.kind in _REGEX for rule in rules):
-        return recipe.rename(keys, labels)  # no regex: nothing to save
+    if not rules:
+        return {key: (key, "") for key in keys}  # what the rules give when there are none
     heads = [literal_head(rule.pattern) if rule.kind in ("replace", "drop") else "" for rule in rules]
     slow: list[str] = []
     groups: dict[tuple[int, ...], list[tuple[str, str]]] = {}
@@ -102,9 +102,6 @@ def rename(keys: list[str], recipe, labels: dict[int, str] | None = None) -> dic
             continue
         out.update((key, (new, why)) for key, new in members)
     return {key: out[key] for key in keys}
-
-
-_REGEX = ("replace", "drop", "keep")
 
 
 def _by_prefixes(key: str, rules: Sequence, heads: list[str]) -> tuple[tuple[int, ...], str] | None:
