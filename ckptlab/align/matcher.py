@@ -29,6 +29,7 @@ from ckptlab.align.types import (  # noqa: F401  (re-exported: the old module's 
 from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
 from ckptlab.io.weight_layout import weight_layouts
+from ckptlab.align.gc_pause import gc_paused
 from ckptlab.align.rule_scope import rename
 from ckptlab.align.warnings import orientation_warnings
 
@@ -434,7 +435,13 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
     ``params``: values for the known conversions' parameters (``{"heads": 32}``), over
     those of the recipe and those read from a model's config or a config.json beside a file.
+    The cyclic garbage collector is held off meanwhile (``gc_pause``: nothing here makes cycles).
     """
+    with gc_paused():
+        return _align(source, target, recipe, auto, params)
+
+
+def _align(source: Any, target: Any, recipe: Any, auto: str, params: Mapping[str, Any] | None) -> Alignment:
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
     given = Recipe.coerce(recipe)

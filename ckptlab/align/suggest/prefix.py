@@ -122,9 +122,11 @@ def prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
     state once the high ones are applied. Several stages ask it of the same state (the known
     conversions, the container, the pipeline): it is worked out once per state."""
     if "prefix" not in state._memo:
-        state._memo["prefix"] = _prefix_suggestions(state)
+        found, after = _prefix_suggestions(state)
+        # (None for "this state": a state holding itself would be a cycle only the collector frees)
+        state._memo["prefix"] = (found, None if after is state else after)
     found, after = state._memo["prefix"]
-    return list(found), after
+    return list(found), state if after is None else after
 
 
 def _prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
