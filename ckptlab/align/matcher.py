@@ -17,7 +17,7 @@ from typing import Any
 
 from ckptlab.vocab import Status
 from ckptlab.io.checkpoint import Checkpoint
-from ckptlab.recipe.groups import Group, Matches, find_groups, unbind_clash
+from ckptlab.recipe.groups import Group, Matches, unbind_clash
 from ckptlab.errors import AdaptError, RecipeError
 from ckptlab.io.tensor_info import dtype_name
 from ckptlab.recipe.adapt_spec import AdaptSpec
@@ -30,7 +30,7 @@ from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
 from ckptlab.io.weight_layout import weight_layouts
 from ckptlab.align.gc_pause import gc_paused
-from ckptlab.align.rule_scope import rename
+from ckptlab.align.rule_scope import find_groups_among, rename
 from ckptlab.align.warnings import orientation_warnings
 
 # -- the engine ---------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
     if recipe.convert:
         if source_shapes is None:
             raise RecipeError("convert: matching conversions needs the source's shapes")
-        conversions = find_groups(recipe.convert, source_shapes)
+        conversions = find_groups_among(recipe.convert, source_shapes)
         clash = unbind_clash(conversions.groups, target.keys())
         if clash:
             raise RecipeError(clash)

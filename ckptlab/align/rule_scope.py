@@ -1,17 +1,21 @@
-"""Which keys a list of rename rules cannot touch, told without running their regexes.
+"""Which keys a list of rename rules (or a recipe's conversions) cannot touch, told without
+running their patterns.
 
 A rule's regex runs under a time bound (``recipe.patterns``) that costs a few microseconds a
 call even when the pattern fails at its first character: over 20,000 keys, a rule such as
 ``^model\\.layers\\.11\\.mlp\\.`` (what the suggestion stages write) took most of an
 alignment. A pattern anchored at the start by literal text cannot match a key that does not
 begin with that text, so such keys are passed over unchanged; every other key goes through
-the rules exactly as before (same results, same reasons, same time bounds).
+the rules exactly as before (same results, same reasons, same time bounds). Likewise a
+``convert`` entry's source pattern only matches keys ending in its literal tail
+(``.self_attn.q_proj.weight``): the others are not offered to ``find_groups``.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
+from ckptlab.errors import RecipeError
 from ckptlab.io import limits
 
 _STOP = frozenset(".^$*+?{}[]()|")
@@ -122,3 +126,38 @@ def _by_prefixes(key: str, rules: Sequence, heads: list[str]) -> tuple[tuple[int
         if len(current) > limits.MAX_KEY_CHARS:  # the rules' own length check says it
             return None
     return tuple(touched), current
+
+
+def find_groups_among(conversions: Sequence, shapes: dict, strict: bool = True):
+    """``find_groups(conversions, shapes, strict)``, each conversion offered only the unclaimed
+    keys its source patterns may match (the others match none of them, so they join no group
+    and are claimed by none), in recipe order as ``find_groups`` does. A strict call that fails
+    is run again on every key: its message ("did you mean ...") names the closest of all of
+    them, as before."""
+    from ckptlab.recipe.groups import Matches, find_groups
+
+    out = Matches()
+    try:
+        for index, conversion in enumerate(conversions, start=1):
+            offered = _may_match(conversion, shapes, out.claimed)
+            for group in find_groups([conversion], offered, strict=strict, start=index).groups:
+                out.groups.append(group)
+                for key in group.sources:
+                    out.claimed[key] = group
+    except RecipeError:
+        if not strict:
+            raise
+        return find_groups(conversions, shapes, strict=True)
+    return out
+
+
+def _may_match(conversion, shapes: dict, claimed: dict) -> dict:
+    """The unclaimed keys of ``shapes`` (in order) that end as one of the conversion's source
+    patterns does after its last placeholder, or else begin as it does before its first."""
+    ends = [pattern.ends for pattern in conversion.from_patterns]
+    tails, heads = tuple({tail for _, tail in ends}), tuple({head for head, _ in ends})
+    if "" not in tails:
+        return {key: shape for key, shape in shapes.items() if key.endswith(tails) and key not in claimed}
+    if "" not in heads:
+        return {key: shape for key, shape in shapes.items() if key.startswith(heads) and key not in claimed}
+    return {key: shape for key, shape in shapes.items() if key not in claimed}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.align.rule_scope import literal_head, passes_over, rename
+from ckptlab.align.rule_scope import find_groups_among, literal_head, passes_over, rename
+from ckptlab.errors import RecipeError
+from ckptlab.recipe.conversion import Conversion
+from ckptlab.recipe.groups import find_groups
 from ckptlab.recipe.model import Recipe
 from ckptlab.recipe.rules import Rule
 
@@ -65,3 +69,33 @@ def test_passes_over_is_none_when_a_rule_may_touch_any_key():
     assert passes_over([Rule.from_dict({"keep": "^a"})]) is None
     passes = passes_over([Rule.from_dict({"replace": {"pattern": r"^a\.", "with": "b."}})])
     assert passes("b.c") and not passes("a.c")
+
+
+SHAPES = {"model.embed.weight": (10, 4), "model.layers.0.q.weight": (4, 4), "model.layers.0.k.weight": (4, 4),
+          "model.layers.1.q.weight": (4, 4), "model.layers.1.k.weight": (4, 4), "model.layers.0.q.bias": (4,),
+          "head.weight": (3, 4), "layers.0.q.weight": (4, 4)}
+ENTRIES = [
+    {"from": "model.layers.{i}.q.weight", "to": "blocks.{i}.q.weight"},
+    {"from": ["model.layers.{i}.q.weight", "model.layers.{i}.k.weight"], "to": "blocks.{i}.qk.weight",
+     "ops": [{"cat": 0}]},  # overlaps the first: it only gets what the first leaves
+    {"from": "{a}.layers.{i}.q.{p}", "to": "x.{a}.{i}.{p}"},  # ends in a placeholder: every key offered
+    {"from": "model.{name}.weight", "to": "m.{name}"},
+    {"from": "head.weight", "to": "out.weight"},
+]
+
+
+@pytest.mark.parametrize("picked", [[0], [1], [0, 1], [1, 0], [2, 3], [3, 2, 4], [0, 1, 2, 3, 4]])
+def test_find_groups_among_finds_what_find_groups_finds(picked):
+    convs = [Conversion.from_dict(ENTRIES[i], n) for n, i in enumerate(picked, start=1)]
+    want, got = find_groups(convs, SHAPES, strict=False), find_groups_among(convs, SHAPES, strict=False)
+    assert got.groups == want.groups and got.claimed == want.claimed
+    assert got.groups  # (something to compare)
+
+
+def test_a_strict_miss_says_what_find_groups_says():
+    convs = [Conversion.from_dict({"from": "model.layer.{i}.q.weight", "to": "b.{i}"}, 1)]
+    with pytest.raises(RecipeError) as want:
+        find_groups(convs, SHAPES)
+    with pytest.raises(RecipeError) as got:
+        find_groups_among(convs, SHAPES)
+    assert str(got.value) == str(want.value) and "did you mean" in str(got.value)

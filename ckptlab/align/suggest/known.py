@@ -61,7 +61,7 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
 def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Mapping[str, str],
            values: Mapping[str, Any]):
     from ckptlab.recipe.conversion import Conversion
-    from ckptlab.recipe.groups import find_groups
+    from ckptlab.align.rule_scope import find_groups_among
     from ckptlab.align.suggest.prefix import prefix_suggestions
 
     free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
@@ -70,7 +70,7 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
     left_out: list[str] = []
     for entry in data.get("convert", []):
         conv = Conversion.from_dict(entry, len(entries) + 1)
-        groups = find_groups([conv], free, strict=False).groups
+        groups = find_groups_among([conv], free, strict=False).groups
         groups = [g for g in groups if all(t in state.target_shapes for t in g.targets)]
         if not groups:
             continue  # this pair has no such tensors (no qkv bias, no head): leave the entry out

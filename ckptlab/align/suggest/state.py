@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ckptlab.align.rule_scope import passes_over, rename
+from ckptlab.align.rule_scope import find_groups_among, passes_over, rename
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.recipe.model import Recipe
 from ckptlab.recipe.rules import Rule
@@ -73,11 +73,10 @@ class State:
         """The state once these ``convert`` entries (dicts) claim what they match; entries
         that match nothing or whose ops do not fit are skipped here (align names them)."""
         from ckptlab.recipe.conversion import Conversion
-        from ckptlab.recipe.groups import find_groups
 
         convs = [Conversion.from_dict(e, i) for i, e in enumerate(entries, start=1)]
         free = {k: v for k, v in self.source_shapes.items() if k not in self.claimed}
-        found = find_groups(convs, free, strict=False)
+        found = find_groups_among(convs, free, strict=False)
         converted = dict(self.converted)
         claimed = set(self.claimed)
         names = dict(self.names)
