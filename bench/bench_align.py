@@ -181,7 +181,7 @@ def run_child(code: Path, args, cases: list[str]) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(code), "--keys", str(args.keys),
             "--repeats", str(args.repeats), "--cases", ",".join(cases)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), check=False)
     if done.returncode:
         raise SystemExit(f"child for {code} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -247,7 +247,7 @@ def suffix_matcher_scale(args) -> None:
     for n in args.pairs_sizes:
         src, tgt, _ = make_pair(n)
         # the prefixed side plays the model, so the suffix rule can match (as a wrapped model would)
-        seconds, matched, cpu = timed(lambda: all_pairs_suffix_match(src.keys(), tgt.keys()), 1)
+        seconds, matched, cpu = timed(lambda src=src, tgt=tgt: all_pairs_suffix_match(src.keys(), tgt.keys()), 1)
         per_key.append(cpu / (len(src) * len(tgt)))
         print(f"all-pairs suffix matcher at {len(src)} x {len(tgt)} keys: {seconds:.2f} s wall, "
               f"{cpu:.2f} s CPU ({len(matched)} matched)")

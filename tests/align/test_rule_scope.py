@@ -8,7 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.align.rule_scope import find_groups_among, literal_head, passes_over, rename
+from ckptlab.align.rule_scope import (
+    find_groups_among,
+    literal_head,
+    passes_over,
+    rename,
+)
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.conversion import Conversion
 from ckptlab.recipe.groups import find_groups
