@@ -6,7 +6,7 @@ shapes and no conflict. Everything is hashed (prefix/suffix components): no all-
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from difflib import SequenceMatcher
 
@@ -113,7 +113,10 @@ def rename_suggestions(state: State) -> list[Suggestion]:
         by_parent[_parent(path)][0][path] = keys
     for path, keys in t_mods.items():
         by_parent[_parent(path)][1][path] = keys
-    source_shape = lambda n: state.source_shapes[sources[n]]  # noqa: E731
+
+    def source_shape(name: str) -> Shape:
+        return state.source_shapes[sources[name]]
+
     out: list[Suggestion] = []
     positions = None
     for parent in sorted(by_parent):
@@ -137,9 +140,13 @@ def _may_pair(s_keys: dict[str, list[str]], t_keys: dict[str, list[str]]) -> boo
     names (what equal signatures need), told before the signatures are sorted."""
     if not s_keys or not t_keys:
         return False
-    outline = lambda path, keys: (len(keys), frozenset(k[len(path) + 1:] for k in keys))  # noqa: E731
-    s_outlines = {outline(p, keys) for p, keys in s_keys.items()}
-    return any(outline(p, keys) in s_outlines for p, keys in t_keys.items())
+    s_outlines = {_outline(p, keys) for p, keys in s_keys.items()}
+    return any(_outline(p, keys) in s_outlines for p, keys in t_keys.items())
+
+
+def _outline(path: str, keys: list[str]) -> tuple[int, frozenset]:
+    """How many keys a module has and their names inside it."""
+    return len(keys), frozenset(k[len(path) + 1:] for k in keys)
 
 
 def _pair_modules(s_sig: dict, t_sig: dict, s_pos: dict, t_pos: dict) -> list[Suggestion]:
