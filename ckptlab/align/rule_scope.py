@@ -151,6 +151,12 @@ def find_groups_among(conversions: Sequence, shapes: dict, strict: bool = True):
     return out
 
 
+def offered(conversion, shapes: dict) -> dict:
+    """The keys of ``shapes`` (in order) the conversion's source patterns may match: what
+    ``find_groups_among`` offers it when it comes first."""
+    return _may_match(conversion, shapes, {})
+
+
 def _may_match(conversion, shapes: dict, claimed: dict) -> dict:
     """The unclaimed keys of ``shapes`` (in order) that end as one of the conversion's source
     patterns does after its last placeholder, or else begin as it does before its first."""

@@ -76,11 +76,14 @@ class State:
 
         convs = [Conversion.from_dict(e, i) for i, e in enumerate(entries, start=1)]
         free = {k: v for k, v in self.source_shapes.items() if k not in self.claimed}
-        found = find_groups_among(convs, free, strict=False)
+        return self.with_groups(find_groups_among(convs, free, strict=False).groups)
+
+    def with_groups(self, groups) -> "State":
+        """The state once these conversion groups (in recipe order) claim their sources."""
         converted = dict(self.converted)
         claimed = set(self.claimed)
         names = dict(self.names)
-        for group in found.groups:
+        for group in groups:
             for tkey, shape in zip(group.targets, group.target_shapes):
                 if tkey in self.target_shapes:
                     converted[tkey] = (tuple(group.sources), tuple(shape))
