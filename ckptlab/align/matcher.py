@@ -247,8 +247,11 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
     single = group.sources[0] if len(group.sources) == 1 else None
     s_shape = tuple(s_info[single].shape) if single else None
-    s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
-    s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
+    if single:
+        s_dtype = name_of(s_info[single].dtype)
+    else:
+        s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
+        s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
     if got != t_shape and spec is not None and _preview(got, t_shape, spec, tkey) is None:
