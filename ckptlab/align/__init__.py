@@ -4,7 +4,9 @@
 - ``matcher``: ``align()``: rename by the recipe, apply suggestions, build the rows;
 - ``suggest/``: one-way suggestion stages (container, known conversions, prefix, structure,
   renames, adapters, order); ``warnings``: results that look fine and are not;
-- ``keyfold`` / ``module_tree``: keys folded for display, parameters grouped by module.
+- ``keyfold`` / ``module_tree``: keys folded for display, parameters grouped by module;
+- ``rule_scope`` / ``gc_pause``: speed without other results (a rule's regex skipped on keys its
+  literal head rules out; the cyclic collector held off while an alignment is built).
 
 ``from ckptlab.align import Alignment`` (the old path) keeps working; ``ckptlab.align`` the
 attribute of the package is the function.

@@ -17,7 +17,7 @@ from typing import Any
 
 from ckptlab.vocab import Status
 from ckptlab.io.checkpoint import Checkpoint
-from ckptlab.recipe.groups import Group, Matches, find_groups, unbind_clash
+from ckptlab.recipe.groups import Group, Matches, unbind_clash
 from ckptlab.errors import AdaptError, RecipeError
 from ckptlab.io.tensor_info import dtype_name
 from ckptlab.recipe.adapt_spec import AdaptSpec
@@ -29,6 +29,8 @@ from ckptlab.align.types import (  # noqa: F401  (re-exported: the old module's 
 from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
 from ckptlab.io.weight_layout import weight_layouts
+from ckptlab.align.gc_pause import gc_paused
+from ckptlab.align.rule_scope import find_groups_among, rename
 from ckptlab.align.warnings import orientation_warnings
 
 # -- the engine ---------------------------------------------------------------------------
@@ -78,12 +80,12 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
     if recipe.convert:
         if source_shapes is None:
             raise RecipeError("convert: matching conversions needs the source's shapes")
-        conversions = find_groups(recipe.convert, source_shapes)
+        conversions = find_groups_among(recipe.convert, source_shapes)
         clash = unbind_clash(conversions.groups, target.keys())
         if clash:
             raise RecipeError(clash)
     claimed = conversions.claimed
-    renamed = recipe.rename([k for k in source_keys if k not in claimed] if claimed else source_keys, labels.rules)
+    renamed = rename([k for k in source_keys if k not in claimed] if claimed else source_keys, recipe, labels.rules)
     candidates: dict[str, list[tuple[str, str]]] = {}
     mapped: dict[str, str] = {}
     map_missing: dict[str, str] = {}
@@ -168,17 +170,18 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         return names[dtype]
 
     ties = _tie_partners(target)
+    info, converted, candidates, adapt = target.info, m.converted, m.candidates, recipe.adapt  # (per key: locals)
     for tkey in target.keys():
-        t = target.info(tkey)
+        t = info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
-        if tkey in m.converted:
-            row = _converted_row(tkey, t_shape, t_dtype, m.converted[tkey], s_info, name_of, labels.convert,
-                                 recipe.adapt.get(tkey))
-            feeding.update(s for g, _ in m.converted[tkey] for s in g.sources)
+        if tkey in converted:
+            row = _converted_row(tkey, t_shape, t_dtype, converted[tkey], s_info, name_of, labels.convert,
+                                 adapt.get(tkey))
+            feeding.update(s for g, _ in converted[tkey] for s in g.sources)
             rows.append(row)
             continue
-        cands = m.candidates.get(tkey, [])
-        spec = recipe.adapt.get(tkey)
+        cands = candidates.get(tkey, [])
+        spec = adapt.get(tkey)
         if not cands and tkey in ties:
             cands, spec = _fed_through_tie(tkey, ties[tkey], m, recipe, spec)
         if not cands:
@@ -201,10 +204,12 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
         s = s_info[skey]
         s_shape, s_dtype = tuple(s.shape), name_of(s.dtype)
         dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
-        if s_shape == t_shape and not (spec is not None and spec.op == "reinit"):
-            status = "exact" if skey == tkey else "renamed"
-            reason = _join(why if status == Status.RENAMED else "same key and shape", dtype_note)
-            rows.append(Row(tkey, skey, status, t_shape, s_shape, t_dtype, s_dtype, reason, (skey,)))
+        if s_shape == t_shape and (spec is None or spec.op != "reinit"):
+            reason = why if skey != tkey else "same key and shape"  # (_join of one part: itself)
+            if dtype_note:
+                reason = _join(reason, dtype_note)
+            rows.append(Row(tkey, skey, "exact" if skey == tkey else "renamed", t_shape, s_shape, t_dtype, s_dtype,
+                            reason, (skey,)))
             continue
         if spec is None:
             reason = _join(why, shape_difference(s_shape, t_shape), dtype_note)
@@ -242,8 +247,11 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
     single = group.sources[0] if len(group.sources) == 1 else None
     s_shape = tuple(s_info[single].shape) if single else None
-    s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
-    s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
+    if single:
+        s_dtype = name_of(s_info[single].dtype)
+    else:
+        s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
+        s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
     got = tuple(group.target_shapes[i])
     dtype_note = f"dtype {s_dtype} vs {t_dtype} (the merge keeps {t_dtype})" if s_dtype != t_dtype else ""
     if got != t_shape and spec is not None and _preview(got, t_shape, spec, tkey) is None:
@@ -388,15 +396,18 @@ def _convert_sources(rule: Mapping[str, Any]) -> set[str]:
 
 
 def alignment_warnings(rows: list[Row], n_target: int, suggestions: list[Suggestion],
-                       notes: Iterable[str] = ()) -> list[str]:
+                       notes: Iterable[str] = (), loud: str | None | bool = False) -> list[str]:
     """Every warning of an alignment, the loudest first (one line each): few keys fed, what
     the suggestions could not do (a parameter missing), then the structural ones
     (``ckptlab.align.warnings``: partly fed modules, a square weight beside transposed siblings,
-    an adapter on a fused or transposed tensor)."""
+    an adapter on a fused or transposed tensor). ``loud``: ``fed_warning`` of these rows when the
+    caller has it already (False: work it out)."""
     from ckptlab.align.warnings import structural_warnings
 
+    if loud is False:
+        loud = fed_warning(rows, n_target, suggestions)
     caveats = [s.caveat for s in suggestions if s.applied and s.caveat]  # guesses, said once applied
-    return [w for w in (fed_warning(rows, n_target, suggestions), *notes, *caveats, *structural_warnings(rows)) if w]
+    return [w for w in (loud, *notes, *caveats, *structural_warnings(rows)) if w]
 
 
 def fed_warning(rows: list[Row], n_target: int, suggestions: list[Suggestion]) -> str | None:
@@ -427,7 +438,13 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
     ``params``: values for the known conversions' parameters (``{"heads": 32}``), over
     those of the recipe and those read from a model's config or a config.json beside a file.
+    The cyclic garbage collector is held off meanwhile (``gc_pause``: nothing here makes cycles).
     """
+    with gc_paused():
+        return _align(source, target, recipe, auto, params)
+
+
+def _align(source: Any, target: Any, recipe: Any, auto: str, params: Mapping[str, Any] | None) -> Alignment:
     if auto not in AUTO_LEVELS:
         raise RecipeError(f"auto: expected one of {', '.join(AUTO_LEVELS)}, got {auto!r}")
     given = Recipe.coerce(recipe)
@@ -444,10 +461,10 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     if effective.container is not None and effective.container != src.container:
         src = with_declared_ties(source, _open_source(src, effective.container))
     rows = _note_restored_ties(build_rows(src, tgt, effective, labels), src)
-    warnings = alignment_warnings(rows, len(tgt), suggestions, notes)
+    loud = fed_warning(rows, len(tgt), suggestions)
+    warnings = alignment_warnings(rows, len(tgt), suggestions, notes, loud)
     warnings += orientation_warnings(rows, weight_layouts(source), weight_layouts(target))  # what classes say
-    return Alignment(src, tgt, given, effective, rows, suggestions, warnings,
-                     fed_warning=fed_warning(rows, len(tgt), suggestions))
+    return Alignment(src, tgt, given, effective, rows, suggestions, warnings, fed_warning=loud)
 
 
 def _note_restored_ties(rows: list[Row], source: Checkpoint) -> list[Row]:

@@ -96,11 +96,14 @@ def _partly_fed(rows) -> list[str]:
     return _more(lines, "modules")
 
 
+_FLIP_STATUSES = (Status.CONVERTED, Status.MISMATCH, Status.ADAPTED)
+
+
 def _square_beside_transposed(rows) -> list[str]:
     flipped_blocks: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        if r.source_shape is not None and transposed(tuple(r.source_shape), tuple(r.target_shape)) and (
-                r.status in (Status.CONVERTED, Status.MISMATCH, Status.ADAPTED)):
+    for r in rows:  # (the status first: the cheap test, and most rows are exact or renamed)
+        if r.status in _FLIP_STATUSES and r.source_shape is not None and transposed(
+                tuple(r.source_shape), tuple(r.target_shape)):
             flipped_blocks[block(r.target)].append(r.target)
     if not flipped_blocks:
         return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +59,20 @@ class _Found:
     def node(self) -> Any:
         return self.chain[-1][1] if self.chain else None
 
+    @cached_property
+    def nbytes(self) -> int:
+        """Bytes of the tensors (asked by the ranking and by the candidate: summed once)."""
+        return sum(t.info.nbytes for t in self.mapping.values())
+
     def candidate(self) -> Candidate:
-        return Candidate(self.path, len(self.mapping), sum(t.info.nbytes for t in self.mapping.values()))
+        return Candidate(self.path, len(self.mapping), self.nbytes)
 
     def rank(self) -> tuple:
         parts = self.path.split(".") if self.path else []
         optimizer = any(p.lower() in OPTIMIZER_NAMES or "optim" in p.lower() for p in parts) or all(
             key.rsplit(".", 1)[-1] in OPTIMIZER_SLOTS for key in self.mapping)
         name = KNOWN_NAMES.index(parts[-1]) if parts and parts[-1] in KNOWN_NAMES else len(KNOWN_NAMES)
-        nbytes = sum(t.info.nbytes for t in self.mapping.values())
-        return (optimizer, -len(self.mapping), name, -nbytes, len(parts), self.path)
+        return (optimizer, -len(self.mapping), name, -self.nbytes, len(parts), self.path)
 
 
 def _join(prefix: str, key: Any) -> str:
@@ -115,10 +120,11 @@ def _mapping_of(node: Any) -> tuple[dict[str, LazyTensor], frozenset]:
         return module_state_dict(node), frozenset(k for k, _ in _children(node))
     children = _children(node)
     direct = {k: v for k, v in children if isinstance(v, LazyTensor)}
-    mapping = {str(k): v for k, v in direct.items()}
+    # (str keys, the usual case, are kept as they are: str(k) would give the same keys)
+    mapping = dict(direct) if all(type(k) is str for k in direct) else {str(k): v for k, v in direct.items()}
     consumed = set(direct)
-    if isinstance(node, dict):
-        trees = {k: t for k, v in children if (t := _tensor_tree(v)) is not None}
+    if isinstance(node, dict):  # (only a dict can be a tensor tree: _tensor_tree of anything else is None)
+        trees = {k: t for k, v in children if isinstance(v, dict) and (t := _tensor_tree(v)) is not None}
         # Nested parts ({"backbone": {...}, "head": {...}}) read as one dotted state_dict, but
         # alternatives (model vs model_ema: known names, or the same keys twice) do not.
         alternatives = any(k in KNOWN_NAMES for k in trees) or len({frozenset(t) for t in trees.values()}) < len(trees)
@@ -142,7 +148,7 @@ def find(root: Any) -> list[_Found]:
         if mapping:
             found.append(_Found(path, chain, mapping, consumed))
         for key, child in _children(node):
-            if isinstance(child, (dict, list, tuple, Placeholder)):
+            if type(child) is not LazyTensor and isinstance(child, (dict, list, tuple, Placeholder)):
                 visit(child, _join(path, key), chain + ((key, child),), depth + 1)
 
     visit(root, "", (), 0)

@@ -17,15 +17,18 @@ Shape = tuple[int, ...]
 def adapter_suggestions(state: State, recipe: Recipe) -> list[Suggestion]:
     cands = state.candidates()
     mismatched: dict[str, dict[str, tuple[Shape, Shape]]] = defaultdict(dict)
+    adapt, converted, mapped = recipe.adapt, state.converted, state.mapped
+    source_shapes, target_shapes = state.source_shapes, state.target_shapes
     for tkey in state.target_order:
         skeys = cands.get(tkey)
-        if not skeys or len(skeys) != 1 or tkey in recipe.adapt or (
-                tkey in state.converted and tkey not in state.mapped):
+        if not skeys or len(skeys) != 1 or tkey in adapt or (tkey in converted and tkey not in mapped):
             continue  # (an adapter never applies to a conversion's output)
-        s_shape, t_shape = state.source_shapes[skeys[0]], state.target_shapes[tkey]
+        s_shape, t_shape = source_shapes[skeys[0]], target_shapes[tkey]
         if s_shape != t_shape:
             mismatched[_parent(tkey)][tkey] = (s_shape, t_shape)
-    first_conv = next((k for k in state.target_order if len(state.target_shapes[k]) == 4), None)
+    if not mismatched:
+        return []
+    first_conv = next((k for k in state.target_order if len(target_shapes[k]) == 4), None)
     out = []
     for module, keys in mismatched.items():
         found = _head(module, keys) or _input_conv(keys, first_conv) or _one_dim(module, keys)

@@ -60,18 +60,20 @@ def known_suggestions(state, params: Mapping[str, Any] | None = None, sides: Ite
 
 def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Mapping[str, str],
            values: Mapping[str, Any]):
+    from ckptlab.align.rule_scope import find_groups_among, offered
     from ckptlab.align.suggest.prefix import prefix_suggestions
     from ckptlab.recipe.conversion import Conversion
-    from ckptlab.recipe.groups import find_groups
 
     free = {k: v for k, v in state.source_shapes.items() if k not in state.claimed}
     entries = []
     misfit = []
     left_out: list[str] = []
+    found = []  # (keys offered, groups) of each entry kept: what with_conversions would find again
     for entry in data.get("convert", []):
         conv = Conversion.from_dict(entry, len(entries) + 1)
-        groups = find_groups([conv], free, strict=False).groups
-        groups = [g for g in groups if all(t in state.target_shapes for t in g.targets)]
+        keys = offered(conv, free)
+        every = find_groups_among([conv], keys, strict=False).groups
+        groups = [g for g in every if all(t in state.target_shapes for t in g.targets)]
         if not groups:
             continue  # this pair has no such tensors (no qkv bias, no head): leave the entry out
         fits = all(tuple(shape) == state.target_shapes[t] for g in groups for t, shape in zip(g.targets, g.target_shapes))
@@ -81,12 +83,13 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
             left_out.extend(t for g in groups for t in g.targets)
             continue
         entries.append(entry)
+        found.append((keys, every))
         if not fits:
             misfit.append(entry)
     rules = [Rule.from_dict(r, i) for i, r in enumerate(data.get("rules", []), start=1)]
     if not entries and not rules:
         return None
-    after = state.with_conversions(entries) if entries else state
+    after = _converted(state, entries, found) if entries else state
     for rule in rules:
         after = after.with_rule(rule)
     before_conflicts = state.stats().conflict
@@ -119,3 +122,15 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
         part = f" (rule {i} of {len(rules)})" if len(rules) > 1 else ""
         suggestions.append(Suggestion(rule.to_dict(), confidence, reason + part, gain))
     return suggestions, applied
+
+
+def _converted(state, entries: list[dict], found: list[tuple[dict, list]]):
+    """``state.with_conversions(entries)``, from the groups each entry found on its own when no
+    entry was offered a key an earlier one claims (then each is offered, in recipe order, the
+    very keys it was offered alone, and finds the same groups); else worked out again."""
+    claimed: set[str] = set()
+    for keys, groups in found:
+        if not claimed.isdisjoint(keys):
+            return state.with_conversions(entries)
+        claimed.update(s for g in groups for s in g.sources)
+    return state.with_groups([g for _, groups in found for g in groups])

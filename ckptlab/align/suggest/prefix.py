@@ -6,7 +6,7 @@ shapes and no conflict. Everything is hashed (prefix/suffix components): no all-
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,27 +45,47 @@ def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> 
     Targets are indexed by every rest-after-a-prefix; each source looks its own rests up.
     A rest of one component ("weight") only counts when it is a whole key on one side,
     and a rest shared by many target keys is skipped: it explains nothing by itself.
+    Only the rests some sampled source has are indexed (the rest would never be looked up).
     """
-    index: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for tkey in targets:
-        for prefix, rest, _ in _splits(tkey):
-            index[rest].append((prefix, tkey))
-    counts: Counter = Counter()
     names = list(sources)
     step = max(1, len(names) // COUNT_SAMPLE)  # counts only rank candidates; grading is exact
-    for name in names[::step]:
-        skey = sources[name]
-        shape = state.source_shapes[skey]
-        for a, rest, depth in _splits(name):
+    sample = names[::step]
+    splits = [(name, list(_splits(name))) for name in sample]
+    wanted = {rest for _, parts in splits for _, rest, _ in parts}
+    index: dict[str, list[tuple[str, str]]] = {}
+    for tkey in targets:  # _splits, inline: this runs for every target key
+        if tkey in wanted:
+            _add(index, tkey, ("", tkey))
+        cut = tkey.find(".")
+        for _ in range(MAX_PREFIX_DEPTH):
+            if cut == -1:
+                break
+            rest = tkey[cut + 1:]
+            if rest in wanted:
+                _add(index, rest, (tkey[:cut + 1], tkey))
+            cut = tkey.find(".", cut + 1)
+    counts: Counter = Counter()
+    source_shapes, target_shapes = state.source_shapes, state.target_shapes
+    for name, parts in splits:
+        shape = source_shapes[sources[name]]
+        for a, rest, depth in parts:
             hits = index.get(rest)
             if not hits or len(hits) > MAX_BUCKET:
                 continue
             for b, tkey in hits:
                 if a == b or (depth < 2 and a and b) or _sibling_rename(a, b):
                     continue
-                if state.target_shapes[tkey] == shape:
+                if target_shapes[tkey] == shape:
                     counts[(a, b)] += 1
     return counts
+
+
+def _add(index: dict[str, list], key: str, item: tuple) -> None:
+    hit = index.get(key)
+    if hit is None:
+        index[key] = [item]
+    else:
+        hit.append(item)
 
 
 def _sibling_rename(a: str, b: str) -> bool:
@@ -99,7 +119,17 @@ def _restricted_rule(a: str, b: str, heads: set[str]) -> dict:
 
 def prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
     """Successive prefix fixes: every high one found, then at most one weaker one; and the
-    state once the high ones are applied."""
+    state once the high ones are applied. Several stages ask it of the same state (the known
+    conversions, the container, the pipeline): it is worked out once per state."""
+    if "prefix" not in state._memo:
+        found, after = _prefix_suggestions(state)
+        # (None for "this state": a state holding itself would be a cycle only the collector frees)
+        state._memo["prefix"] = (found, None if after is state else after)
+    found, after = state._memo["prefix"]
+    return list(found), state if after is None else after
+
+
+def _prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
     out: list[Suggestion] = []
     for _ in range(MAX_PREFIX_ROUNDS):
         found = _best_prefix(state)
@@ -110,6 +140,13 @@ def prefix_suggestions(state: State) -> tuple[list[Suggestion], State]:
             break
         state = found.state
     return out, state
+
+
+def _under(keys, prefix: str) -> int:
+    """How many of ``keys`` start with ``prefix``."""
+    if not prefix:
+        return len(keys)
+    return sum(1 for key in keys if key.startswith(prefix))
 
 
 @dataclass
@@ -163,8 +200,8 @@ def _grade(state: State, base: Stats, sources: dict[str, str], targets: set[str]
         return None
     new_conflicts = after.conflict - base.conflict
     new_mismatch = after.mismatch - base.mismatch
-    under_a = sum(name.startswith(a) for name in sources)
-    under_b = sum(t.startswith(b) for t in targets)
+    under_a = _under(sources, a)
+    under_b = _under(targets, b)
     most = 2 * gain > under_a and 2 * gain > under_b
     clean = not lost and not new_conflicts and 4 * len(new_mismatch) <= gain
     if gain >= 2 and most and clean:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from difflib import SequenceMatcher
 
@@ -23,25 +23,47 @@ def _parent(path: str) -> str:
     return path.rpartition(".")[0]
 
 
+_TOP = "\U0010ffff"  # the highest code point: path + "." + _TOP sorts after the keys under path
+
+
 def _maximal_modules(names: Iterable[str], all_names: Iterable[str]) -> dict[str, list[str]]:
     """Largest modules (never the root) whose every key is in ``names``: path -> keys."""
     names = list(names)
-    inside: Counter = Counter()
+    all_names = list(all_names)
+    if len(names) == len(all_names) and set(names) == set(all_names) and not any(_TOP in n for n in names):
+        # every key is in ``names`` (nothing fed yet): every module is complete, so each key
+        # goes to its outermost one (what the count below finds, without counting)
+        modules: dict[str, list[str]] = {}
+        for name in names:
+            cut = name.find(".")
+            if cut != -1:
+                _add(modules, name[:cut], name)
+        return modules
+    inside: dict[str, int] = {}
     for name in names:
-        inside.update(_module_paths(name))
+        for path in _module_paths(name):
+            inside[path] = inside.get(path, 0) + 1
     ordered = sorted(all_names)  # keys under a path form one run of the sorted names
 
     def total(path: str) -> int:
-        return bisect_left(ordered, path + ".\U0010ffff") - bisect_left(ordered, path + ".")
+        return bisect_left(ordered, path + "." + _TOP) - bisect_left(ordered, path + ".")
 
     complete = {path for path, n in inside.items() if total(path) == n}
-    modules: dict[str, list[str]] = {}
+    modules = {}
     for name in names:
         for path in _module_paths(name):
             if path in complete:
-                modules.setdefault(path, []).append(name)
+                _add(modules, path, name)
                 break
     return modules
+
+
+def _add(index: dict[str, list[str]], key: str, item: str) -> None:
+    hit = index.get(key)
+    if hit is None:
+        index[key] = [item]
+    else:
+        hit.append(item)
 
 
 def _module_paths(name: str) -> list[str]:
@@ -74,21 +96,45 @@ def rename_suggestions(state: State) -> list[Suggestion]:
     current = [n for n in state.names.values() if n is not None]
     s_mods = _maximal_modules(sources, current)
     t_mods = _maximal_modules(targets, state.target_shapes)
-    s_pos = {name: i / max(len(current), 1) for i, name in enumerate(current)}
-    t_pos = {name: i / max(len(state.target_order), 1) for i, name in enumerate(state.target_order)}
     by_parent: dict[str, tuple[dict, dict]] = defaultdict(lambda: ({}, {}))
     for path, keys in s_mods.items():
-        by_parent[_parent(path)][0][path] = _signature(path, keys, lambda n: state.source_shapes[sources[n]])
+        by_parent[_parent(path)][0][path] = keys
     for path, keys in t_mods.items():
-        by_parent[_parent(path)][1][path] = _signature(path, keys, state.target_shapes.__getitem__)
+        by_parent[_parent(path)][1][path] = keys
+
+    def source_shape(name: str) -> Shape:
+        return state.source_shapes[sources[name]]
+
     out: list[Suggestion] = []
+    positions = None
     for parent in sorted(by_parent):
-        s_sig, t_sig = by_parent[parent]
-        same = set(s_sig) & set(t_sig)  # kept its name, changed its content: rebuilt, not renamed
-        s_sig = {p: sig for p, sig in s_sig.items() if p not in same}
-        t_sig = {p: sig for p, sig in t_sig.items() if p not in same}
-        out.extend(_pair_modules(s_sig, t_sig, s_pos, t_pos))
+        s_keys, t_keys = by_parent[parent]
+        same = set(s_keys) & set(t_keys)  # kept its name, changed its content: rebuilt, not renamed
+        s_keys = {p: keys for p, keys in s_keys.items() if p not in same}
+        t_keys = {p: keys for p, keys in t_keys.items() if p not in same}
+        if not _may_pair(s_keys, t_keys):
+            continue  # no two modules alike: no pairing, whatever their shapes
+        s_sig = {p: _signature(p, keys, source_shape) for p, keys in s_keys.items()}
+        t_sig = {p: _signature(p, keys, state.target_shapes.__getitem__) for p, keys in t_keys.items()}
+        if positions is None:
+            positions = ({name: i / max(len(current), 1) for i, name in enumerate(current)},
+                         {name: i / max(len(state.target_order), 1) for i, name in enumerate(state.target_order)})
+        out.extend(_pair_modules(s_sig, t_sig, *positions))
     return out
+
+
+def _may_pair(s_keys: dict[str, list[str]], t_keys: dict[str, list[str]]) -> bool:
+    """Whether some source module and some target module have as many keys with the same leaf
+    names (what equal signatures need), told before the signatures are sorted."""
+    if not s_keys or not t_keys:
+        return False
+    s_outlines = {_outline(p, keys) for p, keys in s_keys.items()}
+    return any(_outline(p, keys) in s_outlines for p, keys in t_keys.items())
+
+
+def _outline(path: str, keys: list[str]) -> tuple[int, frozenset]:
+    """How many keys a module has and their names inside it."""
+    return len(keys), frozenset(k[len(path) + 1:] for k in keys)
 
 
 def _pair_modules(s_sig: dict, t_sig: dict, s_pos: dict, t_pos: dict) -> list[Suggestion]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ckptlab.align.rule_scope import find_groups_among, passes_over, rename
 from ckptlab.io.checkpoint import Checkpoint
 from ckptlab.recipe.model import Recipe
 from ckptlab.recipe.rules import Rule
@@ -27,15 +28,18 @@ class State:
     converted: dict[str, tuple[tuple[str, ...], Shape]] = field(default_factory=dict)
     claimed: frozenset = frozenset()
     _candidates: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+    # what the stages ask of one state again and again (a State is never changed in place:
+    # every change is a new one), so each is computed once: stats, unexplained, the prefix stage
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, source: Checkpoint, target: Checkpoint, recipe: Recipe) -> "State":
-        target_shapes = {key: tuple(target.info(key).shape) for key in target.keys()}
-        source_shapes = {key: tuple(source.info(key).shape) for key in source.keys()}
+        target_shapes = _shapes(target)
+        source_shapes = _shapes(source)
         state = cls({key: key for key in source_shapes}, source_shapes, target_shapes, target.keys(), {})
         if recipe.convert:
             state = state.with_conversions([c.to_dict() for c in recipe.convert])
-        renamed = recipe.rename([k for k in source_shapes if k not in state.claimed])
+        renamed = rename([k for k in source_shapes if k not in state.claimed], recipe)
         names = {key: (None if key in state.claimed else renamed[key][0]) for key in source_shapes}
         mapped = {t: s for t, s in recipe.map.items() if t in target_shapes and s in names}
         return state._copy(names=names, mapped=mapped)
@@ -48,22 +52,28 @@ class State:
         return State(**fields)
 
     def with_rule(self, rule: Rule) -> "State":
-        names = {key: (None if new is None else rule.apply(new)) for key, new in self.names.items()}
+        apply, passes = rule.apply, passes_over([rule])  # keys the rule cannot touch skip its regex
+        if passes is None:
+            names = {key: (None if new is None else apply(new)) for key, new in self.names.items()}
+        else:
+            names = {key: (new if new is None or passes(new) else apply(new)) for key, new in self.names.items()}
         return self._copy(names=names)
 
     def with_conversions(self, entries: list[dict]) -> "State":
         """The state once these ``convert`` entries (dicts) claim what they match; entries
         that match nothing or whose ops do not fit are skipped here (align names them)."""
         from ckptlab.recipe.conversion import Conversion
-        from ckptlab.recipe.groups import find_groups
 
         convs = [Conversion.from_dict(e, i) for i, e in enumerate(entries, start=1)]
         free = {k: v for k, v in self.source_shapes.items() if k not in self.claimed}
-        found = find_groups(convs, free, strict=False)
+        return self.with_groups(find_groups_among(convs, free, strict=False).groups)
+
+    def with_groups(self, groups) -> "State":
+        """The state once these conversion groups (in recipe order) claim their sources."""
         converted = dict(self.converted)
         claimed = set(self.claimed)
         names = dict(self.names)
-        for group in found.groups:
+        for group in groups:
             for tkey, shape in zip(group.targets, group.target_shapes):
                 if tkey in self.target_shapes:
                     converted[tkey] = (tuple(group.sources), tuple(shape))
@@ -89,9 +99,14 @@ class State:
 
     def _find_candidates(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
+        targets, mapped, converted = self.target_shapes, self.mapped, self.converted
         for skey, new in self.names.items():
-            if new is not None and new in self.target_shapes and new not in self.mapped and new not in self.converted:
-                out.setdefault(new, []).append(skey)
+            if new in targets and new not in mapped and new not in converted:  # (None is no target key)
+                hit = out.get(new)
+                if hit is None:
+                    out[new] = [skey]
+                else:
+                    hit.append(skey)
         for tkey, (skeys, _) in self.converted.items():
             if tkey not in self.mapped:
                 out[tkey] = [skeys[0]]
@@ -107,23 +122,46 @@ class State:
         return self.source_shapes[skey]
 
     def stats(self) -> "Stats":
+        """Target keys fed, mismatched, in conflict (computed once per state: never change it)."""
+        if "stats" not in self._memo:
+            self._memo["stats"] = self._stats()
+        return self._memo["stats"]
+
+    def _stats(self) -> "Stats":
         fed, mismatch, conflict = set(), set(), set()
+        converted, mapped = self.converted, self.mapped
+        source_shapes, target_shapes = self.source_shapes, self.target_shapes
         for tkey, skeys in self.candidates().items():
             if len(skeys) > 1:
                 conflict.add(tkey)
-            elif self.shape_fed(tkey, skeys[0]) == self.target_shapes[tkey]:
+                continue
+            conv = converted.get(tkey) if converted else None  # shape_fed, inline: it runs per key
+            shape = conv[1] if conv is not None and tkey not in mapped else source_shapes[skeys[0]]
+            if shape == target_shapes[tkey]:
                 fed.add(tkey)
             else:
                 mismatch.add(tkey)
         return Stats(fed, mismatch, conflict)
 
     def unexplained(self) -> tuple[dict[str, str], set[str]]:
-        """(current name -> source key) of sources feeding nothing, and unfed target keys."""
+        """(current name -> source key) of sources feeding nothing, and unfed target keys
+        (computed once per state; callers only read them)."""
+        if "unexplained" not in self._memo:
+            self._memo["unexplained"] = self._unexplained()
+        return self._memo["unexplained"]
+
+    def _unexplained(self) -> tuple[dict[str, str], set[str]]:
         cands = self.candidates()
         used = {s for skeys in cands.values() for s in skeys}
         sources = {new: skey for skey, new in self.names.items() if new is not None and skey not in used}
         targets = {t for t in self.target_shapes if t not in cands}
         return sources, targets
+
+
+def _shapes(checkpoint: Checkpoint) -> dict[str, Shape]:
+    """Key -> shape, in key order (``tuple`` of a tuple is the tuple itself: no copy)."""
+    info = checkpoint.info
+    return {key: tuple(info(key).shape) for key in checkpoint.keys()}
 
 
 @dataclass

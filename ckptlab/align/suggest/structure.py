@@ -114,9 +114,13 @@ def structure_suggestions(state) -> list[Suggestion]:
 
 
 def _name_pairs(state) -> dict[str, str]:
-    """Target key -> the one source key its name pairs it with (no conversion, no map)."""
-    return {t: s[0] for t, s in state.candidates().items()
-            if len(s) == 1 and t not in state.converted and t not in state.mapped}
+    """Target key -> the one source key its name pairs it with (no conversion, no map);
+    once per state (two finders ask it of the same one; callers only read it)."""
+    if "name_pairs" not in state._memo:
+        converted, mapped = state.converted, state.mapped
+        state._memo["name_pairs"] = {t: s[0] for t, s in state.candidates().items()
+                                     if len(s) == 1 and t not in converted and t not in mapped}
+    return state._memo["name_pairs"]
 
 
 def _free_sources(state) -> list[str]:
@@ -125,7 +129,8 @@ def _free_sources(state) -> list[str]:
 
 def _transposed_family(state) -> Suggestion | None:
     pairs = _name_pairs(state)
-    flipped = {t: s for t, s in pairs.items() if transposed(state.source_shapes[s], state.target_shapes[t])}
+    source_shapes, target_shapes = state.source_shapes, state.target_shapes
+    flipped = {t: s for t, s in pairs.items() if transposed(source_shapes[s], target_shapes[t])}
     if not flipped:
         return None
     blocks = {block(t) for t in flipped}

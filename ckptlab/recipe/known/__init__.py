@@ -122,11 +122,14 @@ class KeyIndex:
         self.shapes = dict(keys) if isinstance(keys, Mapping) else {}
         self.keys = list(keys)
         self.by_tail: dict[str, list[str]] = {}
-        for key in self.keys:
-            last = key.rpartition(".")[2]
-            self.by_tail.setdefault(last, []).append(key)
-            if last != key:
-                self.by_tail.setdefault(_tail(key), []).append(key)
+        by_tail = self.by_tail
+        for key in self.keys:  # (its last component, then its last two: ``_tail``, inline)
+            cut = key.rfind(".")
+            if cut == -1:
+                _append(by_tail, key, key)
+                continue
+            _append(by_tail, key[cut + 1:], key)
+            _append(by_tail, key[key.rfind(".", 0, cut) + 1:], key)
 
     def candidates(self, pattern: str) -> list[str]:
         tail = _tail(pattern)
@@ -156,6 +159,14 @@ class KeyIndex:
             if m:
                 counts[m.group(1)] = counts.get(m.group(1), 0) + 1
         return counts
+
+
+def _append(index: dict[str, list[str]], tail: str, key: str) -> None:
+    hit = index.get(tail)
+    if hit is None:
+        index[tail] = [key]
+    else:
+        hit.append(key)
 
 
 def _tail(key: str) -> str:
