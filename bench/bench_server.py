@@ -34,6 +34,7 @@ import argparse
 import concurrent.futures as cf
 import csv
 import glob
+import itertools
 import json
 import os
 import platform
@@ -53,8 +54,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e import appdriver as drive  # noqa: E402
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, start_app, stop_app, wait_idle  # noqa: E402
+from tests.e2e import appdriver as drive
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    start_app,
+    stop_app,
+    wait_idle,
+)
 
 GRACE_S = 2                       # CKPTLAB_SESSION_GRACE for the bench's server
 AFTER_S = GRACE_S + 5 + 3         # grace + the janitor's tick (lifecycle.TICK_S) + slack
@@ -276,7 +285,7 @@ class Monitor:
         """The server's CPU use in a phase, in cores (1.0 = one core busy)."""
         spans = self.of(phase)
         busy = wall = 0.0
-        for a, b in zip(spans, spans[1:]):
+        for a, b in itertools.pairwise(spans):
             if b.t - a.t < 1.0:                    # consecutive samples of one stretch of the phase
                 busy, wall = busy + b.cpu_s - a.cpu_s, wall + b.t - a.t
         return busy / wall if wall else 0.0
@@ -284,7 +293,17 @@ class Monitor:
 
 # -- one N -----------------------------------------------------------------------------------
 @dataclass
+class Server:
+    label: str
+    url: str
+    proc: subprocess.Popen
+    monitor: Monitor
+    hostile: Hostile
+
+
+@dataclass
 class Block:
+    label: str
     visitors: int
     quiet: list[float] = field(default_factory=list)
     hostile: list[float] = field(default_factory=list)
@@ -300,78 +319,149 @@ def run_visits(browsers: list[Browser], url: str, n: int) -> list[tuple[float, f
     return [f.result(timeout=900) for f in futures]
 
 
-def run_block(n: int, rounds: int, url: str, browsers: list[Browser], hostile_browser: Browser,
-              hostile: Hostile, monitor: Monitor, round_base: int) -> Block:
-    block = Block(n)
-    monitor.phase = f"N={n} setup"
-    block.before = monitor.take()
-    hostile_browser.submit(hostile.open, url).result(timeout=900)
+def hostile_round(server: Server, block: Block, browsers: list[Browser], hostile_browser: Browser,
+                  round_no: int) -> None:
+    sent = threading.Event()
+    attack = hostile_browser.submit(server.hostile.attack, round_no, sent)
+    while not sent.wait(0.1):
+        if attack.done():
+            attack.result()                    # raises what went wrong
+    time.sleep(0.5)                            # the upload reaches the server, the rename starts
+    visits = run_visits(browsers, server.url, block.visitors)
+    result = attack.result(timeout=900)
+    block.attacks.append(result)
+    block.hostile += [s for _, _, s in visits]
+    block.overlapped += sum(end <= result["rename end"] for _, end, _ in visits)
+
+
+def run_block(n: int, rounds: int, servers: list[Server], browsers: list[Browser], hostile_browser: Browser,
+              round_base: int) -> list[Block]:
+    """Every server's quiet and hostile rounds for N visitors, their order rotated each round."""
+    blocks = {s.label: Block(s.label, n) for s in servers}
+    for server in servers:
+        server.monitor.phase = f"N={n} setup"
+        blocks[server.label].before = server.monitor.take()
+        hostile_browser.submit(server.hostile.open, server.url).result(timeout=900)
+    combos = [(server, kind) for server in servers for kind in ("quiet", "hostile")]
     for r in range(rounds):
-        for kind in (("quiet", "hostile") if r % 2 == 0 else ("hostile", "quiet")):
-            monitor.phase = f"N={n} {kind}"
-            print(f"  N={n} round {r + 1}/{rounds}: {kind}", file=sys.stderr, flush=True)
+        order = combos[r % len(combos):] + combos[:r % len(combos)]
+        for server, kind in (order if r % 2 == 0 else order[::-1]):
+            for other in servers:
+                other.monitor.phase = f"N={n} {kind}" if other is server else f"N={n} waiting"
+            print(f"  N={n} round {r + 1}/{rounds}: {server.label} {kind}", file=sys.stderr, flush=True)
+            block = blocks[server.label]
             if kind == "quiet":
-                block.quiet += [s for _, _, s in run_visits(browsers, url, n)]
-                continue
-            sent = threading.Event()
-            attack = hostile_browser.submit(hostile.attack, round_base + r, sent)
-            while not sent.wait(0.1):
-                if attack.done():
-                    attack.result()                # raises what went wrong
-            time.sleep(0.5)                        # the upload reaches the server, the rename starts
-            visits = run_visits(browsers, url, n)
-            result = attack.result(timeout=900)
-            block.attacks.append(result)
-            block.hostile += [s for _, _, s in visits]
-            block.overlapped += sum(end <= result["rename end"] for _, end, _ in visits)
-    monitor.phase = f"N={n} after"
-    hostile_browser.submit(hostile.close).result(timeout=120)
+                block.quiet += [s for _, _, s in run_visits(browsers, server.url, n)]
+            else:
+                hostile_round(server, block, browsers, hostile_browser, round_base + r)
+    for server in servers:
+        server.monitor.phase = f"N={n} after"
+        hostile_browser.submit(server.hostile.close).result(timeout=120)
     closed = time.monotonic()
-    while time.monotonic() - closed < 60 and monitor.scratch()[1]:
-        time.sleep(0.25)
-    block.freed_s = time.monotonic() - closed if not monitor.scratch()[1] else float("nan")
+    for server in servers:
+        block = blocks[server.label]
+        while time.monotonic() - closed < 60 and server.monitor.scratch()[1]:
+            time.sleep(0.25)
+        block.freed_s = time.monotonic() - closed if not server.monitor.scratch()[1] else float("nan")
     time.sleep(max(0.0, AFTER_S - (time.monotonic() - closed)))
-    block.after = monitor.take()
-    return block
+    for server in servers:
+        blocks[server.label].after = server.monitor.take()
+    return list(blocks.values())
 
 
-# -- report ----------------------------------------------------------------------------------
+def start_server(root: Path, env: dict[str, str], timeout: float = 300.0) -> subprocess.Popen:
+    """``streamlit run app.py`` of the tree at ``root`` (tests/e2e/conftest.py ``start_app``
+    for this tree; a baseline revision's tree is run the same way, its package first on the path)."""
+    if root == ROOT:
+        return start_app(free_port(), env=env, timeout=timeout)
+    port = free_port()
+    log = open(ARTIFACTS / f"streamlit-baseline-{port}.log", "w")   # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env, "PYTHONPATH": str(root)})
+    proc.port = port                                                  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the baseline server exited with {proc.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    stop_app(proc)
+    raise RuntimeError(f"the baseline server did not answer in {timeout:.0f} s; see {log.name}")
+
+
+def port_of(proc: subprocess.Popen) -> int:
+    port = getattr(proc, "port", None)
+    if port is not None:
+        return port
+    args = proc.args
+    return int(args[args.index("--server.port") + 1])
+
+
+def baseline_tree(rev: str, folder: Path) -> Path:
+    """The repository at ``rev`` (``git archive``), to serve beside the current tree."""
+    tree = folder / f"baseline-{rev.replace('/', '_')}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+# -- report ---------------------------------------------------------------------------------
 def med(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} (max {max(values):.2f})" if values else "-"
 
 
-def report(blocks: list[Block], monitor: Monitor, idle: Sample) -> None:
-    print(f"\nserver idle after one warm visit: RSS {idle.rss_mb:.0f} MB, RssAnon {idle.anon_mb:.0f} MB, "
-          f"scratch {idle.scratch_mb:.2f} MB")
+def ratio(a: list[float], b: list[float]) -> str:
+    return f"{statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-"
+
+
+def report(blocks: list[Block], servers: list[Server], idle: dict[str, Sample]) -> None:
+    by = {s.label: s for s in servers}
+    for label, sample in idle.items():
+        print(f"\n{label}: server idle after its first warm visits: RSS {sample.rss_mb:.0f} MB, "
+              f"RssAnon {sample.anon_mb:.0f} MB, scratch {sample.scratch_mb:.2f} MB")
     print("\ntime to a usable page, seconds (median, max) and the server's figures:")
-    head = ("N", "quiet", "hostile", "hostile/quiet", "health max q/h (s)", "server cores q/h",
+    head = ("server", "N", "quiet", "hostile", "hostile/quiet", "health max q/h (s)", "server cores q/h",
             "RSS peak q/h (MB)", "scratch peak (MB)", "overlap")
     rows = []
     for b in blocks:
-        q, h = monitor.of(f"N={b.visitors} quiet"), monitor.of(f"N={b.visitors} hostile")
-        health = {k: max((s for _, p, s in monitor.health if p == f"N={b.visitors} {k}"), default=0.0)
-                  for k in ("quiet", "hostile")}
-        ratio = statistics.median(b.hostile) / statistics.median(b.quiet) if b.quiet and b.hostile else float("nan")
-        rows.append((str(b.visitors), med(b.quiet), med(b.hostile), f"{ratio:.2f}x",
+        monitor = by[b.label].monitor
+        phase = {k: f"N={b.visitors} {k}" for k in ("quiet", "hostile")}
+        health = {k: max((s for _, p, s in monitor.health if p == phase[k]), default=0.0) for k in phase}
+        rss = {k: max((s.rss_mb for s in monitor.of(phase[k])), default=0.0) for k in phase}
+        rows.append((b.label, str(b.visitors), med(b.quiet), med(b.hostile), ratio(b.hostile, b.quiet),
                      f"{health['quiet']:.2f} / {health['hostile']:.2f}",
-                     f"{monitor.cpu_share(f'N={b.visitors} quiet'):.2f} / "
-                     f"{monitor.cpu_share(f'N={b.visitors} hostile'):.2f}",
-                     f"{max((s.rss_mb for s in q), default=0):.0f} / {max((s.rss_mb for s in h), default=0):.0f}",
-                     f"{max((s.scratch_mb for s in h), default=0):.2f}",
+                     f"{monitor.cpu_share(phase['quiet']):.2f} / {monitor.cpu_share(phase['hostile']):.2f}",
+                     f"{rss['quiet']:.0f} / {rss['hostile']:.0f}",
+                     f"{max((s.scratch_mb for s in monitor.of(phase['hostile'])), default=0):.2f}",
                      f"{b.overlapped}/{len(b.hostile)}"))
     table(head, rows)
+    if len(servers) > 1:
+        print("\nthis tree against the baseline, same rounds (median usable time, this / baseline):")
+        current, base = servers[0].label, servers[1].label
+        pairs = [(b, next(o for o in blocks if o.label == base and o.visitors == b.visitors))
+                 for b in blocks if b.label == current]
+        table(("N", "quiet", "hostile", "hostile/quiet: this", "hostile/quiet: baseline"),
+              [(str(b.visitors), ratio(b.quiet, o.quiet), ratio(b.hostile, o.hostile), ratio(b.hostile, b.quiet),
+                ratio(o.hostile, o.quiet)) for b, o in pairs])
     print("\nbefore and after the visits (every context closed; grace 2 s, janitor tick 5 s):")
-    rows = [(str(b.visitors), f"{b.before.rss_mb:.0f} -> {b.after.rss_mb:.0f}",
+    rows = [(b.label, str(b.visitors), f"{b.before.rss_mb:.0f} -> {b.after.rss_mb:.0f}",
              f"{b.before.anon_mb:.0f} -> {b.after.anon_mb:.0f}",
              f"{b.before.scratch_mb:.2f} -> {b.after.scratch_mb:.2f}", f"{b.after.sessions}",
              f"{b.freed_s:.1f}") for b in blocks]
-    table(("N", "RSS MB", "RssAnon MB", "scratch MB", "session folders left", "freed after (s)"), rows)
+    table(("server", "N", "RSS MB", "RssAnon MB", "scratch MB", "session folders left", "freed after (s)"), rows)
     print("\nthe hostile visitor (each round):")
-    rows = [(str(b.visitors), med([a["long key refused"] for a in b.attacks]),
+    rows = [(b.label, str(b.visitors), med([a["long key refused"] for a in b.attacks]),
              med([a["nested merges refused"] for a in b.attacks]),
              med([a["rename end"] - a["rename start"] for a in b.attacks]),
              f"{sum(a['rename refused'] for a in b.attacks):.0f}/{len(b.attacks)}") for b in blocks]
-    table(("N", "1 MB key refused (s)", "nested merges refused (s)", "backtracking rename ran (s)",
+    table(("server", "N", "1 MB key refused (s)", "nested merges refused (s)", "backtracking rename ran (s)",
            "rename timed out"), rows)
 
 
@@ -383,55 +473,73 @@ def table(head: tuple, rows: list[tuple]) -> None:
         print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |")
 
 
+def write_csv(path: Path, servers: list[Server]) -> None:
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["server", "t", "phase", "rss_mb", "anon_mb", "cpu_s", "scratch_mb", "sessions"])
+        t0 = min((s.monitor.samples[0].t for s in servers if s.monitor.samples), default=0.0)
+        for server in servers:
+            for s in server.monitor.samples:
+                out.writerow([server.label, f"{s.t - t0:.2f}", s.phase, f"{s.rss_mb:.1f}", f"{s.anon_mb:.1f}",
+                              f"{s.cpu_s:.2f}", f"{s.scratch_mb:.3f}", s.sessions])
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", default="1,4,8", help="comma-separated N")
-    parser.add_argument("--rounds", type=int, default=3, help="quiet+hostile rounds per N")
+    parser.add_argument("--rounds", type=int, default=3, help="quiet+hostile rounds per N (and server)")
     parser.add_argument("--hostile-keys", type=int, default=300, help="keys of the hostile source")
-    parser.add_argument("--csv", type=Path, help="write the server samples here")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 visitors, one round, 30 keys")
+    parser.add_argument("--baseline", metavar="REV", help="also serve this git revision's tree, rounds interleaved")
+    parser.add_argument("--csv", type=Path, help="write the server samples (every 0.25 s) here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 visitors, one round, 60 keys")
     args = parser.parse_args()
     if args.quick:
-        args.visitors, args.rounds, args.hostile_keys = "2", 1, 30
+        args.visitors, args.rounds, args.hostile_keys = "2", 1, 60
     counts = [int(n) for n in args.visitors.split(",")]
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"torch {torch.__version__}")
-    print("uptime at start:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print("uptime at start:", uptime())
     ARTIFACTS.mkdir(exist_ok=True)
+    env = {"CKPTLAB_SESSION_GRACE": str(GRACE_S)}
+    servers: list[Server] = []
+    browsers = [Browser() for _ in range(max(counts))]
+    hostile_browser = Browser()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         files = hostile_files(folder, args.hostile_keys)
-        port = free_port()
-        proc = start_app(port, env={"CKPTLAB_SESSION_GRACE": str(GRACE_S)})
-        url = f"http://127.0.0.1:{port}"
-        browsers = [Browser() for _ in range(max(counts))]
-        hostile_browser = Browser()
-        monitor = Monitor(proc.pid)
+        trees = [("this tree", ROOT)] + ([(f"baseline {args.baseline}", baseline_tree(args.baseline, folder))]
+                                         if args.baseline else [])
         try:
+            for label, tree in trees:
+                proc = start_server(tree, env)
+                url = f"http://127.0.0.1:{port_of(proc)}"
+                servers.append(Server(label, url, proc, Monitor(proc.pid), Hostile(folder, files)))
             for b in [*browsers, hostile_browser]:
                 b.ready.result(timeout=120)
-            run_visits(browsers, url, len(browsers))     # each chromium's first page; the server's first visitors
+            idle = {}
+            for server in servers:
+                run_visits(browsers, server.url, len(browsers))   # each chromium's first page; warm servers
             time.sleep(AFTER_S)
-            idle = monitor.take()
-            monitor.start(url)
-            hostile = Hostile(folder, files)
-            blocks = [run_block(n, args.rounds, url, browsers, hostile_browser, hostile, monitor, 100 * i)
-                      for i, n in enumerate(counts)]
+            for server in servers:
+                idle[server.label] = server.monitor.take()
+                server.monitor.start(server.url)
+            blocks = [b for i, n in enumerate(counts)
+                      for b in run_block(n, args.rounds, servers, browsers, hostile_browser, 100 * i)]
         finally:
-            monitor.stop.set()
+            for server in servers:
+                server.monitor.stop.set()
             for b in [*browsers, hostile_browser]:
                 b.stop()
-            stop_app(proc)
-    report(blocks, monitor, idle)
-    print("\nuptime at end:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+            for server in servers:
+                stop_app(server.proc)
+    report(blocks, servers, idle)
+    print("\nuptime at end:", uptime())
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            out = csv.writer(handle)
-            out.writerow(["t", "phase", "rss_mb", "anon_mb", "cpu_s", "scratch_mb", "sessions"])
-            t0 = monitor.samples[0].t if monitor.samples else 0.0
-            for s in monitor.samples:
-                out.writerow([f"{s.t - t0:.2f}", s.phase, f"{s.rss_mb:.1f}", f"{s.anon_mb:.1f}", f"{s.cpu_s:.2f}",
-                              f"{s.scratch_mb:.3f}", s.sessions])
+        write_csv(args.csv, servers)
 
 
 if __name__ == "__main__":

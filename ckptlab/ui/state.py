@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import files, heap, icons, lifecycle, text
+from ckptlab.ui import files, heap, icons, lifecycle, text, work
 
 T = TypeVar("T")
 _OPENED = "_ckptlab_opened"
@@ -161,7 +161,7 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     saved = st.session_state.get(_ALIGNED)
     if saved is not None and saved[0] == key:
         return saved[1]
-    result = shared(("align",) + key, lambda: align_pair(source, target, current, auto))
+    result = shared(("align",) + key, lambda: work.heavy(align_pair, source, target, current, auto))
     st.session_state[_ALIGNED] = (key, result, {})
     return result
 
