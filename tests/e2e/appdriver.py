@@ -220,17 +220,30 @@ def view_key_element(page, name: str):
     raise KeyError(name)
 
 
+# Views scroll with the page (ckptlab.ui.layout): a visitor who sees the view's key element
+# below the fold scrolls the view picker up to the top of the window, no further.
+_SCROLL_TO_VIEW = """([picker, element]) => {
+  const r = element.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) picker.scrollIntoView({block: 'start'});
+}"""
+
+
 def open_view(page, name: str) -> None:
     """Pick a view in the main area's segmented control (no-op when it is open); either
-    way its key element must be in the viewport, where the visitor looks."""
-    button = key(page, "view").get_by_role("radio", name=name, exact=True)
+    way its key element must be in the viewport, where the visitor looks (once the view
+    picker is scrolled to the top of the window, if the element was below the fold)."""
+    picker = key(page, "view")
+    button = picker.get_by_role("radio", name=name, exact=True)
     if button.get_attribute("aria-checked") != "true":
         button.click()
         settle(page)
         page.wait_for_function("n => [...document.querySelectorAll(\"[class*='st-key-view'] [role=radio]\")]"
                                ".some(b => b.innerText.trim() === n && b.getAttribute('aria-checked') === 'true')",
                                arg=name)
-    expect(view_key_element(page, name)).to_be_in_viewport(timeout=WAIT_MS)
+    element = view_key_element(page, name)
+    element.wait_for(state="attached", timeout=WAIT_MS)
+    page.evaluate(_SCROLL_TO_VIEW, [picker.element_handle(), element.element_handle()])
+    expect(element).to_be_in_viewport(timeout=WAIT_MS)
 
 
 def open_editor(page, name: str) -> None:
