@@ -28,6 +28,7 @@ _LAST_CLICK = state.Slot("_compare_last_click")
 VS_TARGET = "Source vs target"
 VS_MERGED = "Source vs merged"
 FLOOR = 1e-12  # log scale: equal cells (rel_l2 = 0) are drawn at this value
+PAIRS_PX, HISTOGRAM_PX = 240, 220   # px: the pairs table and the picked tensor's histograms
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -151,7 +152,8 @@ def show(alignment: Any) -> None:
             kept.renew(PICK_KEY, picked)  # the selectbox follows the click
     else:
         st.caption("No layer-indexed keys: no heatmap (the table lists every pair).")
-    st.dataframe(pairs_frame(result), hide_index=True, height=300, column_config={
+    # the table and the histograms below it fit a 1400x1000 screen with the pickers above
+    st.dataframe(pairs_frame(result), hide_index=True, height=PAIRS_PX, column_config={
         "max_abs": st.column_config.NumberColumn(format="%.4g"),
         "rel_l2": st.column_config.NumberColumn(format="%.4g"),
         "cosine": st.column_config.NumberColumn(format="%.6f"),
@@ -183,7 +185,7 @@ def _tensor_histograms(alignment: Any, mode: str, key: str, pair: Any) -> None:
     cols = st.columns(2)
     for col, label in zip(cols, series):
         col.text(label if len(label) < 120 else label[:117] + "...")
-    st.plotly_chart(histogram_figure(series), key="compare_histogram")
+    st.plotly_chart(histogram_figure(series, HISTOGRAM_PX), key="compare_histogram")
     figures = "equal bit for bit" if pair.equal else (
         f"max_abs {pair.max_abs:.4g}, rel_l2 {pair.rel_l2:.4g}, cosine {pair.cosine:.6f}"
         if None not in (pair.max_abs, pair.rel_l2, pair.cosine) else "figures undefined (NaN/Inf or zero norm)")

@@ -16,6 +16,9 @@ NEEDS_MODEL = ("The fine-tune plan needs the target as a model (which tensors ar
                "(a transformers model), choose **Model definition**, or use a demo pair's **Sample** target.")
 
 
+CODE_PX = 300            # the plan's code box: the view below its picker fits a 1400x1000 window
+
+
 def show(alignment: Any, target: Any) -> None:
     from ckptlab.align.new_rows import new_rows
     from ckptlab.models import finetune
@@ -65,7 +68,7 @@ def show(alignment: Any, target: Any) -> None:
     if code:
         st.markdown("**The plan as code** (paste into your training script; the whole remap script is under "
                     "Download)")
-        st.code(code, language="python")
+        st.code(code, language="python", height=CODE_PX)     # scrolls inside: the view fits one screen
 
 
 def _code(alignment: Any, lr: float, mult: float, freeze_loaded: bool, freeze: str, pretrained: list[str]) -> str:

@@ -33,7 +33,8 @@ MODULE_FILTER = "module_filter"
 STATUS_FILTER, SEARCH = "status_filter", "key_search"
 LAZY_ROWS = 2000         # above this, rows are fetched as the visitor scrolls
 STYLED_ROWS = 2000       # rows tinted by status up to this many shown rows
-HEIGHT = 470             # px: the table and the editors beside it fit one screen
+HEIGHT = 360             # px: 9 rows; with the editors below it (a window under 1800 px) the view
+                         # fits a 1400x1000 screen, and 1280x720 still shows 8 rows and more
 KEY_CHARS = 32           # a key longer than this loses its middle (a key column shows ~33 characters)
 COMPACT_KEY_CHARS = 32
 KEY_PX, REASON_PX = 260, 250     # with status (75) and the row pickers (32): 877 px, a 1280 px window's table
@@ -226,14 +227,16 @@ def show(alignment: Any, compact: bool = False) -> None:
     shown = display.loc[kept_rows].reset_index(drop=True)
     shown["status"] = shown["status"].map(lambda s: [s])          # one coloured label per row
     folded = [f"{side} {text.code(p)}" for side, p in prefixes.items() if p]
+    lazy = len(shown) > LAZY_ROWS        # big tables: only the rows on screen go to the browser
     count, note = st.columns([1, 5])
     count.caption(f"{len(shown):,} of {len(frame):,} rows")
     note.caption(("Keys shown without the prefix they all share: " + ", ".join(folded) + ". " if folded else "")
-                 + "A long key loses its middle (…): click a row to read it whole.")
+                 + ("A long key loses its middle (…): search for it to narrow the table, then click its row "
+                    "to read it whole." if lazy else "A long key loses its middle (…): click a row to read it whole."))
     event = st.dataframe(
-        tinted(shown), hide_index=True, key="alignment_table", height=HEIGHT,
-        lazy=len(shown) > LAZY_ROWS,         # big tables: only the rows on screen go to the browser
-        on_select="rerun", selection_mode="single-row",
+        tinted(shown), hide_index=True, key="alignment_table", height=HEIGHT, lazy=lazy,
+        # Streamlit refuses row selection on a lazy grid (StreamlitIncompatibleParametersError)
+        on_select="ignore" if lazy else "rerun", selection_mode="single-row",
         column_order=SHOWN[:4] if compact else SHOWN,
         column_config={
             "status": icons.pill_column(),
@@ -249,6 +252,8 @@ def show(alignment: Any, compact: bool = False) -> None:
 
 def _picked(event: Any, frame: pd.DataFrame, kept_rows: pd.Index) -> None:
     """The clicked row, whole: both keys, shapes, dtypes and the reason (plain text)."""
+    if not isinstance(event, dict):      # a lazy grid: no selection (the element itself came back)
+        return
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     if not rows or rows[0] >= len(kept_rows):
         return

@@ -75,7 +75,7 @@ def histogram_data(values: torch.Tensor) -> tuple[Any, int]:
     return flat[finite].numpy(), int((~finite).sum())
 
 
-def histogram_figure(series: dict[str, Any]) -> go.Figure:
+def histogram_figure(series: dict[str, Any], height: int = 300) -> go.Figure:
     """One histogram per labelled array, side by side with shared bins (so shapes compare)."""
     from plotly.subplots import make_subplots
 
@@ -90,7 +90,7 @@ def histogram_figure(series: dict[str, Any]) -> go.Figure:
         fig.add_trace(go.Histogram(x=values, xbins={"start": lo, "end": hi + size, "size": size},
                                    name=html.escape(label), showlegend=False), row=1, col=i)
         fig.update_xaxes(range=[lo - size, hi + size], row=1, col=i)
-    fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 0}, height=300, bargap=0.02)
+    fig.update_layout(margin={"t": 4, "l": 0, "r": 0, "b": 0}, height=height, bargap=0.02)
     return fig
 
 
@@ -125,7 +125,9 @@ def show(alignment: Any) -> None:
         st.text(f"Merged values are not available yet: {why}")
     else:
         _stats_table(result)
-    _histograms(alignment)
+    # collapsed: the part then fits one screen (the treemap part shows a histogram too)
+    with st.expander("Histogram: source beside merged", expanded=False):
+        _histograms(alignment)
 
 
 def _stats_table(result: Any) -> None:
@@ -151,7 +153,6 @@ def _stats_table(result: Any) -> None:
 
 def _histograms(alignment: Any) -> None:
     rows = [r for r in alignment.rows if r.target is not None and r.source is not None and r.fed]
-    st.markdown("**Histogram: source beside merged**")
     if not rows:
         st.caption("No target key is fed yet: nothing to compare.")
         return

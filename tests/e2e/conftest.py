@@ -32,6 +32,7 @@ def start_app(port: int, env: dict[str, str] | None = None, timeout: float = 60.
     """``streamlit run app.py`` of the repo at ``root`` (this one unless a test copied it),
     headless on ``port`` (under ``--server.baseUrlPath base`` when given); returns once its
     /_stcore/health says ok."""
+    ARTIFACTS.mkdir(exist_ok=True)          # a fresh checkout running one e2e file
     log = open(ARTIFACTS / f"streamlit-{port}{'-' + base if base else ''}.log", "w")   # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),

@@ -25,21 +25,21 @@ from tests.e2e.conftest import ROOT, free_port, start_app, stop_app, wait_idle
 SAMPLES = ROOT / "sample_ckpts"
 pytestmark = pytest.mark.e2e
 
-ANCHOR_BEFORE_GRID = "    st.dataframe(\n        shown, hide_index=True, key=\"alignment_table\""
+ANCHOR_BEFORE_GRID = "    event = st.dataframe(\n        tinted(shown), hide_index=True, key=\"alignment_table\""
 MUTANTS = '''    mutant = st.query_params.get("mutant", "")
     if mutant == "empty":
         shown = shown.iloc[0:0]
     elif mutant == "swap":
-        shown = shown.assign(target=shown["source"], source=shown["target"])
+        shown = shown.assign(target_key=shown["source_key"], source_key=shown["target_key"])
 '''
-AFTER_GRID = '''
-    if mutant == "exception":
+ANCHOR_AFTER_GRID = "    _picked(event, frame, kept_rows)\n"      # the line after the grid in table.show
+AFTER_GRID = '''    if mutant == "exception":
         st.exception(RuntimeError("a mutant's exception under the table"))
     elif mutant == "raise":
         raise RuntimeError("a mutant's failure under the table")
 '''
 
-AFTER_TABLE_ANCHOR = "        table.show(alignment)\n"
+AFTER_TABLE_ANCHOR = "        table.show(alignment, ctx.compact)\n"
 VIEW_FAILS = '''    if st.query_params.get("mutant") == "fails":
         raise RuntimeError("a mutant's failure under the table")
 '''
@@ -54,9 +54,9 @@ def mutated_copy(folder: Path) -> Path:
     table = folder / "ckptlab" / "ui" / "table.py"
     code = table.read_text()
     assert code.count(ANCHOR_BEFORE_GRID) == 1, "ckptlab/ui/table.py changed: update the mutation anchors"
+    assert code.count(ANCHOR_AFTER_GRID) == 1, "ckptlab/ui/table.py changed: update the mutation anchors"
     code = code.replace(ANCHOR_BEFORE_GRID, MUTANTS + ANCHOR_BEFORE_GRID)
-    assert code.endswith("    )\n"), "the alignment grid is no longer the last call of table.show"
-    table.write_text(code + AFTER_GRID)
+    table.write_text(code.replace(ANCHOR_AFTER_GRID, AFTER_GRID + ANCHOR_AFTER_GRID))
     view = folder / "ckptlab" / "ui" / "views" / "alignment.py"
     code = view.read_text()
     assert code.count(AFTER_TABLE_ANCHOR) == 1, "ckptlab/ui/views/alignment.py changed: update the mutation anchor"
