@@ -25,8 +25,12 @@ times its health endpoint (the event loop answering). After each N, every contex
 The figure that the shared machine's noise does not inflate is the ratio hostile / quiet of
 the median usable time at the same N, from rounds interleaved in one run.
 
-Run: ``python bench/bench_server.py [--visitors 1,4,8] [--rounds 3] [--hostile-keys 100]
-[--csv samples.csv]``; ``--quick`` is a smoke run (2 visitors, one round, a small hostile file).
+``--baseline REV`` also serves that git revision's tree (``git archive``) from a second server,
+its rounds interleaved with this tree's in the same run (before/after a change).
+
+Run: ``python bench/bench_server.py [--visitors 1,4,8] [--rounds 3] [--hostile-keys 300]
+[--baseline REV] [--csv samples.csv]``; ``--quick`` is a smoke run (2 visitors, one round, 60
+hostile keys).
 """
 from __future__ import annotations
 

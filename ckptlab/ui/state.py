@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar
 import streamlit as st
 
 from ckptlab.errors import CheckpointError
-from ckptlab.ui import files, heap, icons, lifecycle, text, work
+from ckptlab.ui import files, heap, icons, lifecycle, text
 
 T = TypeVar("T")
 _OPENED_MAX = 6          # a few pairs; each Checkpoint is lazy, so this is cheap
@@ -221,8 +221,8 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     saved = _ALIGNED.get()
     if saved is not None and saved[0] == key:
         return saved[1]
-    result = shared(("align",) + key, lambda: work.heavy(align_pair, source, target, current, auto))
-    _ALIGNED.set((key, result, {}))
+    result = shared(("align",) + key, lambda: align_pair(source, target, current, auto))
+    st.session_state[_ALIGNED] = (key, result, {})
     return result
 
 
