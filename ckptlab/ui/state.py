@@ -222,7 +222,7 @@ def alignment(source: Any, target: Any, auto: str) -> Any:
     if saved is not None and saved[0] == key:
         return saved[1]
     result = shared(("align",) + key, lambda: align_pair(source, target, current, auto))
-    st.session_state[_ALIGNED] = (key, result, {})
+    _ALIGNED.set((key, result, {}))
     return result
 
 

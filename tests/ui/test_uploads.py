@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def request(app: Starlette, method: str, token: str, chunks: list[bytes], cookie
         elif message["type"] == "http.response.body":
             sent["body"] += message.get("body", b"")
 
-    asyncio.run(app(scope, receive, send))
+    # in a thread of its own: the browser tests' Playwright keeps an event loop running in this one
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, app(scope, receive, send)).result()
     return sent["status"], json.loads(sent["body"] or b"{}")
 
 
