@@ -3,8 +3,8 @@ pipeline, with no cycle, counting the imports made inside functions too.
 
 A lazy import is still a dependency: it only moves the failure to run time. So the graph is
 read from the source (every ``import`` / ``from ... import`` anywhere in a module, inside
-functions too), not from ``sys.modules`` after an import. Only ``if TYPE_CHECKING:`` blocks are
-left out: they never run (annotations only).
+functions too, and under ``if TYPE_CHECKING:``: a cycle of annotations is still a tangle), not
+from ``sys.modules`` after an import.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     when ``b`` is a module, else ``a``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -52,18 +52,6 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return {m for m in found if m in modules and m != name}
-
-
-def _runtime_nodes(tree: ast.AST):
-    """Every node that can run: all of them but the bodies of ``if TYPE_CHECKING:`` (annotations only)."""
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
-            for child in node.body for n in ast.walk(child)}
-    return (node for node in ast.walk(tree) if id(node) not in skip)
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _graph() -> dict[str, set[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -17,10 +17,17 @@ from ckptlab.errors import CheckpointError
 from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.tensor_info import TensorInfo
 
-if TYPE_CHECKING:
-    from ckptlab.io.containers import Candidate
 
 __all__ = ["OtherEntry", "Checkpoint"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A place in the file that holds tensors: its dotted path, tensor count and bytes."""
+
+    path: str
+    tensors: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Checkpoint:
         path: str | Path | None = None,
         format: str = "memory",
         container: str = "",
-        candidates: tuple["Candidate", ...] = (),
+        candidates: tuple[Candidate, ...] = (),
         other: tuple[OtherEntry, ...] = (),
         placeholders: tuple[str, ...] = (),
         metadata: Mapping[str, str] | None = None,

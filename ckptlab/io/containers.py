@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ckptlab.io.checkpoint import Checkpoint, OtherEntry
+from ckptlab.io.checkpoint import Candidate, Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
 from ckptlab.io import limits
 from ckptlab.io.formats import paused_gc
@@ -37,15 +37,6 @@ OPTIMIZER_SLOTS = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", 
 MAX_DEPTH = limits.MAX_TREE_DEPTH
 MAX_PLAIN_NODES = limits.MAX_PLAIN_NODES
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A place in the file that holds tensors: its dotted path, tensor count and bytes."""
-
-    path: str
-    tensors: int
-    nbytes: int
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.adapt_spec import AdaptSpec
@@ -28,16 +28,15 @@ from ckptlab.recipe.groups import find_groups, is_count, show_values
 from ckptlab.recipe.ops import ConvertError
 from ckptlab.recipe.rules import Rule, rename_keys
 
-if TYPE_CHECKING:
-    from ckptlab.recipe.model import Recipe
 
 __all__ = ["invert"]
 
 _META = set(".^$*+?{}[]|()")
 
 
-def invert(recipe: "Recipe", partial: bool = False, shapes: Mapping[str, Any] | None = None) -> "Recipe":
-    """See the module docstring. ``shapes``: the forward source's key -> shape (a Checkpoint's
+def invert(recipe: Any, partial: bool = False, shapes: Mapping[str, Any] | None = None) -> Any:
+    """The inverse of ``recipe`` (a ``Recipe``: typed loosely, since ``model`` imports this module),
+    as a copy of its own class; see the module docstring. ``shapes``: the forward source's key -> shape (a Checkpoint's
     infos will do), needed to undo a ``reshape``; a cat of unequal parts is undone exactly
     with them too (without, it is split into equal parts and align flags a part that does
     not fit)."""
