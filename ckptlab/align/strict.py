@@ -23,7 +23,9 @@ SHOWN = 3  # keys named per line
 def strict_problems(rows: Sequence[Any], warnings: Sequence[str], recipe: Any) -> list[str]:
     """One line per problem kind, then every warning; empty when the job is strict-clean."""
     missing = [r.target for r in rows if r.status == Status.MISSING and not r.kept]
-    unexpected = [r.source for r in rows if r.status == Status.UNUSED and not _dropped(r.source, recipe)]
+    unused = [r.source for r in rows if r.status == Status.UNUSED]
+    dropped = _dropped(unused, recipe)
+    unexpected = [key for key in unused if key not in dropped]
     mismatch = [r.target for r in rows if r.status == Status.MISMATCH]
     conflict = [r.target for r in rows if r.status == Status.CONFLICT]
     out = []
@@ -40,9 +42,11 @@ def strict_problems(rows: Sequence[Any], warnings: Sequence[str], recipe: Any) -
     return out + [f"warning: {w}" for w in warnings]
 
 
-def _dropped(source_key: str, recipe: Any) -> bool:
-    """True when a ``drop``/``keep`` rule of the recipe removed this source key on purpose."""
-    return recipe is not None and recipe.rename([source_key])[source_key][0] is None
+def _dropped(source_keys: list[str], recipe: Any) -> set[str]:
+    """The source keys a ``drop``/``keep`` rule of the recipe removed on purpose (one pass)."""
+    if recipe is None or not source_keys:
+        return set()
+    return {key for key, (new, _) in recipe.rename(source_keys).items() if new is None}
 
 
 def _count(keys: list, what: str, plural: str = "s") -> str:

@@ -6,6 +6,7 @@ types and this module imports none of them, so results flow one way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ckptlab.io.checkpoint import Checkpoint
@@ -127,7 +128,7 @@ class Alignment:
     # empty load); every other warning is a warning, not an alarm
     fed_warning: str | None = None
 
-    @property
+    @cached_property
     def strict_problems(self) -> list[str]:
         """What keeps this job from being strict-clean (``ckptlab.align.strict``), one line each."""
         from ckptlab.align.strict import strict_problems

@@ -10,12 +10,11 @@ leaves the field out: ``save_pretrained`` writes only values that differ from th
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ckptlab.io.checkpoint import Checkpoint
+from ckptlab.io.side_config import files_beside, read_json
 
 __all__ = ["declared_ties", "with_declared_ties"]
 
@@ -52,15 +51,8 @@ def _config(obj: Any, ck: Checkpoint) -> Mapping[str, Any]:
     model_config = getattr(obj, "config", None)
     if model_config is not None and hasattr(model_config, "to_dict"):
         return model_config.to_dict()
-    if not ck.path:
-        return {}
-    beside = Path(ck.path)
-    beside = (beside if beside.is_dir() else beside.parent) / "config.json"
-    try:
-        data = json.loads(beside.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    found = files_beside(ck, ("config.json",))
+    return read_json(found[0]) if found else {}
 
 
 def _default_tie(model_type: str) -> bool | None:

@@ -6,18 +6,16 @@ what is missing is named, with where ckptlab looked.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ckptlab.errors import RecipeError
+from ckptlab.io.side_config import CONFIG_FILES, files_beside, read_json  # noqa: F401  (CONFIG_FILES: the names looked for)
 from ckptlab.recipe.known import KnownConversion
 
 __all__ = ["CONFIG_FILES", "parse_assignments", "find_params", "derive_params"]
 
-CONFIG_FILES = ("config.json", "params.json")
 
 
 def parse_assignments(items: Iterable[str] | None) -> dict[str, Any]:
@@ -56,23 +54,6 @@ def _config_of(obj: Any) -> list[Mapping[str, Any]]:
     return found
 
 
-def _files_beside(obj: Any) -> list[Path]:
-    path = getattr(obj, "path", None) if not isinstance(obj, (str, Path)) else obj
-    if not path:
-        return []
-    folder = Path(path)
-    folder = folder if folder.is_dir() else folder.parent
-    return [folder / name for name in CONFIG_FILES if (folder / name).is_file()]
-
-
-def _read_json(path: Path) -> Mapping[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def find_params(known: KnownConversion, sides: Iterable[tuple[str, Any]],
                 given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], str]:
     """(values, where each came from, where ckptlab looked) for ``known``'s parameters.
@@ -87,8 +68,8 @@ def find_params(known: KnownConversion, sides: Iterable[tuple[str, Any]],
     for side, obj in sides:
         for cfg in _config_of(obj):
             configs.append((f"the {side} model's config", cfg))
-        for path in _files_beside(obj):
-            configs.append((str(path), _read_json(path)))
+        for path in files_beside(obj):
+            configs.append((str(path), read_json(path)))
         looked.append(f"the {side}'s config and config.json/params.json beside it")
     for param in known.params:
         if param.name in values:
