@@ -568,6 +568,15 @@ def chosen_statuses(page) -> list[str]:
 def toggle_status(page, status: str) -> None:
     """Click the status's pill in the table's filter (chosen <-> not chosen)."""
     ensure_view_of(page, "status_filter")
-    key(page, "status_filter").locator("button[aria-pressed]").filter(
-        has_text=re.compile(rf"^{re.escape(status)} [\d,]+$")).click()
-    wait_idle(page)
+    pill = key(page, "status_filter").locator("button[aria-pressed]").filter(
+        has_text=re.compile(rf"^{re.escape(status)} [\d,]+$"))
+    wanted = "false" if pill.get_attribute("aria-pressed") == "true" else "true"
+    for _ in range(3):
+        # A click that lands while the previous click's rerun is still running can be drawn over
+        # by that run's state (Streamlit pushes a kept widget's value to the browser): the pill
+        # then shows its old state, as it would to a visitor, who clicks again.
+        pill.click()
+        wait_idle(page)
+        if pill.get_attribute("aria-pressed") == wanted:
+            return
+    raise AssertionError(f"the {status!r} pill stays aria-pressed={pill.get_attribute('aria-pressed')}")
