@@ -426,12 +426,25 @@ def build_model(
     factory = resolve(spec, allow_code, allow)
     kwargs = build_arguments(kwargs or {}, allow_code, allow=allow)  # typed arguments (a config object) first
     if torch.device(device).type == "meta":
+        _forget_stale_constructors()
         with torch.device("meta"):
             return _call(factory, spec, kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _call(factory, spec, kwargs)
     return model.to(device)
+
+
+def _forget_stale_constructors() -> None:
+    """``torch.device("meta")`` redirects the factory functions torch listed the first time a
+    device context was entered in the process (a cached set). transformers'
+    ``meta_device_safe_creation_ops`` swaps ``torch.linspace`` for a wrapper while its models
+    load, so a process that loaded one first may have cached the wrapper: ``torch.linspace``
+    then makes real CPU tensors under the meta context, and a constructor that cannot run on
+    meta (``.item()`` of a drop-path schedule) seems to. Recompute the set when it is stale."""
+    constructors = getattr(getattr(torch.utils, "_device", None), "_device_constructors", None)
+    if constructors is not None and hasattr(constructors, "cache_clear") and torch.linspace not in constructors():
+        constructors.cache_clear()
 
 
 @dataclass

@@ -194,6 +194,35 @@ def test_constructor_that_cannot_run_on_meta_is_built_for_real_once(tmp_path, mo
     assert model_target(CONVNET).metadata["built_on"] == "meta"
 
 
+def test_a_constructor_that_cannot_run_on_meta_is_seen_after_transformers_loaded_a_model(tmp_path, monkeypatch):
+    """transformers swaps torch.linspace for a wrapper while it builds a model; if torch first
+    lists its device-redirected constructors then, the list keeps the wrapper for the whole
+    process and torch.linspace makes real tensors under the meta device from then on."""
+    from transformers.initialization import meta_device_safe_creation_ops
+    import torch.utils._device as device_context
+
+    (tmp_path / "dropnet.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        class DropNet(nn.Module):
+            def __init__(self, depth=3):
+                super().__init__()
+                rates = [x.item() for x in torch.linspace(0, 0.1, depth)]   # fails on meta
+                self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in rates)
+    """))
+    monkeypatch.chdir(tmp_path)
+    device_context._device_constructors.cache_clear()
+    with meta_device_safe_creation_ops(), torch.device("meta"):
+        torch.empty(1)                                        # the list is made with the wrapper in it
+    try:
+        assert torch.linspace not in device_context._device_constructors()
+        ck = model_target("dropnet:DropNet", {"depth": 2})
+        assert ck.metadata["built_on"] == "cpu"
+        assert ck.keys() == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias"]
+    finally:
+        device_context._device_constructors.cache_clear()
+
+
 def test_spec_parse():
     assert ModelSpec.parse("a.b:C") == ModelSpec("a.b:C", "a.b", "C", False)
     assert ModelSpec.parse("dir/m.py:Factory.build").is_file
