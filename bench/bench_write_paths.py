@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from bench_convert import MAKE_GPT2, machine  # noqa: E402
-from ckptlab.io.writers import sink  # noqa: E402
+from ckptlab.io.writers import placed, sink  # noqa: E402
 
 FLIP = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 HEADER = 10_008  # where the data starts: not a multiple of a page, as after a real header
@@ -99,17 +99,39 @@ def with_sink(src: Path, out: Path, piece: int, aligned: bool = False) -> None:
         sink.WRITE_PIECE = old
 
 
-def mapped(src: Path, out: Path, total: int) -> None:
+MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault the range in writable, in one call
+
+
+def mapped(src: Path, out: Path, total: int, populate: bool = False, reserve: bool = False) -> None:
+    """``populate``: each tensor's range is faulted in by one ``madvise`` before the copy;
+    ``reserve``: the output's blocks are allocated first (``posix_fallocate``)."""
     with open(out, "w+b") as f:
         f.truncate(HEADER + total)
+        if reserve:
+            os.posix_fallocate(f.fileno(), 0, HEADER + total)
         with mmap.mmap(f.fileno(), HEADER + total, flags=mmap.MAP_SHARED,
                        prot=mmap.PROT_READ | mmap.PROT_WRITE) as mm:
             pos = HEADER
             for view in transposed_views(src):
+                nbytes = view.numel() * 4
+                if populate:
+                    page = pos - pos % mmap.PAGESIZE
+                    mm.madvise(MADV_POPULATE_WRITE, page, pos + nbytes - page)
                 dest = torch.frombuffer(mm, dtype=torch.float32, count=view.numel(), offset=pos)
                 dest.view(view.shape).copy_(view)
-                pos += view.numel() * 4
+                pos += nbytes
                 del dest
+
+
+def placed_writes(src: Path, out: Path) -> None:
+    """What the writer does (``writers.placed``): per tensor, the file extended, the range
+    mapped and faulted in, the view copied into it, the map closed."""
+    with open(out, "w+b") as f:
+        f.write(b" " * HEADER)
+        s = sink.Sink(f)
+        for view in transposed_views(src):
+            placed.write_tensor(s, view)
+        s.flush()
 
 
 def transpose_copies() -> None:
@@ -137,6 +159,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--dir", default=None, help="where the temp dir goes (default: the system's)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ways", default=None, help="comma-separated names of the ways to run (default: all)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     transpose_copies()
@@ -155,7 +178,12 @@ def main() -> None:
             "whole": lambda: with_sink(src, out, 1 << 62),
             "aligned-128K": lambda: with_sink(src, out, 128 << 10, aligned=True),
             "mapped": lambda: mapped(src, out, total),
+            "mapped-populate": lambda: mapped(src, out, total, populate=True),
+            "mapped-reserve-populate": lambda: mapped(src, out, total, populate=True, reserve=True),
+            "placed": lambda: placed_writes(src, out),
         }
+        if args.ways:
+            ways = {name: way for name, way in ways.items() if name.startswith("cp") or name in args.ways.split(",")}
         print(f"source {src.stat().st_size / 1e6:.0f} MB; transposed weights written: {total / 1e6:.0f} MB")
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         for _ in range(args.repeats):

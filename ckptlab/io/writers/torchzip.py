@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import torch
 
-from ckptlab.io.writers import torch_pickle
+from ckptlab.io.writers import placed, torch_pickle
 from ckptlab.io.writers.entries import Group, raw_bytes
 from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
@@ -40,11 +40,18 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
         if span is not None:
             zf.add_span(f"{prefix}/data/{n}", span)
         else:
-            data = raw_bytes(g.tensor())
-            zf.add_bytes(f"{prefix}/data/{n}", data)
-            del data
+            _add_tensor(zf, f"{prefix}/data/{n}", g.tensor(view=True))
         bar.advance(g.info.nbytes, g.keys[-1])
     for n, t in enumerate(extras, start=len(groups)):
         zf.add_bytes(f"{prefix}/data/{n}", raw_bytes(torch_pickle.extra_tensor(t)))
     zf.add_bytes(f"{prefix}/version", b"3\n")
     zf.close()
+
+
+def _add_tensor(zf: StoredZip, name: str, t: torch.Tensor) -> None:
+    """A strided tensor is copied into place and hashed there (its CRC patched in after);
+    any other is hashed in memory first."""
+    if placed.pays(t):
+        zf.add_written(name, t.numel() * t.element_size(), lambda: placed.write_tensor(zf.sink, t, crc=True))
+    else:
+        zf.add_bytes(name, raw_bytes(t))
