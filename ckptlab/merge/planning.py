@@ -95,9 +95,9 @@ class MergePlan:
         ``load_into``): a conversion group is computed when its first target is asked for
         and its other outputs are kept only until they are asked for too.
 
-        ``copy=False`` (a writer that copies the value into its output at once): a
-        converted value may be the ops' view of the source (a transposed view of its mapped
-        bytes), so it is copied once, into the output, not first into memory here."""
+        ``copy=False`` (a writer that copies the value at once): a converted value may be
+        the ops' view of the source (a transposed view of its mapped bytes), which the writer
+        puts in C order in a buffer it reuses, instead of fresh memory made here per tensor."""
         e = self._entry(key)
         if e.group is None:
             return self._plain(e)

@@ -39,8 +39,8 @@ class OutTensor:
     produce: Callable[[], torch.Tensor]
     share: Hashable | None = None  # entries with equal ``share`` are one tied tensor
     span: FileSpan | None = None  # the output bytes lie as they are in a file: copy them there
-    produce_view: Callable[[], torch.Tensor] | None = None  # the same value, maybe as a view of a
-    # mapped file, for a writer that copies it at once (into the output: one copy, not two)
+    produce_view: Callable[[], torch.Tensor] | None = None  # the same value, maybe a strided view
+    # of a mapped file, for a writer that copies it at once (into its reused buffer, not fresh memory)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from the source's pages.
 Why pieces: on ext4 (Linux 6.x) one ``pwrite`` of a whole 4-16 MB tensor often cost 2-5x
 the CPU of the same bytes written 64 KB-1 MB at a time (``cp``'s in-kernel copy moves 64 KB
 at a time), and otherwise about the same; on tmpfs they cost the same. Aligning the pieces to their size
-gained nothing; writing through a shared ``mmap`` of the output instead cost more on both.
+gained nothing; writing through a shared ``mmap`` of the output instead cost more on both (also
+with each range faulted in by one ``madvise``: the kernel zeroes every page it maps in).
 Measured by ``bench/bench_write_paths.py`` and ``bench/bench_convert.py --old-write``
 (README, "Conversions and degenerate pairs").
 """
@@ -20,14 +21,12 @@ import errno
 import mmap
 import os
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import BinaryIO
 
 from ckptlab.errors import MergeError
 from ckptlab.io.writers.entries import FileSpan
 
-__all__ = ["CHUNK", "WRITE_PIECE", "Sink", "span_crc", "Unmappable"]
+__all__ = ["CHUNK", "WRITE_PIECE", "Sink", "span_crc"]
 
 CHUNK = 64 << 20  # large enough to amortise syscalls, small enough to keep memory flat
 WRITE_PIECE = 128 << 10  # bytes per pwrite: see the module docstring
@@ -35,11 +34,6 @@ _IOV_MAX = 64
 _SMALL = 64 << 10  # writes up to this size are combined ...
 _PENDING_MAX = 1 << 20  # ... into writes of about this size
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
-_MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault a range in, writable, in one call
-
-
-class Unmappable(Exception):
-    """The output's range could not be mapped and faulted in: write the bytes instead."""
 
 
 class Sink:
@@ -92,33 +86,6 @@ class Sink:
                 views[0] = views[0][n:]
         if at is None:
             self.pos = pos
-
-    @contextmanager
-    def place(self, nbytes: int) -> Iterator[tuple[mmap.mmap, int]]:
-        """Append ``nbytes`` that the caller writes straight into the file's pages: yields a
-        shared map of the range and the data's offset in it (the caller must drop every view
-        of it before the block ends). Raises ``Unmappable``, having written nothing, where
-        the file cannot be mapped or its pages not allocated (a full disk, an old kernel): the
-        pages are faulted in by one ``madvise`` first, so a failure is an error, not a SIGBUS
-        mid-copy, and costs one call, not one fault per page."""
-        self.flush()
-        start, end = self.pos, self.pos + nbytes
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        try:
-            if os.fstat(self.fd).st_size < end:
-                os.ftruncate(self.fd, end)
-            mm = mmap.mmap(self.fd, end - base, flags=mmap.MAP_SHARED,
-                           prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
-        except (OSError, ValueError) as exc:
-            raise Unmappable(str(exc)) from None
-        with mm:
-            page = start - start % mmap.PAGESIZE
-            try:
-                mm.madvise(_MADV_POPULATE_WRITE, page - base, end - page)
-            except (OSError, ValueError, AttributeError) as exc:
-                raise Unmappable(str(exc)) from None
-            yield mm, start - base
-        self.pos = end
 
     def patch(self, at: int, data: bytes) -> None:
         """Overwrite bytes already written (a header field known only after the data)."""

@@ -14,10 +14,11 @@ from typing import BinaryIO
 
 import torch
 
-from ckptlab.io.writers import placed, torch_pickle
+from ckptlab.io.writers import torch_pickle
 from ckptlab.io.writers.entries import Group, raw_bytes
 from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
+from ckptlab.io.writers.staging import Staging
 from ckptlab.io.writers.zipout import StoredZip
 
 __all__ = ["write_torch_zip"]
@@ -31,6 +32,7 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
     tree = torch_pickle.swap_tensors(wrap(mapping), extras, len(groups)) if wrap else mapping
     prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in archive) or "archive"
     zf = StoredZip(Sink(f), zip64_limit=zip64_limit)
+    staging = Staging()
     zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree))
     zf.add_bytes(f"{prefix}/.format_version", b"1")
     zf.add_bytes(f"{prefix}/.storage_alignment", b"64")
@@ -40,18 +42,9 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
         if span is not None:
             zf.add_span(f"{prefix}/data/{n}", span)
         else:
-            _add_tensor(zf, f"{prefix}/data/{n}", g.tensor(view=True))
+            zf.add_bytes(f"{prefix}/data/{n}", staging.bytes_of(g.tensor(view=True)))
         bar.advance(g.info.nbytes, g.keys[-1])
     for n, t in enumerate(extras, start=len(groups)):
         zf.add_bytes(f"{prefix}/data/{n}", raw_bytes(torch_pickle.extra_tensor(t)))
     zf.add_bytes(f"{prefix}/version", b"3\n")
     zf.close()
-
-
-def _add_tensor(zf: StoredZip, name: str, t: torch.Tensor) -> None:
-    """A strided tensor is copied into place and hashed there (its CRC patched in after);
-    any other is hashed in memory first."""
-    if placed.pays(t):
-        zf.add_written(name, t.numel() * t.element_size(), lambda: placed.write_tensor(zf.sink, t, crc=True))
-    else:
-        zf.add_bytes(name, raw_bytes(t))

@@ -62,11 +62,6 @@ class StoredZip:
         else:
             self._add(name, span.nbytes, None, lambda: self.sink.copy_with_crc(span))
 
-    def add_written(self, name: str, nbytes: int, write_data: Callable[[], int]) -> None:
-        """A member whose ``nbytes`` ``write_data`` appends to the sink, returning their CRC-32
-        (patched into the header written before them)."""
-        self._add(name, nbytes, None, write_data)
-
     def _add(self, name: str, nbytes: int, crc: int | None, write_data: Callable[[], int | None]) -> None:
         encoded, utf8 = _encode(name)
         zip64 = nbytes > self.zip64_limit
