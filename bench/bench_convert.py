@@ -1,6 +1,7 @@
 """Conversions at scale: a transposing remap beside ``cp``, and align on degenerate pairs.
 
-    python bench/bench_convert.py [--gb 1.0] [--dir DIR] [--keys 20000] [--repeats 3] [--skip-remap] [--old-write]
+    python bench/bench_convert.py [--gb 1.0] [--dir DIR] [--keys 20000] [--repeats 3] [--skip-remap]
+                                  [--skip-align] [--old-write] [--baseline GIT_REV] [--pt]
 
 1. Remap: a GPT-2-style float32 checkpoint of about ``--gb`` GB (HF layout: every
    ``Conv1D`` weight stored (in, out)) is written as ``.safetensors`` through the
@@ -9,6 +10,10 @@
    (``wait4``'s ru_maxrss can carry the parent's size over the fork); ``cp`` of the same file runs in the same run, interleaved, and the ratio of
    the best times is printed. ``--old-write`` adds a third job in the same rounds: the same
    remap with every tensor written in one ``pwrite`` (the writer before ``WRITE_PIECE``).
+   ``--baseline REV`` adds the same remap by revision REV's ``ckptlab`` (``git archive``) in
+   the same rounds, and ``--pt`` the same remaps to ``.pt`` (every converted tensor CRC-32
+   hashed); the round order is reversed every other round, and the outputs of the first
+   round are hashed (sha256, untimed): every version must write the same bytes.
 2. Align: two ``--keys``-key checkpoints with every tensor of the same shape under other
    names (nothing but the names to go on), and two with zero-size tensors under the same
    names (in memory they all sit at data_ptr 0: once taken for one tied group of 20,000).
@@ -17,10 +22,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,12 +121,12 @@ print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rss_start_mb": rss0, 
 """
 
 
-def measure(argv: list[str]) -> dict:
+def measure(argv: list[str], cwd: Path = ROOT) -> dict:
     """Run a command; wall seconds, CPU seconds (user + system) and peak RSS (the child's VmHWM
     when it reports one, else wait4's). On
     a shared machine the CPU figure is the one the neighbours do not inflate."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=cwd)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -131,7 +138,25 @@ def measure(argv: list[str]) -> dict:
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak, **extra}
 
 
-def bench_remap(gb: float, where: str | None, repeats: int, old_write: bool = False) -> None:
+def extract(rev: str, where: Path) -> Path:
+    """The ``ckptlab`` package of git revision ``rev`` under ``where`` (``git archive``): a
+    child started there imports it (``python -c`` puts its working directory first)."""
+    where.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "ckptlab"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bench_remap(gb: float, where: str | None, repeats: int, old_write: bool = False,
+                baseline: str | None = None, pt: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="ckptlab-bench-convert-", dir=where))
     try:
         src = work / "gpt2.safetensors"
@@ -140,37 +165,59 @@ def bench_remap(gb: float, where: str | None, repeats: int, old_write: bool = Fa
         size = src.stat().st_size
         print(f"source: {size / 1e9:.2f} GB GPT-2-style float32 safetensors, {layers} blocks of d=1024 "
               f"(4 Conv1D weights each to transpose)")
-        jobs = {"cp": ["cp", "--reflink=never", str(src), str(work / "copy.safetensors")],
-                "remap": [sys.executable, "-c", REMAP_TRANSPOSED, str(src), str(work / "out.safetensors")]}
+        versions = {"remap": ROOT}
+        if baseline:
+            versions[f"baseline {baseline}"] = extract(baseline, work / "baseline")
+        jobs: dict[str, tuple[list[str], Path, Path | None]] = {  # argv, working dir, output
+            "cp": (["cp", "--reflink=never", str(src), str(work / "copy.safetensors")], ROOT, None)}
+        for suffix in (".safetensors", ".pt") if pt else (".safetensors",):
+            for version, cwd in versions.items():
+                out = work / f"out{suffix}"
+                name = version + (" .pt" if suffix == ".pt" else "")
+                jobs[name] = ([sys.executable, "-c", REMAP_TRANSPOSED, str(src), str(out)], cwd, out)
         if old_write:
-            jobs["old-write"] = jobs["remap"] + ["old-write"]
+            argv, cwd, out = jobs["remap"]
+            jobs["old-write"] = (argv + ["old-write"], cwd, out)
         runs: dict[str, list[dict]] = {name: [] for name in jobs}
-        for _ in range(repeats):  # interleaved: a slow spell of the shared machine hits both
-            for name, argv in jobs.items():
+        digests: dict[str, str] = {}
+        for r in range(repeats):  # interleaved (the order reversed every other round): a slow spell hits all
+            for name in list(jobs) if r % 2 == 0 else list(jobs)[::-1]:
+                argv, cwd, out = jobs[name]
                 os.sync()
-                runs[name].append(measure(argv))
+                runs[name].append(measure(argv, cwd))
+                if r == 0 and out is not None:  # untimed: every version must write the same bytes
+                    digests[name] = sha256(out)
                 for p in work.glob("copy.*"):
                     p.unlink()
                 for p in work.glob("out.*"):
                     p.unlink()
-        print("every round (wall s / cpu s [/ s after imports]): " + "; ".join(
-            f"{n} " + " ".join(f"{r['wall']:.2f}/{r['cpu']:.2f}" + (f"/{r['seconds']:.2f}" if "seconds" in r else "")
-                               for r in rs) for n, rs in runs.items()))
+        print("every round (wall s / cpu s [/ s after imports / CPU s after imports]): " + "; ".join(
+            f"{n} " + " ".join(f"{r['wall']:.2f}/{r['cpu']:.2f}" + (
+                f"/{r['seconds']:.2f}/{r['cpu_seconds']:.2f}" if "seconds" in r else "") for r in rs)
+            for n, rs in runs.items()))
+        for suffix in (".safetensors", ".pt") if pt else (".safetensors",):
+            same = {d for n, d in digests.items() if n.endswith(" .pt") == (suffix == ".pt")}
+            print(f"sha256 of every {suffix} output: " + (f"the same, {same.pop()[:16]}..." if len(same) == 1
+                                                            else f"DIFFERENT: {digests}"))
         cp = min(runs["cp"], key=lambda r: r["wall"])
-        remap = min(runs["remap"], key=lambda r: r["seconds"])  # the best round after imports
-        # the remap child's own clock starts after its imports; its wall from outside includes them
-        print(f"cp {cp['wall']:.2f} s wall, {cp['cpu']:.2f} s CPU; remap with every Conv1D weight transposed "
-              f"({remap['converted']} tensors) {remap['seconds']:.2f} s wall after imports = "
-              f"{remap['seconds'] / cp['wall']:.2f}x cp (target <= 2); {remap['cpu_seconds']:.2f} s CPU after "
-              f"imports (least of the rounds: {min(r['cpu_seconds'] for r in runs['remap']):.2f} s, cp's least "
-              f"{min(r['cpu'] for r in runs['cp']):.2f} s); whole process {remap['cpu']:.2f} s CPU; "
-              f"peak RSS {max(r['peak_rss_mb'] for r in runs['remap']):.0f} MB (the most of the rounds; target <= 512)")
-        if old_write:
-            old = min(runs["old-write"], key=lambda r: r["seconds"])
-            print(f"the same remap written one pwrite per tensor (the old writer): {old['seconds']:.2f} s = "
-                  f"{old['seconds'] / cp['wall']:.2f}x cp; {old['seconds'] / remap['seconds']:.2f}x the new writer; "
-                  f"least CPU after imports {min(r['cpu_seconds'] for r in runs['old-write']):.2f} s; "
-                  f"peak RSS {max(r['peak_rss_mb'] for r in runs['old-write']):.0f} MB")
+        cp_cpu = min(r["cpu"] for r in runs["cp"])
+        print(f"cp {cp['wall']:.2f} s wall (best), {cp_cpu:.2f} s CPU (least)")
+        for name in jobs:
+            if name == "cp":
+                continue
+            rs = runs[name]
+            best = min(rs, key=lambda r: r["seconds"])  # the best round after imports
+            cpu = min(r["cpu_seconds"] for r in rs)
+            # the child's own clock starts after its imports; its wall from outside includes them
+            print(f"{name:28s} {best['seconds']:.2f} s wall after imports = {best['seconds'] / cp['wall']:.2f}x cp "
+                  f"(target <= 2); {cpu:.2f} s CPU after imports = {cpu / cp_cpu:.2f}x cp's; median CPU "
+                  f"{statistics.median(r['cpu_seconds'] for r in rs):.2f} s; peak RSS "
+                  f"{max(r['peak_rss_mb'] for r in rs):.0f} MB (the most of the rounds; target <= 512); "
+                  f"{best['converted']} tensors converted")
+        for name in [n for n in jobs if n.startswith("baseline")]:
+            mine = name.replace(f"baseline {baseline}", "remap")
+            old, new = (statistics.median(r["cpu_seconds"] for r in runs[n]) for n in (name, mine))
+            print(f"{mine} against {name}: median CPU {new:.2f} s vs {old:.2f} s = {old / new:.2f}x faster")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -182,12 +229,17 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of cp and remap; best kept")
     parser.add_argument("--skip-remap", action="store_true")
+    parser.add_argument("--skip-align", action="store_true")
     parser.add_argument("--old-write", action="store_true", help="also time the old one-pwrite-per-tensor writer")
+    parser.add_argument("--baseline", default=None, metavar="GIT_REV",
+                        help="also time this revision's ckptlab in the same rounds (and check it writes the same bytes)")
+    parser.add_argument("--pt", action="store_true", help="also remap to .pt (every converted tensor CRC-32 hashed)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    bench_align(args.keys)
+    if not args.skip_align:
+        bench_align(args.keys)
     if not args.skip_remap:
-        bench_remap(args.gb, args.dir, args.repeats, args.old_write)
+        bench_remap(args.gb, args.dir, args.repeats, args.old_write, args.baseline, args.pt)
 
 
 if __name__ == "__main__":

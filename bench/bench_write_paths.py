@@ -1,6 +1,6 @@
 """Ways to write transposed tensors to a file, side by side: which one the writer should use.
 
-    python bench/bench_write_paths.py [--gb 1.0] [--dir DIR] [--repeats 5]
+    python bench/bench_write_paths.py [--gb 1.0] [--dir DIR] [--repeats 5] [--ways NAME,NAME]
 
 Builds the GPT-2-style source of ``bench_convert.py`` (``--gb``), then writes only its
 Conv1D weights, transposed (what a remap with the transpose recipe computes), to one output
@@ -10,8 +10,16 @@ file in each of these ways, in shuffled interleaved rounds beside ``cp`` of the 
   then ``writers.sink.Sink`` with ``WRITE_PIECE`` at that size (128 KB is the writer's);
 - ``whole``: the same, one ``pwrite`` per tensor (the writer before pieces);
 - ``aligned-128K``: 128 KB pieces that end on multiples of 128 KB in the file;
+- ``staged-128K``: each view copied into one buffer reused for the whole write, then 128 KB
+  pieces (the writer's way, ``writers/staging.py``);
 - ``mapped``: the output ``ftruncate``-d to size, ``mmap``-ed shared, and each transposed view
-  copied straight into a tensor over the mapping (one copy instead of two).
+  copied straight into a tensor over the mapping (one copy instead of two);
+  ``mapped-populate``: each tensor's range first faulted in by one ``madvise``
+  (``MADV_POPULATE_WRITE``); ``mapped-reserve-populate``: the file's blocks allocated first
+  (``posix_fallocate``); ``mapped-per-tensor``: the file extended and mapped tensor by tensor,
+  populated (the writer tried at commit 6825070).
+
+``--ways`` runs only the ways named (``cp`` always runs).
 
 First, in memory (no file): torch's ``copy_`` of a (1024, 4096) float32 tensor as it is, of its
 whole transposed view (torch's blocked transpose), and of the view in slabs of 256 rows (what
@@ -44,7 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from bench_convert import MAKE_GPT2, machine  # noqa: E402
-from ckptlab.io.writers import sink  # noqa: E402
+from ckptlab.io.writers import sink, staging  # noqa: E402
 
 FLIP = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 HEADER = 10_008  # where the data starts: not a multiple of a page, as after a real header
@@ -99,17 +107,59 @@ def with_sink(src: Path, out: Path, piece: int, aligned: bool = False) -> None:
         sink.WRITE_PIECE = old
 
 
-def mapped(src: Path, out: Path, total: int) -> None:
+MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault the range in writable, in one call
+
+
+def mapped(src: Path, out: Path, total: int, populate: bool = False, reserve: bool = False) -> None:
+    """``populate``: each tensor's range is faulted in by one ``madvise`` before the copy;
+    ``reserve``: the output's blocks are allocated first (``posix_fallocate``)."""
     with open(out, "w+b") as f:
         f.truncate(HEADER + total)
+        if reserve:
+            os.posix_fallocate(f.fileno(), 0, HEADER + total)
         with mmap.mmap(f.fileno(), HEADER + total, flags=mmap.MAP_SHARED,
                        prot=mmap.PROT_READ | mmap.PROT_WRITE) as mm:
             pos = HEADER
             for view in transposed_views(src):
+                nbytes = view.numel() * 4
+                if populate:
+                    page = pos - pos % mmap.PAGESIZE
+                    mm.madvise(MADV_POPULATE_WRITE, page, pos + nbytes - page)
                 dest = torch.frombuffer(mm, dtype=torch.float32, count=view.numel(), offset=pos)
                 dest.view(view.shape).copy_(view)
-                pos += view.numel() * 4
+                pos += nbytes
                 del dest
+
+
+def mapped_per_tensor(src: Path, out: Path) -> None:
+    """The writer tried at 6825070 (``writers/placed.py``): per tensor, the file extended,
+    the tensor's range mapped and faulted in (``MADV_POPULATE_WRITE``), the view copied in."""
+    with open(out, "w+b") as f:
+        f.write(b" " * HEADER)
+        pos = HEADER
+        for view in transposed_views(src):
+            nbytes = view.numel() * 4
+            base = pos - pos % mmap.ALLOCATIONGRANULARITY
+            f.truncate(pos + nbytes)
+            with mmap.mmap(f.fileno(), pos + nbytes - base, flags=mmap.MAP_SHARED,
+                           prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base) as mm:
+                page = pos - pos % mmap.PAGESIZE
+                mm.madvise(MADV_POPULATE_WRITE, page - base, pos + nbytes - page)
+                dest = torch.frombuffer(mm, dtype=torch.float32, count=view.numel(), offset=pos - base)
+                dest.view(view.shape).copy_(view)
+                del dest
+            pos += nbytes
+
+
+def staged(src: Path, out: Path) -> None:
+    """The writer (``writers/staging.py``): each view copied into one reused buffer, then
+    written in ``WRITE_PIECE`` pieces."""
+    with open(out, "w+b") as f:
+        f.write(b" " * HEADER)
+        s, buffer = sink.Sink(f), staging.Staging()
+        for view in transposed_views(src):
+            s.write(buffer.bytes_of(view))
+        s.flush()
 
 
 def transpose_copies() -> None:
@@ -137,6 +187,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--dir", default=None, help="where the temp dir goes (default: the system's)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ways", default=None, help="comma-separated names of the ways to run (default: all)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     transpose_copies()
@@ -155,7 +206,13 @@ def main() -> None:
             "whole": lambda: with_sink(src, out, 1 << 62),
             "aligned-128K": lambda: with_sink(src, out, 128 << 10, aligned=True),
             "mapped": lambda: mapped(src, out, total),
+            "mapped-populate": lambda: mapped(src, out, total, populate=True),
+            "mapped-reserve-populate": lambda: mapped(src, out, total, populate=True, reserve=True),
+            "mapped-per-tensor": lambda: mapped_per_tensor(src, out),
+            "staged-128K": lambda: staged(src, out),
         }
+        if args.ways:
+            ways = {name: way for name, way in ways.items() if name.startswith("cp") or name in args.ways.split(",")}
         print(f"source {src.stat().st_size / 1e6:.0f} MB; transposed weights written: {total / 1e6:.0f} MB")
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         for _ in range(args.repeats):

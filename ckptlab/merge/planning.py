@@ -90,23 +90,29 @@ class MergePlan:
             return self._adapted(e, _cast(self._run(e.group)[e.part], e.info.dtype))
         return self._plain(e)
 
-    def produce(self, key: str) -> torch.Tensor:
+    def produce(self, key: str, copy: bool = True) -> torch.Tensor:
         """The merged value, for a pass that asks for every key once (the writers,
         ``load_into``): a conversion group is computed when its first target is asked for
-        and its other outputs are kept only until they are asked for too."""
+        and its other outputs are kept only until they are asked for too.
+
+        ``copy=False`` (a writer that copies the value at once): a converted value may be
+        the ops' view of the source (a transposed view of its mapped bytes), which the writer
+        puts in C order in a buffer it reuses, instead of fresh memory made here per tensor."""
         e = self._entry(key)
         if e.group is None:
             return self._plain(e)
         gid = id(e.group)
         waiting = self._waiting.get(gid)
         if waiting is None or key not in waiting:
-            outputs = self._run(e.group)
+            outputs = self._run(e.group, copy)
             by_key = {k: outputs[self.entries[k].part] for k in self._members[gid]}
             del outputs
             waiting = self._waiting[gid] = by_key
         value = waiting.pop(key)
         if not waiting:
             del self._waiting[gid]
+        if copy:
+            value = value.contiguous()  # no-op unless a copy=False call computed the group
         return self._adapted(e, _cast(value, e.info.dtype))
 
     @property
@@ -114,10 +120,11 @@ class MergePlan:
         """How many converted outputs are held for targets not yet written (for tests)."""
         return sum(len(v) for v in self._waiting.values())
 
-    def _run(self, group: Any) -> list[torch.Tensor]:
-        """A group's outputs, each in its own contiguous memory."""
+    def _run(self, group: Any, copy: bool = True) -> list[torch.Tensor]:
+        """A group's outputs, each in its own contiguous memory (``copy=False``: as the ops
+        give them, maybe views of the sources)."""
         outputs = group.run([self._read(s) for s in group.sources])
-        return [t.contiguous() for t in outputs]
+        return [t.contiguous() for t in outputs] if copy else list(outputs)
 
     def _read(self, key: str) -> torch.Tensor:
         """A conversion's source tensor: mapped from the file where its bytes lie as one span
@@ -168,7 +175,8 @@ class MergePlan:
         return span if span.nbytes == e.info.nbytes else None
 
     def outputs(self) -> list[OutTensor]:
-        return [OutTensor(k, e.info, (lambda k=k: self.produce(k)), self._share(e), self._span(e))
+        return [OutTensor(k, e.info, (lambda k=k: self.produce(k)), self._share(e), self._span(e),
+                          (lambda k=k: self.produce(k, copy=False)))
                 for k, e in self.entries.items()]
 
     def aliases(self) -> list[list[str]]:

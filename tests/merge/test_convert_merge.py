@@ -258,3 +258,26 @@ def test_an_adapter_fits_what_a_conversion_gives(tmp_path):
     written = load_file(out)["fc.weight"]
     assert torch.equal(written[:4], head.t()) and not written[4:].any()
     assert rep.new_rows == ["fc.weight"]                        # the grown rows train at the new rate
+
+
+def test_the_writer_gets_a_converted_view_and_every_other_caller_a_copy(tmp_path):
+    """``produce(copy=False)`` (what the writers ask for) gives the transpose as the ops made
+    it, a view of the source's mapped bytes, copied once into the output; ``produce()`` (the
+    app, load_into) a tensor of its own, even for a group a view-asking call computed."""
+    from safetensors.torch import save_file
+
+    src = {"w": torch.randn(6, 10), "qkv": torch.randn(4, 12)}
+    save_file(src, tmp_path / "src.safetensors")
+    tgt = {"w": torch.zeros(10, 6), **{n: torch.zeros(4, 4) for n in "qkv"}}
+    recipe = {"convert": [{"from": "w", "to": "w", "ops": ["transpose"]},
+                          {"from": "qkv", "to": ["q", "k", "v"], "ops": [{"chunk": 1}]}]}  # strided parts
+    plan = merge.plan(ckptlab.align(ckptlab.open(tmp_path / "src.safetensors"), tgt, recipe=recipe, auto="none"))
+    view, own = plan.produce("w", copy=False), plan.produce("w")
+    assert not view.is_contiguous() and torch.equal(view, src["w"].t())
+    assert own.is_contiguous() and torch.equal(own, src["w"].t())
+    by_writer = {o.key: o for o in plan.outputs()}["w"].produce_view()
+    assert not by_writer.is_contiguous() and torch.equal(by_writer, src["w"].t())
+    first = plan.produce("q", copy=False)  # the group computed for a writer ...
+    rest = plan.produce("k")  # ... and its next output asked for by someone else
+    assert not first.is_contiguous() and torch.equal(first, src["qkv"][:, :4])
+    assert rest.is_contiguous() and torch.equal(rest, src["qkv"][:, 4:8])

@@ -6,8 +6,8 @@ Output goes to temporary files renamed into place at the end (``atomic``). Tenso
 bytes already lie in a file (``FileSpan``) are copied file to file, never loaded.
 
 Modules: ``entries`` (what to write), ``atomic``, ``progress``, ``shards``, ``sink``
-(positional writes and file-to-file copies), ``safetensors``, ``torchzip`` + ``zipout`` +
-``torch_pickle`` (.pt/.pth).
+(positional writes and file-to-file copies), ``staging`` (strided tensors put in C order in
+one reused buffer), ``safetensors``, ``torchzip`` + ``zipout`` + ``torch_pickle`` (.pt/.pth).
 """
 from __future__ import annotations
 

@@ -39,6 +39,8 @@ class OutTensor:
     produce: Callable[[], torch.Tensor]
     share: Hashable | None = None  # entries with equal ``share`` are one tied tensor
     span: FileSpan | None = None  # the output bytes lie as they are in a file: copy them there
+    produce_view: Callable[[], torch.Tensor] | None = None  # the same value, maybe a strided view
+    # of a mapped file, for a writer that copies it at once (into its reused buffer, not fresh memory)
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,17 @@ class Group:
     info: TensorInfo
     produce: Callable[[], torch.Tensor]
     span: FileSpan | None = None
+    produce_view: Callable[[], torch.Tensor] | None = None
 
     @property
     def copyable_span(self) -> FileSpan | None:
         """The span, if it holds exactly the bytes the header promised."""
         return self.span if self.span is not None and self.span.nbytes == self.info.nbytes else None
 
-    def tensor(self) -> torch.Tensor:
-        """Make the group's tensor and check it is what the header promised."""
-        t = self.produce()
+    def tensor(self, view: bool = False) -> torch.Tensor:
+        """Make the group's tensor and check it is what the header promised (``view``: as
+        ``produce_view`` gives it, where there is one, for a writer that copies it at once)."""
+        t = self.produce_view() if view and self.produce_view is not None else self.produce()
         if tuple(t.shape) != self.info.shape or t.dtype != self.info.dtype:
             raise MergeError(f"{self.keys[0]!r} came out {tuple(t.shape)} {t.dtype}, "
                              f"but the plan said {self.info.shape} {self.info.dtype}")
@@ -84,8 +88,8 @@ def group_tensors(tensors: Sequence[OutTensor], by_itemsize: bool) -> list[Group
         if t.share is not None:
             by_share[t.share] = members
         order.append(members)
-    groups = [Group(tuple(m.key for m in members), members[0].info, members[0].produce, members[0].span)
-              for members in order]
+    groups = [Group(tuple(m.key for m in members), members[0].info, members[0].produce, members[0].span,
+                    members[0].produce_view) for members in order]
     if by_itemsize:
         groups.sort(key=lambda g: -g.info.dtype.itemsize)
     return groups

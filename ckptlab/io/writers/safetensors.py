@@ -12,9 +12,10 @@ from typing import Any, BinaryIO
 import torch
 
 from ckptlab.errors import MergeError
-from ckptlab.io.writers.entries import Group, raw_bytes
+from ckptlab.io.writers.entries import Group
 from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
+from ckptlab.io.writers.staging import Staging
 
 __all__ = ["SAFETENSORS_DTYPES", "write_safetensors"]
 
@@ -31,10 +32,11 @@ SAFETENSORS_DTYPES = {
 def write_safetensors(f: BinaryIO, groups: list[Group], metadata: Mapping[str, str], bar: ByteProgress) -> None:
     """The header (padded to 8 bytes with spaces) first, then the bytes in header order."""
     sink = Sink(f)
+    staging = Staging()
     sink.write(_header(groups, metadata))
     for g in groups:
         span = g.copyable_span
-        data = raw_bytes(g.tensor()) if span is None else None
+        data = staging.bytes_of(g.tensor(view=True)) if span is None else None
         for key in g.keys:
             if data is None:
                 sink.copy(span)

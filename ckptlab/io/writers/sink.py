@@ -10,7 +10,8 @@ from the source's pages.
 Why pieces: on ext4 (Linux 6.x) one ``pwrite`` of a whole 4-16 MB tensor often cost 2-5x
 the CPU of the same bytes written 64 KB-1 MB at a time (``cp``'s in-kernel copy moves 64 KB
 at a time), and otherwise about the same; on tmpfs they cost the same. Aligning the pieces to their size
-gained nothing; writing through a shared ``mmap`` of the output instead cost more on both.
+gained nothing; writing through a shared ``mmap`` of the output instead cost more on both (also
+with each range faulted in by one ``madvise``: the kernel zeroes every page it maps in).
 Measured by ``bench/bench_write_paths.py`` and ``bench/bench_convert.py --old-write``
 (README, "Conversions and degenerate pairs").
 """

@@ -18,6 +18,7 @@ from ckptlab.io.writers import torch_pickle
 from ckptlab.io.writers.entries import Group, raw_bytes
 from ckptlab.io.writers.progress import ByteProgress
 from ckptlab.io.writers.sink import Sink
+from ckptlab.io.writers.staging import Staging
 from ckptlab.io.writers.zipout import StoredZip
 
 __all__ = ["write_torch_zip"]
@@ -31,6 +32,7 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
     tree = torch_pickle.swap_tensors(wrap(mapping), extras, len(groups)) if wrap else mapping
     prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in archive) or "archive"
     zf = StoredZip(Sink(f), zip64_limit=zip64_limit)
+    staging = Staging()
     zf.add_bytes(f"{prefix}/data.pkl", torch_pickle.dumps(tree))
     zf.add_bytes(f"{prefix}/.format_version", b"1")
     zf.add_bytes(f"{prefix}/.storage_alignment", b"64")
@@ -40,9 +42,7 @@ def write_torch_zip(f: BinaryIO, groups: list[Group], wrap: Callable | None, arc
         if span is not None:
             zf.add_span(f"{prefix}/data/{n}", span)
         else:
-            data = raw_bytes(g.tensor())
-            zf.add_bytes(f"{prefix}/data/{n}", data)
-            del data
+            zf.add_bytes(f"{prefix}/data/{n}", staging.bytes_of(g.tensor(view=True)))
         bar.advance(g.info.nbytes, g.keys[-1])
     for n, t in enumerate(extras, start=len(groups)):
         zf.add_bytes(f"{prefix}/data/{n}", raw_bytes(torch_pickle.extra_tensor(t)))
