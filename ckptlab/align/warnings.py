@@ -235,20 +235,29 @@ ROPE_OPS = {"rope_permute", "rope_unpermute"}
 POSITION_NAME = re.compile(r"pos(ition)?_?emb|position_embeddings|pos_embed|wpe|absolute_pos", re.IGNORECASE)
 
 
-def _op_names(row) -> set[str]:
-    return {op.name for op in row.convert.ops} if row.convert is not None else set()
+def _op_names(row, seen: dict[int, tuple]) -> set[str]:
+    """The names of the ops that convert the row (read only). ``seen``: the ops by their id, with
+    their names, so a conversion's are worked out once, not once per row it feeds."""
+    if row.convert is None:
+        return set()
+    ops = row.convert.ops
+    hit = seen.get(id(ops))
+    if hit is None or hit[0] is not ops:
+        hit = seen[id(ops)] = (ops, {op.name for op in ops})  # (holding the ops: their id stays theirs)
+    return hit[1]
 
 
 def _rope_bias(rows) -> list[str]:
     """Biases fed beside a rotary-permuted weight without the same permute."""
     by_key = {r.target: r for r in rows}
     flagged = []
+    seen: dict[int, tuple] = {}
     for r in rows:
-        rope = _op_names(r) & ROPE_OPS
+        rope = _op_names(r, seen) & ROPE_OPS
         if not rope or not r.target.endswith(".weight"):
             continue
         bias = by_key.get(r.target[: -len("weight")] + "bias")
-        if bias is not None and bias.fed and not (_op_names(bias) & rope):
+        if bias is not None and bias.fed and not (_op_names(bias, seen) & rope):
             flagged.append((bias.target, sorted(rope)[0]))
     if not flagged:
         return []
@@ -272,6 +281,8 @@ def orientation_warnings(rows, source_layouts: dict[str, str], target_layouts: d
     """Weights fed as they are (not transposed by a conversion) from a layer that stores them one
     way into a layer that stores them the other (``Conv1D`` (in, out) vs ``nn.Linear`` (out, in)):
     a square one loads without complaint and computes something else."""
+    if not source_layouts or not target_layouts:
+        return []  # (a side whose classes are unknown settles nothing: no row to look at)
     flipped = []
     for r in rows:
         if not r.fed or r.target is None or r.target_shape is None or len(r.target_shape) != 2:

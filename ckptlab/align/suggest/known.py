@@ -72,7 +72,8 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
     for entry in data.get("convert", []):
         conv = Conversion.from_dict(entry, len(entries) + 1)
         keys = offered(conv, free)
-        every = find_groups_among([conv], keys, strict=False).groups
+        # (numbered as the entry will be once applied: the rows then take these very groups)
+        every = find_groups_among([conv], keys, strict=False, start=len(entries) + 1).groups
         groups = [g for g in every if all(t in state.target_shapes for t in g.targets)]
         if not groups:
             continue  # this pair has no such tensors (no qkv bias, no head): leave the entry out
