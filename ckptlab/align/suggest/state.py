@@ -73,12 +73,14 @@ class State:
         converted = dict(self.converted)
         claimed = set(self.claimed)
         names = dict(self.names)
+        target_shapes = self.target_shapes  # (per group: a local)
         for group in groups:
+            sources = tuple(group.sources)
             for tkey, shape in zip(group.targets, group.target_shapes):
-                if tkey in self.target_shapes:
-                    converted[tkey] = (tuple(group.sources), tuple(shape))
-            for skey in group.sources:
-                claimed.add(skey)
+                if tkey in target_shapes:
+                    converted[tkey] = (sources, tuple(shape))
+            claimed.update(sources)
+            for skey in sources:
                 names[skey] = None
         return self._copy(names=names, converted=converted, claimed=frozenset(claimed))
 
