@@ -101,9 +101,10 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
         else:
             map_missing[tkey] = skey
     converted: dict[str, list[tuple[Group, int]]] = {}
+    in_target = set(target.keys()) if conversions.groups else ()  # (a Checkpoint's `in` is a call per key)
     for group in conversions.groups:
         for i, tkey in enumerate(group.targets):
-            if tkey in target and tkey not in mapped and tkey not in map_missing:
+            if tkey in in_target and tkey not in mapped and tkey not in map_missing:
                 converted.setdefault(tkey, []).append((group, i))
     for skey, (new, why) in renamed.items():
         if new is None or new not in target or new in mapped or new in map_missing or new in converted:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from ckptlab.vocab import Status
+from ckptlab.vocab import FED_STATUSES, Status
 from ckptlab.align.keyfold import fold_keys, fold_pattern
 from ckptlab.recipe.parsing import quote
 from ckptlab.align.suggest.structure import FUSED_NAME, block, square, transposed
@@ -62,14 +62,18 @@ def _partly_fed(rows) -> list[str]:
     loaded, ``q_proj``/``k_proj``/``v_proj`` fresh). Layers that are only partly loaded
     themselves are said once, at the first level."""
     layers: dict[str, list] = defaultdict(list)
-    for r in rows:
+    for r in rows:  # (_module, inline: once per row)
         if not r.target.endswith(IGNORED_MISSING):
-            layers[_module(r.target)].append(r)
+            layers[r.target.rpartition(".")[0]].append(r)
     partial: dict[tuple, list[str]] = defaultdict(list)  # (fed names, unfed names) -> modules
     state: dict[str, str] = {}  # layer -> "fed" | "unfed" | "mixed"
     for layer, members in layers.items():
-        fed = [r for r in members if r.fed]
-        unfed = [r for r in members if r.status in UNFED]
+        fed, unfed = [], []
+        for r in members:  # (one loop, not two comprehensions per layer: most layers hold a tensor or two)
+            if r.status in FED_STATUSES:  # (r.fed)
+                fed.append(r)
+            elif r.status in UNFED:
+                unfed.append(r)
         state[layer] = "mixed" if fed and unfed else "fed" if fed else "unfed" if unfed else ""
         if layer and state[layer] == "mixed":
             leaf = lambda r: r.target[len(layer) + 1:]  # noqa: E731
@@ -77,7 +81,7 @@ def _partly_fed(rows) -> list[str]:
     modules: dict[str, list[str]] = defaultdict(list)
     for layer in state:
         if layer and "." in layer:
-            modules[_module(layer)].append(layer)
+            modules[layer.rpartition(".")[0]].append(layer)
     for module, children in modules.items():
         kinds = {state[c] for c in children}
         if "mixed" in kinds or not {"fed", "unfed"} <= kinds:
@@ -174,11 +178,17 @@ def _fused_parts(row, s: tuple, t: tuple, missing) -> str | None:
 def _unfed_modules(targets, unused) -> list[str]:
     """Target modules none of whose tensors is fed (partly fed ones are said by ``_partly_fed``),
     beside a load that feeds at least half of the target (a lower count is the loud warning's)."""
-    fed = sum(r.fed for r in targets)
+    fed = sum(r.status in FED_STATUSES for r in targets)  # (r.fed)
     if not fed or 2 * fed < len(targets):
         return []
     by_module = _group(r for r in targets if not r.target.endswith(IGNORED_MISSING))
-    unfed = {m: rs for m, rs in by_module.items() if all(r.status == Status.MISSING for r in rs)}
+    unfed = {}
+    for m, rs in by_module.items():  # (loops, not a generator per module)
+        for r in rs:
+            if r.status != Status.MISSING:
+                break
+        else:
+            unfed[m] = rs
     if not unfed:
         return []
     sources = {m: rs for m, rs in _group(unused, side="source").items()
@@ -201,8 +211,8 @@ def _unfed_modules(targets, unused) -> list[str]:
 def _group(rows, side: str = "target") -> dict[str, list]:
     """Rows by the module that holds their tensor (the key up to its last dot)."""
     out: dict[str, list] = defaultdict(list)
-    for r in rows:
-        out[_module(getattr(r, side)) or "(top level)"].append(r)
+    for r in rows:  # (_module, inline: once per row)
+        out[getattr(r, side).rpartition(".")[0] or "(top level)"].append(r)
     return out
 
 

@@ -74,8 +74,7 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
         keys = offered(conv, free)
         # (numbered as the entry will be once applied: the rows then take these very groups)
         every = find_groups_among([conv], keys, strict=False, start=len(entries) + 1).groups
-        has = state.target_shapes.__contains__
-        groups = [g for g in every if all(map(has, g.targets))]  # (map: no frame per group)
+        groups = _onto_target(every, state.target_shapes)
         if not groups:
             continue  # this pair has no such tensors (no qkv bias, no head): leave the entry out
         fits = _fit(groups, state.target_shapes)
@@ -126,6 +125,15 @@ def _grade(known: KnownConversion, data: dict, state, base_fed: set, origin: Map
     return suggestions, applied
 
 
+def _onto_target(groups: list, target_shapes: Mapping[str, tuple]) -> list:
+    """The groups whose every target the target has (all of them, the usual case, told in one
+    pass over their targets rather than a test per group)."""
+    has = target_shapes.__contains__
+    if all(map(has, [t for g in groups for t in g.targets])):
+        return list(groups)
+    return [g for g in groups if all(map(has, g.targets))]
+
+
 def _fit(groups: list, target_shapes: Mapping[str, tuple]) -> bool:
     """Every output of these groups has its target's shape (a loop: 20,000 groups, no frame each)."""
     for g in groups:
@@ -143,5 +151,6 @@ def _converted(state, entries: list[dict], found: list[tuple[dict, list]]):
     for keys, groups in found:
         if not claimed.isdisjoint(keys):
             return state.with_conversions(entries)
-        claimed.update(s for g in groups for s in g.sources)
+        for g in groups:
+            claimed.update(g.sources)
     return state.with_groups([g for _, groups in found for g in groups])
