@@ -51,8 +51,8 @@ def dump(al) -> dict:
 def cases(quick: bool):
     """(name, source, target, autos, align's other keyword arguments) of every case."""
     import torch
-
     from bench_align import make_pair, make_pairs
+
     from ckptlab.io.checkpoint import Checkpoint
 
     def meta(*shape):
@@ -110,7 +110,8 @@ def cases(quick: bool):
                    + glob.glob(str(ROOT / "sample_ckpts" / "*.ckpt")))
     for a, b in itertools.product(files, files):
         yield f"sample/{os.path.basename(a)}/{os.path.basename(b)}", a, b, ("high", "all"), {}
-    from tests.zoo import gpt, hf as hf_zoo, llama, meta_bias, neox, openclip, resnet, vit
+    from tests.zoo import gpt, llama, meta_bias, neox, openclip, resnet, vit
+    from tests.zoo import hf as hf_zoo
 
     pairs = {
         "gpt2-nano": (hf_zoo.gpt2(), gpt.nanogpt()), "llama-meta": (hf_zoo.llama(), llama.llama()),

@@ -21,7 +21,7 @@ from dataclasses import replace
 from ckptlab.recipe.conversion import Conversion
 from ckptlab.recipe.groups import Group, find_groups
 
-__all__ = ["remembering", "groups_among"]
+__all__ = ["groups_among", "remembering"]
 
 # (from patterns, to patterns) -> [(the conversion, the offered (key, shape) pairs, its groups)]
 _Memo = dict[tuple, list[tuple[Conversion, list, list[Group]]]]

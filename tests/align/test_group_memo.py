@@ -135,7 +135,7 @@ def test_align_of_a_known_conversion_finds_each_entrys_groups_once(monkeypatch):
     entries = al.effective_recipe.convert
     assert entries and all(row.status == "converted" for row in al.rows)
     assert len(calls) == len(entries)  # graded, then the rows: each entry's groups found once
-    shapes = {k: tuple(source.info(k).shape) for k in source.keys()}
+    shapes = {k: tuple(source.info(k).shape) for k in source}
     want = {t: g for g in find_groups(entries, shapes).groups for t in g.targets}
     assert all(row.convert == want[row.target] for row in al.rows)  # numbered as the entry is
     assert al.rows[1].reason.startswith("convert 2: rope_unpermute heads=4 of 'model.layers.0.self_attn.q_proj.weight'")
