@@ -5,8 +5,9 @@
 - ``suggest/``: one-way suggestion stages (container, known conversions, prefix, structure,
   renames, adapters, order); ``warnings``: results that look fine and are not;
 - ``keyfold`` / ``module_tree``: keys folded for display, parameters grouped by module;
-- ``rule_scope`` / ``gc_pause``: speed without other results (a rule's regex skipped on keys its
-  literal head rules out; the cyclic collector held off while an alignment is built).
+- ``rule_scope`` / ``gc_pause`` / ``group_memo``: speed without other results (a rule's regex
+  skipped on keys its literal head rules out; the cyclic collector held off while an alignment is
+  built; a conversion's groups found once per alignment for the keys it is offered).
 
 ``from ckptlab.align import Alignment`` (the old path) keeps working; ``ckptlab.align`` the
 attribute of the package is the function.

@@ -30,6 +30,7 @@ from ckptlab.io.sources import as_checkpoint
 from ckptlab.io.ties import with_declared_ties
 from ckptlab.io.weight_layout import weight_layouts
 from ckptlab.align.gc_pause import gc_paused
+from ckptlab.align.group_memo import remembering
 from ckptlab.align.rule_scope import find_groups_among, rename
 from ckptlab.align.warnings import orientation_warnings
 
@@ -100,9 +101,10 @@ def match(source_keys: Iterable[str], target: Checkpoint | Mapping, recipe: Reci
         else:
             map_missing[tkey] = skey
     converted: dict[str, list[tuple[Group, int]]] = {}
+    in_target = set(target.keys()) if conversions.groups else ()  # (a Checkpoint's `in` is a call per key)
     for group in conversions.groups:
         for i, tkey in enumerate(group.targets):
-            if tkey in target and tkey not in mapped and tkey not in map_missing:
+            if tkey in in_target and tkey not in mapped and tkey not in map_missing:
                 converted.setdefault(tkey, []).append((group, i))
     for skey, (new, why) in renamed.items():
         if new is None or new not in target or new in mapped or new in map_missing or new in converted:
@@ -174,11 +176,12 @@ def build_rows(source: Checkpoint, target: Checkpoint, recipe: Recipe, labels: L
     for tkey in target.keys():
         t = info(tkey)
         t_shape, t_dtype = tuple(t.shape), name_of(t.dtype)
-        if tkey in converted:
-            row = _converted_row(tkey, t_shape, t_dtype, converted[tkey], s_info, name_of, labels.convert,
-                                 adapt.get(tkey))
-            feeding.update(s for g, _ in converted[tkey] for s in g.sources)
-            rows.append(row)
+        feeds = converted.get(tkey)
+        if feeds is not None:
+            rows.append(_converted_row(tkey, t_shape, t_dtype, feeds, s_info, name_of, labels.convert,
+                                       adapt.get(tkey)))
+            for group, _ in feeds:
+                feeding.update(group.sources)
             continue
         cands = candidates.get(tkey, [])
         spec = adapt.get(tkey)
@@ -246,9 +249,10 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
     group, i = feeds[0]
     why = group.describe(tkey) + (f" ({tags[group.index]})" if group.index in tags else "")
     single = group.sources[0] if len(group.sources) == 1 else None
-    s_shape = tuple(s_info[single].shape) if single else None
+    s_shape = None
     if single:
-        s_dtype = name_of(s_info[single].dtype)
+        s = s_info[single]
+        s_shape, s_dtype = tuple(s.shape), name_of(s.dtype)
     else:
         s_dtypes = sorted({name_of(s_info[s].dtype) for s in group.sources})
         s_dtype = s_dtypes[0] if len(s_dtypes) == 1 else "/".join(s_dtypes)
@@ -263,7 +267,7 @@ def _converted_row(tkey: str, t_shape: Shape, t_dtype: str, feeds: list[tuple[Gr
         return Row(tkey, single, Status.MISMATCH, t_shape, s_shape, t_dtype, s_dtype, reason, group.sources,
                    convert=group)
     return Row(tkey, single, Status.CONVERTED, t_shape, s_shape, t_dtype, s_dtype,
-               _join(why, dtype_note), group.sources, convert=group)
+               f"{why}; {dtype_note}" if dtype_note else why, group.sources, convert=group)  # (_join: why is never empty)
 
 
 def _note_split_ties(rows: list[Row], target: Checkpoint, source: Checkpoint) -> list[Row]:
@@ -438,9 +442,10 @@ def align(source: Any, target: Any, recipe: Any = None, auto: str = "high",
     spec. ``recipe``: a Recipe, a dict or a path. ``auto``: which suggestions to apply.
     ``params``: values for the known conversions' parameters (``{"heads": 32}``), over
     those of the recipe and those read from a model's config or a config.json beside a file.
-    The cyclic garbage collector is held off meanwhile (``gc_pause``: nothing here makes cycles).
+    The cyclic garbage collector is held off meanwhile (``gc_pause``: nothing here makes cycles),
+    and a conversion's groups are found once for the call (``group_memo``).
     """
-    with gc_paused():
+    with gc_paused(), remembering():
         return _align(source, target, recipe, auto, params)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from ckptlab.vocab import Status
+from ckptlab.vocab import FED_STATUSES, Status
 from ckptlab.align.keyfold import fold_keys, fold_pattern
 from ckptlab.recipe.parsing import quote
 from ckptlab.align.suggest.structure import FUSED_NAME, block, square, transposed
@@ -62,14 +62,18 @@ def _partly_fed(rows) -> list[str]:
     loaded, ``q_proj``/``k_proj``/``v_proj`` fresh). Layers that are only partly loaded
     themselves are said once, at the first level."""
     layers: dict[str, list] = defaultdict(list)
-    for r in rows:
+    for r in rows:  # (_module, inline: once per row)
         if not r.target.endswith(IGNORED_MISSING):
-            layers[_module(r.target)].append(r)
+            layers[r.target.rpartition(".")[0]].append(r)
     partial: dict[tuple, list[str]] = defaultdict(list)  # (fed names, unfed names) -> modules
     state: dict[str, str] = {}  # layer -> "fed" | "unfed" | "mixed"
     for layer, members in layers.items():
-        fed = [r for r in members if r.fed]
-        unfed = [r for r in members if r.status in UNFED]
+        fed, unfed = [], []
+        for r in members:  # (one loop, not two comprehensions per layer: most layers hold a tensor or two)
+            if r.status in FED_STATUSES:  # (r.fed)
+                fed.append(r)
+            elif r.status in UNFED:
+                unfed.append(r)
         state[layer] = "mixed" if fed and unfed else "fed" if fed else "unfed" if unfed else ""
         if layer and state[layer] == "mixed":
             leaf = lambda r: r.target[len(layer) + 1:]  # noqa: E731
@@ -77,7 +81,7 @@ def _partly_fed(rows) -> list[str]:
     modules: dict[str, list[str]] = defaultdict(list)
     for layer in state:
         if layer and "." in layer:
-            modules[_module(layer)].append(layer)
+            modules[layer.rpartition(".")[0]].append(layer)
     for module, children in modules.items():
         kinds = {state[c] for c in children}
         if "mixed" in kinds or not {"fed", "unfed"} <= kinds:
@@ -174,11 +178,17 @@ def _fused_parts(row, s: tuple, t: tuple, missing) -> str | None:
 def _unfed_modules(targets, unused) -> list[str]:
     """Target modules none of whose tensors is fed (partly fed ones are said by ``_partly_fed``),
     beside a load that feeds at least half of the target (a lower count is the loud warning's)."""
-    fed = sum(r.fed for r in targets)
+    fed = sum(r.status in FED_STATUSES for r in targets)  # (r.fed)
     if not fed or 2 * fed < len(targets):
         return []
     by_module = _group(r for r in targets if not r.target.endswith(IGNORED_MISSING))
-    unfed = {m: rs for m, rs in by_module.items() if all(r.status == Status.MISSING for r in rs)}
+    unfed = {}
+    for m, rs in by_module.items():  # (loops, not a generator per module)
+        for r in rs:
+            if r.status != Status.MISSING:
+                break
+        else:
+            unfed[m] = rs
     if not unfed:
         return []
     sources = {m: rs for m, rs in _group(unused, side="source").items()
@@ -201,8 +211,8 @@ def _unfed_modules(targets, unused) -> list[str]:
 def _group(rows, side: str = "target") -> dict[str, list]:
     """Rows by the module that holds their tensor (the key up to its last dot)."""
     out: dict[str, list] = defaultdict(list)
-    for r in rows:
-        out[_module(getattr(r, side)) or "(top level)"].append(r)
+    for r in rows:  # (_module, inline: once per row)
+        out[getattr(r, side).rpartition(".")[0] or "(top level)"].append(r)
     return out
 
 
@@ -235,20 +245,29 @@ ROPE_OPS = {"rope_permute", "rope_unpermute"}
 POSITION_NAME = re.compile(r"pos(ition)?_?emb|position_embeddings|pos_embed|wpe|absolute_pos", re.IGNORECASE)
 
 
-def _op_names(row) -> set[str]:
-    return {op.name for op in row.convert.ops} if row.convert is not None else set()
+def _op_names(row, seen: dict[int, tuple]) -> set[str]:
+    """The names of the ops that convert the row (read only). ``seen``: the ops by their id, with
+    their names, so a conversion's are worked out once, not once per row it feeds."""
+    if row.convert is None:
+        return set()
+    ops = row.convert.ops
+    hit = seen.get(id(ops))
+    if hit is None or hit[0] is not ops:
+        hit = seen[id(ops)] = (ops, {op.name for op in ops})  # (holding the ops: their id stays theirs)
+    return hit[1]
 
 
 def _rope_bias(rows) -> list[str]:
     """Biases fed beside a rotary-permuted weight without the same permute."""
     by_key = {r.target: r for r in rows}
     flagged = []
+    seen: dict[int, tuple] = {}
     for r in rows:
-        rope = _op_names(r) & ROPE_OPS
+        rope = _op_names(r, seen) & ROPE_OPS
         if not rope or not r.target.endswith(".weight"):
             continue
         bias = by_key.get(r.target[: -len("weight")] + "bias")
-        if bias is not None and bias.fed and not (_op_names(bias) & rope):
+        if bias is not None and bias.fed and not (_op_names(bias, seen) & rope):
             flagged.append((bias.target, sorted(rope)[0]))
     if not flagged:
         return []
@@ -272,6 +291,8 @@ def orientation_warnings(rows, source_layouts: dict[str, str], target_layouts: d
     """Weights fed as they are (not transposed by a conversion) from a layer that stores them one
     way into a layer that stores them the other (``Conv1D`` (in, out) vs ``nn.Linear`` (out, in)):
     a square one loads without complaint and computes something else."""
+    if not source_layouts or not target_layouts:
+        return []  # (a side whose classes are unknown settles nothing: no row to look at)
     flipped = []
     for r in rows:
         if not r.fed or r.target is None or r.target_shape is None or len(r.target_shape) != 2:

@@ -76,6 +76,12 @@ class Conversion:
         dst = ", ".join(repr(t) for t in self.targets)
         return f"{src} -> {dst}: {describe_ops(self.ops)}"
 
+    @cached_property
+    def ops_text(self) -> str:
+        """``describe_ops(self.ops)``, worked out once: each of the entry's groups names it in
+        the reason of every row it feeds (20,000 rows of one conversion)."""
+        return describe_ops(self.ops)
+
     # -- static checks ---------------------------------------------------------------------
     @cached_property
     def from_patterns(self) -> tuple[KeyPattern, ...]:

@@ -13,7 +13,7 @@ from difflib import get_close_matches
 
 from ckptlab.errors import RecipeError
 from ckptlab.recipe.conversion import Conversion
-from ckptlab.recipe.ops import ConvertError, Op, Shape, describe_ops, preview, run
+from ckptlab.recipe.ops import ConvertError, Op, Shape, preview, run
 
 __all__ = ["Group", "Matches", "find_groups", "unbind_clash", "is_count", "show_values"]
 
@@ -57,11 +57,11 @@ class Group:
 
     def describe(self, target: str | None = None) -> str:
         """``convert 1: transpose of 'h.0.attn.c_attn.weight'`` (and which part, for 1 -> N)."""
-        srcs = ", ".join(f"'{s}'" for s in self.sources)
+        srcs = "'" + "', '".join(self.sources) + "'" if self.sources else ""  # (each quoted, one join)
         part = ""
         if target is not None and len(self.targets) > 1:
             part = f" (output {self.targets.index(target) + 1} of {len(self.targets)})"
-        return f"convert {self.index}: {describe_ops(self.ops)} of {srcs}{part}"
+        return f"convert {self.index}: {self.conversion.ops_text} of {srcs}{part}"
 
 
 @dataclass
@@ -153,46 +153,57 @@ def find_groups(conversions: Sequence[Conversion], source_shapes: Mapping[str, S
 
 
 def _groups_of(index: int, conv: Conversion, keys: list[str], shapes: Mapping[str, Shape]) -> list[Group]:
-    pats = conv.from_patterns
+    shared, unbound, to_patterns = conv.shared, conv.unbound, conv.to_patterns  # (per group: locals)
+    groups = []
+    previews: dict[tuple, tuple[Shape, ...]] = {}  # layers alike share one preview
+    for group_key, sources in _gathered(conv, keys):
+        values = dict(zip(shared, group_key))
+        in_shapes = tuple([tuple(shapes[s]) for s in sources])
+        out_shapes = previews.get(in_shapes)
+        if out_shapes is None:
+            try:
+                out_shapes = previews[in_shapes] = tuple(preview(conv.ops, list(in_shapes), conv.chunk_parts))
+            except ConvertError as exc:
+                shown = ", ".join(f"'{s}' {sh}" for s, sh in zip(sources[:3], in_shapes[:3]))
+                raise ConvertError(f"convert {index}: {exc.message} on {shown}"
+                                   f"{' ...' if len(sources) > 3 else ''}") from None
+        if unbound:
+            share, left = divmod(len(out_shapes), len(to_patterns))
+            if left:
+                raise ConvertError(f"convert {index}: {len(out_shapes)} outputs do not deal out evenly to "
+                                   f"{len(to_patterns)} 'to' patterns")
+            targets = tuple(pat.fill({**values, unbound: str(i)}) for pat in to_patterns for i in range(share))
+        else:
+            targets = tuple([pat.fill(values) for pat in to_patterns])
+        groups.append(Group(index, conv, sources, targets, in_shapes, out_shapes))
+    return groups
+
+
+def _gathered(conv: Conversion, keys: list[str]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(the shared placeholders' values, the source keys in stacking order) of each group with
+    every source it needs, in the order the keys first show it (every key matched before any
+    group is previewed)."""
+    pats, shared, stacked = conv.from_patterns, conv.shared, conv.stacked
+    if len(pats) == 1 and not stacked:  # every placeholder shared: each key it matches is a group alone
+        return [(tuple([values[n] for n in shared]), (key,)) for key, values in pats[0].matches(keys)]
     found: dict[tuple, dict[int, list[tuple[tuple, str]]]] = {}
     for key in keys:
         for p, pat in enumerate(pats):
             values = pat.match(key)
             if values is None:
                 continue
-            group_key = tuple(values[n] for n in conv.shared)
-            order = _order(values[conv.stacked]) if conv.stacked else ()
+            group_key = tuple([values[n] for n in shared])
+            order = _order(values[stacked]) if stacked else ()
             found.setdefault(group_key, {}).setdefault(p, []).append((order, key))
             break
-    groups = []
-    previews: dict[tuple, list[Shape]] = {}  # layers alike share one preview
+    out = []
     for group_key, by_pattern in found.items():
         if len(by_pattern) != len(pats):
             continue  # a group that lacks one of its sources is left to the rules
-        if conv.stacked and len(pats) > 1 and len({tuple(o for o, _ in sorted(v)) for v in by_pattern.values()}) > 1:
+        if stacked and len(pats) > 1 and len({tuple(o for o, _ in sorted(v)) for v in by_pattern.values()}) > 1:
             continue  # the patterns stack different indices (w1 of 8 experts, w3 of 7): left to the rules
-        sources = tuple(k for p in range(len(pats)) for _, k in sorted(by_pattern[p]))
-        values = dict(zip(conv.shared, group_key))
-        in_shapes = [tuple(shapes[s]) for s in sources]
-        try:
-            signature = tuple(in_shapes)
-            out_shapes = previews.get(signature)
-            if out_shapes is None:
-                out_shapes = previews[signature] = preview(conv.ops, in_shapes, conv.chunk_parts)
-        except ConvertError as exc:
-            shown = ", ".join(f"'{s}' {sh}" for s, sh in zip(sources[:3], in_shapes[:3]))
-            raise ConvertError(f"convert {index}: {exc.message} on {shown}"
-                               f"{' ...' if len(sources) > 3 else ''}") from None
-        if conv.unbound:
-            share, left = divmod(len(out_shapes), len(conv.to_patterns))
-            if left:
-                raise ConvertError(f"convert {index}: {len(out_shapes)} outputs do not deal out evenly to "
-                                   f"{len(conv.to_patterns)} 'to' patterns")
-            targets = tuple(pat.fill({**values, conv.unbound: str(i)}) for pat in conv.to_patterns for i in range(share))
-        else:
-            targets = tuple(pat.fill(values) for pat in conv.to_patterns)
-        groups.append(Group(index, conv, sources, targets, tuple(in_shapes), tuple(out_shapes)))
-    return groups
+        out.append((group_key, tuple(k for p in range(len(pats)) for _, k in sorted(by_pattern[p]))))
+    return out
 
 
 def _no_match(conv: Conversion, keys: list[str]) -> str:

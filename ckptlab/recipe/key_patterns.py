@@ -6,7 +6,7 @@ value. Literal text is matched as text, never as a regex.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -64,8 +64,32 @@ class KeyPattern:
         m = self.regex.fullmatch(key)
         return m.groupdict() if m else None
 
+    def matches(self, keys: Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
+        """(key, values) of each of ``keys`` the pattern matches, in order: ``match`` over many
+        keys with its lookups done once."""
+        head, tail = self.ends
+        fullmatch = self.regex.fullmatch
+        for key in keys:
+            if key.startswith(head) and key.endswith(tail):
+                m = fullmatch(key)
+                if m:
+                    yield key, m.groupdict()
+
+    @cached_property
+    def template(self) -> str:
+        """The text as a ``str.format_map`` template (literal braces doubled): ``fill`` without
+        a regex pass and a call per placeholder (every target key of a conversion is filled)."""
+        parts, pos = [], 0
+        for m in _PLACEHOLDER.finditer(self.text):
+            parts.append(self.text[pos:m.start()].replace("{", "{{").replace("}", "}}"))
+            parts.append("{" + m.group(1) + "}")
+            pos = m.end()
+        parts.append(self.text[pos:].replace("{", "{{").replace("}", "}}"))
+        return "".join(parts)
+
     def fill(self, values: Mapping[str, str]) -> str:
-        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), self.text)
+        """Each placeholder replaced by its value, as is (a value is text, never read as a pattern)."""
+        return self.template.format_map(values)
 
     def example(self) -> str:
         """The pattern with every placeholder as ``0`` (for "did you mean")."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ckptlab.align.suggest.state import State, Stats
@@ -29,14 +28,16 @@ WRAPPERS = {
 
 
 # -- stage 1: prefixes --------------------------------------------------------------------
-def _splits(name: str) -> Iterable[tuple[str, str, int]]:
-    """(prefix, rest, components of rest) for 0..MAX_PREFIX_DEPTH leading components."""
+def _splits(name: str) -> list[tuple[str, str, int]]:
+    """(prefix, rest, components of rest) for 0..MAX_PREFIX_DEPTH leading components (a list,
+    not a generator: it runs for thousands of sampled names)."""
     components = name.count(".") + 1
-    yield "", name, components
+    out = [("", name, components)]
     cut = -1
     for i in range(1, min(MAX_PREFIX_DEPTH, components - 1) + 1):
         cut = name.index(".", cut + 1)
-        yield name[:cut + 1], name[cut + 1:], components - i
+        out.append((name[:cut + 1], name[cut + 1:], components - i))
+    return out
 
 
 def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> Counter:
@@ -50,19 +51,30 @@ def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> 
     names = list(sources)
     step = max(1, len(names) // COUNT_SAMPLE)  # counts only rank candidates; grading is exact
     sample = names[::step]
-    splits = [(name, list(_splits(name))) for name in sample]
+    splits = [(name, _splits(name)) for name in sample]
     wanted = {rest for _, parts in splits for _, rest, _ in parts}
     index: dict[str, list[tuple[str, str]]] = {}
-    for tkey in targets:  # _splits, inline: this runs for every target key
+    # _splits and _add, inline: this runs for every target key. A rest shared by more than
+    # MAX_BUCKET target keys is skipped below whatever they are, so its list stops growing
+    # there (``weight``: every target key otherwise)
+    for tkey in targets:
         if tkey in wanted:
-            _add(index, tkey, ("", tkey))
+            hit = index.get(tkey)
+            if hit is None:
+                index[tkey] = [("", tkey)]
+            elif len(hit) <= MAX_BUCKET:
+                hit.append(("", tkey))
         cut = tkey.find(".")
         for _ in range(MAX_PREFIX_DEPTH):
             if cut == -1:
                 break
             rest = tkey[cut + 1:]
             if rest in wanted:
-                _add(index, rest, (tkey[:cut + 1], tkey))
+                hit = index.get(rest)
+                if hit is None:
+                    index[rest] = [(tkey[:cut + 1], tkey)]
+                elif len(hit) <= MAX_BUCKET:
+                    hit.append((tkey[:cut + 1], tkey))
             cut = tkey.find(".", cut + 1)
     counts: Counter = Counter()
     source_shapes, target_shapes = state.source_shapes, state.target_shapes
@@ -78,14 +90,6 @@ def _prefix_counts(sources: dict[str, str], targets: set[str], state: State) -> 
                 if target_shapes[tkey] == shape:
                     counts[(a, b)] += 1
     return counts
-
-
-def _add(index: dict[str, list], key: str, item: tuple) -> None:
-    hit = index.get(key)
-    if hit is None:
-        index[key] = [item]
-    else:
-        hit.append(item)
 
 
 def _sibling_rename(a: str, b: str) -> bool:

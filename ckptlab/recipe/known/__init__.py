@@ -11,6 +11,7 @@ entries that match nothing are left out, and parameters are filled in.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -121,15 +122,15 @@ class KeyIndex:
     def __init__(self, keys: Iterable[str] | Mapping[str, tuple]):
         self.shapes = dict(keys) if isinstance(keys, Mapping) else {}
         self.keys = list(keys)
-        self.by_tail: dict[str, list[str]] = {}
-        by_tail = self.by_tail
+        by_tail: defaultdict[str, list[str]] = defaultdict(list)  # (no call per key: 80,000 at 20,000 keys)
         for key in self.keys:  # (its last component, then its last two: ``_tail``, inline)
             cut = key.rfind(".")
             if cut == -1:
-                _append(by_tail, key, key)
+                by_tail[key].append(key)
                 continue
-            _append(by_tail, key[cut + 1:], key)
-            _append(by_tail, key[key.rfind(".", 0, cut) + 1:], key)
+            by_tail[key[cut + 1:]].append(key)
+            by_tail[key[key.rfind(".", 0, cut) + 1:]].append(key)
+        self.by_tail: dict[str, list[str]] = dict(by_tail)
 
     def candidates(self, pattern: str) -> list[str]:
         tail = _tail(pattern)
@@ -159,14 +160,6 @@ class KeyIndex:
             if m:
                 counts[m.group(1)] = counts.get(m.group(1), 0) + 1
         return counts
-
-
-def _append(index: dict[str, list[str]], tail: str, key: str) -> None:
-    hit = index.get(tail)
-    if hit is None:
-        index[tail] = [key]
-    else:
-        hit.append(key)
 
 
 def _tail(key: str) -> str:

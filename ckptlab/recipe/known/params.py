@@ -112,8 +112,11 @@ def _row_ratios(shapes: Mapping[str, tuple[int, ...]], part: str, whole: str) ->
     """(rows of PART, rows of WHOLE) for every layer where both patterns match a key (any prefix)."""
     def index(pattern: str) -> dict[tuple, int]:
         rx = re.compile("^(.*?)" + re.escape(pattern).replace(r"\{i\}", r"(\d+)") + "$")
+        tail = pattern.rpartition("{i}")[2]  # a key the regex matches holds it: the others skip the regex
         out = {}
         for key, shape in shapes.items():
+            if tail not in key:
+                continue
             m = rx.match(key)
             if m and shape:
                 out[m.groups()] = shape[0]
