@@ -19,7 +19,7 @@ from ckptlab.io.checkpoint import Candidate, Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
 from ckptlab.io import limits
 from ckptlab.io.formats import paused_gc
-from ckptlab.io.formats.base import LazyTensor, Loaded
+from ckptlab.io.formats.base import LazyTensor, Loaded, TensorTable
 from ckptlab.io.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
 __all__ = ["KNOWN_NAMES", "OPTIMIZER_NAMES", "OPTIMIZER_SLOTS", "MAX_DEPTH", "MAX_PLAIN_NODES", "Candidate",
@@ -208,6 +208,8 @@ def _extras(root: Any, chosen: _Found) -> dict[str, Any]:
 
 def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None) -> Checkpoint:
     """Wrap the chosen container of ``loaded`` (``None``: the best candidate) as a Checkpoint."""
+    if _flat(loaded.root):
+        return _top_level(loaded, path, container)
     with paused_gc():
         found = find(loaded.root)
     if not found:
@@ -230,6 +232,29 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
         placeholders=loaded.placeholders, metadata=loaded.metadata, extras=_extras(loaded.root, chosen),
         beside=_beside(loaded.root, chosen),
     )
+
+
+def _flat(root: Any) -> bool:
+    """A flat mapping of tensors (a safetensors table, a bare state_dict): its one candidate
+    is the top level, found without the tree search (``map``/``set`` run in C)."""
+    if type(root) is TensorTable:
+        return len(root) > 0
+    return type(root) is dict and len(root) > 0 and set(map(type, root.values())) == {LazyTensor} \
+        and set(map(type, root)) == {str}
+
+
+def _top_level(loaded: Loaded, path: str | Path | None, container: str | None) -> Checkpoint:
+    """What ``find`` gives a flat mapping: one candidate, the top level, nothing beside it."""
+    root = loaded.root
+    if container not in (None, ""):
+        raise ContainerError(f"no tensor mapping at {container!r}; candidates: (top level)", path)
+    if type(root) is TensorTable:  # (its reader checked its keys: the same keys, none made by flattening)
+        nbytes = sum(info.nbytes for info in root.infos.values())
+    else:
+        limits.check_keys(root, path)
+        nbytes = sum(t.info.nbytes for t in root.values())
+    return Checkpoint(root, path=path, format=loaded.format, container="", candidates=(Candidate("", len(root), nbytes),),
+                      placeholders=loaded.placeholders, metadata=loaded.metadata, beside=())
 
 
 # -- optimizer state: many small candidates, one thing ------------------------------------

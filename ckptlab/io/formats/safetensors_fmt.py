@@ -8,8 +8,10 @@ tensor's ``data_offsets`` span with seek + readinto.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from math import prod
+from operator import attrgetter, itemgetter, sub
 from pathlib import Path
 
 import torch
@@ -17,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 
 from ckptlab.errors import UnreadableFileError, UnsupportedFormatError, quote
 from ckptlab.io import limits
-from ckptlab.io.formats.base import LazyTensor, Loaded, guarded
+from ckptlab.io.formats.base import LazyTensor, Loaded, TensorTable, guarded
 from ckptlab.io.formats.region import Region
 from ckptlab.io.formats.storage import checked_shape
 from ckptlab.io.tensor_info import TensorInfo
@@ -38,9 +40,13 @@ if hasattr(torch, "float8_e8m0fnu"):
 
 def header_length(path: Path) -> int:
     """The 8-byte little-endian header length, checked against the cap and the file size."""
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
+        return _checked_length(f, path)
+
+
+def _checked_length(f, path: Path) -> int:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(8)
     if len(head) < 8:
         raise UnreadableFileError("truncated safetensors file (no 8-byte header length)", path)
     (n,) = struct.unpack("<Q", head)
@@ -51,48 +57,81 @@ def header_length(path: Path) -> int:
     return n
 
 
+def _header_bytes(path: Path) -> bytes:
+    """The JSON header, its length checked first (one open of the file)."""
+    with open(path, "rb") as f:
+        n = _checked_length(f, path)
+        data = f.read(n)
+    if len(data) != n:
+        raise UnreadableFileError(f"truncated: needs {n} bytes at offset 8, file ends first", path)
+    return data
+
+
 def read_safetensors(path: Path) -> Loaded:
-    n = header_length(path)
+    """The header as a ``TensorTable``: the library validates it, one JSON parse gives every
+    key, dtype, shape and offset, each distinct (dtype, shape) is checked once, and no object
+    is made per tensor until one is asked for (the per-tensor work runs in C: ``map``/``zip``)."""
+    raw = _header_bytes(path)
     try:
         with safe_open(str(path), framework="pt") as f:  # the library validates the header as it opens it
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as exc:
         raise UnreadableFileError(f"invalid safetensors file ({str(exc)[:120]})", path) from None
     try:
-        header = json.loads(Region(path).read(8, n))
+        header = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
+    if not isinstance(header, dict):
+        raise UnreadableFileError("invalid safetensors header (not a JSON object)", path)
+    header.pop("__metadata__", None)
     limits.check_keys([*header, *metadata], path)
-    region = Region(path, 8 + n)
-    where = str(path)
-    infos: dict[tuple, TensorInfo] = {}  # (dtype code, shape) -> its info, checked once: layers repeat them
-    root: dict[str, LazyTensor] = {}
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        code, shape = entry["dtype"], tuple(entry["shape"])
-        info = infos.get((code, shape))
-        if info is None:
-            info = infos[(code, shape)] = _info(code, shape, key, path)
-        begin, end = entry["data_offsets"]
-        if end - begin != info.nbytes:
-            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}", path)
-        piece = _Piece(region, begin, info, where)
-        root[key] = LazyTensor(info, piece, (where, begin), (begin, info.shape, info.dtype), piece.span)
+    keys, entries = list(header), header.values()
+    sigs = list(zip(map(itemgetter("dtype"), entries), map(tuple, map(itemgetter("shape"), entries))))
+    by_sig = {sig: _info(*sig, lambda sig=sig: keys[sigs.index(sig)], path) for sig in dict.fromkeys(sigs)}
+    infos = list(map(by_sig.__getitem__, sigs))
+    offsets = list(map(itemgetter("data_offsets"), entries))
+    begins = list(map(itemgetter(0), offsets))
+    if list(map(sub, map(itemgetter(1), offsets), begins)) != list(map(attrgetter("nbytes"), infos)):
+        _bad_offsets(keys, offsets, infos, path)
+    region = Region(path, 8 + len(raw))
+    root = TensorTable(dict(zip(keys, infos)), _Maker(region, dict(zip(keys, begins)), str(path)))
     _restore_ties(root, metadata, region)
     return Loaded("safetensors", root, (), metadata)
 
 
-def _info(code: str, shape: tuple, key: str, path: Path) -> TensorInfo:
-    """The info of a tensor of dtype ``code`` and ``shape`` as the header gives them, checked."""
+def _info(code: str, shape: tuple, key_of, path: Path) -> TensorInfo:
+    """The info of a tensor of dtype ``code`` and ``shape`` as the header gives them, checked
+    (``key_of()``: the first key of that dtype and shape, named by the error)."""
     dtype = DTYPES.get(code)
     if dtype is None:
-        raise UnsupportedFormatError(f"safetensors dtype {quote(code)} of {quote(key)} is not supported", path)
+        raise UnsupportedFormatError(f"safetensors dtype {quote(code)} of {quote(key_of())} is not supported", path)
     shape, _ = checked_shape(list(shape), None, str(path))
     return TensorInfo(shape, dtype, prod(shape) * dtype.itemsize)
 
 
-def _restore_ties(root: dict[str, LazyTensor], metadata: dict[str, str], region: Region) -> None:
+def _bad_offsets(keys: list[str], offsets: list, infos: list[TensorInfo], path: Path) -> None:
+    """Raise for the first tensor whose offsets span other than its size (the library checks
+    this too; checked again as the spans are what ``load()`` reads)."""
+    for key, (begin, end), info in zip(keys, offsets, infos):
+        if end - begin != info.nbytes:
+            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}", path)
+
+
+class _Maker:
+    """Builds the ``LazyTensor`` of one key of the table when it is first asked for."""
+
+    __slots__ = ("region", "begins", "where")
+
+    def __init__(self, region: Region, begins: dict[str, int], where: str):
+        self.region, self.begins, self.where = region, begins, where
+
+    def __call__(self, key: str, info: TensorInfo) -> LazyTensor:
+        begin, where = self.begins[key], self.where
+        piece = _Piece(self.region, begin, info, where)
+        return LazyTensor(info, piece, (where, begin), (begin, info.shape, info.dtype), piece.span)
+
+
+def _restore_ties(root: TensorTable, metadata: dict[str, str], region: Region) -> None:
     """safetensors cannot share storage, so ckptlab's writer stores each tied name as a copy
     and lists the groups under ``ckptlab.aliases``; reading them back as one tensor lets a
     .pt written from this file tie them again. The metadata is the file's word only: a group
