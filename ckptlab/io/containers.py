@@ -10,6 +10,7 @@ names. ``container=`` picks any candidate by its dotted path.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -239,7 +240,7 @@ def _flat(root: Any) -> bool:
     is the top level, found without the tree search (``map``/``set`` run in C)."""
     if type(root) is TensorTable:
         return len(root) > 0
-    return type(root) is dict and len(root) > 0 and set(map(type, root.values())) == {LazyTensor} \
+    return type(root) in (dict, OrderedDict) and len(root) > 0 and set(map(type, root.values())) == {LazyTensor} \
         and set(map(type, root)) == {str}
 
 

@@ -172,15 +172,19 @@ def _meta_tensor(dtype, size, stride, *_ignored) -> LazyTensor:
 
 
 def _ordered_dict(*args) -> collections.OrderedDict:
-    return _from_containers("collections.OrderedDict", collections.OrderedDict)(*args)
+    if args:  # (torch's pickles call it once per tensor, with none: its backward hooks)
+        _containers_only("collections.OrderedDict", args)
+    return collections.OrderedDict(*args)
 
 
 def _defaultdict(factory=None, *args) -> dict:
-    return _from_containers("collections.defaultdict", dict)(*args)  # the factory is never called
+    _containers_only("collections.defaultdict", args)
+    return dict(*args)  # the factory is never called
 
 
 def _counter(*args) -> collections.Counter:
-    return _from_containers("collections.Counter", collections.Counter)(*args)
+    _containers_only("collections.Counter", args)
+    return collections.Counter(*args)
 
 
 _SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None))
@@ -236,15 +240,20 @@ def _from_containers(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     for), never iterates a string or bytes (``tuple(s)`` would turn each byte of the pickle
     into an 8-byte reference, and no checkpoint spells a tuple that way)."""
     def make(*args):
-        if not all(isinstance(a, _CONTAINER_ARGS) for a in args):
-            raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _CONTAINER_ARGS))).__name__} "
-                                         "in a pickle is not allowed (only of a list, tuple, dict or set)")
+        _containers_only(kind, args)
         return fn(*args)
     return make
 
 
+def _containers_only(kind: str, args: tuple) -> None:
+    if not all(isinstance(a, _CONTAINER_ARGS) for a in args):
+        raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _CONTAINER_ARGS))).__name__} "
+                                     "in a pickle is not allowed (only of a list, tuple, dict or set)")
+
+
 def _torch_size(*args) -> torch.Size:
-    return _from_containers("torch.Size", torch.Size)(*args)
+    _containers_only("torch.Size", args)
+    return torch.Size(*args)
 
 
 def _torch_device(*args) -> torch.device:

@@ -46,3 +46,20 @@ def test_the_bundled_sample_matches_its_torch_twin(sample):
     assert sorted(st.keys()) == sorted(pt.keys())
     for key in pt.keys():
         assert torch.equal(st.tensor(key), pt.tensor(key))
+
+
+def test_opening_makes_no_tensor_object_until_one_is_asked_for(saved):
+    """The header stays a table: ``info`` answers from it, and each key's LazyTensor is made
+    once, when first asked for, and is the same object after (so ties stay recognisable)."""
+    from ckptlab.io.formats.base import TensorTable
+
+    path, tensors = saved
+    ck = ckptlab.open(path)
+    table = ck._tensors
+    assert type(table) is TensorTable and table._made == {}
+    assert [ck.info(k) for k in ck.keys()] and table._made == {}
+    first = ck.lazy("column")
+    assert ck.lazy("column") is first and first.info == ck.info("column") and list(table._made) == ["column"]
+    assert ck.total_bytes == sum(t.numel() * t.element_size() for t in tensors.values())
+    with pytest.raises(ckptlab.CheckpointError, match="no tensor named 'ghost'"):
+        ck.info("ghost")
