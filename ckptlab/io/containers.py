@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 @dataclass
 class _Found:
+    """One candidate as the search found it: where, how it was reached, what it holds."""
+
     path: str
     chain: tuple[tuple[Any, Any], ...]  # (key, node) steps from the root down to the container
     mapping: dict[str, LazyTensor]
@@ -235,6 +238,9 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
     )
 
 
+_NBYTES = attrgetter("nbytes")
+
+
 def _flat(root: Any) -> bool:
     """A flat mapping of tensors (a safetensors table, a bare state_dict): its one candidate
     is the top level, found without the tree search (``map``/``set`` run in C)."""
@@ -250,7 +256,7 @@ def _top_level(loaded: Loaded, path: str | Path | None, container: str | None) -
     if container not in (None, ""):
         raise ContainerError(f"no tensor mapping at {container!r}; candidates: (top level)", path)
     if type(root) is TensorTable:  # (its reader checked its keys: the same keys, none made by flattening)
-        nbytes = sum(info.nbytes for info in root.infos.values())
+        nbytes = sum(map(_NBYTES, root.infos.values()))
     else:
         limits.check_keys(root, path)
         nbytes = sum(t.info.nbytes for t in root.values())

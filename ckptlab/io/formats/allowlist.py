@@ -93,16 +93,18 @@ class Allowed:
 OBJECT = TypeMarker("builtins.object")
 
 
+# torch's dtypes, layouts and memory formats by name (one pass over the module's namespace)
+_TORCH_VALUES = {name: value for name, value in vars(torch).items()
+                 if isinstance(value, (torch.dtype, torch.layout, torch.memory_format))}
+
+
 def _values() -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {}
     for name, dtype in _LEGACY_STORAGES.items():
         marker = StorageType(name, dtype)
         for module in ("torch", "torch.cuda", "torch.storage"):
             out[(module, name)] = marker
-    for name in dir(torch):
-        value = getattr(torch, name, None)
-        if isinstance(value, (torch.dtype, torch.layout, torch.memory_format)):
-            out[("torch", name)] = value
+    out.update({("torch", name): value for name, value in _TORCH_VALUES.items()})
     for name in ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
                  "per_channel_symmetric", "per_channel_affine_float_qparams"):
         out[("torch", name)] = getattr(torch, name)
@@ -117,7 +119,7 @@ def _values() -> dict[tuple[str, str], Any]:
     return out
 
 
-_LAYOUTS = {name: value for name in dir(torch) if isinstance(value := getattr(torch, name, None), torch.layout)}
+_LAYOUTS = {name: value for name, value in _TORCH_VALUES.items() if isinstance(value, torch.layout)}
 
 
 # -- pure stand-ins for the allowed callables ---------------------------------------------

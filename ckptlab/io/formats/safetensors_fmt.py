@@ -3,7 +3,8 @@
 The ``safetensors`` library validates the file (header size cap, offsets that tile the data
 area, dtype/shape agreement) and gives keys, shapes, dtypes and metadata without reading
 data. Its ``get_tensor`` would map the whole file, so ``load()`` instead reads the
-tensor's ``data_offsets`` span with seek + readinto.
+tensor's ``data_offsets`` span with seek + readinto (the offsets parsed from the header
+bytes when the first tensor is made: inspecting a file parses its JSON once, in the library).
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import json
 import os
 import struct
 from math import prod
-from operator import attrgetter, itemgetter, sub
 from pathlib import Path
 
 import torch
@@ -68,33 +68,23 @@ def _header_bytes(path: Path) -> bytes:
 
 
 def read_safetensors(path: Path) -> Loaded:
-    """The header as a ``TensorTable``: the library validates it, one JSON parse gives every
-    key, dtype, shape and offset, each distinct (dtype, shape) is checked once, and no object
-    is made per tensor until one is asked for (the per-tensor work runs in C: ``map``/``zip``)."""
+    """The header as a ``TensorTable``. The library validates the header as it opens the file
+    and gives every key (in file order: by offset), dtype and shape; each distinct (dtype,
+    shape) is checked once. Offsets are read from the header bytes only when a tensor is
+    first made (inspecting never needs them), so the JSON is parsed once, by the library."""
     raw = _header_bytes(path)
     try:
         with safe_open(str(path), framework="pt") as f:  # the library validates the header as it opens it
             metadata = dict(f.metadata() or {})
+            keys = f.offset_keys()
+            sigs = [(s.get_dtype(), tuple(s.get_shape())) for s in map(f.get_slice, keys)]
     except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as exc:
         raise UnreadableFileError(f"invalid safetensors file ({str(exc)[:120]})", path) from None
-    try:
-        header = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", path) from None
-    if not isinstance(header, dict):
-        raise UnreadableFileError("invalid safetensors header (not a JSON object)", path)
-    header.pop("__metadata__", None)
-    limits.check_keys([*header, *metadata], path)
-    keys, entries = list(header), header.values()
-    sigs = list(zip(map(itemgetter("dtype"), entries), map(tuple, map(itemgetter("shape"), entries))))
+    limits.check_keys([*keys, *metadata], path)
     by_sig = {sig: _info(*sig, lambda sig=sig: keys[sigs.index(sig)], path) for sig in dict.fromkeys(sigs)}
-    infos = list(map(by_sig.__getitem__, sigs))
-    offsets = list(map(itemgetter("data_offsets"), entries))
-    begins = list(map(itemgetter(0), offsets))
-    if list(map(sub, map(itemgetter(1), offsets), begins)) != list(map(attrgetter("nbytes"), infos)):
-        _bad_offsets(keys, offsets, infos, path)
+    infos = dict(zip(keys, map(by_sig.__getitem__, sigs)))
     region = Region(path, 8 + len(raw))
-    root = TensorTable(dict(zip(keys, infos)), _Maker(region, dict(zip(keys, begins)), str(path)))
+    root = TensorTable(infos, _Maker(region, _Offsets(raw, infos, path), str(path)))
     _restore_ties(root, metadata, region)
     return Loaded("safetensors", root, (), metadata)
 
@@ -109,24 +99,54 @@ def _info(code: str, shape: tuple, key_of, path: Path) -> TensorInfo:
     return TensorInfo(shape, dtype, prod(shape) * dtype.itemsize)
 
 
-def _bad_offsets(keys: list[str], offsets: list, infos: list[TensorInfo], path: Path) -> None:
-    """Raise for the first tensor whose offsets span other than its size (the library checks
-    this too; checked again as the spans are what ``load()`` reads)."""
-    for key, (begin, end), info in zip(keys, offsets, infos):
-        if end - begin != info.nbytes:
-            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}", path)
+class _Offsets:
+    """Where each tensor's bytes begin, from the header's ``data_offsets``: parsed from the
+    header bytes (kept from the open) when the first tensor is made, and checked against what
+    the library gave, key by key (same keys, dtype and shape; a span of exactly its size)."""
+
+    __slots__ = ("raw", "infos", "path", "_begins")
+
+    def __init__(self, raw: bytes, infos: dict[str, TensorInfo], path: Path):
+        self.raw, self.infos, self.path, self._begins = raw, infos, path, None
+
+    def __getitem__(self, key: str) -> int:
+        begins = self._begins
+        if begins is None:  # (two threads may both parse: the same bytes, the same answer)
+            begins = self._begins = self._parse()
+        return begins[key]
+
+    def _parse(self) -> dict[str, int]:
+        try:
+            header = json.loads(self.raw)
+        except (ValueError, RecursionError) as exc:
+            raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", self.path) from None
+        header.pop("__metadata__", None)
+        if len(header) != len(self.infos):
+            raise UnreadableFileError("safetensors header lists other tensors than the library read", self.path)
+        begins: dict[str, int] = {}
+        for key, info in self.infos.items():
+            entry = header.get(key)
+            if not isinstance(entry, dict) or DTYPES.get(entry.get("dtype")) is not info.dtype or \
+                    tuple(entry.get("shape", ())) != info.shape:
+                raise UnreadableFileError(f"safetensors header disagrees with the library on {quote(key)}", self.path)
+            begin, end = entry["data_offsets"]
+            if end - begin != info.nbytes:
+                raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}",
+                                          self.path)
+            begins[key] = begin
+        return begins
 
 
 class _Maker:
     """Builds the ``LazyTensor`` of one key of the table when it is first asked for."""
 
-    __slots__ = ("region", "begins", "where")
+    __slots__ = ("region", "offsets", "where")
 
-    def __init__(self, region: Region, begins: dict[str, int], where: str):
-        self.region, self.begins, self.where = region, begins, where
+    def __init__(self, region: Region, offsets: _Offsets, where: str):
+        self.region, self.offsets, self.where = region, offsets, where
 
     def __call__(self, key: str, info: TensorInfo) -> LazyTensor:
-        begin, where = self.begins[key], self.where
+        begin, where = self.offsets[key], self.where
         piece = _Piece(self.region, begin, info, where)
         return LazyTensor(info, piece, (where, begin), (begin, info.shape, info.dtype), piece.span)
 
