@@ -116,25 +116,26 @@ class _Offsets:
         return begins[key]
 
     def _parse(self) -> dict[str, int]:
+        """Every key's first byte; any disagreement is a one-line error (the bytes are the
+        ones ckptlab read at open, the library read the file itself: it may have changed)."""
         try:
             header = json.loads(self.raw)
-        except (ValueError, RecursionError) as exc:
+            header.pop("__metadata__", None)
+            if len(header) != len(self.infos):
+                raise ValueError("it lists other tensors than the library read")
+            return {key: self._begin(key, header[key], info) for key, info in self.infos.items()}
+        except (ValueError, RecursionError, KeyError, TypeError, AttributeError) as exc:
             raise UnreadableFileError(f"invalid safetensors header ({str(exc)[:100]})", self.path) from None
-        header.pop("__metadata__", None)
-        if len(header) != len(self.infos):
-            raise UnreadableFileError("safetensors header lists other tensors than the library read", self.path)
-        begins: dict[str, int] = {}
-        for key, info in self.infos.items():
-            entry = header.get(key)
-            if not isinstance(entry, dict) or DTYPES.get(entry.get("dtype")) is not info.dtype or \
-                    tuple(entry.get("shape", ())) != info.shape:
-                raise UnreadableFileError(f"safetensors header disagrees with the library on {quote(key)}", self.path)
-            begin, end = entry["data_offsets"]
-            if end - begin != info.nbytes:
-                raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}",
-                                          self.path)
-            begins[key] = begin
-        return begins
+
+    def _begin(self, key: str, entry: dict, info: TensorInfo) -> int:
+        if DTYPES.get(entry["dtype"]) is not info.dtype or tuple(entry["shape"]) != info.shape:
+            raise ValueError(f"it disagrees with the library on {quote(key)}")
+        begin, end = entry["data_offsets"]
+        if type(begin) is not int or type(end) is not int:
+            raise ValueError(f"offsets of {quote(key)} are not integers")
+        if end - begin != info.nbytes:
+            raise UnreadableFileError(f"bad offsets for {quote(key)}: {end - begin} bytes for {info.nbytes}", self.path)
+        return begin
 
 
 class _Maker:
