@@ -333,11 +333,19 @@ class RestrictedUnpickler:
     def op_binint(self) -> None:
         self.stack.append(self._unpack(_I32))
 
+    # (the opcodes torch's pickles run for every tensor read their arguments inline: a method
+    # call each is a tenth of a tensor's cost)
     def op_binint1(self) -> None:
-        self.stack.append(self._byte())
+        data = self._read(1)
+        if not data:
+            raise EOFError
+        self.stack.append(data[0])
 
     def op_binint2(self) -> None:
-        self.stack.append(self._unpack(_U16))
+        data = self._read(2)
+        if len(data) != 2:
+            raise EOFError
+        self.stack.append(data[0] | data[1] << 8)
 
     def op_long(self) -> None:
         line = self._line().rstrip(b"L")
@@ -391,7 +399,10 @@ class RestrictedUnpickler:
         self.stack.append(str(self._line(), "raw-unicode-escape"))
 
     def op_binunicode(self) -> None:
-        self.stack.append(str(self._bytes(self._unpack(_U32S)), "utf-8", "surrogatepass"))
+        data = self._read(4)
+        if len(data) != 4:
+            raise EOFError
+        self.stack.append(str(self._bytes(_U32(data)[0]), "utf-8", "surrogatepass"))
 
     def op_short_binunicode(self) -> None:
         self.stack.append(str(self._bytes(self._byte()), "utf-8", "surrogatepass"))
@@ -418,8 +429,15 @@ class RestrictedUnpickler:
         self._tuple([self._pop()])
 
     def op_tuple2(self) -> None:
-        b, a = self._pop(), self._pop()
-        self._tuple([a, b])
+        stack = self.stack
+        if len(stack) < 2:
+            raise _Corrupt("stack underflow")
+        b = stack.pop()
+        a = stack.pop()
+        if type(a) in _FLAT and type(b) in _FLAT:  # a 2-d shape or stride
+            stack.append((a, b))
+        else:
+            self._tuple([a, b])
 
     def op_tuple3(self) -> None:
         c, b, a = self._pop(), self._pop(), self._pop()
@@ -557,9 +575,12 @@ class RestrictedUnpickler:
         self.stack.append(self.find_class(module, name))
 
     def op_reduce(self) -> None:
-        args = self._pop()
-        func = self._pop()
-        self.stack.append(self._call(func, args))
+        stack = self.stack
+        if len(stack) < 2:
+            raise _Corrupt("stack underflow")
+        args = stack.pop()
+        func = stack.pop()
+        stack.append(self._call(func, args))
 
     def op_newobj(self) -> None:
         args = self._pop()
@@ -598,7 +619,10 @@ class RestrictedUnpickler:
         self.stack.append(self.persistent_load(self._line().decode("ascii")))
 
     def op_binpersid(self) -> None:
-        self.stack.append(self.persistent_load(self._pop()))
+        stack = self.stack
+        if not stack:
+            raise _Corrupt("stack underflow")
+        stack.append(self.persistent_load(stack.pop()))
 
     def op_ext(self) -> None:
         raise UnsafePickleError("refusing a copyreg extension code (EXT1/2/4): it names a "
