@@ -96,13 +96,10 @@ class RestrictedUnpickler:
         self._made_items = 0  # items of containers returned by calls (see ``_made``)
         self._made_bytes = 0  # characters/bytes of strings returned by calls
         self._key_chars = 0  # characters of every str dict key set (MAX_TOTAL_KEY_CHARS)
-        self._dispatch = [None] * 256
-        for code, name in _OPCODES.items():
-            self._dispatch[code] = getattr(self, name)
 
     # -- the loop -------------------------------------------------------------------------
     def load(self) -> Any:
-        read, dispatch, memo = self._read, self._dispatch, self.memo
+        read, dispatch, memo = self._read, _DISPATCH, self.memo
         budget = limits.MAX_PICKLE_OBJECTS
         max_index, max_entries = limits.MAX_MEMO_INDEX, limits.MAX_MEMO_ENTRIES
         try:
@@ -125,7 +122,7 @@ class RestrictedUnpickler:
                 op = dispatch[code[0]]
                 if op is None:
                     raise _Corrupt(f"unknown opcode {code!r}")
-                op()
+                op(self)
         except _Stop as stop:
             return stop.value
 
@@ -652,6 +649,13 @@ _OPCODES: dict[int, str] = {
         "\x82": "op_ext", "\x83": "op_ext", "\x84": "op_ext", "\x97": "op_buffer", "\x98": "op_buffer",
     }.items()
 }
+
+
+# opcode -> the method that runs it, unbound: a table of bound methods per machine would tie
+# each machine in a reference cycle, and its memo (every object of the pickle) would then
+# wait for the cyclic garbage collector instead of going when the load returns
+_DISPATCH: list[Callable[[RestrictedUnpickler], None] | None] = [
+    getattr(RestrictedUnpickler, _OPCODES[code]) if code in _OPCODES else None for code in range(256)]
 
 
 def _end_of(file: IO[bytes]) -> int | None:
