@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ckptlab.errors import CheckpointError
-from ckptlab.io.formats.base import LazyTensor
+from ckptlab.io.formats.base import LazyTensor, TensorTable
 from ckptlab.io.tensor_info import TensorInfo
 
 
@@ -64,7 +64,9 @@ class Checkpoint:
         extras: Mapping[str, Any] | None = None,
         beside: tuple[tuple[tuple, Any], ...] | None = None,
     ):
-        self._tensors = dict(tensors)
+        # a reader's TensorTable is kept as it is: its LazyTensors are made when first asked for
+        self._tensors = tensors if type(tensors) is TensorTable else dict(tensors)
+        self._infos = tensors.infos if type(tensors) is TensorTable else None  # info() without a LazyTensor
         self.path = str(path) if path is not None else None
         self.format = format
         self.container = container
@@ -103,6 +105,7 @@ class Checkpoint:
         copy = Checkpoint.__new__(Checkpoint)
         copy.__dict__.update(self.__dict__)
         copy._tensors = {**self._tensors, **{new: self._tensors[old] for new, old in aliases.items()}}
+        copy._infos = None
         copy.restored_ties = {**getattr(self, "restored_ties", {}), **{new: (old, why) for new, old in aliases.items()}}
         return copy
 
@@ -111,6 +114,12 @@ class Checkpoint:
         return list(self._tensors)
 
     def info(self, key: str) -> TensorInfo:
+        infos = self._infos
+        if infos is not None:
+            try:
+                return infos[key]
+            except KeyError:
+                raise CheckpointError(f"no tensor named {key!r}", self.path) from None
         return self._ref(key).info
 
     def tensor(self, key: str) -> torch.Tensor:
@@ -131,11 +140,11 @@ class Checkpoint:
 
     @property
     def total_params(self) -> int:
-        return sum(ref.info.numel for ref in self._tensors.values())
+        return sum(self.info(key).numel for key in self._tensors)
 
     @property
     def total_bytes(self) -> int:
-        return sum(ref.info.nbytes for ref in self._tensors.values())
+        return sum(self.info(key).nbytes for key in self._tensors)
 
     def aliases(self) -> list[tuple[str, ...]]:
         """Groups of keys that are the same tensor in the file (tied weights)."""

@@ -10,8 +10,10 @@ names. ``container=`` picks any candidate by its dotted path.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from ckptlab.io.checkpoint import Candidate, Checkpoint, OtherEntry
 from ckptlab.errors import ContainerError
 from ckptlab.io import limits
 from ckptlab.io.formats import paused_gc
-from ckptlab.io.formats.base import LazyTensor, Loaded
+from ckptlab.io.formats.base import LazyTensor, Loaded, TensorTable
 from ckptlab.io.formats.placeholder import Placeholder, is_module, module_state_dict, submodules, type_name
 
 __all__ = ["KNOWN_NAMES", "OPTIMIZER_NAMES", "OPTIMIZER_SLOTS", "MAX_DEPTH", "MAX_PLAIN_NODES", "Candidate",
@@ -41,6 +43,8 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 @dataclass
 class _Found:
+    """One candidate as the search found it: where, how it was reached, what it holds."""
+
     path: str
     chain: tuple[tuple[Any, Any], ...]  # (key, node) steps from the root down to the container
     mapping: dict[str, LazyTensor]
@@ -208,6 +212,8 @@ def _extras(root: Any, chosen: _Found) -> dict[str, Any]:
 
 def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None) -> Checkpoint:
     """Wrap the chosen container of ``loaded`` (``None``: the best candidate) as a Checkpoint."""
+    if _flat(loaded.root):
+        return _top_level(loaded, path, container)
     with paused_gc():
         found = find(loaded.root)
     if not found:
@@ -230,6 +236,32 @@ def to_checkpoint(loaded: Loaded, path: str | Path | None, container: str | None
         placeholders=loaded.placeholders, metadata=loaded.metadata, extras=_extras(loaded.root, chosen),
         beside=_beside(loaded.root, chosen),
     )
+
+
+_NBYTES = attrgetter("nbytes")
+
+
+def _flat(root: Any) -> bool:
+    """A flat mapping of tensors (a safetensors table, a bare state_dict): its one candidate
+    is the top level, found without the tree search (``map``/``set`` run in C)."""
+    if type(root) is TensorTable:
+        return len(root) > 0
+    return type(root) in (dict, OrderedDict) and len(root) > 0 and set(map(type, root.values())) == {LazyTensor} \
+        and set(map(type, root)) == {str}
+
+
+def _top_level(loaded: Loaded, path: str | Path | None, container: str | None) -> Checkpoint:
+    """What ``find`` gives a flat mapping: one candidate, the top level, nothing beside it."""
+    root = loaded.root
+    if container not in (None, ""):
+        raise ContainerError(f"no tensor mapping at {container!r}; candidates: (top level)", path)
+    if type(root) is TensorTable:  # (its reader checked its keys: the same keys, none made by flattening)
+        nbytes = sum(map(_NBYTES, root.infos.values()))
+    else:
+        limits.check_keys(root, path)
+        nbytes = sum(t.info.nbytes for t in root.values())
+    return Checkpoint(root, path=path, format=loaded.format, container="", candidates=(Candidate("", len(root), nbytes),),
+                      placeholders=loaded.placeholders, metadata=loaded.metadata, beside=())
 
 
 # -- optimizer state: many small candidates, one thing ------------------------------------

@@ -16,6 +16,9 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True)
 class TensorInfo:
+    """Shape, dtype and byte size of a tensor (immutable: a file's tensors of one shape and
+    dtype share one)."""
+
     shape: tuple[int, ...]
     dtype: torch.dtype
     nbytes: int

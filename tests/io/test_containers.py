@@ -63,6 +63,30 @@ def test_flat_state_dict_with_a_non_tensor_entry(tmp_path):
     assert ck.extras == {"version": 2}
 
 
+@pytest.mark.parametrize("form", ["dict", "OrderedDict", "safetensors"])
+def test_a_flat_mapping_reads_as_the_tree_search_reads_it(tmp_path, form):
+    """Flat files skip the tree search: the result is the one ``find`` gives (one candidate,
+    the top level, nothing beside it), and another container is refused naming it."""
+    from collections import OrderedDict
+
+    from safetensors.torch import save_file
+
+    from ckptlab.io import containers, formats
+
+    state = {**_sd(4), "empty": torch.empty(0, 3), "steps": torch.tensor(7)}
+    path = tmp_path / ("ck.safetensors" if form == "safetensors" else "ck.pt")
+    save_file(state, str(path)) if form == "safetensors" else torch.save(
+        OrderedDict(state) if form == "OrderedDict" else state, path)
+    ck = ckptlab.open(path)
+    searched = containers.find(dict(formats.read(path).root))
+    assert ck.candidates == tuple(f.candidate() for f in searched) == (
+        containers.Candidate("", 6, sum(t.numel() * t.element_size() for t in state.values())),)
+    assert (ck.container, ck.other, ck.beside, ck.extras) == ("", (), (), {})
+    assert sorted(ck.keys()) == sorted(state) and all(torch.equal(ck.tensor(k), state[k]) for k in state)
+    with pytest.raises(ContainerError, match=r"no tensor mapping at 'model'; candidates: \(top level\)"):
+        ckptlab.open(path, container="model")
+
+
 def test_nested_parts_read_as_one_dotted_state_dict(tmp_path):
     ck = _open(tmp_path, {"backbone": {"conv.weight": torch.ones(2), "bn": {"bias": torch.zeros(2)}},
                           "head": {"fc.weight": torch.ones(3)}})

@@ -257,3 +257,20 @@ def test_freeze_and_train_as_new_patterns_are_time_bounded():
     with hang_guard(), pytest.raises(RecipeError, match="freeze pattern: .*MAX_MATCH_SECONDS"):
         finetune._compile("(a+)+$").search(keys[0])
     assert finetune._compile("^backbone\\.").search("backbone.w") and editing.pretrained_keys(["h.w", "b.w"], "^h") == ["b.w"]
+
+
+def test_a_flat_tuple_is_held_to_the_hashing_limit_too():
+    """Tuples of plain values (shapes, strides, storage ids) skip the nesting bookkeeping; one
+    of ``MAX_TUPLE_EXPANSION`` items still costs more than the limit to hash, and is refused."""
+    import io
+
+    from ckptlab.io.formats.unpickler import restricted_load
+
+    def tuple_of(n: int) -> bytes:
+        return b"\x80\x02(" + b"N" * n + b"t."
+
+    n = limits.MAX_TUPLE_EXPANSION - 1
+    assert restricted_load(io.BytesIO(tuple_of(n)), "ok.pkl")[0] == (None,) * n
+    with hang_guard(), pytest.raises(LimitError, match="MAX_TUPLE_EXPANSION") as err:
+        restricted_load(io.BytesIO(tuple_of(n + 1)), "flat.pkl")
+    assert_one_line(err.value)

@@ -93,16 +93,18 @@ class Allowed:
 OBJECT = TypeMarker("builtins.object")
 
 
+# torch's dtypes, layouts and memory formats by name (one pass over the module's namespace)
+_TORCH_VALUES = {name: value for name, value in vars(torch).items()
+                 if isinstance(value, (torch.dtype, torch.layout, torch.memory_format))}
+
+
 def _values() -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {}
     for name, dtype in _LEGACY_STORAGES.items():
         marker = StorageType(name, dtype)
         for module in ("torch", "torch.cuda", "torch.storage"):
             out[(module, name)] = marker
-    for name in dir(torch):
-        value = getattr(torch, name, None)
-        if isinstance(value, (torch.dtype, torch.layout, torch.memory_format)):
-            out[("torch", name)] = value
+    out.update({("torch", name): value for name, value in _TORCH_VALUES.items()})
     for name in ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
                  "per_channel_symmetric", "per_channel_affine_float_qparams"):
         out[("torch", name)] = getattr(torch, name)
@@ -117,7 +119,7 @@ def _values() -> dict[tuple[str, str], Any]:
     return out
 
 
-_LAYOUTS = {name: value for name in dir(torch) if isinstance(value := getattr(torch, name, None), torch.layout)}
+_LAYOUTS = {name: value for name, value in _TORCH_VALUES.items() if isinstance(value, torch.layout)}
 
 
 # -- pure stand-ins for the allowed callables ---------------------------------------------
@@ -172,15 +174,19 @@ def _meta_tensor(dtype, size, stride, *_ignored) -> LazyTensor:
 
 
 def _ordered_dict(*args) -> collections.OrderedDict:
-    return _from_containers("collections.OrderedDict", collections.OrderedDict)(*args)
+    if args:  # (torch's pickles call it once per tensor, with none: its backward hooks)
+        _containers_only("collections.OrderedDict", args)
+    return collections.OrderedDict(*args)
 
 
 def _defaultdict(factory=None, *args) -> dict:
-    return _from_containers("collections.defaultdict", dict)(*args)  # the factory is never called
+    _containers_only("collections.defaultdict", args)
+    return dict(*args)  # the factory is never called
 
 
 def _counter(*args) -> collections.Counter:
-    return _from_containers("collections.Counter", collections.Counter)(*args)
+    _containers_only("collections.Counter", args)
+    return collections.Counter(*args)
 
 
 _SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None))
@@ -236,15 +242,20 @@ def _from_containers(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     for), never iterates a string or bytes (``tuple(s)`` would turn each byte of the pickle
     into an 8-byte reference, and no checkpoint spells a tuple that way)."""
     def make(*args):
-        if not all(isinstance(a, _CONTAINER_ARGS) for a in args):
-            raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _CONTAINER_ARGS))).__name__} "
-                                         "in a pickle is not allowed (only of a list, tuple, dict or set)")
+        _containers_only(kind, args)
         return fn(*args)
     return make
 
 
+def _containers_only(kind: str, args: tuple) -> None:
+    if not all(isinstance(a, _CONTAINER_ARGS) for a in args):
+        raise UnsupportedFormatError(f"{kind}() of a {type(next(a for a in args if not isinstance(a, _CONTAINER_ARGS))).__name__} "
+                                     "in a pickle is not allowed (only of a list, tuple, dict or set)")
+
+
 def _torch_size(*args) -> torch.Size:
-    return _from_containers("torch.Size", torch.Size)(*args)
+    _containers_only("torch.Size", args)
+    return torch.Size(*args)
 
 
 def _torch_device(*args) -> torch.device:

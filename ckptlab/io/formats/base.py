@@ -6,6 +6,7 @@ inside the tree and ``Checkpoint`` wraps it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
@@ -14,7 +15,7 @@ import torch
 from ckptlab.errors import CheckpointError, UnreadableFileError
 from ckptlab.io.tensor_info import TensorInfo
 
-__all__ = ["FileSpan", "LazyTensor", "guarded", "Loaded"]
+__all__ = ["FileSpan", "LazyTensor", "TensorTable", "guarded", "Loaded"]
 
 # (path, offset, nbytes), plus the CRC-32 of those bytes when the reader knows it for free
 FileSpan = tuple[str, int, int] | tuple[str, int, int, int]
@@ -59,6 +60,40 @@ class LazyTensor:
 
     def __repr__(self) -> str:
         return f"LazyTensor(shape={self.info.shape}, dtype={self.info.dtype_name})"
+
+
+class TensorTable(Mapping):
+    """A flat file's tensors by key (a safetensors header), each ``LazyTensor`` made when first
+    asked for and then kept, so it stays one object (ties, aliases). A header of thousands of
+    tensors opens without an object per tensor, and ``info(key)`` answers from the table.
+
+    ``infos`` maps every key, in file order, to its checked ``TensorInfo``; ``make(key, info)``
+    builds the key's ``LazyTensor``. The reader has checked the keys against ``limits``."""
+
+    __slots__ = ("infos", "_make", "_made")
+
+    def __init__(self, infos: dict[str, TensorInfo], make: Callable[[str, TensorInfo], LazyTensor]):
+        self.infos = infos
+        self._make = make
+        self._made: dict[str, LazyTensor] = {}
+
+    def __getitem__(self, key: str) -> LazyTensor:
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = self._make(key, self.infos[key])
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.infos)
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.infos
+
+    def __repr__(self) -> str:
+        return f"TensorTable({len(self.infos)} tensors)"
 
 
 def guarded(load: Callable[[], torch.Tensor], where: str | None) -> Callable[[], torch.Tensor]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ckptlab.errors import UnreadableFileError, quote
 from ckptlab.io import limits
-from ckptlab.io.formats.base import LazyTensor, Loaded
+from ckptlab.io.formats.base import LazyTensor, Loaded, TensorTable
 
 __all__ = ["MAX_INDEX_BYTES", "INDEX_SUFFIX", "read_index"]
 
@@ -24,7 +24,7 @@ def read_index(path: Path, read_file) -> Loaded:
     """``read_file(shard_path) -> Loaded`` opens one shard (sniffing its format)."""
     weight_map, metadata = _parse_index(path)
     limits.check_keys(weight_map, path)
-    shards: dict[str, dict[str, Any]] = {}
+    shards: dict[str, dict[str, Any] | TensorTable] = {}
     formats: set[str] = set()
     placeholders: set[str] = set()
     for name in dict.fromkeys(weight_map.values()):
@@ -34,21 +34,36 @@ def read_index(path: Path, read_file) -> Loaded:
             raise limits.exceeded(f"index indirection (shard {quote(name)} is an index itself)", 2,
                                   "MAX_INDEX_DEPTH", path)
         loaded = read_file(shard_path)
-        if not isinstance(loaded.root, dict):
+        if not isinstance(loaded.root, (dict, TensorTable)):
             raise UnreadableFileError(f"shard {quote(name)} does not hold a flat mapping of tensors", path)
         shards[name] = loaded.root
         formats.add(loaded.format)
         placeholders.update(loaded.placeholders)
-    root: dict[str, LazyTensor] = {}
-    for key, name in weight_map.items():
-        tensor = shards[name].get(key)
-        if not isinstance(tensor, LazyTensor):
-            raise UnreadableFileError(f"index lists {quote(key)} in {quote(name)}, but that shard has no such tensor",
-                                      path)
-        root[key] = tensor
+    root = _as_table(weight_map, shards) if all(type(s) is TensorTable for s in shards.values()) else None
+    if root is None:
+        root = {}
+        for key, name in weight_map.items():
+            tensor = shards[name].get(key)
+            if not isinstance(tensor, LazyTensor):
+                raise _missing(key, name, path)
+            root[key] = tensor
+    elif len(root) < len(weight_map):
+        key = next(k for k in weight_map if k not in root)
+        raise _missing(key, weight_map[key], path)
     kind = "sharded-safetensors" if formats == {"safetensors"} else "sharded-torch"
     metadata["shards"] = str(len(shards))
     return Loaded(kind, root, tuple(sorted(placeholders)), metadata)
+
+
+def _as_table(weight_map: dict[str, str], shards: dict[str, TensorTable]) -> TensorTable:
+    """Shards that are all tables (safetensors) make one table: no tensor object per key until
+    one is asked for. Keys a shard lacks are left out (the caller names the first)."""
+    infos = {key: info for key, name in weight_map.items() if (info := shards[name].infos.get(key)) is not None}
+    return TensorTable(infos, lambda key, _info: shards[weight_map[key]][key])
+
+
+def _missing(key: str, name: str, path: Path) -> UnreadableFileError:
+    return UnreadableFileError(f"index lists {quote(key)} in {quote(name)}, but that shard has no such tensor", path)
 
 
 def _parse_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:

@@ -7,7 +7,7 @@ that description and read, on ``load()``, only the bytes the view covers.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 import torch
@@ -21,7 +21,7 @@ __all__ = ["StorageRef", "view_span", "checked_shape", "lazy_view", "c_strides",
     "check_tiling"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageRef:
     """A storage in a file: ``numel`` elements of ``dtype`` that ``read(offset, nbytes)`` fetches.
 
@@ -31,6 +31,8 @@ class StorageRef:
     its bytes lie uncompressed in a plain file, so contiguous views can offer a file span;
     or ``(path, offset, nbytes, crc)`` when the storage is a zip member whose size and CRC-32
     are known, passed on in the span of a view that covers the whole member.
+    ``infos`` (optional) is one dict shared by every storage of a file: its views' ``TensorInfo``
+    by (shape, dtype), made once each (a model repeats a few dozen).
     """
 
     ident: Hashable
@@ -39,6 +41,7 @@ class StorageRef:
     read: Callable[[int, int], torch.Tensor]
     where: str = ""
     locate: Callable[[], tuple[str, int] | tuple[str, int, int, int] | None] | None = None
+    infos: dict | None = field(default=None, compare=False, repr=False)
 
 
 def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int]:
@@ -49,25 +52,31 @@ def view_span(offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> t
     return offset, last + 1
 
 
+_INT = frozenset({int})
+
+
 def checked_shape(size, stride=None, where: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``size`` and ``stride`` (default: C order) as int tuples, or a one-line error: plain
     non-negative ints, at most ``MAX_TENSOR_DIMS`` of them, none above ``MAX_TENSOR_DIM_SIZE``."""
-    def ints(values, what: str) -> tuple[int, ...]:
-        if not isinstance(values, (tuple, list)) or not all(type(v) is int for v in values):
-            raise UnreadableFileError(f"invalid tensor {what} (not a list of integers)", where)
-        if len(values) > limits.MAX_TENSOR_DIMS:
-            raise limits.exceeded(f"tensor {what} dimensions", len(values), "MAX_TENSOR_DIMS", where)
-        if any(v < 0 for v in values):
-            raise UnreadableFileError(f"invalid tensor {what} {tuple(values)} (negative)", where)
-        if any(v > limits.MAX_TENSOR_DIM_SIZE for v in values):
-            raise limits.exceeded(f"a tensor {what} entry", max(values), "MAX_TENSOR_DIM_SIZE", where)
-        return tuple(values)
-
-    shape = ints(size, "size")
-    strides = c_strides(shape) if stride is None else ints(stride, "stride")
+    shape = _ints(size, "size", where)
+    strides = c_strides(shape) if stride is None else _ints(stride, "stride", where)
     if len(strides) != len(shape):
         raise UnreadableFileError(f"invalid tensor view (shape {shape}, stride {strides})", where)
     return shape, strides
+
+
+def _ints(values, what: str, where: str | None) -> tuple[int, ...]:
+    """``values`` checked as a tensor size or stride (every test runs in C: one per tensor
+    and per stride of a file of thousands)."""
+    if not isinstance(values, (tuple, list)) or not _INT.issuperset(map(type, values)):
+        raise UnreadableFileError(f"invalid tensor {what} (not a list of integers)", where)
+    if len(values) > limits.MAX_TENSOR_DIMS:
+        raise limits.exceeded(f"tensor {what} dimensions", len(values), "MAX_TENSOR_DIMS", where)
+    if values and min(values) < 0:
+        raise UnreadableFileError(f"invalid tensor {what} {tuple(values)} (negative)", where)
+    if values and max(values) > limits.MAX_TENSOR_DIM_SIZE:
+        raise limits.exceeded(f"a tensor {what} entry", max(values), "MAX_TENSOR_DIM_SIZE", where)
+    return values if type(values) is tuple else tuple(values)
 
 
 def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
@@ -90,25 +99,47 @@ def lazy_view(storage: StorageRef, offset, shape, stride) -> LazyTensor:
     if numel > max(limits.MAX_VIEW_EXPANSION * storage.numel, limits.MAX_EXPANDED_VIEW_ELEMENTS):
         raise limits.exceeded(f"elements of a tensor view (shape {shape}, stride {stride}) of a storage of "
                               f"{storage.numel}", f"{numel:,}", "MAX_VIEW_EXPANSION", where)
-    itemsize = dtype.itemsize
+    infos = storage.infos
+    info = infos.get((shape, dtype)) if infos is not None else None
+    if info is None:
+        info = TensorInfo(shape, dtype, numel * dtype.itemsize)
+        if infos is not None:
+            infos[(shape, dtype)] = info
+    view = _View(storage, first, count, shape, stride)
+    return LazyTensor(info, view, storage.ident, (offset, shape, stride, dtype), view.span)
 
-    def load() -> torch.Tensor:
-        if count == 0:
-            return torch.empty_strided(shape, stride, dtype=dtype)
-        raw = storage.read(first * itemsize, count * itemsize)
+
+class _View:
+    """A tensor as a strided view into a storage: called, it reads only the bytes the view
+    covers (every failure a one-line error naming the file); ``span()`` says where they lie.
+    One small object per tensor, where closures made three (and their cells)."""
+
+    __slots__ = ("storage", "first", "count", "shape", "stride")
+
+    def __init__(self, storage: StorageRef, first: int, count: int, shape: tuple[int, ...], stride: tuple[int, ...]):
+        self.storage, self.first, self.count, self.shape, self.stride = storage, first, count, shape, stride
+
+    def __call__(self) -> torch.Tensor:
+        return guarded(self._read, self.storage.where or None)()
+
+    def _read(self) -> torch.Tensor:
+        dtype = self.storage.dtype
+        if self.count == 0:
+            return torch.empty_strided(self.shape, self.stride, dtype=dtype)
+        itemsize = dtype.itemsize
+        raw = self.storage.read(self.first * itemsize, self.count * itemsize)
         flat = raw.view(dtype) if dtype != torch.uint8 else raw
-        return flat.as_strided(shape, stride, 0)
+        return flat.as_strided(self.shape, self.stride, 0)
 
-    def span() -> FileSpan | None:
+    def span(self) -> FileSpan | None:
+        storage, first, count = self.storage, self.first, self.count
         where = storage.locate() if storage.locate is not None else None
-        if where is None or count == 0 or stride != c_strides(shape):
+        if where is None or count == 0 or self.stride != c_strides(self.shape):
             return None
+        itemsize = storage.dtype.itemsize
         span = (where[0], where[1] + first * itemsize, count * itemsize)
         whole_member = len(where) == 4 and first == 0 and count * itemsize == where[2]
         return span + (where[3],) if whole_member else span
-
-    info = TensorInfo(shape, dtype, prod(shape) * itemsize)
-    return LazyTensor(info, guarded(load, where), storage.ident, (offset, shape, stride, dtype), span)
 
 
 def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

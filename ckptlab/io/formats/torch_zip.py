@@ -99,6 +99,22 @@ class _Members:
         return torch.frombuffer(bytearray(data), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
 
 
+class _Member:
+    """One storage's member: called, it reads ``nbytes`` at ``offset`` in it; ``locate()`` says
+    where its bytes lie. One small object per storage, where closures made two and their cells."""
+
+    __slots__ = ("members", "name")
+
+    def __init__(self, members: _Members, name: str):
+        self.members, self.name = members, name
+
+    def __call__(self, offset: int, nbytes: int) -> torch.Tensor:
+        return self.members.read(self.name, offset, nbytes)
+
+    def locate(self) -> tuple[str, int, int, int] | None:
+        return self.members.locate(self.name)
+
+
 class ZipArchive:
     """The members of one torch archive, by name relative to its top folder."""
 
@@ -123,6 +139,8 @@ class ZipArchive:
             raise
         self.infos = {i.filename[len(self.prefix):]: i for i in infos}
         self.members = _Members(region, {n: i for n, i in self.infos.items() if n.startswith("data/")})
+        self._where, self._region_path = str(path), str(region.path)
+        self._infos: dict = {}  # the TensorInfo of each (shape, dtype) of this file's tensors, made once
 
     def close(self) -> None:
         """Parsing is done: lazy tensors reopen the file themselves, one span at a time."""
@@ -192,13 +210,9 @@ class ZipArchive:
         if info.file_size < numel * dtype.itemsize:
             raise UnreadableFileError(f"truncated: {quote(member)} holds {info.file_size} bytes, needs "
                                       f"{numel * dtype.itemsize}", self.path)
-        members = self.members
-
-        def read(offset: int, nbytes: int) -> torch.Tensor:
-            return members.read(member, offset, nbytes)
-
-        ident = (str(self.region.path), self.region.start, key)
-        return StorageRef(ident, dtype, numel, read, str(self.path), lambda: members.locate(member))
+        reader = _Member(self.members, member)
+        ident = (self._region_path, self.region.start, key)
+        return StorageRef(ident, dtype, numel, reader, self._where, reader.locate, self._infos)
 
 
 def _torch_prefix(names: list[str], path: Path) -> str:

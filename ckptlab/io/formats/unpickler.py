@@ -33,10 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import torch
+
 from ckptlab.errors import CheckpointError, UnreadableFileError, UnsafePickleError, quote
 from ckptlab.io import limits
-from ckptlab.io.formats.allowlist import ALLOWED, Allowed, normalise, refusal_reason
+from ckptlab.io.formats.allowlist import ALLOWED, Allowed, StorageType, normalise, refusal_reason
+from ckptlab.io.formats.base import LazyTensor
 from ckptlab.io.formats.placeholder import Placeholder, make_placeholder_class
+from ckptlab.io.formats.storage import StorageRef
 
 __all__ = ["PersistentLoad", "RestrictedUnpickler", "restricted_load"]
 
@@ -47,9 +51,16 @@ _DICTS = (dict, OrderedDict, Counter)
 _CONTAINERS = (tuple, list, dict, set, frozenset, OrderedDict, Counter)
 _MEASURED = (tuple, list, set, frozenset, dict)  # isinstance: subclasses (torch.Size) too
 _TEXT = (str, bytes, bytearray)
+# Exact types that are no container, no placeholder and no string: a call returning one has
+# nothing to charge.
+_ATOMS = frozenset({int, float, bool, type(None), complex, LazyTensor, StorageRef, StorageType, torch.dtype})
+# ... and never recorded in ``_shape``: a tuple of only these (and strings) has depth 1 and
+# costs its length to hash.
+_FLAT = _ATOMS | {str, bytes}
 
 
 _U32 = struct.Struct("<I").unpack
+_I32, _U16, _F64, _U32S, _U64 = (struct.Struct(f) for f in ("<i", "<H", ">d", "<I", "<Q"))
 
 
 class _Stop(Exception):
@@ -85,14 +96,12 @@ class RestrictedUnpickler:
         self._made_items = 0  # items of containers returned by calls (see ``_made``)
         self._made_bytes = 0  # characters/bytes of strings returned by calls
         self._key_chars = 0  # characters of every str dict key set (MAX_TOTAL_KEY_CHARS)
-        self._dispatch = [None] * 256
-        for code, name in _OPCODES.items():
-            self._dispatch[code] = getattr(self, name)
 
     # -- the loop -------------------------------------------------------------------------
     def load(self) -> Any:
-        read, dispatch = self._read, self._dispatch
+        read, dispatch, memo = self._read, _DISPATCH, self.memo
         budget = limits.MAX_PICKLE_OBJECTS
+        max_index, max_entries = limits.MAX_MEMO_INDEX, limits.MAX_MEMO_ENTRIES
         try:
             while True:
                 code = read(1)
@@ -101,10 +110,19 @@ class RestrictedUnpickler:
                 budget -= 1
                 if budget < 0:
                     raise limits.exceeded("pickle opcodes", f"> {limits.MAX_PICKLE_OBJECTS:,}", "MAX_PICKLE_OBJECTS")
+                if code == b"r":  # LONG_BINPUT (a quarter of torch's opcodes), with ``_put``, inline
+                    data = read(4)
+                    if len(data) != 4:
+                        raise EOFError
+                    index = _U32(data)[0]
+                    if index > max_index or (index not in memo and len(memo) >= max_entries) or not self.stack:
+                        self._put(index)  # raises the error that applies
+                    memo[index] = self.stack[-1]
+                    continue
                 op = dispatch[code[0]]
                 if op is None:
                     raise _Corrupt(f"unknown opcode {code!r}")
-                op()
+                op(self)
         except _Stop as stop:
             return stop.value
 
@@ -130,12 +148,12 @@ class RestrictedUnpickler:
             raise EOFError
         return line[:-1]
 
-    def _unpack(self, fmt: str, size: int) -> Any:
+    def _unpack(self, fixed: struct.Struct) -> Any:
         """A fixed-size argument (1 to 8 bytes: nothing to bound before reading it)."""
-        data = self._read(size)
-        if len(data) != size:
+        data = self._read(fixed.size)
+        if len(data) != fixed.size:
             raise EOFError
-        return struct.unpack(fmt, data)[0]
+        return fixed.unpack(data)[0]
 
     def _byte(self) -> int:
         data = self._read(1)
@@ -197,6 +215,8 @@ class RestrictedUnpickler:
         ``tuple(...)`` or ``torch.Size`` is as much a hashable key as a TUPLE opcode's), and
         charge what it holds: ``list(x)`` called a thousand times on one big list would
         otherwise multiply memory without a thousand times the opcodes."""
+        if type(obj) in _ATOMS:  # a rebuilt tensor, a number: nothing to charge
+            return obj
         if isinstance(obj, _TEXT):
             self._made_bytes += len(obj)
             if self._made_bytes > limits.MAX_PICKLE_BYTES:
@@ -204,6 +224,8 @@ class RestrictedUnpickler:
                                       "MAX_PICKLE_BYTES")
             return obj
         if not isinstance(obj, _MEASURED):
+            return obj
+        if not obj:  # an empty container (torch's pickles make one per tensor): nothing in it to charge
             return obj
         self._made_items += len(obj)
         if self._made_items > limits.MAX_PICKLE_OBJECTS:
@@ -306,13 +328,21 @@ class RestrictedUnpickler:
         self.stack.append(int(line) if value is None else value)
 
     def op_binint(self) -> None:
-        self.stack.append(self._unpack("<i", 4))
+        self.stack.append(self._unpack(_I32))
 
+    # (the opcodes torch's pickles run for every tensor read their arguments inline: a method
+    # call each is a tenth of a tensor's cost)
     def op_binint1(self) -> None:
-        self.stack.append(self._byte())
+        data = self._read(1)
+        if not data:
+            raise EOFError
+        self.stack.append(data[0])
 
     def op_binint2(self) -> None:
-        self.stack.append(self._unpack("<H", 2))
+        data = self._read(2)
+        if len(data) != 2:
+            raise EOFError
+        self.stack.append(data[0] | data[1] << 8)
 
     def op_long(self) -> None:
         line = self._line().rstrip(b"L")
@@ -329,13 +359,13 @@ class RestrictedUnpickler:
         self._long(self._byte())
 
     def op_long4(self) -> None:
-        self._long(self._unpack("<i", 4))
+        self._long(self._unpack(_I32))
 
     def op_float(self) -> None:
         self.stack.append(float(self._line()))
 
     def op_binfloat(self) -> None:
-        self.stack.append(self._unpack(">d", 8))
+        self.stack.append(self._unpack(_F64))
 
     # -- opcodes: strings and bytes -------------------------------------------------------------
     def op_string(self) -> None:
@@ -345,40 +375,48 @@ class RestrictedUnpickler:
         self.stack.append(codecs.escape_decode(line[1:-1])[0].decode("utf-8"))
 
     def op_binstring(self) -> None:
-        self.stack.append(self._bytes(self._unpack("<i", 4)).decode("utf-8"))
+        self.stack.append(self._bytes(self._unpack(_I32)).decode("utf-8"))
 
     def op_short_binstring(self) -> None:
         self.stack.append(self._bytes(self._byte()).decode("utf-8"))
 
     def op_binbytes(self) -> None:
-        self.stack.append(self._bytes(self._unpack("<I", 4)))
+        self.stack.append(self._bytes(self._unpack(_U32S)))
 
     def op_short_binbytes(self) -> None:
         self.stack.append(self._bytes(self._byte()))
 
     def op_binbytes8(self) -> None:
-        self.stack.append(self._bytes(self._unpack("<Q", 8)))
+        self.stack.append(self._bytes(self._unpack(_U64)))
 
     def op_bytearray8(self) -> None:
-        self.stack.append(bytearray(self._bytes(self._unpack("<Q", 8))))
+        self.stack.append(bytearray(self._bytes(self._unpack(_U64))))
 
     def op_unicode(self) -> None:
         self.stack.append(str(self._line(), "raw-unicode-escape"))
 
     def op_binunicode(self) -> None:
-        self.stack.append(str(self._bytes(self._unpack("<I", 4)), "utf-8", "surrogatepass"))
+        data = self._read(4)
+        if len(data) != 4:
+            raise EOFError
+        self.stack.append(str(self._bytes(_U32(data)[0]), "utf-8", "surrogatepass"))
 
     def op_short_binunicode(self) -> None:
         self.stack.append(str(self._bytes(self._byte()), "utf-8", "surrogatepass"))
 
     def op_binunicode8(self) -> None:
-        self.stack.append(str(self._bytes(self._unpack("<Q", 8)), "utf-8", "surrogatepass"))
+        self.stack.append(str(self._bytes(self._unpack(_U64)), "utf-8", "surrogatepass"))
 
     # -- opcodes: containers --------------------------------------------------------------------
     def op_empty_tuple(self) -> None:
         self.stack.append(())
 
     def _tuple(self, items: list[Any]) -> None:
+        if _FLAT.issuperset(map(type, items)):  # a shape, a stride, a storage id: nothing nested (checked in C)
+            if len(items) >= limits.MAX_TUPLE_EXPANSION:
+                raise limits.exceeded("elements reached hashing a tuple", f"{len(items) + 1:,}", "MAX_TUPLE_EXPANSION")
+            self.stack.append(tuple(items))
+            return
         self.stack.append(self._measure(tuple(items), items))
 
     def op_tuple(self) -> None:
@@ -388,8 +426,15 @@ class RestrictedUnpickler:
         self._tuple([self._pop()])
 
     def op_tuple2(self) -> None:
-        b, a = self._pop(), self._pop()
-        self._tuple([a, b])
+        stack = self.stack
+        if len(stack) < 2:
+            raise _Corrupt("stack underflow")
+        b = stack.pop()
+        a = stack.pop()
+        if type(a) in _FLAT and type(b) in _FLAT:  # a 2-d shape or stride
+            stack.append((a, b))
+        else:
+            self._tuple([a, b])
 
     def op_tuple3(self) -> None:
         c, b, a = self._pop(), self._pop(), self._pop()
@@ -484,7 +529,7 @@ class RestrictedUnpickler:
     def op_binput(self) -> None:
         self._put(self._byte())
 
-    def op_long_binput(self) -> None:  # the commonest opcode of torch's pickles: kept short
+    def op_long_binput(self) -> None:  # (``load`` runs this one inline: a quarter of torch's opcodes)
         data = self._read(4)
         if len(data) != 4:
             raise EOFError
@@ -512,7 +557,7 @@ class RestrictedUnpickler:
             raise _Corrupt(f"memo slot {data[0]} read before it was written") from None
 
     def op_long_binget(self) -> None:
-        self._get(self._unpack("<I", 4))
+        self._get(self._unpack(_U32S))
 
     # -- opcodes: objects -----------------------------------------------------------------------
     def op_global(self) -> None:
@@ -527,9 +572,12 @@ class RestrictedUnpickler:
         self.stack.append(self.find_class(module, name))
 
     def op_reduce(self) -> None:
-        args = self._pop()
-        func = self._pop()
-        self.stack.append(self._call(func, args))
+        stack = self.stack
+        if len(stack) < 2:
+            raise _Corrupt("stack underflow")
+        args = stack.pop()
+        func = stack.pop()
+        stack.append(self._call(func, args))
 
     def op_newobj(self) -> None:
         args = self._pop()
@@ -568,7 +616,10 @@ class RestrictedUnpickler:
         self.stack.append(self.persistent_load(self._line().decode("ascii")))
 
     def op_binpersid(self) -> None:
-        self.stack.append(self.persistent_load(self._pop()))
+        stack = self.stack
+        if not stack:
+            raise _Corrupt("stack underflow")
+        stack.append(self.persistent_load(stack.pop()))
 
     def op_ext(self) -> None:
         raise UnsafePickleError("refusing a copyreg extension code (EXT1/2/4): it names a "
@@ -598,6 +649,13 @@ _OPCODES: dict[int, str] = {
         "\x82": "op_ext", "\x83": "op_ext", "\x84": "op_ext", "\x97": "op_buffer", "\x98": "op_buffer",
     }.items()
 }
+
+
+# opcode -> the method that runs it, unbound: a table of bound methods per machine would tie
+# each machine in a reference cycle, and its memo (every object of the pickle) would then
+# wait for the cyclic garbage collector instead of going when the load returns
+_DISPATCH: list[Callable[[RestrictedUnpickler], None] | None] = [
+    getattr(RestrictedUnpickler, _OPCODES[code]) if code in _OPCODES else None for code in range(256)]
 
 
 def _end_of(file: IO[bytes]) -> int | None:

@@ -46,3 +46,43 @@ def test_the_bundled_sample_matches_its_torch_twin(sample):
     assert sorted(st.keys()) == sorted(pt.keys())
     for key in pt.keys():
         assert torch.equal(st.tensor(key), pt.tensor(key))
+
+
+def test_opening_makes_no_tensor_object_until_one_is_asked_for(saved):
+    """The header stays a table: ``info`` answers from it, and each key's LazyTensor is made
+    once, when first asked for, and is the same object after (so ties stay recognisable)."""
+    from ckptlab.io.formats.base import TensorTable
+
+    path, tensors = saved
+    ck = ckptlab.open(path)
+    table = ck._tensors
+    assert type(table) is TensorTable and table._made == {}
+    assert [ck.info(k) for k in ck.keys()] and table._made == {}
+    first = ck.lazy("column")
+    assert ck.lazy("column") is first and first.info == ck.info("column") and list(table._made) == ["column"]
+    assert ck.total_bytes == sum(t.numel() * t.element_size() for t in tensors.values())
+    with pytest.raises(ckptlab.CheckpointError, match="no tensor named 'ghost'"):
+        ck.info("ghost")
+
+
+def test_keys_come_in_file_order_and_each_reads_its_own_span(tmp_path):
+    """A header may list its tensors in any order: keys come in the order of their bytes in
+    the file, and each tensor reads the span its ``data_offsets`` name (parsed when the
+    first tensor is made, after the library validated the header)."""
+    import json
+    import struct
+
+    values = {"z.second": torch.tensor([3.0, 4.0]), "a.first": torch.tensor([1.0, 2.0]),
+              "m.empty": torch.empty(0, dtype=torch.float32)}
+    header = json.dumps({"z.second": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+                         "m.empty": {"dtype": "F32", "shape": [0], "data_offsets": [16, 16]},
+                         "a.first": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                         "__metadata__": {"k": "v"}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "order.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + values["a.first"].numpy().tobytes()
+                     + values["z.second"].numpy().tobytes())
+    ck = ckptlab.open(path)
+    assert ck.keys() == ["a.first", "z.second", "m.empty"] and ck.metadata == {"k": "v"}
+    assert all(torch.equal(ck.tensor(k), v) for k, v in values.items())
+    assert ck.lazy("z.second").file_span == (str(path), 8 + len(header) + 8, 8)

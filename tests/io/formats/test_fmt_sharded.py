@@ -46,6 +46,17 @@ def test_a_folder_with_one_index_opens_it(tmp_path):
     assert ckptlab.open(tmp_path).format == "sharded-safetensors"
 
 
+def test_a_safetensors_set_stays_one_table_of_its_shards_tensors(tmp_path):
+    from ckptlab.io.formats.base import TensorTable
+
+    index, state = _write_set(tmp_path, "safetensors")
+    ck = ckptlab.open(tmp_path / index)
+    assert type(ck._tensors) is TensorTable and list(ck.keys()) == list(state)
+    assert all(ck.info(k).shape == tuple(t.shape) for k, t in state.items())
+    assert ck.lazy("layers.2.bias") is ck.lazy("layers.2.bias")
+    assert all(torch.equal(ck.tensor(k), t) for k, t in state.items())
+
+
 def test_index_naming_a_key_its_shard_lacks(tmp_path):
     index, _ = _write_set(tmp_path, "safetensors")
     data = json.loads((tmp_path / index).read_text())
